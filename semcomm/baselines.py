@@ -1,0 +1,104 @@
+"""Classical image codecs (JPEG, WebP via Pillow) as rate-distortion reference points.
+
+Shapes and units:
+
+* images are ``B x 3 x H x W`` uint8 torch tensors (RGB, values 0..255);
+* a compressed image is one complete, decodable file as Pillow writes it
+  (``bytes``), one per image;
+* bits are ``8 * len(file)`` per image, headers included: that is what would
+  be sent over the link. Returned as an int64 tensor of shape ``B``.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+FORMATS = ("jpeg", "webp")
+
+
+@dataclass
+class ImageCodec:
+    """A Pillow codec at one quality setting (``format`` in FORMATS, ``quality`` in 0..100)."""
+
+    format: str
+    quality: int
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"unknown format {self.format!r}; accepted: {', '.join(FORMATS)}")
+        if isinstance(self.quality, bool) or not isinstance(self.quality, int):
+            raise ValueError(f"quality must be an int in 0..100, got {self.quality!r}")
+        if not 0 <= self.quality <= 100:
+            raise ValueError(f"quality must be in 0..100, got {self.quality}")
+
+    @property
+    def name(self) -> str:
+        """Short label such as ``"jpeg-q50"``."""
+        return f"{self.format}-q{self.quality}"
+
+    def _save(self, img: Image.Image, buf: io.BytesIO) -> None:
+        if self.format == "jpeg":
+            img.save(buf, "JPEG", quality=self.quality)
+        else:
+            img.save(buf, "WEBP", quality=self.quality, method=6, lossless=False)
+
+    def compress(self, images: torch.Tensor) -> list[bytes]:
+        """Encode ``B x 3 x H x W`` uint8 images; returns one file (bytes) per image."""
+        _check_images(images)
+        arrays = images.detach().cpu().permute(0, 2, 3, 1).contiguous().numpy()
+        out = []
+        for arr in arrays:
+            buf = io.BytesIO()
+            self._save(Image.fromarray(arr), buf)
+            out.append(buf.getvalue())
+        return out
+
+    def decompress(self, strings: list[bytes]) -> torch.Tensor:
+        """Decode files back to a ``B x 3 x H x W`` uint8 tensor (all images must share H, W).
+
+        Raises ValueError naming the index of any file Pillow cannot decode.
+        """
+        decoded = []
+        for i, s in enumerate(strings):
+            try:
+                with Image.open(io.BytesIO(s)) as img:
+                    decoded.append(np.asarray(img.convert("RGB")))
+            except Exception as e:  # Pillow raises OSError, SyntaxError, ...
+                raise ValueError(f"{self.name}: could not decode item {i} ({len(s)} bytes): {e}") from e
+        if not decoded:
+            return torch.empty(0, 3, 0, 0, dtype=torch.uint8)
+        return torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).contiguous()
+
+    def roundtrip(self, images: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """Compress and decode ``B x 3 x H x W`` uint8 images in chunks of ``batch_size``.
+
+        Returns ``(decoded, bits)``: decoded is ``B x 3 x H x W`` uint8, bits is an
+        int64 tensor of shape ``B`` holding ``8 * len(file)`` (headers included).
+        """
+        _check_images(images)
+        decoded, bits = [], []
+        for start in range(0, images.shape[0], batch_size):
+            strings = self.compress(images[start:start + batch_size])
+            decoded.append(self.decompress(strings))
+            bits.extend(8 * len(s) for s in strings)
+        if not decoded:
+            return images.detach().cpu().clone(), torch.zeros(0, dtype=torch.int64)
+        return torch.cat(decoded), torch.tensor(bits, dtype=torch.int64)
+
+
+def _check_images(images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8 (0..255), got dtype {images.dtype}")
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be B x 3 x H x W, got shape {tuple(images.shape)}")
+
+
+def standard_codecs() -> list[ImageCodec]:
+    """Default sweep: JPEG at qualities 10, 50, 90 and WebP at 5, 20, 50, 75."""
+    return [ImageCodec("jpeg", q) for q in (10, 50, 90)] + [ImageCodec("webp", q) for q in (5, 20, 50, 75)]

@@ -1,0 +1,177 @@
+"""The ``semcomm`` command line: train, export, zoo, evaluate, sweep."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from .data import default_cache_dir, load_split
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="semcomm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train (or resume) a zoo model from a preset")
+    p.add_argument("preset", help="vit-edge-cifar10 or vit-server-cifar10")
+    p.add_argument("--epochs", type=int, help="override the schedule length")
+    p.add_argument("--run-dir", type=Path, help="training state directory (default: cache/runs/PRESET)")
+    p.add_argument("--init-from", type=Path, help="safetensors weights for a warm restart")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--export", action="store_true", help="export to the zoo when done")
+    _data_args(p)
+
+    p = sub.add_parser("export", help="write a run's weights and model card into the zoo")
+    p.add_argument("preset")
+    p.add_argument("--run-dir", type=Path)
+    _data_args(p)
+
+    sub.add_parser("zoo", help="list the shipped checkpoints and their measured accuracy")
+
+    p = sub.add_parser("evaluate", help="top-1 accuracy of one model on a data split")
+    p.add_argument("model", help="zoo checkpoint name")
+    p.add_argument("--dataset", default="cifar10")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, help="first N images only")
+    p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    p.add_argument("--json", type=Path, help="write the result here")
+    _data_args(p)
+
+    p = sub.add_parser("sweep", help="bitrate-accuracy sweep of the semantic codec and its references (the main job)")
+    p.add_argument("--dataset", default="cifar10")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, help="first N images only, for a quick look")
+    p.add_argument("--edge", default="vit-edge-cifar10")
+    p.add_argument("--server", default="vit-server-cifar10")
+    p.add_argument("--importance", default="mean", choices=["mean", "mean_layers", "rollout"])
+    p.add_argument("--budgets", type=_int_list, help="patches per image, e.g. 8,16,32")
+    p.add_argument("--thresholds", type=_float_list, help="gate thresholds, e.g. 0.4,0.8,1.2")
+    p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument("--plot", type=Path, help="write the accuracy-versus-bits plot here (PNG or PDF)")
+    _data_args(p)
+
+    args = parser.parse_args(argv)
+    commands = {"train": _train, "export": _export, "zoo": _zoo, "evaluate": _evaluate, "sweep": _sweep}
+    try:
+        return commands[args.command](args)
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        parser.exit(2, f"semcomm {args.command}: error: {err}\n")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", type=Path, help="directory holding the data sets (default: SEMCOMM_DATA or ../shared/data)")
+
+
+def _run_dir(args) -> Path:
+    return args.run_dir or default_cache_dir() / "runs" / args.preset
+
+
+def _train(args) -> int:
+    import torch
+
+    from .training import PRESET_DATASETS, PRESETS, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = PRESETS[args.preset]
+    if args.epochs:
+        config = replace(config, epochs=args.epochs)
+    dataset = PRESET_DATASETS[args.preset]
+    train_split = load_split(dataset, "train", args.data_root)
+    test_split = load_split(dataset, "test", args.data_root)
+    train(config, train_split, test_split, _run_dir(args), init_from=args.init_from)
+    if args.export:
+        return _export(args)
+    return 0
+
+
+def _export(args) -> int:
+    import torch
+
+    from .inference import predict_logits, top1
+    from .models.zoo import CHECKPOINT_DIR, ModelCard, save_weights
+    from .training import PRESET_DATASETS, TrainConfig, build
+
+    state = torch.load(_run_dir(args) / "state.pt", weights_only=False)
+    config = TrainConfig(**{**state["config"], "token_keep": state["config"]["token_keep"] and tuple(state["config"]["token_keep"])})
+    model = build(config)
+    model.load_state_dict(state["model"])
+    model.eval()
+    dataset = PRESET_DATASETS[args.preset]
+    test_split = load_split(dataset, "test", args.data_root)
+    save_weights(model.model, CHECKPOINT_DIR / f"{args.preset}.safetensors")
+    # measure the weights as shipped (fp16 round trip), not the fp32 training copy
+    from .models import create_model
+
+    card = ModelCard(
+        name=args.preset, architecture=config.architecture, dataset=dataset, num_classes=config.num_classes,
+        params=sum(p.numel() for p in model.parameters()), epochs=state["epoch"], test_top1=None,
+        test_images=len(test_split), recipe=asdict(config),
+        notes=f"trained with `semcomm train {args.preset}`; per-epoch history in the recipe's run directory",
+    )
+    (CHECKPOINT_DIR / f"{args.preset}.json").write_text(json.dumps(asdict(card), indent=2))
+    shipped = create_model(args.preset)
+    card.test_top1 = top1(predict_logits(shipped, test_split.images, bf16=False, desc="test"), test_split.labels)
+    card.notes += "; test_top1 measured in fp32 on the fp16 weights as shipped"
+    (CHECKPOINT_DIR / f"{args.preset}.json").write_text(json.dumps(asdict(card), indent=2))
+    print(json.dumps(asdict(card), indent=2))
+    return 0
+
+
+def _zoo(args) -> int:
+    from .models import list_checkpoints
+
+    print(f"{'name':24} {'architecture':26} {'dataset':10} {'params':>9} {'epochs':>6} {'test top-1':>10}")
+    for card in list_checkpoints():
+        acc = f"{100 * card.test_top1:.2f}%" if card.test_top1 is not None else "-"
+        print(f"{card.name:24} {card.architecture:26} {card.dataset:10} {card.params:9,d} {card.epochs:6d} {acc:>10}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .inference import predict_logits, top1
+    from .models import create_model
+
+    model = create_model(args.model)
+    split = load_split(args.dataset, args.split, args.data_root, limit=args.limit)
+    logits = predict_logits(model, split.images, bf16=not args.fp32, desc=args.model)
+    result = dict(model=args.model, dataset=args.dataset, split=args.split, images=len(split),
+                  top1=top1(logits, split.labels), bf16=not args.fp32)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _sweep(args) -> int:
+    from .plots import plot_sweep
+    from .sweep import Sweep, SweepConfig
+
+    config = SweepConfig(edge=args.edge, server=args.server, importance=args.importance)
+    if args.budgets:
+        config = replace(config, budgets=args.budgets)
+    if args.thresholds:
+        config = replace(config, thresholds=args.thresholds)
+    split = load_split(args.dataset, args.split, args.data_root, limit=args.limit)
+    result = Sweep(config).run(split)
+    print(result.table())
+    print(f"\n{result.images} images of {result.dataset} in {result.seconds:.0f} s ({result.machine})")
+    if args.json:
+        result.to_json(args.json)
+    if args.plot:
+        plot_sweep(result, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

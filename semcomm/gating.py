@@ -1,0 +1,73 @@
+"""Entropy gating: answer at the edge when the edge model is sure enough.
+
+Each gate turns B x C edge logits into a B uncertainty score (higher = less
+sure) and offloads an image when its score is >= ``threshold``. A threshold
+of 0 therefore offloads every image and ``math.inf`` none.
+
+* ``min_entropy``: H_min = -log2 max_c p_c, in bits (the methods paper's
+  default, threshold 0.8: offload when p_max < 2^-0.8 = 0.574).
+* ``shannon``: H = -sum_c p_c log2 p_c, in bits.
+* ``margin``: 1 - (p_1 - p_2), the top-two probability gap subtracted from 1.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+KINDS = ("min_entropy", "shannon", "margin")
+
+
+def uncertainty(logits: torch.Tensor, kind: str = "min_entropy") -> torch.Tensor:
+    """B uncertainty scores of B x C logits (see the module docstring for units)."""
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(f"logits must be B x C with C >= 2 classes, got shape {tuple(logits.shape)}")
+    if not torch.isfinite(logits).all():
+        raise ValueError("logits contain NaN or infinite values")
+    log_p = logits.float().log_softmax(dim=-1)
+    if kind == "min_entropy":
+        return -log_p.max(dim=-1).values / math.log(2)
+    if kind == "shannon":
+        return -(log_p.exp() * log_p).sum(dim=-1) / math.log(2)
+    if kind == "margin":
+        top2 = log_p.exp().topk(2, dim=-1).values
+        return 1 - (top2[:, 0] - top2[:, 1])
+    raise ValueError(f"unknown gate {kind!r}; choose one of {KINDS}")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Offload an image when ``uncertainty(logits, kind) >= threshold``."""
+
+    kind: str = "min_entropy"
+    threshold: float = 0.8
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown gate {self.kind!r}; choose one of {KINDS}")
+        if math.isnan(self.threshold) or self.threshold < 0:
+            raise ValueError(f"gate threshold must be >= 0 (0 offloads all, inf none), got {self.threshold}")
+
+    def offload(self, logits: torch.Tensor) -> torch.Tensor:
+        """B booleans: True where the image is sent to the server."""
+        return uncertainty(logits, self.kind) >= self.threshold
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.threshold:g}"
+
+    @classmethod
+    def calibrate(cls, logits: torch.Tensor, offload_rate: float, kind: str = "min_entropy") -> "Gate":
+        """The gate that offloads ``offload_rate`` of the images in ``logits`` (held-out data).
+
+        The threshold is the score of the ``round(rate * B)``-th most uncertain
+        image, so exactly that many are offloaded unless scores tie.
+        """
+        if not 0 <= offload_rate <= 1:
+            raise ValueError(f"offload_rate is a fraction in [0, 1], got {offload_rate}")
+        scores = uncertainty(logits, kind).sort(descending=True).values
+        count = round(offload_rate * len(scores))
+        if count == 0:
+            return cls(kind, math.inf)
+        return cls(kind, float(scores[count - 1]))

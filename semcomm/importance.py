@@ -1,0 +1,43 @@
+"""Patch importance from a ViT's attention.
+
+Every method returns B x N non-negative scores over the N patches (prefix
+tokens such as CLS dropped) that sum to 1 per image.
+
+* ``mean``: last layer, CLS row, averaged over heads (the methods paper's default).
+* ``mean_layers``: the same CLS row averaged over every layer.
+* ``rollout``: attention rollout (Abnar & Zuidema, 2020): per layer, head
+  mean plus identity, rows renormalised, multiplied through the layers; the
+  CLS row of the product.
+"""
+from __future__ import annotations
+
+import torch
+
+from .models.adapter import ViTOutput
+
+METHODS = ("mean", "mean_layers", "rollout")
+
+
+def patch_importance(output: ViTOutput, method: str = "mean") -> torch.Tensor:
+    """B x N importance of each patch, renormalised to sum to 1."""
+    prefix = output.num_prefix_tokens
+    if method == "mean":
+        scores = output.attentions[-1][:, :, 0, prefix:].float().mean(dim=1)
+    elif method == "mean_layers":
+        scores = torch.stack([a[:, :, 0, prefix:].float().mean(dim=1) for a in output.attentions]).mean(dim=0)
+    elif method == "rollout":
+        scores = attention_rollout(output.attentions)[:, 0, prefix:]
+    else:
+        raise ValueError(f"unknown importance method {method!r}; choose one of {METHODS}")
+    return scores / scores.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def attention_rollout(attentions: list[torch.Tensor]) -> torch.Tensor:
+    """B x T x T rollout of per-layer B x heads x T x T attention."""
+    rollout = None
+    for layer in attentions:
+        a = layer.float().mean(dim=1)
+        a = a + torch.eye(a.shape[-1], dtype=a.dtype)
+        a = a / a.sum(dim=-1, keepdim=True)
+        rollout = a if rollout is None else a @ rollout
+    return rollout

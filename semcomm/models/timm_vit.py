@@ -1,0 +1,75 @@
+"""Adapter over timm's ``VisionTransformer`` (ViT, DeiT, distilled DeiT, ...).
+
+timm's own modules do all the work: the patch embedding and its
+``_pos_embed`` (which prepends CLS / distillation / register tokens and adds
+position embeddings), the blocks, the norm and the head. The adapter only
+
+* records attention with a forward hook on each block's ``attn_drop``
+  module (the softmax output), switching off fused attention while it does;
+* keeps a subset of patch tokens after ``_pos_embed``, so each patch keeps
+  its own position embedding.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+from .adapter import ViTAdapter, ViTOutput
+
+
+class TimmViT(ViTAdapter):
+    """Wrap a timm ``VisionTransformer`` (built by ``timm.create_model`` or by hand)."""
+
+    def __init__(self, model: VisionTransformer):
+        if not isinstance(model, VisionTransformer):
+            raise TypeError(f"TimmViT wraps a timm VisionTransformer, got {type(model).__name__}")
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        super().__init__(
+            image_size=model.patch_embed.img_size,
+            patch_size=model.patch_embed.patch_size[0],
+            num_classes=model.num_classes,
+            mean=cfg.get("mean", (0.5, 0.5, 0.5)),
+            std=cfg.get("std", (0.5, 0.5, 0.5)),
+        )
+        for block in model.blocks:
+            if not hasattr(block.attn, "attn_drop") or not hasattr(block.attn, "fused_attn"):
+                raise TypeError(f"block attention {type(block.attn).__name__} exposes no attention probabilities")
+        self.model = model
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return self.model.num_prefix_tokens
+
+    def _forward_with_attention(self, x: torch.Tensor) -> ViTOutput:
+        with self._recording_attention() as attentions:
+            logits = self._forward_tokens(x, None)
+        return ViTOutput(logits, attentions, self.num_prefix_tokens)
+
+    def _forward_tokens(self, x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+        m = self.model
+        tokens = m._pos_embed(m.patch_embed(x))
+        if positions is not None:
+            prefix = self.num_prefix_tokens
+            index = (positions + prefix).unsqueeze(-1).expand(-1, -1, tokens.shape[-1])
+            tokens = torch.cat([tokens[:, :prefix], tokens.gather(1, index)], dim=1)
+        else:
+            tokens = m.patch_drop(tokens)
+        tokens = m.norm(m.blocks(m.norm_pre(tokens)))
+        return m.forward_head(tokens)
+
+    @contextmanager
+    def _recording_attention(self):
+        attentions: list[torch.Tensor] = []
+        handles, fused = [], []
+        for block in self.model.blocks:
+            fused.append(block.attn.fused_attn)
+            block.attn.fused_attn = False
+            handles.append(block.attn.attn_drop.register_forward_hook(lambda mod, inp, out: attentions.append(out)))
+        try:
+            yield attentions
+        finally:
+            for block, was_fused, handle in zip(self.model.blocks, fused, handles):
+                block.attn.fused_attn = was_fused
+                handle.remove()

@@ -1,0 +1,118 @@
+"""Trained checkpoints shipped with semcomm, and ``create_model(name)``.
+
+Each checkpoint is ``checkpoints/<name>.safetensors`` (fp16 weights) with a
+model card ``checkpoints/<name>.json``: architecture, data set, recipe,
+epochs and measured test accuracy. ``create_model`` also builds any timm
+ViT/DeiT by name, randomly initialised (nothing is downloaded).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import architectures  # noqa: F401  (registers the project's architectures with timm)
+from .adapter import ViTAdapter
+from .timm_vit import TimmViT
+
+CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable or does not fit its architecture."""
+
+
+@dataclass
+class ModelCard:
+    """What is known about a shipped checkpoint (the JSON next to its weights)."""
+
+    name: str
+    architecture: str
+    dataset: str
+    num_classes: int
+    params: int
+    epochs: int
+    test_top1: float | None
+    test_images: int | None
+    recipe: dict = field(default_factory=dict)
+    notes: str = ""
+
+    @property
+    def weights_path(self) -> Path:
+        return CHECKPOINT_DIR / f"{self.name}.safetensors"
+
+
+def list_checkpoints() -> list[ModelCard]:
+    """Model cards of every shipped checkpoint, sorted by name."""
+    return [_read_card(path) for path in sorted(CHECKPOINT_DIR.glob("*.json"))]
+
+
+def model_card(name: str) -> ModelCard:
+    path = CHECKPOINT_DIR / f"{name}.json"
+    if not path.is_file():
+        raise KeyError(f"no zoo checkpoint named {name!r}; shipped: {[c.name for c in list_checkpoints()]}")
+    return _read_card(path)
+
+
+def _read_card(path: Path) -> ModelCard:
+    try:
+        return ModelCard(**json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise CheckpointError(f"model card {path} is malformed: {err}") from err
+
+
+def create_model(name: str, num_classes: int | None = None, weights: str | Path | None = None) -> ViTAdapter:
+    """Build a model ready for the codec, in eval mode.
+
+    Args:
+        name: a zoo checkpoint (``semcomm zoo`` lists them; weights loaded) or
+            any timm ViT/DeiT architecture name (random initialisation).
+        num_classes: classifier size for a timm architecture; default: the
+            checkpoint's or timm's.
+        weights: a safetensors file to load instead of the zoo's weights.
+    """
+    zoo_names = [c.name for c in list_checkpoints()]
+    if name in zoo_names:
+        card = model_card(name)
+        model = timm.create_model(card.architecture, num_classes=card.num_classes)
+        load_weights(model, weights or card.weights_path)
+    elif name in timm.list_models():
+        kwargs = {} if num_classes is None else {"num_classes": num_classes}
+        model = timm.create_model(name, pretrained=False, **kwargs)
+        if weights is not None:
+            load_weights(model, weights)
+    else:
+        raise KeyError(
+            f"unknown model {name!r}: not a zoo checkpoint ({', '.join(zoo_names) or 'none shipped'}) "
+            "nor a timm architecture (see timm.list_models('*vit*'))"
+        )
+    return TimmViT(model).eval()
+
+
+def load_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Load a safetensors file into ``model`` (any float dtype is cast to the model's)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} does not exist")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupted or not a safetensors file: {err}") from err
+    own = model.state_dict()
+    state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}: {err}") from err
+
+
+def save_weights(model: torch.nn.Module, path: str | Path, dtype: torch.dtype = torch.float16) -> None:
+    """Save ``model``'s weights as compact safetensors (fp16 by default)."""
+    state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))

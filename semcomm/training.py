@@ -1,0 +1,191 @@
+"""Training recipe for the zoo's ViTs: resumable, deterministic given a seed.
+
+Recipe: random crop (4-pixel reflect padding) and horizontal flip, AdamW,
+linear warm-up then cosine decay per step, label smoothing, optional bf16
+autocast on CPU, and optional random token dropping (each batch keeps a
+random fraction of its patches, each image its own random subset) so that a
+server model learns to classify from partial patch sets.
+
+The full training state (fp32 weights, optimizer, history) is saved to
+``run_dir/state.pt`` after every epoch; calling :func:`train` again with the
+same ``run_dir`` resumes from it. Every random draw of epoch ``e`` comes from
+a generator seeded with ``(seed, e)``, so a resumed run matches an
+uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import ImageSplit
+from .inference import autocast, predict_logits, top1
+from .models import TimmViT, load_weights
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run.
+
+    Attributes:
+        architecture: timm architecture name (e.g. ``semcomm_vit_edge_p4_32``).
+        epochs: length of the cosine schedule.
+        token_keep: (low, high) fraction of patches kept per batch for random
+            token dropping; None trains on full images only.
+        full_image_prob: with token dropping, probability that a batch keeps every patch.
+        eval_images: test images scored after each epoch (progress only).
+    """
+
+    architecture: str
+    num_classes: int = 10
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.1
+    token_keep: tuple[float, float] | None = None
+    full_image_prob: float = 0.25
+    bf16: bool = True
+    seed: int = 0
+    eval_images: int = 2000
+
+
+@dataclass
+class TrainHistory:
+    """Per-epoch record: mean training loss, test top-1 on ``eval_images`` and minutes taken."""
+
+    epochs: list[dict] = field(default_factory=list)
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop after reflect padding, and random horizontal flip, of B x 3 x H x W uint8 images."""
+    b, _, h, w = images.shape
+    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
+    rows = (dy + torch.arange(h)).view(b, 1, h, 1)
+    cols = (dx + torch.arange(w)).view(b, 1, 1, w)
+    flip = torch.rand(b, generator=generator) < 0.5
+    cols = torch.where(flip.view(b, 1, 1, 1), cols.flip(-1), cols)
+    batch = torch.arange(b).view(b, 1, 1, 1)
+    channel = torch.arange(3).view(1, 3, 1, 1)
+    return padded[batch, channel, rows, cols].to(torch.uint8)
+
+
+def random_positions(batch: int, num_patches: int, keep: int, generator: torch.Generator) -> torch.Tensor:
+    """B x keep sorted random patch indices, a different subset per image."""
+    order = torch.rand(batch, num_patches, generator=generator).argsort(dim=1)
+    return order[:, :keep].sort(dim=1).values
+
+
+def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    warmup = config.warmup_epochs * steps_per_epoch
+    total = config.epochs * steps_per_epoch
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def build(config: TrainConfig, init_from: str | Path | None = None) -> TimmViT:
+    torch.manual_seed(config.seed)
+    model = timm.create_model(config.architecture, num_classes=config.num_classes)
+    if init_from is not None:
+        load_weights(model, init_from)
+    return TimmViT(model)
+
+
+def train(
+    config: TrainConfig,
+    train_split: ImageSplit,
+    test_split: ImageSplit,
+    run_dir: str | Path,
+    init_from: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[TimmViT, TrainHistory]:
+    """Train (or resume training) and return the model and its history.
+
+    Args:
+        run_dir: where ``state.pt`` and ``config.json`` live; an existing
+            state with the same config is resumed.
+        init_from: safetensors weights to start from (a warm restart) when
+            there is no state to resume.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = build(config, init_from)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history = TrainHistory()
+    start_epoch = 0
+    state_path = run_dir / "state.pt"
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        if state["config"] != asdict(config):
+            raise ValueError(f"{state_path} was made with a different config; use another run directory")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = TrainHistory(state["history"])
+        start_epoch = state["epoch"]
+    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+
+    steps_per_epoch = len(train_split) // config.batch_size
+    eval_split = test_split.subset(config.eval_images)
+    for epoch in range(start_epoch, config.epochs):
+        started = time.time()
+        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        order = torch.randperm(len(train_split), generator=generator)
+        model.train()
+        losses = []
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
+        for i in bar:
+            index = order[i * config.batch_size : (i + 1) * config.batch_size]
+            images = augment(train_split.images[index], generator)
+            labels = train_split.labels[index]
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, epoch * steps_per_epoch + i, steps_per_epoch)
+            with autocast(config.bf16):
+                logits = _forward_training(model, images, config, generator)
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+        accuracy = top1(predict_logits(model, eval_split.images, bf16=config.bf16), eval_split.labels)
+        history.epochs.append(dict(epoch=epoch + 1, loss=sum(losses) / len(losses), test_top1=accuracy,
+                                   test_images=len(eval_split), minutes=(time.time() - started) / 60))
+        if progress:
+            print(json.dumps(history.epochs[-1]), flush=True)
+        tmp = state_path.with_suffix(".tmp")
+        torch.save(dict(config=asdict(config), model=model.state_dict(), optimizer=optimizer.state_dict(),
+                        history=history.epochs, epoch=epoch + 1), tmp)
+        tmp.replace(state_path)
+    return model.eval(), history
+
+
+def _forward_training(model: TimmViT, images: torch.Tensor, config: TrainConfig, generator: torch.Generator):
+    if config.token_keep is None or torch.rand(1, generator=generator).item() < config.full_image_prob:
+        return model(images)
+    low, high = config.token_keep
+    fraction = low + (high - low) * torch.rand(1, generator=generator).item()
+    keep = max(1, round(fraction * model.num_patches))
+    positions = random_positions(len(images), model.num_patches, keep, generator)
+    return model.forward_tokens(images, positions)
+
+
+PRESETS = {
+    "vit-edge-cifar10": TrainConfig("semcomm_vit_edge_p4_32", epochs=30, warmup_epochs=2.0),
+    "vit-server-cifar10": TrainConfig("semcomm_vit_server_p4_32", epochs=60, warmup_epochs=3.0,
+                                      token_keep=(0.15, 1.0)),
+}
+PRESET_DATASETS = {"vit-edge-cifar10": "cifar10", "vit-server-cifar10": "cifar10"}
