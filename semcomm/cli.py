@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("preset", help="vit-edge-cifar10 or vit-server-cifar10")
     p.add_argument("--epochs", type=int, help="override the schedule length")
     p.add_argument("--run-dir", type=Path, help="training state directory (default: cache/runs/PRESET)")
-    p.add_argument("--init-from", type=Path, help="safetensors weights for a warm restart")
+    p.add_argument("--init-from", help="warm restart from a zoo checkpoint (continuing its schedule at the "
+                   "epoch its card records) or a safetensors file (from epoch 0)")
+    p.add_argument("--stop-after", type=int, help="train at most N epochs in this call; run again to continue")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--export", action="store_true", help="export to the zoo when done")
     _data_args(p)
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", help="zoo checkpoint name")
     p.add_argument("--dataset", default="cifar10")
     p.add_argument("--split", default="test")
-    p.add_argument("--limit", type=int, help="first N images only")
+    p.add_argument("--limit", type=int, help="a fixed subset of N images (seed 0)")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     p.add_argument("--json", type=Path, help="write the result here")
     _data_args(p)
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("sweep", help="bitrate-accuracy sweep of the semantic codec and its references (the main job)")
     p.add_argument("--dataset", default="cifar10")
     p.add_argument("--split", default="test")
-    p.add_argument("--limit", type=int, help="first N images only, for a quick look")
+    p.add_argument("--limit", type=int, help="a fixed subset of N images (seed 0), for a quick look")
     p.add_argument("--edge", default="vit-edge-cifar10")
     p.add_argument("--server", default="vit-server-cifar10")
     p.add_argument("--importance", default="mean", choices=["mean", "mean_layers", "rollout"])
@@ -89,7 +91,14 @@ def _train(args) -> int:
     dataset = PRESET_DATASETS[args.preset]
     train_split = load_split(dataset, "train", args.data_root)
     test_split = load_split(dataset, "test", args.data_root)
-    train(config, train_split, test_split, _run_dir(args), init_from=args.init_from)
+    init_from, start_epoch = args.init_from, 0
+    if init_from is not None and not Path(init_from).is_file():
+        from .models import model_card
+
+        card = model_card(init_from)
+        init_from, start_epoch = card.weights_path, card.epochs
+    train(config, train_split, test_split, _run_dir(args), init_from=init_from, start_epoch=start_epoch,
+          stop_after=args.stop_after)
     if args.export:
         return _export(args)
     return 0

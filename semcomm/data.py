@@ -62,12 +62,18 @@ class ImageSplit:
         return len(self.labels)
 
     def subset(self, limit: int | None) -> "ImageSplit":
-        """The first ``limit`` images (all of them when ``limit`` is None)."""
+        """A fixed subset of ``limit`` images (all of them when ``limit`` is None).
+
+        Splits are stored class by class, so the subset is drawn with a fixed
+        seed (0), in the split's order: the same images every time, every
+        class represented.
+        """
         if limit is None or limit >= len(self):
             return self
         if limit < 1:
             raise ValueError(f"limit must be a positive number of images, got {limit}")
-        return ImageSplit(self.images[:limit], self.labels[:limit], self.classes, self.name)
+        index = torch.randperm(len(self), generator=torch.Generator().manual_seed(0))[:limit].sort().values
+        return ImageSplit(self.images[index], self.labels[index], self.classes, f"{self.name}[{limit}]")
 
 
 def default_cache_dir() -> Path:
@@ -106,7 +112,7 @@ def load_split(
         split: ``"train"``, ``"test"``, ``"val"``, ...
         data_root: where to look first (see the module docstring).
         cache_dir: where extracted trees and decoded arrays go.
-        limit: keep only the first ``limit`` images.
+        limit: keep a fixed subset of ``limit`` images (see :meth:`ImageSplit.subset`).
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     arrays = cache / "arrays" / f"{name}-{split}"

@@ -29,7 +29,9 @@ def patch_importance(output: ViTOutput, method: str = "mean") -> torch.Tensor:
         scores = attention_rollout(output.attentions)[:, 0, prefix:]
     else:
         raise ValueError(f"unknown importance method {method!r}; choose one of {METHODS}")
-    return scores / scores.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+    total = scores.sum(dim=-1, keepdim=True)
+    # no mass on any patch (e.g. CLS attends only to prefix tokens): no preference, so uniform
+    return torch.where(total > 0, scores / total, torch.full_like(scores, 1 / scores.shape[-1]))
 
 
 def attention_rollout(attentions: list[torch.Tensor]) -> torch.Tensor:

@@ -124,6 +124,7 @@ class AttentionSum(SelectionRule):
         ordered, order = importance.sort(dim=1, descending=True)
         before = ordered.cumsum(dim=1) - ordered  # importance of the patches ranked above each one
         keep_sorted = before < self.delta - 1e-6
+        keep_sorted[:, 0] = True  # at least one patch, also when delta is below the tolerance
         return torch.zeros_like(keep_sorted).scatter_(1, order, keep_sorted)
 
     @property

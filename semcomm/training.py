@@ -110,22 +110,26 @@ def train(
     test_split: ImageSplit,
     run_dir: str | Path,
     init_from: str | Path | None = None,
+    start_epoch: int = 0,
+    stop_after: int | None = None,
     progress: bool = True,
 ) -> tuple[TimmViT, TrainHistory]:
     """Train (or resume training) and return the model and its history.
 
     Args:
         run_dir: where ``state.pt`` and ``config.json`` live; an existing
-            state with the same config is resumed.
-        init_from: safetensors weights to start from (a warm restart) when
-            there is no state to resume.
+            state with the same config is resumed exactly.
+        init_from: safetensors weights to start from when there is no state
+            to resume (a warm restart: fresh optimizer).
+        start_epoch: with ``init_from``, the epoch of the schedule to continue at.
+        stop_after: train at most this many epochs in this call (the
+            schedule still spans ``config.epochs``; call again to go on).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     model = build(config, init_from)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = TrainHistory()
-    start_epoch = 0
     state_path = run_dir / "state.pt"
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
@@ -139,7 +143,8 @@ def train(
 
     steps_per_epoch = len(train_split) // config.batch_size
     eval_split = test_split.subset(config.eval_images)
-    for epoch in range(start_epoch, config.epochs):
+    end_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)
+    for epoch in range(start_epoch, end_epoch):
         started = time.time()
         generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         order = torch.randperm(len(train_split), generator=generator)

@@ -1,0 +1,75 @@
+"""Edge encoder and server decoder: exact bits, faithful patches, gating, batching by patch count."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from semcomm import bitstream
+from semcomm.codec import EdgeEncoder, ServerDecoder, collaborative_predictions
+from semcomm.gating import Gate
+from semcomm.models import create_model
+from semcomm.selection import AttentionSum, TopK
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    return create_model("semcomm_vit_edge_p4_32"), create_model("semcomm_vit_server_p4_32")
+
+
+def test_strings_carry_exactly_the_selected_patches(models, tiny_images):
+    edge, server = models
+    encoder = EdgeEncoder(edge, TopK(10), gate=None, bf16=False)
+    transmission = encoder.encode(tiny_images)
+    decoder = ServerDecoder(server, bf16=False)
+    for i, string in enumerate(transmission.strings):
+        canvas, positions = decoder.decode(string)
+        torch.testing.assert_close(positions, transmission.mask[i].nonzero().flatten())
+        sent = bitstream.patchify(canvas[None], 4)[0]
+        original = bitstream.patchify(tiny_images[i : i + 1], 4)[0]
+        assert torch.equal(sent[positions], original[positions])
+        assert sent[~transmission.mask[i]].eq(0).all()
+    expected = bitstream.stream_bits(10, 64, 48)
+    assert transmission.bits.tolist() == [expected] * 4
+    assert expected == 8 * (3 + math.ceil(10 * 6 / 8) + 10 * 48)
+
+
+def test_decoder_batches_by_patch_count_and_matches_direct_forward(models, tiny_images):
+    edge, server = models
+    encoder = EdgeEncoder(edge, AttentionSum(0.5), gate=None, bf16=False)
+    transmission = encoder.encode(tiny_images)
+    logits = ServerDecoder(server, bf16=False, batch_size=3).classify(transmission.strings)
+    with torch.no_grad():
+        for i in range(len(tiny_images)):
+            positions = transmission.mask[i].nonzero().flatten()[None]
+            torch.testing.assert_close(logits[i : i + 1], server.forward_tokens(tiny_images[i : i + 1], positions),
+                                       rtol=1e-4, atol=1e-4)
+
+
+def test_gate_extremes_and_collaboration(models, tiny_images):
+    edge, server = models
+    analysis = EdgeEncoder(edge, TopK(4), bf16=False).analyze(tiny_images)
+    nothing = EdgeEncoder(edge, TopK(4), Gate(threshold=math.inf), bf16=False).encode(tiny_images, analysis=analysis)
+    assert not nothing.offloaded.any() and nothing.bits.sum() == 0 and nothing.strings == [None] * 4
+    everything = EdgeEncoder(edge, TopK(4), Gate(threshold=0.0), bf16=False).encode(tiny_images, analysis=analysis)
+    assert everything.offloaded.all() and (everything.bits > 0).all()
+    server_logits = ServerDecoder(server, bf16=False).classify(everything.strings)
+    assert torch.equal(collaborative_predictions(everything, server_logits), server_logits.argmax(-1))
+    assert torch.equal(collaborative_predictions(nothing, server_logits[:0]), analysis.logits.argmax(-1))
+
+
+def test_float_images_are_sent_as_8_bit_pixels(models, tiny_images):
+    edge, _ = models
+    encoder = EdgeEncoder(edge, TopK(64), gate=None, bf16=False)
+    a = encoder.encode(tiny_images).strings
+    b = encoder.encode(tiny_images.float() / 255).strings
+    assert a == b
+
+
+def test_corrupted_string_is_a_clear_error(models, tiny_images):
+    edge, server = models
+    string = EdgeEncoder(edge, TopK(5), gate=None, bf16=False).encode(tiny_images[:1]).strings[0]
+    with pytest.raises(bitstream.BitstreamError, match="truncated"):
+        ServerDecoder(server).classify([string[:-1]])

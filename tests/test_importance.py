@@ -1,0 +1,147 @@
+"""Patch importance from synthetic attention maps (no ViT is loaded)."""
+import pytest
+import torch
+
+from semcomm.importance import METHODS, attention_rollout, patch_importance
+from semcomm.models.adapter import ViTOutput
+
+B, HEADS, N = 3, 4, 16
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread avoids spin-waiting against other jobs on the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def random_attention(batch, heads, tokens, generator, layers=3, dtype=torch.float32):
+    """``layers`` B x heads x T x T row-stochastic attention maps."""
+    return [
+        torch.softmax(3 * torch.randn(batch, heads, tokens, tokens, generator=generator), dim=-1).to(dtype)
+        for _ in range(layers)
+    ]
+
+
+def output(attentions, prefix=1):
+    logits = torch.zeros(attentions[0].shape[0], 10)
+    return ViTOutput(logits, attentions, prefix)
+
+
+@pytest.mark.parametrize("prefix", [1, 2])
+@pytest.mark.parametrize("method", METHODS)
+def test_shape_nonnegative_rows_sum_to_one(method, prefix):
+    g = torch.Generator().manual_seed(0)
+    out = output(random_attention(B, HEADS, N + prefix, g), prefix)
+    scores = patch_importance(out, method)
+    assert scores.shape == (B, N)
+    assert scores.dtype == torch.float32
+    assert (scores >= 0).all()
+    assert torch.allclose(scores.sum(dim=1), torch.ones(B), atol=1e-6)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_low_precision_attention_is_accepted(method):
+    g = torch.Generator().manual_seed(1)
+    scores = patch_importance(output(random_attention(2, 2, N + 1, g, dtype=torch.bfloat16)), method)
+    assert scores.dtype == torch.float32
+    assert torch.allclose(scores.sum(dim=1), torch.ones(2), atol=1e-5)
+
+
+@pytest.mark.parametrize("prefix", [1, 2])
+def test_mean_matches_hand_computation(prefix):
+    g = torch.Generator().manual_seed(2)
+    attn = random_attention(B, HEADS, N + prefix, g, layers=2)
+    expected = torch.empty(B, N)
+    for b in range(B):
+        for j in range(N):
+            expected[b, j] = sum(attn[-1][b, h, 0, prefix + j] for h in range(HEADS)) / HEADS
+    expected /= expected.sum(dim=1, keepdim=True)
+    assert torch.allclose(patch_importance(output(attn, prefix), "mean"), expected, atol=1e-6)
+
+
+def test_mean_uses_only_the_last_layer_and_the_cls_row():
+    g = torch.Generator().manual_seed(3)
+    attn = random_attention(B, HEADS, N + 1, g, layers=2)
+    base = patch_importance(output(attn), "mean")
+    changed = [a.clone() for a in attn]
+    changed[0] = torch.softmax(torch.randn(changed[0].shape, generator=g), dim=-1)  # an earlier layer
+    changed[-1][:, :, 1:] = torch.softmax(torch.randn(B, HEADS, N, N + 1, generator=g), dim=-1)  # non-CLS rows
+    assert torch.equal(patch_importance(output(changed), "mean"), base)
+
+
+def test_mean_layers_averages_the_layers():
+    g = torch.Generator().manual_seed(4)
+    attn = random_attention(B, HEADS, N + 1, g, layers=3)
+    per_layer = [a[:, :, 0, 1:].mean(dim=1) for a in attn]
+    expected = sum(per_layer) / 3
+    expected /= expected.sum(dim=1, keepdim=True)
+    assert torch.allclose(patch_importance(output(attn), "mean_layers"), expected, atol=1e-6)
+    # with a single layer it is the same as ``mean``
+    assert torch.allclose(patch_importance(output(attn[:1]), "mean_layers"), patch_importance(output(attn[:1]), "mean"))
+
+
+def test_prefix_tokens_are_dropped():
+    """DeiT-distilled style: CLS and distillation token; lots of mass on the distillation token is ignored."""
+    tokens = N + 2
+    row = torch.zeros(tokens)
+    row[0], row[1] = 0.2, 0.6  # CLS, distillation token
+    row[2:] = torch.arange(1, N + 1, dtype=torch.float32)
+    row[2:] *= 0.2 / row[2:].sum()
+    attn = torch.full((1, 1, tokens, tokens), 1 / tokens)
+    attn[0, 0, 0] = row
+    scores = patch_importance(ViTOutput(torch.zeros(1, 10), [attn], 2), "mean")
+    assert scores.shape == (1, N)
+    expected = torch.arange(1, N + 1, dtype=torch.float32) / (N * (N + 1) / 2)
+    assert torch.allclose(scores[0], expected, atol=1e-6)
+
+
+def test_rollout_of_one_layer_is_half_attention_plus_identity():
+    g = torch.Generator().manual_seed(5)
+    attn = random_attention(B, HEADS, N + 1, g, layers=1)
+    a = attn[0].mean(dim=1)
+    expected_matrix = 0.5 * (a + torch.eye(N + 1))
+    assert torch.allclose(attention_rollout(attn), expected_matrix, atol=1e-6)
+    expected = expected_matrix[:, 0, 1:] / expected_matrix[:, 0, 1:].sum(dim=1, keepdim=True)
+    assert torch.allclose(patch_importance(output(attn), "rollout"), expected, atol=1e-6)
+
+
+def test_rollout_multiplies_later_layers_on_the_left():
+    g = torch.Generator().manual_seed(6)
+    attn = random_attention(2, HEADS, N + 1, g, layers=2)
+    eye = torch.eye(N + 1)
+    a1, a2 = (0.5 * (a.mean(dim=1) + eye) for a in attn)
+    assert torch.allclose(attention_rollout(attn), a2 @ a1, atol=1e-6)
+    assert not torch.allclose(a2 @ a1, a1 @ a2, atol=1e-4)  # the order is actually tested
+    rollout = attention_rollout(attn)
+    assert torch.allclose(rollout.sum(dim=-1), torch.ones(2, N + 1), atol=1e-5)
+
+
+def test_rollout_of_identity_attention_is_finite_and_uniform():
+    """Identity attention carries no information: the CLS row of the rollout is one-hot on CLS, so every
+    patch gets 0 mass before renormalising. The result must not be NaN and must still be a distribution."""
+    eye = torch.eye(N + 1).expand(2, HEADS, N + 1, N + 1)
+    out = output([eye, eye, eye])
+    assert torch.equal(attention_rollout(out.attentions), torch.eye(N + 1).expand(2, N + 1, N + 1))
+    scores = patch_importance(out, "rollout")
+    assert torch.isfinite(scores).all()
+    assert torch.allclose(scores, torch.full((2, N), 1 / N))
+
+
+def test_cls_attending_only_to_prefix_gives_uniform_not_nan():
+    attn = torch.zeros(1, 2, N + 1, N + 1)
+    attn[..., 0] = 1.0  # every token attends only to CLS
+    for method in METHODS:
+        scores = patch_importance(output([attn]), method)
+        assert torch.isfinite(scores).all(), method
+        assert torch.allclose(scores.sum(dim=1), torch.ones(1)), method
+
+
+def test_unknown_method_names_the_choices():
+    g = torch.Generator().manual_seed(7)
+    with pytest.raises(ValueError, match="unknown importance method 'max'") as info:
+        patch_importance(output(random_attention(1, 1, N + 1, g, layers=1)), "max")
+    for method in METHODS:
+        assert method in str(info.value)

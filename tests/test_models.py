@@ -1,0 +1,119 @@
+"""ViT adapter: attention for timm models of several sizes, token-subset forwards, zoo and bad input."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from semcomm.models import CheckpointError, TimmViT, create_model, load_weights, save_weights
+
+TIMM_MODELS = [
+    ("semcomm_vit_edge_p4_32", 32, 6, 4, 1),
+    ("semcomm_vit_server_p4_32", 32, 9, 6, 1),
+    ("deit_tiny_patch16_224", 224, 12, 3, 1),
+    ("deit_tiny_distilled_patch16_224", 224, 12, 3, 2),
+    ("vit_small_patch16_224", 224, 12, 6, 1),
+]
+
+
+@pytest.mark.parametrize("name, size, depth, heads, prefix", TIMM_MODELS)
+def test_attention_shapes_and_subset_forward(name, size, depth, heads, prefix):
+    torch.manual_seed(0)
+    model = create_model(name)
+    images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = model.forward_with_attention(images)
+        full = model(images)
+        n = model.num_patches
+        assert n == (size // model.patch_size) ** 2
+        assert out.num_prefix_tokens == prefix
+        assert len(out.attentions) == depth
+        for a in out.attentions:
+            assert a.shape == (2, heads, prefix + n, prefix + n)
+            torch.testing.assert_close(a.sum(-1), torch.ones(2, heads, prefix + n))
+        assert out.cls_attention().shape == (2, heads, n)
+        torch.testing.assert_close(out.logits, full, rtol=1e-4, atol=1e-5)
+        everything = torch.arange(n).expand(2, -1)
+        torch.testing.assert_close(model.forward_tokens(images, everything), full, rtol=1e-4, atol=1e-5)
+        # a subset forward only sees its own patches: changing the others changes nothing
+        kept = torch.tensor([[0, 5, n - 1], [1, 2, 3]])
+        other = images.clone()
+        other[..., size // 2 :, : size // 2] = 0.5  # patches of the lower-left quadrant, none of them kept
+        torch.testing.assert_close(model.forward_tokens(images, kept), model.forward_tokens(other, kept))
+        assert not torch.allclose(model.forward_tokens(images, kept), full)
+
+
+def test_subset_forward_keeps_each_patch_position():
+    """Moving a patch's pixels to another position changes the output: positions are honoured."""
+    model = create_model("semcomm_vit_edge_p4_32")
+    images = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        a = model.forward_tokens(images, torch.tensor([[0, 9]]))
+        b = model.forward_tokens(images, torch.tensor([[0, 10]]))
+    assert not torch.allclose(a, b)
+
+
+def test_uint8_and_float_images_agree(tiny_images):
+    model = create_model("semcomm_vit_edge_p4_32")
+    with torch.no_grad():
+        torch.testing.assert_close(model(tiny_images), model(tiny_images.float() / 255))
+
+
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (torch.rand(2, 32, 32), "B x 3 x H x W"),
+        (torch.rand(2, 1, 32, 32), "B x 3 x H x W"),
+        (torch.rand(2, 3, 30, 30), "model takes"),
+        (torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.int32), "uint8 or floating"),
+        (torch.full((2, 3, 32, 32), float("nan")), "NaN"),
+        (torch.rand(2, 3, 32, 32) * 255, r"\[0, 1\]"),
+        ([[0.0]], "torch.Tensor"),
+    ],
+)
+def test_bad_images_are_named(images, message):
+    model = create_model("semcomm_vit_edge_p4_32")
+    with pytest.raises((ValueError, TypeError), match=message):
+        model(images)
+
+
+@pytest.mark.parametrize(
+    "positions, message",
+    [
+        (torch.tensor([[0, 64]]), r"\[0, 64\)"),
+        (torch.tensor([[-1, 3]]), r"\[0, 64\)"),
+        (torch.zeros(1, 0, dtype=torch.int64), "empty"),
+        (torch.tensor([[0.0, 1.0]]), "int64"),
+        (torch.tensor([0, 1]), "B x K"),
+    ],
+)
+def test_bad_positions_are_named(positions, message):
+    model = create_model("semcomm_vit_edge_p4_32")
+    with pytest.raises((ValueError, TypeError), match=message):
+        model.forward_tokens(torch.rand(1, 3, 32, 32), positions)
+
+
+def test_unknown_model_name():
+    with pytest.raises(KeyError, match="unknown model 'vit_gigantic_nonsense'"):
+        create_model("vit_gigantic_nonsense")
+
+
+def test_weights_round_trip_and_bad_checkpoints(tmp_path):
+    model = create_model("semcomm_vit_edge_p4_32")
+    path = tmp_path / "w.safetensors"
+    save_weights(model.model, path)
+    other = create_model("semcomm_vit_edge_p4_32", weights=path)
+    for (k, a), b in zip(model.model.state_dict().items(), other.model.state_dict().values()):
+        torch.testing.assert_close(a.half().float(), b, msg=k)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_weights(model.model, tmp_path / "missing.safetensors")
+    corrupted = tmp_path / "corrupted.safetensors"
+    corrupted.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupted"):
+        load_weights(model.model, corrupted)
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_weights(create_model("semcomm_vit_server_p4_32").model, path)
+
+
+def test_timm_vit_rejects_other_modules():
+    with pytest.raises(TypeError, match="VisionTransformer"):
+        TimmViT(torch.nn.Linear(2, 2))

@@ -1,0 +1,57 @@
+"""Training recipe: augmentation, schedule, token dropping, and an exact resume."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from semcomm.training import TrainConfig, augment, learning_rate, random_positions, train
+
+
+def test_augment_is_a_crop_or_its_mirror():
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    out = augment(images, torch.Generator().manual_seed(1))
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    padded = torch.nn.functional.pad(images.float(), (4, 4, 4, 4), mode="reflect")
+    for img, src in zip(out.float(), padded):
+        found = any(torch.equal(img, cand[:, dy : dy + 32, dx : dx + 32])
+                    for cand in (src, src.flip(-1)) for dy in range(9) for dx in range(9))
+        assert found
+    assert torch.equal(augment(images, torch.Generator().manual_seed(1)), out)
+
+
+def test_learning_rate_warms_up_then_decays_to_min():
+    config = TrainConfig("semcomm_vit_edge_p4_32", epochs=10, lr=1e-3, min_lr=1e-5, warmup_epochs=2)
+    rates = [learning_rate(config, step, 100) for step in range(1000)]
+    assert rates[0] < rates[100] < rates[199] == 1e-3
+    assert all(a >= b for a, b in zip(rates[200:], rates[201:]))
+    assert abs(rates[-1] - 1e-5) < 1e-7
+
+
+def test_random_positions_are_sorted_distinct_subsets():
+    positions = random_positions(8, 64, 20, torch.Generator().manual_seed(0))
+    assert positions.shape == (8, 20)
+    assert all(len(set(row.tolist())) == 20 for row in positions)
+    assert (positions.diff(dim=1) > 0).all()
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, cifar_test):
+    data = cifar_test.subset(96)
+    config = TrainConfig("semcomm_vit_edge_p4_32", epochs=2, batch_size=32, token_keep=(0.2, 0.8),
+                         full_image_prob=0.3, eval_images=32, bf16=False)
+    straight, history = train(config, data, data, tmp_path / "a", progress=False)
+    assert [e["epoch"] for e in history.epochs] == [1, 2]
+    _, first = train(config, data, data, tmp_path / "b", stop_after=1, progress=False)
+    assert [e["epoch"] for e in first.epochs] == [1]
+    resumed, history_b = train(config, data, data, tmp_path / "b", progress=False)
+    assert [e["epoch"] for e in history_b.epochs] == [1, 2]
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert history_b.epochs[1]["loss"] == history.epochs[1]["loss"]
+
+
+def test_resume_refuses_a_different_config(tmp_path, cifar_test):
+    data = cifar_test.subset(32)
+    config = TrainConfig("semcomm_vit_edge_p4_32", epochs=1, batch_size=32, eval_images=32, bf16=False)
+    train(config, data, data, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="different config"):
+        train(TrainConfig(**{**config.__dict__, "lr": 5e-4}), data, data, tmp_path, progress=False)
