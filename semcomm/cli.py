@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--importance", default="mean", choices=["mean", "mean_layers", "rollout"])
     p.add_argument("--budgets", type=_int_list, help="patches per image, e.g. 8,16,32")
     p.add_argument("--thresholds", type=_float_list, help="gate thresholds, e.g. 0.4,0.8,1.2")
+    p.add_argument("--codecs", type=_codec_list, help="reference codecs, e.g. jpeg-q50,webp-q20 (default: "
+                   "jpeg q10/50/90, webp q5/20/50/75); 'none' for no codecs")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--plot", type=Path, help="write the accuracy-versus-bits plot here (PNG or PDF)")
     _data_args(p)
@@ -68,6 +70,20 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def _float_list(text: str) -> tuple[float, ...]:
     return tuple(float(v) for v in text.split(","))
+
+
+def _codec_list(text: str):
+    from .baselines import ImageCodec
+
+    if text == "none":
+        return ()
+    codecs = []
+    for item in text.split(","):
+        fmt, _, quality = item.partition("-q")
+        if not quality.isdigit():
+            raise argparse.ArgumentTypeError(f"codec {item!r} is not FORMAT-qQUALITY, e.g. webp-q20")
+        codecs.append(ImageCodec(fmt, int(quality)))
+    return tuple(codecs)
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -112,7 +128,7 @@ def _export(args) -> int:
     from .training import PRESET_DATASETS, TrainConfig, build
 
     state = torch.load(_run_dir(args) / "state.pt", weights_only=False)
-    config = TrainConfig(**{**state["config"], "token_keep": state["config"]["token_keep"] and tuple(state["config"]["token_keep"])})
+    config = TrainConfig.from_dict(state["config"])
     model = build(config)
     model.load_state_dict(state["model"])
     model.eval()
@@ -171,6 +187,8 @@ def _sweep(args) -> int:
         config = replace(config, budgets=args.budgets)
     if args.thresholds:
         config = replace(config, thresholds=args.thresholds)
+    if args.codecs is not None:
+        config = replace(config, codecs=args.codecs)
     split = load_split(args.dataset, args.split, args.data_root, limit=args.limit)
     result = Sweep(config).run(split)
     print(result.table())

@@ -4,7 +4,10 @@ Recipe: random crop (4-pixel reflect padding) and horizontal flip, AdamW,
 linear warm-up then cosine decay per step, label smoothing, optional bf16
 autocast on CPU, and optional random token dropping (each batch keeps a
 random fraction of its patches, each image its own random subset) so that a
-server model learns to classify from partial patch sets.
+server model learns to classify from partial patch sets. With a ``guide``
+(an edge model), a share of those batches keeps the patches the edge's
+attention would select instead (top-k or spread-top-k on ``mean``
+importance), so the server also sees the subsets it will receive.
 
 The full training state (fp32 weights, optimizer, history) is saved to
 ``run_dir/state.pt`` after every epoch; calling :func:`train` again with the
@@ -27,7 +30,9 @@ from tqdm.auto import tqdm
 
 from .data import ImageSplit
 from .inference import autocast, predict_logits, top1
-from .models import TimmViT, load_weights
+from .importance import patch_importance
+from .models import TimmViT, create_model, load_weights
+from .selection import SpreadTopK, TopK
 
 
 @dataclass
@@ -40,6 +45,8 @@ class TrainConfig:
         token_keep: (low, high) fraction of patches kept per batch for random
             token dropping; None trains on full images only.
         full_image_prob: with token dropping, probability that a batch keeps every patch.
+        guide: zoo name of an edge model whose attention picks the kept patches
+            in a share ``guided_prob`` of the token-dropping batches.
         eval_images: test images scored after each epoch (progress only).
     """
 
@@ -54,9 +61,19 @@ class TrainConfig:
     label_smoothing: float = 0.1
     token_keep: tuple[float, float] | None = None
     full_image_prob: float = 0.25
+    guide: str | None = None
+    guided_prob: float = 0.5
     bf16: bool = True
     seed: int = 0
     eval_images: int = 2000
+
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """Inverse of ``dataclasses.asdict`` (lists from JSON become tuples)."""
+        if data.get("token_keep") is not None:
+            data = {**data, "token_keep": tuple(data["token_keep"])}
+        return cls(**data)
 
 
 @dataclass
@@ -128,12 +145,13 @@ def train(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     model = build(config, init_from)
+    guide = create_model(config.guide) if config.guide else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = TrainHistory()
     state_path = run_dir / "state.pt"
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
-        if state["config"] != asdict(config):
+        if TrainConfig.from_dict(state["config"]) != config:  # fields added since the state was saved take defaults
             raise ValueError(f"{state_path} was made with a different config; use another run directory")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -158,7 +176,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, epoch * steps_per_epoch + i, steps_per_epoch)
             with autocast(config.bf16):
-                logits = _forward_training(model, images, config, generator)
+                logits = _forward_training(model, images, config, generator, guide)
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -178,19 +196,32 @@ def train(
     return model.eval(), history
 
 
-def _forward_training(model: TimmViT, images: torch.Tensor, config: TrainConfig, generator: torch.Generator):
+def _forward_training(model: TimmViT, images: torch.Tensor, config: TrainConfig, generator: torch.Generator,
+                      guide: TimmViT | None = None):
     if config.token_keep is None or torch.rand(1, generator=generator).item() < config.full_image_prob:
         return model(images)
     low, high = config.token_keep
     fraction = low + (high - low) * torch.rand(1, generator=generator).item()
     keep = max(1, round(fraction * model.num_patches))
-    positions = random_positions(len(images), model.num_patches, keep, generator)
+    if guide is not None and torch.rand(1, generator=generator).item() < config.guided_prob:
+        positions = guided_positions(guide, images, keep, generator)
+    else:
+        positions = random_positions(len(images), model.num_patches, keep, generator)
     return model.forward_tokens(images, positions)
+
+
+@torch.no_grad()
+def guided_positions(guide: TimmViT, images: torch.Tensor, keep: int, generator: torch.Generator) -> torch.Tensor:
+    """B x keep sorted positions chosen by the guide's attention (top-k or spread-top-k, at random)."""
+    importance = patch_importance(guide.forward_with_attention(images), "mean")
+    rule = TopK(keep) if torch.rand(1, generator=generator).item() < 0.5 else SpreadTopK(keep)
+    mask = rule(importance, guide.grid_size, generator)
+    return mask.nonzero()[:, 1].view(len(images), keep)
 
 
 PRESETS = {
     "vit-edge-cifar10": TrainConfig("semcomm_vit_edge_p4_32", epochs=30, warmup_epochs=2.0),
     "vit-server-cifar10": TrainConfig("semcomm_vit_server_p4_32", epochs=60, warmup_epochs=3.0,
-                                      token_keep=(0.15, 1.0)),
+                                      token_keep=(0.1, 1.0), guide="vit-edge-cifar10", guided_prob=0.5),
 }
 PRESET_DATASETS = {"vit-edge-cifar10": "cifar10", "vit-server-cifar10": "cifar10"}

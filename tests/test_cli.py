@@ -1,0 +1,47 @@
+"""The command line: zoo, evaluate, a quick sweep with JSON and plot, clear errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from semcomm.cli import main
+from semcomm.sweep import SweepResult
+
+
+def test_zoo_lists_shipped_checkpoints(capsys):
+    assert main(["zoo"]) == 0
+    out = capsys.readouterr().out
+    assert "vit-edge-cifar10" in out and "vit-server-cifar10" in out and "%" in out
+
+
+def test_evaluate_writes_json(tmp_path, capsys):
+    path = tmp_path / "eval.json"
+    assert main(["evaluate", "vit-edge-cifar10", "--limit", "64", "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    assert result["images"] == 64 and 0 <= result["top1"] <= 1
+
+
+def test_quick_sweep_writes_json_and_plot(tmp_path, capsys):
+    args = ["sweep", "--limit", "64", "--budgets", "8,16", "--thresholds", "0.8", "--codecs", "webp-q20",
+            "--json", str(tmp_path / "s.json"), "--plot", str(tmp_path / "s.png")]
+    assert main(args) == 0
+    result = SweepResult.from_json(tmp_path / "s.json")
+    assert result.images == 64 and result.find("webp-q20").bits_per_image > 0
+    assert (tmp_path / "s.png").stat().st_size > 10_000
+    assert "| family |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["evaluate", "no-such-model", "--limit", "8"], "unknown model"),
+        (["sweep", "--dataset", "no-such-data", "--limit", "8"], "not found"),
+        (["sweep", "--limit", "8", "--budgets", "0"], "budget"),
+    ],
+)
+def test_errors_are_clear(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,91 @@
+"""The bitrate-accuracy curve with the shipped models on a fixed 500-image subset of CIFAR-10 test."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from semcomm import create_model
+from semcomm.baselines import ImageCodec
+from semcomm.gating import Gate
+from semcomm.inference import predict_logits
+from semcomm.sweep import Sweep, SweepConfig
+
+BUDGETS = (4, 8, 16, 32, 48)
+
+
+@pytest.fixture(scope="module")
+def sweep(cifar_test, tmp_path_factory):
+    config = SweepConfig(budgets=BUDGETS, rules=("top-k", "spread-top-k"), thresholds=(0.8,),
+                         codecs=(ImageCodec("webp", 20),))
+    runner = Sweep(config, cache_dir=tmp_path_factory.mktemp("edge"), progress=False)
+    return runner, runner.run(cifar_test)
+
+
+def test_all_patches_give_exactly_the_server_accuracy(sweep, cifar_test):
+    runner, result = sweep
+    server = predict_logits(runner.server, cifar_test.images).argmax(-1)
+    point = result.find("full images")
+    assert point.accuracy == float((server == cifar_test.labels).float().mean())
+    assert point.offload_rate == 1.0 and point.patches_per_offloaded == 64
+    assert point.bits_per_image == 8 * (3 + 8 + 64 * 48)  # header, 64-bit mask, 8-bit pixels
+
+
+def test_edge_alone_gives_exactly_the_edge_accuracy(sweep, cifar_test):
+    runner, result = sweep
+    edge = predict_logits(runner.edge, cifar_test.images).argmax(-1)
+    point = result.find("edge alone", "min_entropy inf")
+    assert point.accuracy == float((edge == cifar_test.labels).float().mean())
+    assert point.bits_per_image == 0 and point.offload_rate == 0
+
+
+@pytest.mark.parametrize("rule", ["top-k", "spread-top-k"])
+def test_bits_grow_strictly_and_accuracy_does_not_fall_beyond_noise(sweep, rule):
+    _, result = sweep
+    points = [result.find(f"{rule} {k}") for k in BUDGETS] + [result.find("full images")]
+    bits = [p.bits_per_image for p in points]
+    assert all(a < b for a, b in zip(bits, bits[1:])), bits
+    n = result.images
+    for smaller, larger in zip(points, points[1:]):
+        noise = 2 * math.sqrt(smaller.accuracy * (1 - smaller.accuracy) / n)  # two standard errors
+        assert larger.accuracy >= smaller.accuracy - noise, (smaller, larger)
+
+
+def test_random_twin_costs_exactly_the_same_bits(sweep):
+    _, result = sweep
+    for k in BUDGETS:
+        for rule in ("top-k", "spread-top-k"):
+            assert result.find(f"{rule} {k}").bits_per_image == result.find(f"random (as {rule} {k})").bits_per_image
+    paper = result.find("attention-sum 0.97", "min_entropy 0.8")
+    assert paper.bits_per_image == result.find("random (as attention-sum 0.97)", "min_entropy 0.8").bits_per_image
+
+
+def test_gate_extremes(sweep, cifar_test):
+    runner, result = sweep
+    logits = runner.edge_analysis(cifar_test).logits
+    assert Gate("min_entropy", 0.0).offload(logits).all()
+    assert not Gate("min_entropy", math.inf).offload(logits).any()
+    gated = result.find("top-k 16", "min_entropy 0.8")
+    ungated = result.find("top-k 16")
+    assert 0 < gated.offload_rate < 1
+    assert gated.bits_per_image == pytest.approx(ungated.bits_per_image * gated.offload_rate)
+
+
+def test_edge_pass_is_cached(sweep, cifar_test):
+    runner, _ = sweep
+    first = runner.edge_analysis(cifar_test)
+    assert list(runner.cache_dir.glob("*.pt"))
+    assert torch.equal(runner.edge_analysis(cifar_test).logits, first.logits)
+
+
+def test_shipped_models_meet_their_cards(cifar_test):
+    from semcomm.models import model_card
+
+    for name in ("vit-edge-cifar10", "vit-server-cifar10"):
+        card = model_card(name)
+        model = create_model(name)
+        assert sum(p.numel() for p in model.parameters()) == card.params
+        accuracy = float((predict_logits(model, cifar_test.images, bf16=False).argmax(-1) == cifar_test.labels).float().mean())
+        # 500 images: within four standard errors of the accuracy measured on the full test split
+        assert abs(accuracy - card.test_top1) < 4 * math.sqrt(card.test_top1 * (1 - card.test_top1) / 500) + 1e-9
