@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budgets", type=_int_list, help="patches per image, e.g. 8,16,32")
     p.add_argument("--thresholds", type=_float_list, help="gate thresholds, e.g. 0.4,0.8,1.2")
     p.add_argument("--codecs", type=_codec_list, help="reference codecs, e.g. jpeg-q50,webp-q20 (default: "
-                   "jpeg q10/50/90, webp q5/20/50/75); 'none' for no codecs")
+                   "jpeg q10/90, webp q5/25/75); 'none' for no codecs")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--plot", type=Path, help="write the accuracy-versus-bits plot here (PNG or PDF)")
     _data_args(p)

@@ -39,7 +39,7 @@ def attention_rollout(attentions: list[torch.Tensor]) -> torch.Tensor:
     rollout = None
     for layer in attentions:
         a = layer.float().mean(dim=1)
-        a = a + torch.eye(a.shape[-1], dtype=a.dtype)
+        a = a + torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
         a = a / a.sum(dim=-1, keepdim=True)
         rollout = a if rollout is None else a @ rollout
     return rollout

@@ -113,7 +113,7 @@ class SweepConfig:
     edge: str = "vit-edge-cifar10"
     server: str = "vit-server-cifar10"
     importance: str = "mean"
-    budgets: tuple[int, ...] = (8, 16, 32, 48)
+    budgets: tuple[int, ...] = (8, 16, 32)
     rules: tuple[str, ...] = ("top-k", "spread-top-k")
     gate_kind: str = "min_entropy"
     thresholds: tuple[float, ...] = (0.4, 0.8, 1.2)

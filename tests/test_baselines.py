@@ -44,7 +44,7 @@ def test_roundtrip_shape_dtype_and_bits(codec, small, large):
 
 def test_names():
     assert [c.name for c in standard_codecs()] == [
-        "jpeg-q10", "jpeg-q50", "jpeg-q90", "webp-q5", "webp-q20", "webp-q50", "webp-q75",
+        "jpeg-q10", "jpeg-q90", "webp-q5", "webp-q25", "webp-q75",
     ]
 
 

@@ -83,6 +83,16 @@ def test_hand_built_mask_mode_string():
     assert pack(np.array([0, 6]), np.array([[7], [9]], dtype=np.uint8), 8) == bytes([0x18, 0x00, 0x02, 0b00011000, 7, 9])
 
 
+def test_equal_cost_uses_the_mask():
+    """N = 16, K = 4: four 4-bit indices cost the same 16 bits as the mask; the list is used only when cheaper."""
+    positions = np.array([1, 2, 3, 15])
+    string = pack(positions, np.zeros((4, 1), dtype=np.uint8), 16)
+    assert not list_mode(string)
+    assert string[HEADER_BYTES:HEADER_BYTES + 2] == bytes([0b01110000, 0b00000001])
+    assert list_mode(pack(positions[:3], np.zeros((3, 1), dtype=np.uint8), 16))
+    assert unpack(string, 16, 1)[0].tolist() == positions.tolist()
+
+
 @pytest.mark.parametrize("num_patches, patch_values", [(64, 48), (196, 768)])
 def test_stream_bits_is_exact_and_increasing(num_patches, patch_values):
     sizes = []
