@@ -29,9 +29,10 @@ def plot_sweep(result: SweepResult, path: str | Path | None = None, gate: str = 
         style = "--" if name.startswith("random") else "-"
         ax.plot([p.bits_per_image for p in points], [100 * p.accuracy for p in points], style, marker="o",
                 label=f"{name} ({gate})")
-    markers = {"reference": "*", "codec": "s"}
+    markers = {"reference": "*", "codec": "s", "semantic": "D", "random": "x"}
     for p in result.points:
-        if p.family in markers and p.bits_per_image > 0:
+        single = p.family in ("semantic", "random") and not p.label.split()[-1].isdigit()
+        if (single or p.family in ("reference", "codec")) and p.bits_per_image > 0:
             ax.scatter(p.bits_per_image, 100 * p.accuracy, marker=markers[p.family], s=60, zorder=3)
             ax.annotate(f"{p.label} ({p.gate})" if p.gate != "none" else p.label, (p.bits_per_image, 100 * p.accuracy),
                         fontsize=7, xytext=(4, 2), textcoords="offset points")

@@ -31,8 +31,8 @@ from .codec import EdgeAnalysis, EdgeEncoder, ServerDecoder
 from .data import ImageSplit, default_cache_dir
 from .gating import Gate
 from .inference import predict_logits
-from .models import ViTAdapter, create_model, model_card
-from .selection import AttentionSum, SelectionRule, SpreadTopK, TopK, random_like
+from .models import ViTAdapter, create_model, list_checkpoints
+from .selection import AttentionSum, SelectionRule, SpreadTopK, Threshold, TopK, random_like
 
 IMPORTANCE_METHODS = ("mean", "mean_layers", "rollout")
 
@@ -108,7 +108,12 @@ class SweepResult:
 
 @dataclass
 class SweepConfig:
-    """The grid: selection budgets x gate thresholds, plus the references."""
+    """The grid: selection budgets x gate thresholds, plus the references.
+
+    ``rules`` with a budget run at every entry of ``budgets``; ``threshold``
+    (keep patches with importance >= ``importance_threshold``) and the
+    paper's attention-sum 0.97 run once each.
+    """
 
     edge: str = "vit-edge-cifar10"
     server: str = "vit-server-cifar10"
@@ -117,6 +122,7 @@ class SweepConfig:
     rules: tuple[str, ...] = ("top-k", "spread-top-k")
     gate_kind: str = "min_entropy"
     thresholds: tuple[float, ...] = (0.4, 0.8, 1.2)
+    importance_threshold: float = 1 / 64
     codecs: tuple[ImageCodec, ...] = field(default_factory=lambda: tuple(standard_codecs()))
     seed: int = 0
     bf16: bool = True
@@ -126,7 +132,8 @@ class SweepConfig:
         unknown = set(self.rules) - set(makers)
         if unknown:
             raise ValueError(f"unknown selection rules {sorted(unknown)}; choose from {sorted(makers)}")
-        return [makers[rule](k) for rule in self.rules for k in self.budgets] + [AttentionSum(0.97)]
+        return ([makers[rule](k) for rule in self.rules for k in self.budgets]
+                + [Threshold(round(self.importance_threshold, 4)), AttentionSum(0.97)])
 
 
 class Sweep:
@@ -135,6 +142,9 @@ class Sweep:
     def __init__(self, config: SweepConfig, edge: ViTAdapter | None = None, server: ViTAdapter | None = None,
                  cache_dir: Path | None = None, progress: bool = True):
         self.config = config
+        # the edge pass is cached only for zoo weights, which identify the model
+        zoo = {card.name: card for card in list_checkpoints()}
+        self._edge_weights = zoo[config.edge].weights_path if edge is None and config.edge in zoo else None
         self.edge = edge or create_model(config.edge)
         self.server = server or create_model(config.server)
         if self.edge.image_size != self.server.image_size or self.edge.patch_size != self.server.patch_size:
@@ -169,13 +179,13 @@ class Sweep:
         importance = analysis.importance[cfg.importance]
         grid = self.edge.grid_size
         full = torch.ones(len(labels), self.edge.num_patches, dtype=torch.bool)
-        correct, bits = self._server_on(images, labels, analysis, full, "full images")
+        correct, bits = self._server_on(images, labels, analysis, full)
         add("reference", "full images", correct, bits, full.sum(1), [None])
         for rule in tqdm(cfg.selections(), desc="selection rules", disable=not self.progress):
             mask = rule(importance, grid, generator)
             twin = random_like(mask, generator)
             for family, label, m in (("semantic", rule.label, mask), ("random", f"random (as {rule.label})", twin)):
-                correct, bits = self._server_on(images, labels, analysis, m, label)
+                correct, bits = self._server_on(images, labels, analysis, m)
                 is_paper_default = isinstance(rule, AttentionSum)
                 add(family, label, correct, bits, m.sum(1), [paper_gate] if is_paper_default else [None, *gates])
         for codec in tqdm(cfg.codecs, desc="image codecs", disable=not self.progress):
@@ -185,21 +195,17 @@ class Sweep:
         result.seconds = time.time() - started
         return result
 
-    def _server_on(self, images, labels, analysis: EdgeAnalysis, mask, desc):
+    def _server_on(self, images, labels, analysis: EdgeAnalysis, mask):
         """Server correctness and bits per image when every image sends its ``mask`` patches."""
-        transmission = self.encoder.transmit(images, analysis.logits, mask)
-        transmission.offloaded[:] = True
+        transmission = self.encoder.transmit(images, analysis.logits, mask)  # the encoder has no gate: all sent
         logits = self.decoder.classify(transmission.strings)
         return logits.argmax(-1) == labels, transmission.bits.float()
 
     def edge_analysis(self, split: ImageSplit) -> EdgeAnalysis:
         """Edge logits and importance (all methods) for ``split``, cached by weights and data."""
         path = None
-        try:
-            key = hashlib.sha256(model_card(self.config.edge).weights_path.read_bytes())
-        except KeyError:  # not a zoo model: nothing stable to key the cache on
-            key = None
-        if key is not None:
+        if self._edge_weights is not None:
+            key = hashlib.sha256(self._edge_weights.read_bytes())
             key.update(split.images.numpy().tobytes())
             key.update(str(self.config.bf16).encode())
             path = self.cache_dir / f"{self.config.edge}-{key.hexdigest()[:20]}.pt"

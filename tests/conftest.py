@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-torch.set_num_threads(2)
+
 
 
 @pytest.fixture(scope="session")

@@ -23,15 +23,6 @@ from semcomm.bitstream import (
 SETTINGS = settings(max_examples=50, deadline=None)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids spin-waiting against other jobs on the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def sample(count, num_patches, patch_values, seed=0):
     """``count`` ascending distinct positions and count x P random uint8 patches."""
     g = torch.Generator().manual_seed(seed)

@@ -11,15 +11,6 @@ from semcomm.gating import KINDS, Gate, uncertainty
 SETTINGS = settings(max_examples=50, deadline=None)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids spin-waiting against other jobs on the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_logits(batch, classes, seed, scale=3.0):
     return scale * torch.randn(batch, classes, generator=torch.Generator().manual_seed(seed))
 

@@ -8,15 +8,6 @@ from semcomm.models.adapter import ViTOutput
 B, HEADS, N = 3, 4, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids spin-waiting against other jobs on the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_attention(batch, heads, tokens, generator, layers=3, dtype=torch.float32):
     """``layers`` B x heads x T x T row-stochastic attention maps."""
     return [

@@ -23,15 +23,6 @@ B = 4
 SETTINGS = settings(max_examples=50, deadline=None)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids spin-waiting against other jobs on the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def importance(batch=B, n=N, seed=0, distinct=True):
     """Rows summing to 1; with ``distinct`` every row is a random permutation of distinct values."""
     g = torch.Generator().manual_seed(seed)
