@@ -9,6 +9,7 @@ patches it received, each at its own position.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -137,13 +138,27 @@ class ServerDecoder:
         return bitstream.unpatchify(canvas, m.patch_size, m.grid_size)[0], torch.from_numpy(positions)
 
     @torch.no_grad()
-    def classify(self, strings: list[bytes]) -> torch.Tensor:
-        """len(strings) x C logits; images with equal patch counts are batched together."""
-        decoded = [self.decode(s) for s in strings]
-        by_count = defaultdict(list)
-        for i, (_, positions) in enumerate(decoded):
-            by_count[len(positions)].append(i)
-        logits = torch.empty(len(strings), self.model.num_classes)
+    def classify(self, strings: list[bytes], errors: str = "raise") -> torch.Tensor:
+        """len(strings) x C logits; images with equal patch counts are batched together.
+
+        Args:
+            errors: ``"raise"`` raises :class:`~semcomm.bitstream.BitstreamError`
+                on a malformed string; ``"nan"`` gives its row NaN logits
+                instead (a string damaged on a link), which
+                :func:`collaborative_predictions` answers with the edge's prediction.
+        """
+        if errors not in ("raise", "nan"):
+            raise ValueError(f"errors must be 'raise' or 'nan', got {errors!r}")
+        logits = torch.full((len(strings), self.model.num_classes), math.nan)
+        decoded, by_count = {}, defaultdict(list)
+        for i, string in enumerate(strings):
+            try:
+                decoded[i] = self.decode(string)
+            except bitstream.BitstreamError as err:
+                if errors == "raise":
+                    raise bitstream.BitstreamError(f"string {i}: {err}") from err
+                continue
+            by_count[len(decoded[i][1])].append(i)
         for index in by_count.values():
             for start in range(0, len(index), self.batch_size):
                 part = index[start : start + self.batch_size]
@@ -155,7 +170,12 @@ class ServerDecoder:
 
 
 def collaborative_predictions(transmission: Transmission, server_logits: torch.Tensor) -> torch.Tensor:
-    """B class predictions: the server's where offloaded (``server_logits`` rows in offload order), else the edge's."""
+    """B class predictions: the server's where offloaded, else (or where its logits are NaN) the edge's.
+
+    ``server_logits`` has one row per offloaded image, in order.
+    """
     predictions = transmission.edge_logits.argmax(dim=-1).clone()
-    predictions[transmission.offloaded] = server_logits.argmax(dim=-1)
+    offloaded = transmission.offloaded.nonzero().flatten()
+    received = ~server_logits.isnan().any(dim=-1)
+    predictions[offloaded[received]] = server_logits[received].argmax(dim=-1)
     return predictions

@@ -68,8 +68,17 @@ def test_float_images_are_sent_as_8_bit_pixels(models, tiny_images):
     assert a == b
 
 
-def test_corrupted_string_is_a_clear_error(models, tiny_images):
+def test_corrupted_string_is_a_clear_error_or_falls_back_to_the_edge(models, tiny_images):
     edge, server = models
-    string = EdgeEncoder(edge, TopK(5), gate=None, bf16=False).encode(tiny_images[:1]).strings[0]
-    with pytest.raises(bitstream.BitstreamError, match="truncated"):
-        ServerDecoder(server).classify([string[:-1]])
+    transmission = EdgeEncoder(edge, TopK(5), gate=None, bf16=False).encode(tiny_images)
+    damaged = list(transmission.strings)
+    damaged[2] = damaged[2][:-1]
+    with pytest.raises(bitstream.BitstreamError, match="string 2: truncated"):
+        ServerDecoder(server).classify(damaged)
+    logits = ServerDecoder(server, bf16=False).classify(damaged, errors="nan")
+    assert logits[2].isnan().all() and not logits[[0, 1, 3]].isnan().any()
+    predictions = collaborative_predictions(transmission, logits)
+    assert predictions[2] == transmission.edge_logits[2].argmax()
+    assert torch.equal(predictions[[0, 1, 3]], logits[[0, 1, 3]].argmax(-1))
+    with pytest.raises(ValueError, match="errors must be"):
+        ServerDecoder(server).classify(damaged, errors="ignore")
