@@ -121,34 +121,10 @@ def _train(args) -> int:
 
 
 def _export(args) -> int:
-    import torch
+    from .training import PRESET_DATASETS, export
 
-    from .inference import predict_logits, top1
-    from .models.zoo import CHECKPOINT_DIR, ModelCard, save_weights
-    from .training import PRESET_DATASETS, TrainConfig, build
-
-    state = torch.load(_run_dir(args) / "state.pt", weights_only=False)
-    config = TrainConfig.from_dict(state["config"])
-    model = build(config)
-    model.load_state_dict(state["model"])
-    model.eval()
-    dataset = PRESET_DATASETS[args.preset]
-    test_split = load_split(dataset, "test", args.data_root)
-    save_weights(model.model, CHECKPOINT_DIR / f"{args.preset}.safetensors")
-    # measure the weights as shipped (fp16 round trip), not the fp32 training copy
-    from .models import create_model
-
-    card = ModelCard(
-        name=args.preset, architecture=config.architecture, dataset=dataset, num_classes=config.num_classes,
-        params=sum(p.numel() for p in model.parameters()), epochs=state["epoch"], test_top1=None,
-        test_images=len(test_split), recipe=asdict(config),
-        notes=f"trained with `semcomm train {args.preset}`; per-epoch history in the recipe's run directory",
-    )
-    (CHECKPOINT_DIR / f"{args.preset}.json").write_text(json.dumps(asdict(card), indent=2))
-    shipped = create_model(args.preset)
-    card.test_top1 = top1(predict_logits(shipped, test_split.images, bf16=False, desc="test"), test_split.labels)
-    card.notes += "; test_top1 measured in fp32 on the fp16 weights as shipped"
-    (CHECKPOINT_DIR / f"{args.preset}.json").write_text(json.dumps(asdict(card), indent=2))
+    test_split = load_split(PRESET_DATASETS[args.preset], "test", args.data_root)
+    card = export(args.preset, _run_dir(args), test_split)
     print(json.dumps(asdict(card), indent=2))
     return 0
 

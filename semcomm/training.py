@@ -32,6 +32,7 @@ from .data import ImageSplit
 from .inference import autocast, predict_logits, top1
 from .importance import patch_importance
 from .models import TimmViT, create_model, load_weights
+from .models.zoo import CHECKPOINT_DIR, ModelCard, save_weights, write_card
 from .selection import SpreadTopK, TopK
 
 
@@ -225,3 +226,28 @@ PRESETS = {
                                       token_keep=(0.1, 1.0), guide="vit-edge-cifar10", guided_prob=0.5),
 }
 PRESET_DATASETS = {"vit-edge-cifar10": "cifar10", "vit-server-cifar10": "cifar10"}
+
+
+def export(name: str, run_dir: str | Path, test_split: ImageSplit) -> ModelCard:
+    """Ship a run's weights into the zoo as fp16 safetensors with a model card.
+
+    The card's ``test_top1`` is measured on all of ``test_split``, in fp32, on
+    the fp16 weights as shipped; ``history`` is the run's per-epoch record.
+    """
+    state = torch.load(Path(run_dir) / "state.pt", weights_only=False)
+    config = TrainConfig.from_dict(state["config"])
+    model = build(config)
+    model.load_state_dict(state["model"])
+    weights = CHECKPOINT_DIR / f"{name}.safetensors"
+    save_weights(model.model, weights)
+    shipped = create_model(config.architecture, num_classes=config.num_classes, weights=weights)
+    accuracy = top1(predict_logits(shipped, test_split.images, bf16=False, desc=f"testing {name}"), test_split.labels)
+    card = ModelCard(
+        name=name, architecture=config.architecture, dataset=test_split.name.split("/")[0],
+        num_classes=config.num_classes, params=sum(p.numel() for p in shipped.parameters()), epochs=state["epoch"],
+        test_top1=accuracy, test_images=len(test_split), recipe=asdict(config), history=state["history"],
+        notes=f"`semcomm train {name}`; test_top1 in fp32 on the fp16 weights as shipped; "
+              "history test_top1 is on a fixed test subset in bf16, during training",
+    )
+    write_card(card)
+    return card

@@ -55,3 +55,23 @@ def test_resume_refuses_a_different_config(tmp_path, cifar_test):
     train(config, data, data, tmp_path, progress=False)
     with pytest.raises(ValueError, match="different config"):
         train(TrainConfig(**{**config.__dict__, "lr": 5e-4}), data, data, tmp_path, progress=False)
+
+
+def test_export_ships_fp16_weights_with_a_measured_card(tmp_path, cifar_test, monkeypatch):
+    import semcomm.models.zoo as zoo
+    import semcomm.training as training
+    from semcomm import create_model
+    from semcomm.inference import predict_logits, top1
+
+    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path / "zoo")
+    monkeypatch.setattr(training, "CHECKPOINT_DIR", tmp_path / "zoo")
+    data = cifar_test.subset(64)
+    config = TrainConfig("semcomm_vit_edge_p4_32", epochs=1, batch_size=32, eval_images=32, bf16=False)
+    train(config, data, data, tmp_path / "run", progress=False)
+    card = training.export("tiny-edge", tmp_path / "run", data)
+    assert (tmp_path / "zoo" / "tiny-edge.safetensors").stat().st_size < 2 * 811_146 + 100_000  # fp16
+    assert card.epochs == 1 and card.test_images == 64 and len(card.history) == 1
+    assert card.params == 811_146 and card.recipe["architecture"] == "semcomm_vit_edge_p4_32"
+    shipped = create_model("tiny-edge")
+    assert top1(predict_logits(shipped, data.images, bf16=False), data.labels) == card.test_top1
+    assert zoo.model_card("tiny-edge") == card

@@ -8,7 +8,7 @@ ViT/DeiT by name, randomly initialised (nothing is downloaded).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import timm
@@ -40,6 +40,7 @@ class ModelCard:
     test_top1: float | None
     test_images: int | None
     recipe: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
     notes: str = ""
 
     @property
@@ -57,6 +58,14 @@ def model_card(name: str) -> ModelCard:
     if not path.is_file():
         raise KeyError(f"no zoo checkpoint named {name!r}; shipped: {[c.name for c in list_checkpoints()]}")
     return _read_card(path)
+
+
+def write_card(card: ModelCard) -> None:
+    """Write ``card`` as ``checkpoints/<name>.json`` next to its weights."""
+    path = CHECKPOINT_DIR / f"{card.name}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(card), indent=2) + "\n")
+    tmp.replace(path)
 
 
 def _read_card(path: Path) -> ModelCard:
@@ -114,5 +123,8 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
 def save_weights(model: torch.nn.Module, path: str | Path, dtype: torch.dtype = torch.float16) -> None:
     """Save ``model``'s weights as compact safetensors (fp16 by default)."""
     state = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp))
+    tmp.replace(path)  # readers never see a half-written file
