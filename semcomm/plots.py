@@ -10,40 +10,54 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .sweep import SweepResult  # noqa: E402
 
+REFERENCE_GATE = "min_entropy 0.8"
 
-def plot_sweep(result: SweepResult, path: str | Path | None = None, gate: str = "none"):
-    """Top-1 accuracy versus mean bits per image (log scale).
 
-    Lines: each selection rule and its equal-bit random twin, with every image
-    sent (``gate="none"``) or behind one gate (its label, e.g.
-    ``"min_entropy 0.8"``). Markers: the references and the image codecs.
+def plot_sweep(result: SweepResult, path: str | Path | None = None,
+               gates: tuple[str, ...] = ("none", REFERENCE_GATE)):
+    """Top-1 accuracy versus mean bits per image (log scale), one panel per gate.
+
+    Each panel: fixed-budget rules as solid curves and their equal-bit random
+    twins dashed in the same colour; other rules as single markers; JPEG and
+    WebP as square-marked curves; the references as stars; edge alone as a
+    dotted line (it sends nothing).
     """
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    curves: dict[str, list] = {}
-    for p in result.points:
-        if p.family in ("semantic", "random") and p.gate == gate and p.label.split()[-1].isdigit():
-            name = p.label.rsplit(" ", 1)[0]
-            curves.setdefault(name, []).append(p)
-    for name, points in curves.items():
-        points.sort(key=lambda p: p.bits_per_image)
-        style = "--" if name.startswith("random") else "-"
-        ax.plot([p.bits_per_image for p in points], [100 * p.accuracy for p in points], style, marker="o",
-                label=f"{name} ({gate})")
-    markers = {"reference": "*", "codec": "s", "semantic": "D", "random": "x"}
-    for p in result.points:
-        single = p.family in ("semantic", "random") and not p.label.split()[-1].isdigit()
-        if (single or p.family in ("reference", "codec")) and p.bits_per_image > 0:
-            ax.scatter(p.bits_per_image, 100 * p.accuracy, marker=markers[p.family], s=60, zorder=3)
-            ax.annotate(f"{p.label} ({p.gate})" if p.gate != "none" else p.label, (p.bits_per_image, 100 * p.accuracy),
-                        fontsize=7, xytext=(4, 2), textcoords="offset points")
+    fig, axes = plt.subplots(1, len(gates), figsize=(7 * len(gates), 5.5), squeeze=False, sharey=True)
     edge = next(p for p in result.points if p.label == "edge alone")
-    ax.axhline(100 * edge.accuracy, color="grey", lw=0.8, ls=":", label="edge alone (0 bits)")
-    ax.set_xscale("log")
-    ax.set_xlabel("mean bits per image (on the wire, headers included)")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(f"{result.dataset}, {result.images} images: edge {result.edge}, server {result.server}")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    for ax, gate in zip(axes[0], gates):
+        points = [p for p in result.points if p.gate == gate]
+        colors: dict[str, str] = {}
+        for curve in dict.fromkeys(p.curve for p in points if p.budget is not None and p.family == "semantic"):
+            for family, style in (("semantic", "-"), ("random", "--")):
+                name = curve if family == "semantic" else f"random as {curve}"
+                line = sorted((p for p in points if p.curve == name), key=lambda p: p.budget)
+                drawn = ax.plot([p.bits_per_image for p in line], [100 * p.accuracy for p in line], style,
+                                marker="o", ms=4, color=colors.get(curve), label=name)
+                colors[curve] = drawn[0].get_color()
+        for p in points:
+            if p.family in ("semantic", "random") and p.budget is None:
+                ax.scatter(p.bits_per_image, 100 * p.accuracy, marker="D" if p.family == "semantic" else "x",
+                           s=40, zorder=3, label=p.label)
+        for fmt in dict.fromkeys(p.curve for p in points if p.family == "codec"):
+            line = sorted((p for p in points if p.curve == fmt), key=lambda p: p.bits_per_image)
+            ax.plot([p.bits_per_image for p in line], [100 * p.accuracy for p in line], ":", marker="s", label=fmt)
+            for p in line:
+                ax.annotate(p.label.split("-")[-1], (p.bits_per_image, 100 * p.accuracy), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        for p in points:
+            if p.family == "reference" and p.bits_per_image > 0:
+                ax.scatter(p.bits_per_image, 100 * p.accuracy, marker="*", s=120, color="black", zorder=4)
+                ax.annotate(p.label, (p.bits_per_image, 100 * p.accuracy), fontsize=8, xytext=(-10, 6),
+                            textcoords="offset points")
+        ax.axhline(100 * edge.accuracy, color="grey", lw=0.8, ls=":", label="edge alone (0 bits)")
+        ax.set_xscale("log")
+        ax.set_xlabel("mean bits per image (on the wire, headers included)")
+        ax.set_title("every image sent" if gate == "none" else f"offload when {gate.replace('_', '-')} bits or more")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("top-1 accuracy (%)")
+    fig.suptitle(f"{result.dataset}, {result.images} images: edge {result.edge}, server {result.server}, "
+                 f"importance {result.importance}")
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)

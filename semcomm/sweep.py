@@ -53,6 +53,8 @@ class OperatingPoint:
         bits_per_offloaded: mean bits per sent image (NaN if none).
         raw_fraction: bits_per_image / bits of an uncompressed 8-bit image.
         patches_per_offloaded: mean patches per sent image (NaN for codecs).
+        curve: points of one curve share it, e.g. ``top-k``, ``random as top-k``, ``webp``.
+        budget: patches per image of a fixed-budget rule (None otherwise).
     """
 
     family: str
@@ -64,6 +66,8 @@ class OperatingPoint:
     bits_per_offloaded: float
     raw_fraction: float
     patches_per_offloaded: float = math.nan
+    curve: str = ""
+    budget: int | None = None
 
 
 @dataclass
@@ -174,11 +178,13 @@ class Sweep:
         paper_gate = Gate("min_entropy", 0.8)
         generator = torch.Generator().manual_seed(cfg.seed)
 
-        def add(family, label, server_correct, bits, patches, gate_list):
+        def add(family, label, server_correct, bits, patches, gate_list, curve="", budget=None):
             for gate in gate_list:
                 offload = gate.offload(analysis.logits) if gate is not None else torch.ones(len(labels), dtype=torch.bool)
-                result.points.append(_point(family, label, gate, offload, edge_correct, server_correct, bits, patches,
-                                            result.raw_bits_per_image))
+                point = _point(family, label, gate, offload, edge_correct, server_correct, bits, patches,
+                               result.raw_bits_per_image)
+                point.curve, point.budget = curve or label, budget
+                result.points.append(point)
 
         add("reference", "edge alone", edge_correct, torch.zeros(len(labels)), torch.zeros(len(labels)),
             [Gate(cfg.gate_kind, math.inf)])
@@ -186,18 +192,21 @@ class Sweep:
         grid = self.edge.grid_size
         full = torch.ones(len(labels), self.edge.num_patches, dtype=torch.bool)
         correct, bits = self._server_on(images, labels, analysis, full)
-        add("reference", "full images", correct, bits, full.sum(1), [None])
+        add("reference", "full images", correct, bits, full.sum(1), [None, paper_gate])
         for rule in tqdm(cfg.selections(), desc="selection rules", disable=not self.progress):
             mask = rule(importance, grid, generator)
             twin = random_like(mask, generator)
-            for family, label, m in (("semantic", rule.label, mask), ("random", f"random (as {rule.label})", twin)):
+            name, budget = rule.label.rsplit(" ", 1)[0], getattr(rule, "k", None)
+            gate_list = [paper_gate] if isinstance(rule, AttentionSum) else [None, *gates]
+            for family, label, curve, m in (("semantic", rule.label, name, mask),
+                                            ("random", f"random (as {rule.label})", f"random as {name}", twin)):
                 correct, bits = self._server_on(images, labels, analysis, m)
-                is_paper_default = isinstance(rule, AttentionSum)
-                add(family, label, correct, bits, m.sum(1), [paper_gate] if is_paper_default else [None, *gates])
+                add(family, label, correct, bits, m.sum(1), gate_list, curve, budget)
         for codec in tqdm(cfg.codecs, desc="image codecs", disable=not self.progress):
             decoded, bits = codec.roundtrip(images)
             correct = predict_logits(self.server, decoded, bf16=cfg.server_bf16).argmax(-1) == labels
-            add("codec", codec.name, correct, bits.float(), torch.full((len(labels),), math.nan), [None, paper_gate])
+            add("codec", codec.name, correct, bits.float(), torch.full((len(labels),), math.nan), [None, paper_gate],
+                curve=codec.format)
         result.seconds = time.time() - started
         return result
 
