@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from scipy.stats import binom
 from tqdm.auto import tqdm
 
 from .baselines import ImageCodec, standard_codecs
@@ -55,6 +56,10 @@ class OperatingPoint:
         patches_per_offloaded: mean patches per sent image (NaN for codecs).
         curve: points of one curve share it, e.g. ``top-k``, ``random as top-k``, ``webp``.
         budget: patches per image of a fixed-budget rule (None otherwise).
+        vs_random: for an attention rule, the paired comparison with its
+            equal-bit random twin on the same images: ``only_rule`` and
+            ``only_random`` count images that only one of the two classifies
+            right, ``p_value`` is McNemar's exact two-sided test.
     """
 
     family: str
@@ -68,6 +73,7 @@ class OperatingPoint:
     patches_per_offloaded: float = math.nan
     curve: str = ""
     budget: int | None = None
+    vs_random: dict | None = None
 
 
 @dataclass
@@ -101,12 +107,15 @@ class SweepResult:
 
     def table(self) -> str:
         """The sweep as a Markdown table."""
-        rows = ["| family | sent | gate | top-1 | offload | bits/image | bits/sent image | patches/sent | raw fraction |",
-                "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+        rows = ["| family | sent | gate | top-1 | offload | bits/image | bits/sent image | patches/sent | raw fraction "
+                "| vs equal-bit random: images only it / only random gets right (McNemar p) |",
+                "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
         for p in self.points:
+            versus = (f"{p.vs_random['only_rule']} / {p.vs_random['only_random']} (p={p.vs_random['p_value']:.2g})"
+                      if p.vs_random else "")
             rows.append(f"| {p.family} | {p.label} | {p.gate} | {100 * p.accuracy:.2f}% | {100 * p.offload_rate:.1f}% "
                         f"| {p.bits_per_image:,.0f} | {p.bits_per_offloaded:,.0f} | {p.patches_per_offloaded:.1f} "
-                        f"| {p.raw_fraction:.4f} |")
+                        f"| {p.raw_fraction:.4f} | {versus} |")
         return "\n".join(rows)
 
 
@@ -178,12 +187,14 @@ class Sweep:
         paper_gate = Gate("min_entropy", 0.8)
         generator = torch.Generator().manual_seed(cfg.seed)
 
-        def add(family, label, server_correct, bits, patches, gate_list, curve="", budget=None):
+        def add(family, label, server_correct, bits, patches, gate_list, curve="", budget=None, random_correct=None):
             for gate in gate_list:
                 offload = gate.offload(analysis.logits) if gate is not None else torch.ones(len(labels), dtype=torch.bool)
                 point = _point(family, label, gate, offload, edge_correct, server_correct, bits, patches,
                                result.raw_bits_per_image)
                 point.curve, point.budget = curve or label, budget
+                if random_correct is not None:  # images kept at the edge are answered alike by both
+                    point.vs_random = paired_comparison(server_correct[offload], random_correct[offload])
                 result.points.append(point)
 
         add("reference", "edge alone", edge_correct, torch.zeros(len(labels)), torch.zeros(len(labels)),
@@ -198,10 +209,11 @@ class Sweep:
             twin = random_like(mask, generator)
             name, budget = rule.label.rsplit(" ", 1)[0], getattr(rule, "k", None)
             gate_list = [paper_gate] if isinstance(rule, AttentionSum) else [None, *gates]
-            for family, label, curve, m in (("semantic", rule.label, name, mask),
-                                            ("random", f"random (as {rule.label})", f"random as {name}", twin)):
-                correct, bits = self._server_on(images, labels, analysis, m)
-                add(family, label, correct, bits, m.sum(1), gate_list, curve, budget)
+            correct, bits = self._server_on(images, labels, analysis, mask)
+            random_correct, _ = self._server_on(images, labels, analysis, twin)  # same bits, image by image
+            add("semantic", rule.label, correct, bits, mask.sum(1), gate_list, name, budget, random_correct)
+            add("random", f"random (as {rule.label})", random_correct, bits, twin.sum(1), gate_list,
+                f"random as {name}", budget)
         for codec in tqdm(cfg.codecs, desc="image codecs", disable=not self.progress):
             decoded, bits = codec.roundtrip(images)
             correct = predict_logits(self.server, decoded, bf16=cfg.server_bf16).argmax(-1) == labels
@@ -232,6 +244,15 @@ class Sweep:
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(dict(logits=analysis.logits, importance=analysis.importance), path)
         return analysis
+
+
+def paired_comparison(rule_correct: torch.Tensor, random_correct: torch.Tensor) -> dict:
+    """Images only one of two classifiers gets right, and McNemar's exact two-sided p-value."""
+    only_rule = int((rule_correct & ~random_correct).sum())
+    only_random = int((random_correct & ~rule_correct).sum())
+    n = only_rule + only_random
+    p_value = 1.0 if n == 0 else float(min(1.0, 2 * binom.cdf(min(only_rule, only_random), n, 0.5)))
+    return dict(only_rule=only_rule, only_random=only_random, p_value=p_value)
 
 
 def _point(family, label, gate, offload, edge_correct, server_correct, bits, patches, raw_bits) -> OperatingPoint:

@@ -89,3 +89,21 @@ def test_shipped_models_meet_their_cards(cifar_test):
         accuracy = float((predict_logits(model, cifar_test.images, bf16=False).argmax(-1) == cifar_test.labels).float().mean())
         # 500 images: within four standard errors of the accuracy measured on the full test split
         assert abs(accuracy - card.test_top1) < 4 * math.sqrt(card.test_top1 * (1 - card.test_top1) / 500) + 1e-9
+
+
+def test_paired_comparison_with_random_is_consistent(sweep):
+    _, result = sweep
+    for k in BUDGETS:
+        rule, twin = result.find(f"top-k {k}"), result.find(f"random (as top-k {k})")
+        diff = rule.vs_random["only_rule"] - rule.vs_random["only_random"]
+        assert diff == round((rule.accuracy - twin.accuracy) * result.images)
+        assert 0 <= rule.vs_random["p_value"] <= 1
+
+
+def test_mcnemar_exact_p_value():
+    from semcomm.sweep import paired_comparison
+
+    a = torch.tensor([True] * 10 + [False] * 5)
+    b = torch.tensor([False] * 10 + [False] * 5)
+    assert paired_comparison(a, b) == dict(only_rule=10, only_random=0, p_value=pytest.approx(2 * 0.5 ** 10))
+    assert paired_comparison(a, a)["p_value"] == 1.0
