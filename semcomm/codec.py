@@ -71,6 +71,8 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 class EdgeEncoder:
     """Gate, importance, selection and packing on the edge device.
 
+    The edge ViT runs in fp32 unless ``bf16`` (bf16 autocast on CPU).
+
     Args:
         model: the edge ViT.
         selection: rule choosing the patches to send.
@@ -79,7 +81,7 @@ class EdgeEncoder:
     """
 
     def __init__(self, model: ViTAdapter, selection: SelectionRule, gate: Gate | None = Gate(),
-                 importance: str = "mean", batch_size: int = DEFAULT_BATCH, bf16: bool = True):
+                 importance: str = "mean", batch_size: int = DEFAULT_BATCH, bf16: bool = False):
         self.model, self.selection, self.gate = model.eval(), selection, gate
         self.importance, self.batch_size, self.bf16 = importance, batch_size, bf16
 
@@ -111,7 +113,11 @@ class EdgeEncoder:
         return self.transmit(images, analysis.logits, mask)
 
     def transmit(self, images: torch.Tensor, edge_logits: torch.Tensor, mask: torch.Tensor) -> Transmission:
-        """Pack the masked patches of every image the gate offloads."""
+        """Pack the masked patches (``mask``: B x N booleans) of every image the gate offloads."""
+        images = to_uint8(images)
+        if mask.dtype != torch.bool or tuple(mask.shape) != (len(images), self.model.num_patches):
+            raise ValueError(f"mask must be a B x N = {len(images)} x {self.model.num_patches} bool tensor, "
+                             f"got {mask.dtype} {tuple(mask.shape)}")
         offloaded = self.gate.offload(edge_logits) if self.gate is not None else torch.ones(len(images), dtype=torch.bool)
         patches = bitstream.patchify(images, self.model.patch_size).numpy()
         mask_np, sent = mask.numpy(), offloaded.numpy()
