@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server", default="vit-server-cifar10")
     p.add_argument("--importance", default="mean", choices=["mean", "mean_layers", "rollout"])
     p.add_argument("--budgets", type=_int_list, help="patches per image, e.g. 8,16,32")
+    p.add_argument("--rules", type=lambda t: tuple(t.split(",")), help="fixed-budget rules: top-k,spread-top-k")
     p.add_argument("--thresholds", type=_float_list, help="gate thresholds, e.g. 0.4,0.8,1.2")
     p.add_argument("--codecs", type=_codec_list, help="reference codecs, e.g. jpeg-q50,webp-q20 (default: "
                    "jpeg q10/90, webp q5/25/75); 'none' for no codecs")
@@ -82,7 +83,10 @@ def _codec_list(text: str):
         fmt, _, quality = item.partition("-q")
         if not quality.isdigit():
             raise argparse.ArgumentTypeError(f"codec {item!r} is not FORMAT-qQUALITY, e.g. webp-q20")
-        codecs.append(ImageCodec(fmt, int(quality)))
+        try:
+            codecs.append(ImageCodec(fmt, int(quality)))
+        except ValueError as err:  # argparse shows an ArgumentTypeError's own message
+            raise argparse.ArgumentTypeError(str(err)) from err
     return tuple(codecs)
 
 
@@ -161,6 +165,8 @@ def _sweep(args) -> int:
     config = SweepConfig(edge=args.edge, server=args.server, importance=args.importance)
     if args.budgets:
         config = replace(config, budgets=args.budgets)
+    if args.rules:
+        config = replace(config, rules=args.rules)
     if args.thresholds:
         config = replace(config, thresholds=args.thresholds)
     if args.codecs is not None:

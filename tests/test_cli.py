@@ -38,6 +38,8 @@ def test_quick_sweep_writes_json_and_plot(tmp_path, capsys):
         (["evaluate", "no-such-model", "--limit", "8"], "unknown model"),
         (["sweep", "--dataset", "no-such-data", "--limit", "8"], "not found"),
         (["sweep", "--limit", "8", "--budgets", "0"], "budget"),
+        (["sweep", "--limit", "8", "--rules", "best-k"], "unknown selection rules"),
+        (["sweep", "--limit", "8", "--codecs", "gif-q5"], "unknown format"),
     ],
 )
 def test_errors_are_clear(argv, message, capsys):
