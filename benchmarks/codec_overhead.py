@@ -4,7 +4,9 @@ The codec path is what the edge does besides running its ViT: patch
 importance from the recorded attention, selection, the gate, and packing
 the byte strings. Target: under 10% of the edge forward.
 
-    .venv/bin/python benchmarks/codec_overhead.py [--images 2048] [--batch 256] [--repeats 5]
+    .venv/bin/python benchmarks/codec_overhead.py [--images 2048] [--batch 256] [--repeats 5] [--bf16]
+
+The edge runs in fp32, as the EdgeEncoder does by default (``--bf16`` for bf16 autocast).
 """
 from __future__ import annotations
 
@@ -38,19 +40,20 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for the edge forward")
     args = parser.parse_args()
 
     model = create_model(args.model)
     images = load_split("cifar10", "test", limit=args.images).images
     batches = images.split(args.batch)
     gate = Gate("min_entropy", 0.0)  # offload every image: packing is timed for all of them
-    print(f"# {args.model}, {len(images)} CIFAR-10 test images, batch {args.batch}, bf16 autocast, "
+    print(f"# {args.model}, {len(images)} CIFAR-10 test images, batch {args.batch}, {'bf16 autocast' if args.bf16 else 'fp32'}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}")
 
     @torch.no_grad()
     def forward_plain():
         for b in batches:
-            with autocast(True):
+            with autocast(args.bf16):
                 model(b)
 
     outputs = []
@@ -59,7 +62,7 @@ def main() -> None:
     def forward_attention():
         outputs.clear()
         for b in batches:
-            with autocast(True):
+            with autocast(args.bf16):
                 outputs.append(model.forward_with_attention(b))
 
     forward_plain_s = best_of(forward_plain, args.repeats)
