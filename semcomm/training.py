@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import timm
@@ -42,7 +42,9 @@ class TrainConfig:
 
     Attributes:
         architecture: timm architecture name (e.g. ``semcomm_vit_edge_p4_32``).
-        epochs: length of the cosine schedule.
+        epochs: length of the cosine schedule. A resumed run may change it
+            (the schedule is re-computed from the next step on; history
+            records the length each epoch was trained under).
         token_keep: (low, high) fraction of patches kept per batch for random
             token dropping; None trains on full images only.
         full_image_prob: with token dropping, probability that a batch keeps every patch.
@@ -152,8 +154,11 @@ def train(
     state_path = run_dir / "state.pt"
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
-        if TrainConfig.from_dict(state["config"]) != config:  # fields added since the state was saved take defaults
+        saved = TrainConfig.from_dict(state["config"])  # fields added since the state was saved take defaults
+        if replace(saved, epochs=config.epochs) != config:
             raise ValueError(f"{state_path} was made with a different config; use another run directory")
+        if saved.epochs != config.epochs and progress:
+            print(f"schedule length changed from {saved.epochs} to {config.epochs} epochs at epoch {state['epoch']}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history = TrainHistory(state["history"])
@@ -186,7 +191,7 @@ def train(
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
         accuracy = top1(predict_logits(model, eval_split.images, bf16=config.bf16), eval_split.labels)
-        history.epochs.append(dict(epoch=epoch + 1, loss=sum(losses) / len(losses), test_top1=accuracy,
+        history.epochs.append(dict(epoch=epoch + 1, schedule_epochs=config.epochs, loss=sum(losses) / len(losses), test_top1=accuracy,
                                    test_images=len(eval_split), minutes=(time.time() - started) / 60))
         if progress:
             print(json.dumps(history.epochs[-1]), flush=True)
@@ -222,7 +227,7 @@ def guided_positions(guide: TimmViT, images: torch.Tensor, keep: int, generator:
 
 PRESETS = {
     "vit-edge-cifar10": TrainConfig("semcomm_vit_edge_p4_32", epochs=30, warmup_epochs=2.0),
-    "vit-server-cifar10": TrainConfig("semcomm_vit_server_p4_32", epochs=60, warmup_epochs=3.0,
+    "vit-server-cifar10": TrainConfig("semcomm_vit_server_p4_32", epochs=45, warmup_epochs=3.0,
                                       token_keep=(0.1, 1.0), guide="vit-edge-cifar10", guided_prob=0.5),
 }
 PRESET_DATASETS = {"vit-edge-cifar10": "cifar10", "vit-server-cifar10": "cifar10"}

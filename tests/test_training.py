@@ -57,6 +57,14 @@ def test_resume_refuses_a_different_config(tmp_path, cifar_test):
         train(TrainConfig(**{**config.__dict__, "lr": 5e-4}), data, data, tmp_path, progress=False)
 
 
+def test_resume_may_lengthen_the_schedule(tmp_path, cifar_test):
+    data = cifar_test.subset(32)
+    config = TrainConfig("semcomm_vit_edge_p4_32", epochs=1, batch_size=32, eval_images=32, bf16=False)
+    train(config, data, data, tmp_path, progress=False)
+    _, history = train(TrainConfig(**{**config.__dict__, "epochs": 2}), data, data, tmp_path, progress=False)
+    assert [(e["epoch"], e["schedule_epochs"]) for e in history.epochs] == [(1, 1), (2, 2)]
+
+
 def test_export_ships_fp16_weights_with_a_measured_card(tmp_path, cifar_test, monkeypatch):
     import semcomm.models.zoo as zoo
     import semcomm.training as training
