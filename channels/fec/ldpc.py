@@ -5,7 +5,7 @@ entry s >= 0 becomes the Z x Z identity cyclically shifted right by s, -1 the ze
 Codewords are ``[information bits (k), parity bits (m)]``.
 
 Decoding is flooding belief propagation over all edges of the Tanner graph at once, vectorised
-over the batch: sum-product (tanh rule) or normalised min-sum.  Each codeword stops as soon as
+over the batch, with messages in a check-major table (batch last): sum-product (tanh rule) or normalised min-sum.  Each codeword stops as soon as
 its hard decision satisfies every parity check (early termination); finished codewords are
 removed from the working batch.
 
@@ -47,6 +47,12 @@ def expand(base: torch.Tensor, z: int) -> tuple[torch.Tensor, torch.Tensor]:
 class BPDecoder:
     """Flooding belief-propagation decoder for a binary code with sparse parity-check matrix H.
 
+    Messages live in a check-major table laid out (checks, max check degree, batch): the batch is
+    the contiguous dimension, so gathering variables into the table and summing messages back
+    onto variables move whole rows, and each check-node update is elementwise work over the batch.
+    Slots beyond a check's degree point at a dummy variable whose LLR is ``_PAD`` (a certain 0):
+    they never change a minimum, a sign or a tanh product.
+
     Args:
         rows, cols: int64 indices of the ones of H (one entry per Tanner-graph edge).
         num_checks, num_vars: H is num_checks x num_vars.
@@ -59,6 +65,8 @@ class BPDecoder:
     (..., num_vars) and the iterations each codeword used, int64 (...).
     """
 
+    _PAD = 1e30
+
     def __init__(self, rows: torch.Tensor, cols: torch.Tensor, num_checks: int, num_vars: int,
                  method: str = "sum-product", max_iter: int = 50, alpha: float = 0.75,
                  early_stop: bool = True) -> None:
@@ -69,46 +77,42 @@ class BPDecoder:
             raise ValueError(f"alpha must be in (0, 1]; got {alpha!r}")
         self.method, self.max_iter, self.alpha, self.early_stop = method, int(max_iter), float(alpha), early_stop
         self.num_checks, self.num_vars = int(num_checks), int(num_vars)
+        self.num_edges = rows.numel()
         order = torch.argsort(rows * num_vars + cols)
         rows, cols = rows[order], cols[order]
-        self.num_edges = rows.numel()
-        self.var_of_edge = cols
-        deg = torch.bincount(rows, minlength=num_checks)
-        self.dmax = int(deg.max())
-        start = torch.cumsum(deg, 0) - deg
-        slot = torch.arange(self.num_edges) - start[rows]
-        # Check-major padded table of edge ids; padding points at a dummy edge (id = num_edges).
-        table = torch.full((num_checks, self.dmax), self.num_edges, dtype=torch.int64)
-        table[rows, slot] = torch.arange(self.num_edges)
-        self.table = table
-        self.pos_of_edge = rows * self.dmax + slot  # flat position of each edge in the table
+        degree = torch.bincount(rows, minlength=num_checks)
+        self.dmax = int(degree.max())
+        slot = torch.arange(self.num_edges) - (torch.cumsum(degree, 0) - degree)[rows]
+        table = torch.full((num_checks, self.dmax), num_vars, dtype=torch.int64)  # num_vars: the dummy
+        table[rows, slot] = cols
+        self.var_of_slot = table.flatten()  # (num_checks * dmax,) variable of each message slot
 
     def _check_update(self, v2c: torch.Tensor) -> torch.Tensor:
-        B = v2c.shape[0]
+        """Check-to-variable messages (M, D, B) from variable-to-check messages (M, D, B)."""
+        slots = range(self.dmax)
         if self.method == "sum-product":
             t = torch.tanh(0.5 * v2c)
-            t = torch.cat([t, t.new_ones(B, 1)], dim=1)[:, self.table]  # (B, M, dmax)
-            ones = t.new_ones(B, self.num_checks, 1)
-            pre = torch.cumprod(torch.cat([ones, t[..., :-1]], -1), -1)
-            suf = torch.cumprod(torch.cat([ones, t.flip(-1)[..., :-1]], -1), -1).flip(-1)
-            prod = (pre * suf).clamp(-1 + 1e-7, 1 - 1e-7)
-            msg = 2.0 * torch.atanh(prod)
-        else:
-            mag = torch.cat([v2c.abs(), v2c.new_full((B, 1), float("inf"))], 1)[:, self.table]
-            neg = torch.cat([v2c < 0, v2c.new_zeros((B, 1), dtype=torch.bool)], 1)[:, self.table]
-            min1, arg = mag.min(-1, keepdim=True)
-            min2 = mag.scatter(-1, arg, float("inf")).min(-1, keepdim=True).values
-            others = torch.where(torch.arange(self.dmax, device=v2c.device) == arg, min2, min1)
-            parity = neg.sum(-1, keepdim=True) % 2 == 1
-            sign = 1.0 - 2.0 * (parity ^ neg).float()
-            msg = self.alpha * sign * torch.nan_to_num(others, posinf=0.0)
-        return msg.reshape(B, -1)[:, self.pos_of_edge]
+            before = [torch.ones_like(t[:, 0])]  # products of the slots before / after each slot
+            after = [torch.ones_like(t[:, 0])]
+            for d in slots[:-1]:
+                before.append(before[-1] * t[:, d])
+                after.append(after[-1] * t[:, -1 - d])
+            others = torch.stack([b * a for b, a in zip(before, reversed(after))], 1)
+            return 2.0 * torch.atanh(others.clamp_(-1 + 1e-7, 1 - 1e-7))
+        magnitude = v2c.abs()
+        min1 = magnitude[:, 0].clone()
+        min2 = torch.full_like(min1, float("inf"))  # second smallest, counting ties
+        for d in slots[1:]:
+            torch.minimum(min2, torch.maximum(min1, magnitude[:, d]), out=min2)
+            torch.minimum(min1, magnitude[:, d], out=min1)
+        others = torch.where(magnitude == min1.unsqueeze(1), min2.unsqueeze(1), min1.unsqueeze(1))
+        # sign(product of the others) = sign(v2c * product of all): IEEE signs survive over/underflow
+        return torch.copysign(others.mul_(self.alpha), v2c * v2c.prod(1, keepdim=True))
 
     def _syndrome_ok(self, hard: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([hard, hard.new_zeros(hard.shape[0], 1)], 1)
-        par = h[:, self.var_of_edge]
-        par = torch.cat([par, par.new_zeros(par.shape[0], 1)], 1)[:, self.table].sum(-1) % 2
-        return (par == 0).all(-1)
+        """(B,) bool: every parity check holds for hard decisions (num_vars + 1, B), dummy last and 0."""
+        checks = hard.index_select(0, self.var_of_slot).view(self.num_checks, self.dmax, -1).sum(1)
+        return (checks % 2 == 0).all(0)
 
     def __call__(self, llr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if llr.shape[-1] != self.num_vars:
@@ -118,30 +122,31 @@ class BPDecoder:
         batch = llr.shape[:-1]
         ch = llr.reshape(-1, self.num_vars).float().clamp(-1e4, 1e4)
         B, dev = ch.shape[0], ch.device
-        var = self.var_of_edge.to(dev)
-        self.table, self.pos_of_edge = self.table.to(dev), self.pos_of_edge.to(dev)
+        ch = torch.cat([ch, ch.new_full((B, 1), self._PAD)], 1).T.contiguous()  # (num_vars + 1, B)
+        var = self.var_of_slot = self.var_of_slot.to(dev)
+        table = (self.num_checks, self.dmax, -1)
         out_bits = (ch < 0).float()
         iters = torch.zeros(B, dtype=torch.int64, device=dev)
         active = torch.arange(B, device=dev)
         if self.early_stop:
-            keep = ~self._syndrome_ok(out_bits.to(torch.int64))
-            active, ch = active[keep], ch[keep]
-        c2v = ch.new_zeros(ch.shape[0], self.num_edges)
-        v2c = ch[:, var]
+            keep = ~self._syndrome_ok(out_bits)
+            active, ch = active[keep], ch[:, keep]
+        c2v = ch.new_zeros(var.numel(), ch.shape[1])
+        v2c = ch.index_select(0, var)
         for it in range(1, self.max_iter + 1):
             if active.numel() == 0:
                 break
-            c2v = self._check_update(v2c)
-            total = ch.index_add(1, var, c2v)
-            hard = (total < 0)
-            out_bits[active] = hard.float()
+            c2v = self._check_update(v2c.view(table)).view(v2c.shape)
+            total = ch.index_add(0, var, c2v)
+            hard = (total < 0).float()
+            out_bits[:, active] = hard
             iters[active] = it
             if self.early_stop:
-                keep = ~self._syndrome_ok(hard.to(torch.int64))
+                keep = ~self._syndrome_ok(hard)
                 if not keep.all():
-                    active, ch, c2v, total = active[keep], ch[keep], c2v[keep], total[keep]
-            v2c = total[:, var] - c2v
-        return out_bits.reshape(*batch, self.num_vars), iters.reshape(batch)
+                    active, ch, c2v, total = active[keep], ch[:, keep], c2v[:, keep], total[:, keep]
+            v2c = total.index_select(0, var).sub_(c2v)
+        return out_bits[: self.num_vars].T.reshape(*batch, self.num_vars), iters.reshape(batch)
 
 
 class LDPC80211n:
