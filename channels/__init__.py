@@ -12,13 +12,14 @@ Conventions:
 
 Modules: ``modulation`` (Gray BPSK/QPSK/QAM, demappers), ``awgn``, ``fading`` (Rayleigh/Rician,
 CSI, equaliser), ``discrete`` (BSC, BEC, packet erasure, Gilbert-Elliott), ``fec`` (CRC,
-convolutional + Viterbi, 802.11n LDPC, ideal code), ``link`` (digital and analog links),
+convolutional + Viterbi, 802.11n / 802.16e LDPC, ideal code), ``link`` (digital and analog links),
 ``montecarlo`` (BER/BLER runner), ``utils`` (unit conversions, Q-function, capacities).
 """
 from .awgn import AWGN
 from .discrete import BEC, BSC, GilbertElliott, PacketErasure
 from .fading import Equalizer, FadingOutput, FlatFading
-from .fec import CRC, BPDecoder, ConvolutionalCode, IdealCode, LDPC80211n, Uncoded, union_bound_ber
+from .fec import (CRC, QCLDPC, BPDecoder, ConvolutionalCode, IdealCode, LDPC80211n, LDPC80216e, Uncoded,
+                  union_bound_ber)
 from .link import AnalogLink, AnalogResult, DigitalLink, DigitalResult
 from .modulation import Constellation, Demapper, Mapper, hard_decisions
 from .montecarlo import BERResult, SNRPoint, clopper_pearson, run_ber
@@ -27,7 +28,8 @@ from .utils import (awgn_capacity, bec_capacity, binary_entropy, bsc_capacity, d
 
 __all__ = [
     "AWGN", "BEC", "BSC", "GilbertElliott", "PacketErasure", "Equalizer", "FadingOutput", "FlatFading",
-    "CRC", "BPDecoder", "ConvolutionalCode", "IdealCode", "LDPC80211n", "Uncoded", "union_bound_ber",
+    "CRC", "BPDecoder", "ConvolutionalCode", "IdealCode", "LDPC80211n", "LDPC80216e", "QCLDPC", "Uncoded",
+    "union_bound_ber",
     "AnalogLink", "AnalogResult", "DigitalLink", "DigitalResult", "Constellation", "Demapper", "Mapper",
     "hard_decisions", "BERResult", "SNRPoint", "clopper_pearson", "run_ber", "awgn_capacity", "bec_capacity",
     "binary_entropy", "bsc_capacity", "db2lin", "ebnodb2no", "ebnodb2snrdb", "lin2db", "qfunc", "snrdb2no",

@@ -1,4 +1,4 @@
-"""IEEE 802.11n (HT) LDPC base matrices, stored as data.
+"""IEEE 802.11n (HT) LDPC base matrices, and the 802.16e rate-1/2 one, stored as data.
 
 Source: IEEE Std 802.11-2012, Annex F ("HT LDPC matrix definitions"),
 Tables F.1-F.3 (also in 802.11n-2009, Annex R).  Transcribed from public
@@ -139,4 +139,25 @@ TABLES[(1944, "5/6")] = """
 69 63 74 56 64 77 57 65 6  16 51 -  64 -  68 9  48 62 54 27 -  0  0  -
 51 15 0  80 24 25 42 54 44 71 71 9  67 35 -  58 -  29 -  53 0  -  0  0
 16 29 36 41 44 56 59 37 50 24 -  65 4  65 52 -  4  -  73 52 1  -  -  0
+"""
+
+
+# IEEE 802.16e (mobile WiMAX) rate-1/2 base matrix for Z0 = 96 (n = 2304), IEEE Std 802.16e-2005,
+# 8.4.9.2.5.1.  Shorter codes (n = 576 ... 2304 in steps of 96, Z = n / 24) scale each shift
+# s >= 0 to floor(s * Z / 96).  Checked entry by entry against the parity-check matrix AFF3CT
+# simulates for its published curves (aff3ct/aff3ct, conf/dec/LDPC/WIMAX_288_576.alist): the
+# same Tanner graph, with AFF3CT's circulants shifting the other way (an isomorphic graph).
+WIMAX_RATE_HALF = """
+-  94 73 -  -  -  -  -  55 83 -  -  7  0  -  -  -  -  -  -  -  -  -  -
+-  27 -  -  -  22 79 9  -  -  -  12 -  0  0  -  -  -  -  -  -  -  -  -
+-  -  -  24 22 81 -  33 -  -  -  0  -  -  0  0  -  -  -  -  -  -  -  -
+61 -  47 -  -  -  -  -  65 25 -  -  -  -  -  0  0  -  -  -  -  -  -  -
+-  -  39 -  -  -  84 -  -  41 72 -  -  -  -  -  0  0  -  -  -  -  -  -
+-  -  -  -  46 40 -  82 -  -  -  79 0  -  -  -  -  0  0  -  -  -  -  -
+-  -  95 53 -  -  -  -  -  14 18 -  -  -  -  -  -  -  0  0  -  -  -  -
+-  11 73 -  -  -  2  -  -  47 -  -  -  -  -  -  -  -  -  0  0  -  -  -
+12 -  -  -  83 24 -  43 -  -  -  51 -  -  -  -  -  -  -  -  0  0  -  -
+-  -  -  -  -  94 -  59 -  -  70 72 -  -  -  -  -  -  -  -  -  0  0  -
+-  -  7  65 -  -  -  -  39 49 -  -  -  -  -  -  -  -  -  -  -  -  0  0
+43 -  -  -  -  66 -  41 -  -  -  26 7  -  -  -  -  -  -  -  -  -  -  0
 """

@@ -1,4 +1,4 @@
-"""Quasi-cyclic LDPC codes of IEEE 802.11n, systematic encoding and belief-propagation decoding.
+"""Quasi-cyclic LDPC codes of IEEE 802.11n and 802.16e, systematic encoding and belief-propagation decoding.
 
 The parity-check matrix H (m x n) is expanded from a base matrix (see ``_wifi_ldpc_tables``):
 entry s >= 0 becomes the Z x Z identity cyclically shifted right by s, -1 the zero block.
@@ -18,19 +18,31 @@ from typing import Optional
 import torch
 
 from .._checks import check_bits, check_choice, check_finite, check_positive
-from ._wifi_ldpc_tables import TABLES
+from ._wifi_ldpc_tables import TABLES, WIMAX_RATE_HALF
 
 RATES = ("1/2", "2/3", "3/4", "5/6")
 LENGTHS = (648, 1296, 1944)
+WIMAX_LENGTHS = tuple(range(576, 2305, 96))
 DECODERS = ("sum-product", "min-sum")
+
+
+def _parse(table: str) -> torch.Tensor:
+    rows = [[-1 if v == "-" else int(v) for v in line.split()] for line in table.strip().splitlines()]
+    return torch.tensor(rows, dtype=torch.int64)
 
 
 def base_matrix(n: int, rate: str) -> torch.Tensor:
     """802.11n base matrix (int64, 24 columns; -1 for a zero block) for block length n and rate."""
     check_choice("n", n, LENGTHS)
     check_choice("rate", rate, RATES)
-    rows = [[-1 if v == "-" else int(v) for v in line.split()] for line in TABLES[(n, rate)].strip().splitlines()]
-    return torch.tensor(rows, dtype=torch.int64)
+    return _parse(TABLES[(n, rate)])
+
+
+def wimax_base_matrix(n: int) -> torch.Tensor:
+    """802.16e rate-1/2 base matrix for block length n (576 ... 2304, step 96): shifts scaled to Z = n / 24."""
+    check_choice("n", n, WIMAX_LENGTHS)
+    base = _parse(WIMAX_RATE_HALF)
+    return torch.where(base > 0, base * (n // 24) // 96, base)
 
 
 def expand(base: torch.Tensor, z: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,33 +161,35 @@ class BPDecoder:
         return out_bits[: self.num_vars].T.reshape(*batch, self.num_vars), iters.reshape(batch)
 
 
-class LDPC80211n:
-    """IEEE 802.11n LDPC code (n = 648, 1296, 1944; rate 1/2, 2/3, 3/4, 5/6) with encoder and BP decoder.
+class QCLDPC:
+    """Quasi-cyclic LDPC code with an 802.11n-style parity part, with encoder and BP decoder.
+
+    The parity part of the base matrix must be a weight-3 column (a, 0, a) followed by a dual
+    diagonal, as in IEEE 802.11n and 802.16e; it makes systematic encoding a back-substitution.
 
     Args:
-        n: block length in bits.
-        rate: ``"1/2"``, ``"2/3"``, ``"3/4"`` or ``"5/6"``.
+        base: base matrix (mb x nb, int64; -1 for a zero block).
+        z: lifting size (n = nb * z).
         decoder: ``"sum-product"`` or ``"min-sum"`` (normalised).
         max_iter: maximum BP iterations.
         alpha: min-sum normalisation factor.
         early_stop: per-codeword early termination when the syndrome is zero.
 
     Attributes:
-        k, n, coderate: dimensions (k = n * rate) and k / n.
-        z: lifting size (27, 54, 81).
+        k, n, coderate: dimensions (k = n - mb * z) and k / n.
+        z: lifting size.
         base: base matrix; ``H`` (property): dense parity-check matrix (m x n, uint8).
 
     :meth:`encode` maps bits (..., k) to codewords (..., n); :meth:`decode` maps LLRs (..., n)
     to information bits (..., k); :meth:`decode_full` also returns codeword bits and iterations.
     """
 
-    def __init__(self, n: int = 648, rate: str = "1/2", decoder: str = "sum-product", max_iter: int = 50,
+    def __init__(self, base: torch.Tensor, z: int, decoder: str = "sum-product", max_iter: int = 50,
                  alpha: float = 0.75, early_stop: bool = True) -> None:
-        self.base = base_matrix(n, rate)
-        self.n, self.rate_name = int(n), rate
-        self.z = n // 24
+        self.base, self.z = base, int(z)
         self.mb, self.nb = self.base.shape
         self.kb = self.nb - self.mb
+        self.n = self.nb * self.z
         self.m = self.mb * self.z
         self.k = self.n - self.m
         self.coderate = self.k / self.n
@@ -188,7 +202,7 @@ class LDPC80211n:
         self.decoder = BPDecoder(self.rows, self.cols, self.m, self.n, decoder, max_iter, alpha, early_stop)
 
     def __repr__(self) -> str:
-        return f"LDPC80211n(n={self.n}, rate={self.rate_name!r}, decoder={self.decoder.method!r})"
+        return f"{type(self).__name__}(n={self.n}, k={self.k}, decoder={self.decoder.method!r})"
 
     @property
     def H(self) -> torch.Tensor:
@@ -249,3 +263,28 @@ class LDPC80211n:
     def decode(self, llr: torch.Tensor) -> torch.Tensor:
         """Information bits (..., k), float32, from channel LLRs (..., n)."""
         return self.decoder(llr)[0][..., : self.k]
+
+
+class LDPC80211n(QCLDPC):
+    """IEEE 802.11n LDPC code: n = 648, 1296, 1944; rate ``"1/2"``, ``"2/3"``, ``"3/4"``, ``"5/6"``.
+
+    Other arguments and attributes as :class:`QCLDPC`; ``z`` is 27, 54 or 81.
+    """
+
+    def __init__(self, n: int = 648, rate: str = "1/2", decoder: str = "sum-product", max_iter: int = 50,
+                 alpha: float = 0.75, early_stop: bool = True) -> None:
+        super().__init__(base_matrix(n, rate), n // 24, decoder, max_iter, alpha, early_stop)
+        self.rate_name = rate
+
+
+class LDPC80216e(QCLDPC):
+    """IEEE 802.16e (mobile WiMAX) rate-1/2 LDPC code, n = 576 ... 2304 in steps of 96.
+
+    Other arguments and attributes as :class:`QCLDPC`; ``z = n / 24``.  Only rate 1/2 is shipped.
+    """
+
+    def __init__(self, n: int = 576, rate: str = "1/2", decoder: str = "sum-product", max_iter: int = 50,
+                 alpha: float = 0.75, early_stop: bool = True) -> None:
+        check_choice("rate", rate, ("1/2",))
+        super().__init__(wimax_base_matrix(n), n // 24, decoder, max_iter, alpha, early_stop)
+        self.rate_name = rate
