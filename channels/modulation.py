@@ -144,29 +144,30 @@ class Demapper:
             y = torch.complex(y.float(), torch.zeros_like(y, dtype=torch.float32))
         dims = [y.real] if c.is_real else [y.real, y.imag]
         if self.method == "hard":
-            out = [self._hard_dim(d) for d in dims]
+            res = torch.cat([self._hard_dim(d) for d in dims], dim=-1)
         else:
             if no is None:
                 raise ValueError("the soft demappers need the noise variance `no` (per complex symbol)")
             check_positive("no", no)
             no_t = torch.as_tensor(no, dtype=torch.float32, device=y.device)
-            no_t = torch.broadcast_to(no_t, y.shape)
-            out = [self._llr_dim(d.float(), no_t) for d in dims]
-        res = torch.cat(out, dim=-1) if len(out) > 1 else out[0]
+            inv_no = 1.0 / (no_t.item() if no_t.dim() == 0 else torch.broadcast_to(no_t, y.shape))
+            res = torch.stack([bit for d in dims for bit in self._llr_dim(d.float(), inv_no)], dim=-1)
         # (..., n, m) -> (..., n * m)
         return res.reshape(*y.shape[:-1], y.shape[-1] * c.bits_per_symbol)
 
-    def _llr_dim(self, d: torch.Tensor, no: torch.Tensor) -> torch.Tensor:
-        """LLRs (..., n, bits_per_dim) of one real dimension; noise variance no/2 per dimension."""
+    def _llr_dim(self, d: torch.Tensor, inv_no: Union[float, torch.Tensor]) -> list[torch.Tensor]:
+        """LLRs of the bits of one real dimension, a list of bits_per_dim tensors (..., n).
+
+        Per level a, log p(d | a) = -(d - a)^2 / no + const; the d^2 term is common to every
+        level and cancels in an LLR, which leaves the linear metric (2 a d - a^2) / no.
+        """
         c = self.constellation
-        pam = c.pam.to(d.device)
-        # log p(d | a) = -(d - a)^2 / no  (+ const), per level a.
-        metric = -((d.unsqueeze(-1) - pam) ** 2) / no.unsqueeze(-1)  # (..., n, L)
-        m0 = metric[..., c._idx0.to(d.device)]  # (..., n, m_dim, L/2)
-        m1 = metric[..., c._idx1.to(d.device)]
-        if self.method == "exact":
-            return torch.logsumexp(m0, -1) - torch.logsumexp(m1, -1)
-        return m0.amax(-1) - m1.amax(-1)
+        metric = [(d * (2.0 * a) - a * a) * inv_no for a in c.pam.tolist()]
+        reduce = torch.logaddexp if self.method == "exact" else torch.maximum
+        llrs = []
+        for zeros, ones in zip(c._idx0.tolist(), c._idx1.tolist()):
+            llrs.append(_tree(reduce, [metric[i] for i in zeros]) - _tree(reduce, [metric[i] for i in ones]))
+        return llrs
 
     def _hard_dim(self, d: torch.Tensor) -> torch.Tensor:
         """Nearest-level bits (..., n, bits_per_dim) of one real dimension."""
@@ -175,6 +176,13 @@ class Demapper:
         k = torch.round((c.pam[0].item() - d.float()) / c._step).clamp(0, L - 1).long()
         labels = c._label_of_level.to(d.device)[k]
         return c.pam_bits.to(d.device)[labels].to(torch.float32)
+
+
+def _tree(reduce, values: list[torch.Tensor]) -> torch.Tensor:
+    """Reduce a list of tensors pairwise (a balanced tree: log2(len) levels of elementwise ops)."""
+    while len(values) > 1:
+        values = [reduce(a, b) for a, b in zip(values[::2], values[1::2])] + values[len(values) & ~1:]
+    return values[0]
 
 
 def hard_decisions(llr: torch.Tensor) -> torch.Tensor:
