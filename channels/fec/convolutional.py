@@ -135,14 +135,17 @@ class ConvolutionalCode:
                 decisions[t0 + i] = (c1 > c0).view(B, S)
                 metric = torch.maximum(c0, c1).view(B, S)
             metric = metric - metric.amax(-1, keepdim=True)
-        # Traceback from the all-zero state (terminated trellis).
-        state = torch.zeros(B, dtype=torch.long, device=dev)
-        out = torch.empty((self.T, B), dtype=torch.float32, device=dev)
-        rows = torch.arange(B, device=dev)
+        # Traceback from the all-zero state (terminated trellis): a pointer chase of T small steps,
+        # run in numpy, whose per-call overhead is a fraction of torch's.  The state's top bit is
+        # the input bit of that step.
+        chosen = decisions.cpu().numpy()
+        state = np.zeros(B, dtype=np.int64)
+        states = np.empty((self.T, B), dtype=np.int64)
+        rows = np.arange(B)
         for t in range(self.T - 1, -1, -1):
-            out[t] = (state >> (self.K - 2)).float()
-            b = decisions[t, rows, state].long()
-            state = ((state << 1) & (S - 1)) | b
+            states[t] = state
+            state = ((state << 1) & (S - 1)) | chosen[t, rows, state]
+        out = torch.from_numpy((states >> (self.K - 2)).astype(np.float32)).to(dev)
         return out[: self.k].T.reshape(*batch, self.k)
 
     def distance_spectrum(self, d_max: int) -> Dict[int, Tuple[int, int]]:
