@@ -208,6 +208,22 @@ def parse_threads(text: str) -> List[int]:
     return [int(t) for t in str(text).split(",") if t.strip()]
 
 
+def add_common_options(parser, repeats: int, quick_repeats: int, timed: str = "timed calls per row") -> None:
+    """--quick, --threads, --repeats and --seed, shared by the channels benchmarks."""
+    parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test (numbers not meaningful)")
+    parser.add_argument("--threads", default=None, help="torch thread counts, comma-separated (default 1,2; quick 1)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"{timed}, best reported (default {repeats}; quick {quick_repeats})")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.set_defaults(default_repeats=(repeats, quick_repeats))
+
+
+def common_settings(args) -> tuple:
+    """(thread counts, repeats) from the options of :func:`add_common_options`."""
+    threads = parse_threads(args.threads or ("1" if args.quick else "1,2"))
+    return threads, args.repeats or args.default_repeats[bool(args.quick)]
+
+
 def fmt(x: float, digits: int = 3) -> str:
     """A number with ``digits`` significant digits, plain notation where reasonable."""
     if x == 0 or x != x:

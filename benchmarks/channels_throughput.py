@@ -29,15 +29,11 @@ import _refenv  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test (numbers not meaningful)")
-    p.add_argument("--threads", default=None, help="torch thread counts, comma-separated (default 1,2; quick 1)")
-    p.add_argument("--repeats", type=int, default=None, help="timed calls per row (default 5; quick 2)")
+    _refenv.add_common_options(p, repeats=5, quick_repeats=2)
     p.add_argument("--ldpc-iters", type=int, default=20, help="fixed LDPC decoder iterations")
-    p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
     q = args.quick
-    threads = _refenv.parse_threads(args.threads or ("1" if q else "1,2"))
-    repeats = args.repeats or (2 if q else 5)
+    threads, repeats = _refenv.common_settings(args)
     s = 64 if q else 1  # size divisor for --quick
 
     import torch

@@ -93,9 +93,7 @@ def worker(argv) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test (numbers not meaningful)")
-    p.add_argument("--threads", default=None, help="torch thread counts for ours, comma-separated (default 1,2; quick: 1)")
-    p.add_argument("--repeats", type=int, default=None, help="timed runs of ours, best reported (default 7; quick 2)")
+    _refenv.add_common_options(p, repeats=7, quick_repeats=2, timed="timed runs of ours")
     p.add_argument("--demap-symbols", type=int, default=None, help="16-QAM symbols CommPy demaps (default 200000; quick 2000)")
     p.add_argument("--demap-snr", type=float, default=10.0, help="Es/N0 in dB for the demapping test")
     p.add_argument("--demap-large", type=int, default=None, help="symbols for ours' large batch (default 1048576; quick 100000)")
@@ -103,11 +101,9 @@ def main() -> None:
     p.add_argument("--viterbi-blocks", type=int, default=None, help="blocks CommPy decodes (default 24; quick 2)")
     p.add_argument("--viterbi-large", type=int, default=None, help="blocks in ours' large batch (default 1024; quick 64)")
     p.add_argument("--viterbi-ebno", type=float, default=2.0, help="Eb/N0 in dB for the Viterbi test")
-    p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
     q = args.quick
-    threads = _refenv.parse_threads(args.threads or ("1" if q else "1,2"))
-    repeats = args.repeats or (2 if q else 7)
+    threads, repeats = _refenv.common_settings(args)
     n_sym = args.demap_symbols or (2000 if q else 200_000)
     n_sym_large = args.demap_large or (100_000 if q else 1_048_576)
     k = args.viterbi_k or (128 if q else 1024)

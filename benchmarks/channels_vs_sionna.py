@@ -164,11 +164,9 @@ def worker(argv) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test (numbers not meaningful)")
-    p.add_argument("--threads", default=None, help="thread counts for the throughput rows (default 1,2; quick 1); "
-                   "the BER sweeps use the largest")
+    _refenv.add_common_options(p, repeats=3, quick_repeats=1, timed="timed calls per throughput row "
+                               "(the BER sweeps use the largest thread count)")
     p.add_argument("--batches", default=None, help="codewords per decoder call (default 32,512; quick 16)")
-    p.add_argument("--repeats", type=int, default=None, help="timed calls per throughput row (default 3; quick 1)")
     p.add_argument("--tput-ebno", type=float, default=4.0, help="Eb/N0 (dB) of the LLRs timed")
     p.add_argument("--ebnos", default=None, help="Eb/N0 grid in dB (default 2.5,2.75,...,5.0; quick 3,4)")
     p.add_argument("--mc-batch", type=int, default=None, help="codewords per Monte-Carlo step (default 500; quick 32)")
@@ -183,12 +181,10 @@ def main() -> None:
     p.add_argument("--extra-sweeps", action="store_true",
                    help="also sweep Sionna's own chain (its 16-QAM labelling) on our 802.11n code, and the 5G "
                         "code without the 5G bit interleaver: where the gap to Sionna 5G comes from")
-    p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
     q = args.quick
-    threads = _refenv.parse_threads(args.threads or ("1" if q else "1,2"))
+    threads, repeats = _refenv.common_settings(args)
     batches = _refenv.parse_threads(args.batches or ("16" if q else "32,512"))
-    repeats = args.repeats or (1 if q else 3)
     if args.ebnos:
         ebnos = [float(x) for x in args.ebnos.split(",")]
     else:
