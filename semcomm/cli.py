@@ -111,14 +111,14 @@ def _train(args) -> int:
     dataset = PRESET_DATASETS[args.preset]
     train_split = load_split(dataset, "train", args.data_root)
     test_split = load_split(dataset, "test", args.data_root)
-    init_from, start_epoch = args.init_from, 0
+    init_from, start_epoch, earlier_history = args.init_from, 0, None
     if init_from is not None and not Path(init_from).is_file():
         from .models import model_card
 
         card = model_card(init_from)
-        init_from, start_epoch = card.weights_path, card.epochs
+        init_from, start_epoch, earlier_history = card.weights_path, card.epochs, card.history
     train(config, train_split, test_split, _run_dir(args), init_from=init_from, start_epoch=start_epoch,
-          stop_after=args.stop_after)
+          earlier_history=earlier_history, stop_after=args.stop_after)
     if args.export:
         return _export(args)
     return 0

@@ -131,6 +131,7 @@ def train(
     run_dir: str | Path,
     init_from: str | Path | None = None,
     start_epoch: int = 0,
+    earlier_history: list[dict] | None = None,
     stop_after: int | None = None,
     progress: bool = True,
 ) -> tuple[TimmViT, TrainHistory]:
@@ -142,6 +143,9 @@ def train(
         init_from: safetensors weights to start from when there is no state
             to resume (a warm restart: fresh optimizer).
         start_epoch: with ``init_from``, the epoch of the schedule to continue at.
+        earlier_history: with ``init_from``, the per-epoch record of the run
+            that made those weights (kept, so the card tells the whole story);
+            the first new epoch is marked ``warm_restart``.
         stop_after: train at most this many epochs in this call (the
             schedule still spans ``config.epochs``; call again to go on).
     """
@@ -150,7 +154,8 @@ def train(
     model = build(config, init_from)
     guide = create_model(config.guide) if config.guide else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    history = TrainHistory()
+    history = TrainHistory(list(earlier_history or []))
+    warm_restart = init_from is not None
     state_path = run_dir / "state.pt"
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
@@ -163,6 +168,7 @@ def train(
         optimizer.load_state_dict(state["optimizer"])
         history = TrainHistory(state["history"])
         start_epoch = state["epoch"]
+        warm_restart = False
     (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
 
     steps_per_epoch = len(train_split) // config.batch_size
@@ -193,6 +199,8 @@ def train(
         accuracy = top1(predict_logits(model, eval_split.images, bf16=config.bf16), eval_split.labels)
         history.epochs.append(dict(epoch=epoch + 1, schedule_epochs=config.epochs, loss=sum(losses) / len(losses), test_top1=accuracy,
                                    test_images=len(eval_split), minutes=(time.time() - started) / 60))
+        if warm_restart and epoch == start_epoch:
+            history.epochs[-1]["warm_restart"] = True  # fresh optimizer state from here on
         if progress:
             print(json.dumps(history.epochs[-1]), flush=True)
         tmp = state_path.with_suffix(".tmp")

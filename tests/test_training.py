@@ -65,6 +65,22 @@ def test_resume_may_lengthen_the_schedule(tmp_path, cifar_test):
     assert [(e["epoch"], e["schedule_epochs"]) for e in history.epochs] == [(1, 1), (2, 2)]
 
 
+def test_warm_restart_continues_the_schedule_and_keeps_the_earlier_history(tmp_path, cifar_test):
+    from semcomm.models import save_weights
+
+    data = cifar_test.subset(32)
+    config = TrainConfig("semcomm_vit_edge_p4_32", epochs=2, batch_size=32, eval_images=32, bf16=False)
+    model, first = train(config, data, data, tmp_path / "a", stop_after=1, progress=False)
+    save_weights(model.model, tmp_path / "w.safetensors")
+    _, history = train(config, data, data, tmp_path / "b", init_from=tmp_path / "w.safetensors", start_epoch=1,
+                       earlier_history=first.epochs, progress=False)
+    assert [e["epoch"] for e in history.epochs] == [1, 2]
+    assert history.epochs[0] == first.epochs[0]
+    assert history.epochs[1]["warm_restart"] is True
+    _, again = train(config, data, data, tmp_path / "b", progress=False)  # resumes the state: nothing left to do
+    assert again.epochs == history.epochs
+
+
 def test_export_ships_fp16_weights_with_a_measured_card(tmp_path, cifar_test, monkeypatch):
     import semcomm.models.zoo as zoo
     import semcomm.training as training
