@@ -163,11 +163,9 @@ class Demapper:
         """
         c = self.constellation
         metric = [(d * (2.0 * a) - a * a) * inv_no for a in c.pam.tolist()]
-        reduce = torch.logaddexp if self.method == "exact" else torch.maximum
-        llrs = []
-        for zeros, ones in zip(c._idx0.tolist(), c._idx1.tolist()):
-            llrs.append(_tree(reduce, [metric[i] for i in zeros]) - _tree(reduce, [metric[i] for i in ones]))
-        return llrs
+        reduce = _logsumexp if self.method == "exact" else _max
+        return [reduce([metric[i] for i in zeros]) - reduce([metric[i] for i in ones])
+                for zeros, ones in zip(c._idx0.tolist(), c._idx1.tolist())]
 
     def _hard_dim(self, d: torch.Tensor) -> torch.Tensor:
         """Nearest-level bits (..., n, bits_per_dim) of one real dimension."""
@@ -178,11 +176,24 @@ class Demapper:
         return c.pam_bits.to(d.device)[labels].to(torch.float32)
 
 
-def _tree(reduce, values: list[torch.Tensor]) -> torch.Tensor:
-    """Reduce a list of tensors pairwise (a balanced tree: log2(len) levels of elementwise ops)."""
+def _max(values: list[torch.Tensor]) -> torch.Tensor:
+    """Elementwise maximum of a list of tensors, reduced pairwise (log2(len) levels)."""
     while len(values) > 1:
-        values = [reduce(a, b) for a, b in zip(values[::2], values[1::2])] + values[len(values) & ~1:]
+        values = [torch.maximum(a, b) for a, b in zip(values[::2], values[1::2])] + values[len(values) & ~1:]
     return values[0]
+
+
+def _logsumexp(values: list[torch.Tensor]) -> torch.Tensor:
+    """Elementwise log(sum(exp(v))) of a list of tensors: max + log(sum(exp(v - max))).
+
+    One log per output instead of a log1p per pair (torch.logaddexp): the sum is in
+    [1, len(values)], so nothing overflows and the log is exact to float32 rounding.
+    """
+    top = _max(values)
+    total = torch.exp(values[0] - top)
+    for v in values[1:]:
+        total += torch.exp(v - top)
+    return top + torch.log(total)
 
 
 def hard_decisions(llr: torch.Tensor) -> torch.Tensor:
