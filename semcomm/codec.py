@@ -18,7 +18,7 @@ import torch
 
 from . import bitstream
 from .gating import Gate
-from .importance import patch_importance
+from .importance import attention_layers, patch_importance
 from .inference import DEFAULT_BATCH, autocast, map_batches
 from .models.adapter import ViTAdapter, check_images
 from .selection import SelectionRule, as_generator
@@ -94,9 +94,10 @@ class EdgeEncoder:
         """
         methods = methods or (self.importance,)
         importance = {m: [] for m in methods}
+        layers = attention_layers(*methods)
 
         def run(part):
-            out = self.model.forward_with_attention(images[part])
+            out = self.model.forward_with_attention(images[part], layers)
             for m in methods:
                 importance[m].append(patch_importance(out, m))
             return out.logits

@@ -18,17 +18,30 @@ from .models.adapter import ViTOutput
 METHODS = ("mean", "mean_layers", "rollout")
 
 
+def attention_layers(*methods: str) -> tuple[int, ...] | None:
+    """The layers whose attention ``methods`` read, for ``forward_with_attention(layers=...)``; None: all."""
+    for method in methods:
+        check_method(method)
+    return (-1,) if set(methods) <= {"mean"} else None
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown importance method {method!r}; choose one of {METHODS}")
+
+
 def patch_importance(output: ViTOutput, method: str = "mean") -> torch.Tensor:
     """B x N importance of each patch, renormalised to sum to 1."""
+    check_method(method)
+    layers = attention_layers(method)
+    maps = [output.attention(i) for i in (range(len(output.attentions)) if layers is None else layers)]
     prefix = output.num_prefix_tokens
     if method == "mean":
-        scores = output.attentions[-1][:, :, 0, prefix:].float().mean(dim=1)
+        scores = maps[-1][:, :, 0, prefix:].float().mean(dim=1)
     elif method == "mean_layers":
-        scores = torch.stack([a[:, :, 0, prefix:].float().mean(dim=1) for a in output.attentions]).mean(dim=0)
-    elif method == "rollout":
-        scores = attention_rollout(output.attentions)[:, 0, prefix:]
+        scores = torch.stack([a[:, :, 0, prefix:].float().mean(dim=1) for a in maps]).mean(dim=0)
     else:
-        raise ValueError(f"unknown importance method {method!r}; choose one of {METHODS}")
+        scores = attention_rollout(maps)[:, 0, prefix:]
     total = scores.sum(dim=-1, keepdim=True)
     # no mass on any patch (e.g. CLS attends only to prefix tokens): no preference, so uniform
     return torch.where(total > 0, scores / total, torch.full_like(scores, 1 / scores.shape[-1]))

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .data import ImageSplit
 from .inference import autocast, predict_logits, top1
-from .importance import patch_importance
+from .importance import attention_layers, patch_importance
 from .models import TimmViT, create_model, load_weights
 from .models.zoo import CHECKPOINT_DIR, ModelCard, save_weights, write_card
 from .selection import SpreadTopK, TopK
@@ -227,7 +227,7 @@ def _forward_training(model: TimmViT, images: torch.Tensor, config: TrainConfig,
 @torch.no_grad()
 def guided_positions(guide: TimmViT, images: torch.Tensor, keep: int, generator: torch.Generator) -> torch.Tensor:
     """B x keep sorted positions chosen by the guide's attention (top-k or spread-top-k, at random)."""
-    importance = patch_importance(guide.forward_with_attention(images), "mean")
+    importance = patch_importance(guide.forward_with_attention(images, attention_layers("mean")), "mean")
     rule = TopK(keep) if torch.rand(1, generator=generator).item() < 0.5 else SpreadTopK(keep)
     mask = rule(importance, guide.grid_size, generator)
     return mask.nonzero()[:, 1].view(len(images), keep)

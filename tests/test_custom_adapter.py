@@ -31,7 +31,7 @@ class TorchEncoderViT(ViTAdapter):
     def _forward_tokens(self, x, positions):
         return self.head(self.encoder(self._tokens(x, positions))[:, 0])
 
-    def _forward_with_attention(self, x):
+    def _forward_with_attention(self, x, layers=None):
         tokens, attentions = self._tokens(x, None), []
         for layer in self.encoder.layers:
             h = layer.norm1(tokens)

@@ -42,6 +42,41 @@ def test_attention_shapes_and_subset_forward(name, size, depth, heads, prefix):
         assert not torch.allclose(model.forward_tokens(images, kept), full)
 
 
+def test_recording_only_some_layers_gives_the_same_maps_and_logits():
+    model = create_model("semcomm_vit_edge_p4_32")
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        every = model.forward_with_attention(images)
+        last = model.forward_with_attention(images, [-1])
+        some = model.forward_with_attention(images, [0, 2])
+    assert [a is None for a in last.attentions] == [True] * 5 + [False]
+    assert [a is None for a in some.attentions] == [False, True, False, True, True, True]
+    torch.testing.assert_close(last.attentions[-1], every.attentions[-1], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(some.attentions[2], every.attentions[2], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(last.logits, every.logits, rtol=1e-4, atol=1e-5)
+    assert all(block.attn.fused_attn == model.model.blocks[0].attn.fused_attn for block in model.model.blocks)
+    with pytest.raises(ValueError, match="layer 2 was not recorded"):
+        last.cls_attention(2)
+    with pytest.raises(ValueError, match="layer 6 out of range"):
+        model.forward_with_attention(images, [6])
+
+
+def test_importance_names_the_layers_it_reads_and_refuses_missing_ones():
+    from semcomm.importance import attention_layers, patch_importance
+
+    assert attention_layers("mean") == (-1,)
+    assert attention_layers("mean", "rollout") is None and attention_layers("mean_layers") is None
+    with pytest.raises(ValueError, match="unknown importance method"):
+        attention_layers("max")
+    model = create_model("semcomm_vit_edge_p4_32")
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        last, every = model.forward_with_attention(images, [-1]), model.forward_with_attention(images)
+    torch.testing.assert_close(patch_importance(last, "mean"), patch_importance(every, "mean"), rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="was not recorded"):
+        patch_importance(last, "rollout")
+
+
 def test_subset_forward_keeps_each_patch_position():
     """Moving a patch's pixels to another position changes the output: positions are honoured."""
     model = create_model("semcomm_vit_edge_p4_32")

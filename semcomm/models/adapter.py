@@ -10,11 +10,13 @@ Conventions:
     positions: B x K int64 indices into the patch grid, row-major
         (index ``r * grid_w + c``), distinct within each row.
     attention: one tensor per layer, B x heads x T x T with T the number of
-        tokens (prefix tokens such as CLS first, then the patches).
+        tokens (prefix tokens such as CLS first, then the patches); None for
+        a layer the caller did not ask for (see ``forward_with_attention``).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +29,8 @@ class ViTOutput:
 
     Attributes:
         logits: B x C.
-        attentions: one B x heads x T x T tensor per layer, rows sum to 1.
+        attentions: one B x heads x T x T tensor per layer, rows sum to 1;
+            None for a layer whose attention was not recorded.
         num_prefix_tokens: tokens before the patches (1 for CLS, 2 for CLS +
             distillation token).
     """
@@ -38,7 +41,16 @@ class ViTOutput:
 
     def cls_attention(self, layer: int = -1) -> torch.Tensor:
         """B x heads x N: attention from the first (CLS) token to each patch in ``layer``."""
-        return self.attentions[layer][:, :, 0, self.num_prefix_tokens :]
+        return self.attention(layer)[:, :, 0, self.num_prefix_tokens :]
+
+    def attention(self, layer: int) -> torch.Tensor:
+        """B x heads x T x T attention of ``layer``; a clear error if it was not recorded."""
+        maps = self.attentions[layer]
+        if maps is None:
+            recorded = [i for i, a in enumerate(self.attentions) if a is not None]
+            raise ValueError(f"the attention of layer {layer} was not recorded (recorded: {recorded}); "
+                             "ask forward_with_attention for it via `layers`")
+        return maps
 
 
 class ViTAdapter(nn.Module, ABC):
@@ -78,9 +90,18 @@ class ViTAdapter(nn.Module, ABC):
         """B x C logits of full images."""
         return self._forward_tokens(self.normalize(images), None)
 
-    def forward_with_attention(self, images: torch.Tensor) -> ViTOutput:
-        """Logits and every layer's attention for full images."""
-        return self._forward_with_attention(self.normalize(images))
+    def forward_with_attention(self, images: torch.Tensor, layers: Sequence[int] | None = None) -> ViTOutput:
+        """Logits and attention for full images.
+
+        Args:
+            layers: the layers whose attention the caller needs (indices,
+                negative from the end); None for every layer. Recording
+                attention costs time (explicit softmax maps instead of fused
+                attention), so e.g. last-layer importance asks for ``[-1]``
+                only; the other entries of ``attentions`` are then None. An
+                adapter may record more layers than asked.
+        """
+        return self._forward_with_attention(self.normalize(images), layers)
 
     def forward_tokens(self, images: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """B x C logits from only the patches at ``positions`` (B x K).
@@ -111,8 +132,8 @@ class ViTAdapter(nn.Module, ABC):
         return positions.long()
 
     @abstractmethod
-    def _forward_with_attention(self, x: torch.Tensor) -> ViTOutput:
-        """Full forward on normalised float images, recording attention."""
+    def _forward_with_attention(self, x: torch.Tensor, layers: Sequence[int] | None = None) -> ViTOutput:
+        """Full forward on normalised float images, recording attention of ``layers`` (None: all)."""
 
     @abstractmethod
     def _forward_tokens(self, x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:

@@ -4,13 +4,15 @@ timm's own modules do all the work: the patch embedding and its
 ``_pos_embed`` (which prepends CLS / distillation / register tokens and adds
 position embeddings), the blocks, the norm and the head. The adapter only
 
-* records attention with a forward hook on each block's ``attn_drop``
-  module (the softmax output), switching off fused attention while it does;
+* records attention with a forward hook on the ``attn_drop`` module (the
+  softmax output) of each block asked for, switching off fused attention in
+  those blocks only while it does;
 * keeps a subset of patch tokens after ``_pos_embed``, so each patch keeps
   its own position embedding.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import contextmanager
 
 import torch
@@ -42,8 +44,8 @@ class TimmViT(ViTAdapter):
     def num_prefix_tokens(self) -> int:
         return self.model.num_prefix_tokens
 
-    def _forward_with_attention(self, x: torch.Tensor) -> ViTOutput:
-        with self._recording_attention() as attentions:
+    def _forward_with_attention(self, x: torch.Tensor, layers: Sequence[int] | None = None) -> ViTOutput:
+        with self._recording_attention(layers) as attentions:
             logits = self._forward_tokens(x, None)
         return ViTOutput(logits, attentions, self.num_prefix_tokens)
 
@@ -60,16 +62,29 @@ class TimmViT(ViTAdapter):
         return m.forward_head(tokens)
 
     @contextmanager
-    def _recording_attention(self):
-        attentions: list[torch.Tensor] = []
-        handles, fused = [], []
-        for block in self.model.blocks:
-            fused.append(block.attn.fused_attn)
-            block.attn.fused_attn = False
-            handles.append(block.attn.attn_drop.register_forward_hook(lambda mod, inp, out: attentions.append(out)))
+    def _recording_attention(self, layers: Sequence[int] | None):
+        blocks = list(self.model.blocks)
+        chosen = range(len(blocks)) if layers is None else sorted({_layer_index(i, len(blocks)) for i in layers})
+        attentions: list[torch.Tensor | None] = [None] * len(blocks)
+        handles, fused = [], {}
+        for i in chosen:
+            attn = blocks[i].attn
+            fused[i], attn.fused_attn = attn.fused_attn, False
+
+            def record(module, inputs, output, i=i):
+                attentions[i] = output
+
+            handles.append(attn.attn_drop.register_forward_hook(record))
         try:
             yield attentions
         finally:
-            for block, was_fused, handle in zip(self.model.blocks, fused, handles):
-                block.attn.fused_attn = was_fused
+            for i, was_fused in fused.items():
+                blocks[i].attn.fused_attn = was_fused
+            for handle in handles:
                 handle.remove()
+
+
+def _layer_index(layer: int, depth: int) -> int:
+    if not -depth <= layer < depth:
+        raise ValueError(f"layer {layer} out of range for a {depth}-layer model")
+    return layer % depth
