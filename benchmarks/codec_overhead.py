@@ -95,5 +95,6 @@ def main() -> None:
     for name, seconds in rows:
         print(f"| {name} | {1e3 * seconds / len(images):.4f} | {100 * seconds / forward_plain_s:.1f}% |")
 
+
 if __name__ == "__main__":
     main()

@@ -32,8 +32,7 @@ def check_method(method: str) -> None:
 
 def patch_importance(output: ViTOutput, method: str = "mean") -> torch.Tensor:
     """B x N importance of each patch, renormalised to sum to 1."""
-    check_method(method)
-    layers = attention_layers(method)
+    layers = attention_layers(method)  # also rejects an unknown method
     maps = [output.attention(i) for i in (range(len(output.attentions)) if layers is None else layers)]
     prefix = output.num_prefix_tokens
     if method == "mean":

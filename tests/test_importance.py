@@ -136,4 +136,3 @@ def test_unknown_method_names_the_choices():
         patch_importance(output(random_attention(1, 1, N + 1, g, layers=1)), "max")
     for method in METHODS:
         assert method in str(info.value)
-

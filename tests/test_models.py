@@ -59,6 +59,8 @@ def test_recording_only_some_layers_gives_the_same_maps_and_logits():
         last.cls_attention(2)
     with pytest.raises(ValueError, match="layer 6 out of range"):
         model.forward_with_attention(images, [6])
+    with pytest.raises(TypeError, match="integer layer indices"):
+        model.forward_with_attention(images, ["last"])
 
 
 def test_importance_names_the_layers_it_reads_and_refuses_missing_ones():

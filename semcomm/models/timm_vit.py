@@ -85,6 +85,8 @@ class TimmViT(ViTAdapter):
 
 
 def _layer_index(layer: int, depth: int) -> int:
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise TypeError(f"layers must be integer layer indices, got {layer!r}")
     if not -depth <= layer < depth:
         raise ValueError(f"layer {layer} out of range for a {depth}-layer model")
     return layer % depth
