@@ -105,6 +105,18 @@ def _train(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from .rate.latent_training import LATENT_PRESETS, train_latent
+
+    if args.preset in LATENT_PRESETS:
+        config = LATENT_PRESETS[args.preset]
+        if args.epochs:
+            config = replace(config, epochs=args.epochs)
+        train_split = load_split("cifar10", "train", args.data_root)
+        test_split = load_split("cifar10", "test", args.data_root)
+        train_latent(config, train_split, test_split, _run_dir(args), stop_after=args.stop_after)
+        return _export(args) if args.export else 0
+    if args.preset not in PRESETS:
+        raise KeyError(f"unknown preset {args.preset!r}; choose from {', '.join([*PRESETS, *LATENT_PRESETS])}")
     config = PRESETS[args.preset]
     if args.epochs:
         config = replace(config, epochs=args.epochs)

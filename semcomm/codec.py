@@ -3,15 +3,23 @@
 The edge encoder runs the edge ViT once per image; its logits feed the gate
 and its attention the patch importance. An image the gate keeps is answered
 at the edge and costs 0 bits; an offloaded image becomes one byte string
-(:mod:`semcomm.bitstream`) holding the selected patches and their positions.
-The server decoder parses strings and classifies each image from only the
-patches it received, each at its own position.
+holding the selected patches and their positions:
+
+* with no codec pair, format version 1 (:mod:`semcomm.bitstream`): raw 8-bit pixels;
+* with a :class:`~semcomm.rate.pair.CodecPair`, format version 2
+  (:mod:`semcomm.rate.format`): each selected patch at the level a
+  :class:`~semcomm.rate.policies.LevelPolicy` gives it, entropy coded, with
+  the edge's prediction as side information when a hint coder is given,
+  under a CRC.
+
+The server decoder parses strings of either version and classifies each
+image from only the patches it received, each at its own position, fusing
+the edge's prediction where it came along.
 """
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,8 +27,13 @@ import torch
 from . import bitstream
 from .gating import Gate
 from .importance import attention_layers, patch_importance
-from .inference import DEFAULT_BATCH, autocast, map_batches
-from .models.adapter import ViTAdapter, check_images
+from .inference import DEFAULT_BATCH, map_batches
+from .models.adapter import ViTAdapter, to_uint8
+from .rate import format as fmt
+from .rate.hint import HintCoder
+from .rate.pair import CodecPair, Received
+from .rate.pixels import PixelPair
+from .rate.policies import FixedLevel, LevelPolicy
 from .selection import SelectionRule, as_generator
 
 
@@ -31,13 +44,16 @@ class EdgeAnalysis:
     Attributes:
         logits: B x C edge logits.
         importance: method name -> B x N patch importance (rows sum to 1).
+        hidden: B x N x D edge tokens after the block a latent codec reads, or None.
     """
 
     logits: torch.Tensor
     importance: dict[str, torch.Tensor]
+    hidden: torch.Tensor | None = None
 
     def subset(self, index) -> "EdgeAnalysis":
-        return EdgeAnalysis(self.logits[index], {k: v[index] for k, v in self.importance.items()})
+        return EdgeAnalysis(self.logits[index], {k: v[index] for k, v in self.importance.items()},
+                            None if self.hidden is None else self.hidden[index])
 
 
 @dataclass
@@ -49,12 +65,14 @@ class Transmission:
         offloaded: B booleans, True where the image is sent.
         mask: B x N booleans, the patches selected (rows of kept images too).
         strings: B entries, the byte string sent, or None (answered at the edge).
+        level: B x N levels of the sent patches (version-2 strings; 0 = not sent), or None.
     """
 
     edge_logits: torch.Tensor
     offloaded: torch.Tensor
     mask: torch.Tensor
     strings: list[bytes | None]
+    level: torch.Tensor | None = None
 
     @property
     def bits(self) -> torch.Tensor:
@@ -62,14 +80,8 @@ class Transmission:
         return torch.tensor([8 * len(s) if s is not None else 0 for s in self.strings], dtype=torch.int64)
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """8-bit pixels of uint8 or [0, 1] float images (rounded)."""
-    check_images(images)
-    return images if images.dtype == torch.uint8 else (images * 255).round().to(torch.uint8)
-
-
 class EdgeEncoder:
-    """Gate, importance, selection and packing on the edge device.
+    """Gate, importance, selection, quantization and packing on the edge device.
 
     The edge ViT runs in fp32 unless ``bf16`` (bf16 autocast on CPU).
 
@@ -78,101 +90,192 @@ class EdgeEncoder:
         selection: rule choosing the patches to send.
         gate: when to offload; None offloads every image.
         importance: ``mean``, ``mean_layers`` or ``rollout`` (see :mod:`semcomm.importance`).
+        codec: a codec pair for version-2 strings; None sends raw 8-bit pixels (version 1).
+        policy: the level of each selected patch (version 2; default: the codec's middle level).
+        hint: a hint coder: the edge's prediction travels in each string for fusion (version 2).
+
+    >>> from semcomm.models import create_model
+    >>> from semcomm.selection import TopK
+    >>> edge = create_model("semcomm_vit_edge_p4_32")
+    >>> sent = EdgeEncoder(edge, TopK(8), gate=None).encode(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+    >>> sent.bits.tolist()
+    [3144, 3144]
     """
 
     def __init__(self, model: ViTAdapter, selection: SelectionRule, gate: Gate | None = Gate(),
-                 importance: str = "mean", batch_size: int = DEFAULT_BATCH, bf16: bool = False):
+                 importance: str = "mean", batch_size: int = DEFAULT_BATCH, bf16: bool = False,
+                 codec: CodecPair | None = None, policy: LevelPolicy | None = None, hint: HintCoder | None = None):
         self.model, self.selection, self.gate = model.eval(), selection, gate
         self.importance, self.batch_size, self.bf16 = importance, batch_size, bf16
+        self.codec, self.hint = codec, hint
+        if codec is None and (policy is not None or hint is not None):
+            raise ValueError("level policies and hints need a codec pair (version-2 strings)")
+        if codec is not None:
+            if codec.num_patches != model.num_patches:
+                raise ValueError(f"codec {codec.name} codes {codec.num_patches} patches, the edge has {model.num_patches}")
+            policy = policy or FixedLevel((codec.levels + 1) // 2)
+        self.policy = policy
 
     def analyze(self, images: torch.Tensor, methods: tuple[str, ...] | None = None,
                 desc: str | None = None) -> EdgeAnalysis:
-        """Run the edge ViT once on B x 3 x H x W images: logits and importance by each method.
+        """Run the edge ViT once on B x 3 x H x W images: logits, importance by each method, and the
+        tokens the codec pair reads (if any).
 
         Args:
             methods: importance methods to compute; default the encoder's own.
         """
         methods = methods or (self.importance,)
         importance = {m: [] for m in methods}
+        hidden = []
         layers = attention_layers(*methods)
+        tap = () if self.codec is None or self.codec.tap is None else (self.codec.tap,)
 
         def run(part):
-            out = self.model.forward_with_attention(images[part], layers)
+            out = self.model.forward_with_attention(images[part], layers, hidden=tap)
             for m in methods:
                 importance[m].append(patch_importance(out, m))
+            if tap:
+                hidden.append(out.hidden[tap[0]].float())
             return out.logits
 
         logits = map_batches(run, len(images), self.batch_size, self.bf16, desc)
-        return EdgeAnalysis(logits, {m: torch.cat(v) for m, v in importance.items()})
+        return EdgeAnalysis(logits, {m: torch.cat(v) for m, v in importance.items()},
+                            torch.cat(hidden) if hidden else None)
 
     def encode(self, images: torch.Tensor, generator: torch.Generator | int | None = None,
                analysis: EdgeAnalysis | None = None) -> Transmission:
-        """Decide, select and pack for B images (``analysis`` reuses an earlier edge pass)."""
+        """Decide, select, quantize and pack for B images (``analysis`` reuses an earlier edge pass)."""
         images = to_uint8(images)
         analysis = analysis or self.analyze(images)
-        mask = self.selection(analysis.importance[self.importance], self.model.grid_size, as_generator(generator))
-        return self.transmit(images, analysis.logits, mask)
+        importance = analysis.importance[self.importance]
+        mask = self.selection(importance, self.model.grid_size, as_generator(generator))
+        return self.transmit(images, analysis.logits, mask, importance=importance, hidden=analysis.hidden)
 
-    def transmit(self, images: torch.Tensor, edge_logits: torch.Tensor, mask: torch.Tensor) -> Transmission:
-        """Pack the masked patches (``mask``: B x N booleans) of every image the gate offloads."""
+    def transmit(self, images: torch.Tensor, edge_logits: torch.Tensor, mask: torch.Tensor,
+                 importance: torch.Tensor | None = None, hidden: torch.Tensor | None = None) -> Transmission:
+        """Pack the masked patches (``mask``: B x N booleans) of every image the gate offloads.
+
+        With a codec pair, ``importance`` (B x N) feeds the level policy and
+        ``hidden`` (B x N x D) is the edge's tokens when the pair reads them.
+        """
         images = to_uint8(images)
         if mask.dtype != torch.bool or tuple(mask.shape) != (len(images), self.model.num_patches):
             raise ValueError(f"mask must be a B x N = {len(images)} x {self.model.num_patches} bool tensor, "
                              f"got {mask.dtype} {tuple(mask.shape)}")
+        if (mask.sum(1) == 0).any():
+            raise ValueError("every image must select at least one patch")
         offloaded = self.gate.offload(edge_logits) if self.gate is not None else torch.ones(len(images), dtype=torch.bool)
+        if self.codec is None:
+            return Transmission(edge_logits, offloaded, mask, self._pack_v1(images, mask, offloaded))
+        strings: list[bytes | None] = [None] * len(images)
+        level = torch.zeros(mask.shape, dtype=torch.int64)
+        sent = offloaded.nonzero().flatten()
+        if len(sent):
+            source = self.codec.source(images[sent], None if hidden is None else hidden[sent])
+            rates = self.codec.rates(source) if self.policy.needs_rates else None
+            weights = importance[sent] if importance is not None else mask[sent].float()
+            level[sent] = self.policy(mask[sent], weights, rates)
+            hint = self.hint.symbols(edge_logits[sent]) if self.hint is not None else None
+            for i, string in zip(sent.tolist(), self.codec.encode(source, level[sent], hint)):
+                strings[i] = string
+        return Transmission(edge_logits, offloaded, mask, strings, level)
+
+    def _pack_v1(self, images, mask, offloaded) -> list[bytes | None]:
         patches = bitstream.patchify(images, self.model.patch_size).numpy()
         mask_np, sent = mask.numpy(), offloaded.numpy()
-        strings = [
-            bitstream.pack(np.flatnonzero(mask_np[i]), patches[i][mask_np[i]], self.model.num_patches) if sent[i] else None
-            for i in range(len(images))
-        ]
-        return Transmission(edge_logits, offloaded, mask, strings)
+        return [bitstream.pack(np.flatnonzero(mask_np[i]), patches[i][mask_np[i]], self.model.num_patches)
+                if sent[i] else None for i in range(len(images))]
 
 
+class RawPixels(PixelPair):
+    """Reader of format version 1 (raw 8-bit pixel patches, no CRC) for a pixel server."""
+
+    name = "raw8"
+
+    def __init__(self, server: ViTAdapter):
+        super().__init__(server)
+        self.layout = fmt.Layout(0, server.num_patches, 1, entropy_coded=False)
+
+    def decode(self, string: bytes) -> Received:
+        positions, patches = bitstream.unpack(string, self.num_patches, self.patch_values)
+        positions = torch.from_numpy(positions)
+        return Received(positions, torch.ones_like(positions), torch.from_numpy(patches.astype(np.float32)))
+
+    def source(self, images, hidden=None):
+        return self.pixels(images)
+
+    def symbols(self, source, level):
+        raise NotImplementedError("version-1 strings are written by EdgeEncoder without a codec pair")
+
+    table_indexes = dequantize = symbols
+
+
+@dataclass
 class ServerDecoder:
-    """Parse strings and classify each image from the patches it carries."""
+    """Parse strings (format version 1 or 2) and classify each image from the patches it carries.
 
-    def __init__(self, model: ViTAdapter, batch_size: int = DEFAULT_BATCH, bf16: bool = True):
-        self.model, self.batch_size, self.bf16 = model.eval(), batch_size, bf16
+    Args:
+        model: the pixel server ViT, for version-1 strings (and None if only version 2 arrives).
+        codec: the codec pair of version-2 strings (it holds its own server).
+    """
 
-    def decode(self, string: bytes) -> tuple[torch.Tensor, torch.Tensor]:
-        """One string -> (3 x H x W uint8 canvas, zeros outside the patches; K int64 positions)."""
-        m = self.model
-        values = 3 * m.patch_size ** 2
-        positions, patches = bitstream.unpack(string, m.num_patches, values)
-        canvas = torch.zeros(1, m.num_patches, values, dtype=torch.uint8)
-        canvas[0, torch.from_numpy(positions)] = torch.from_numpy(patches.copy())
-        return bitstream.unpatchify(canvas, m.patch_size, m.grid_size)[0], torch.from_numpy(positions)
+    model: ViTAdapter | None = None
+    batch_size: int = DEFAULT_BATCH
+    bf16: bool = True
+    codec: CodecPair | None = None
+    _readers: dict = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if self.model is None and self.codec is None:
+            raise ValueError("a ServerDecoder needs a pixel server model, a codec pair, or both")
+        self._readers = {1: RawPixels(self.model) if self.model is not None else None, 2: self.codec}
+        for reader in self._readers.values():
+            if reader is not None:
+                reader.bf16 = self.bf16
+
+    @property
+    def num_classes(self) -> int:
+        return (self.model or self.codec).num_classes
+
+    def decode(self, string: bytes) -> tuple[int, Received]:
+        """(format version, what the string carries); :class:`~semcomm.bitstream.BitstreamError` if malformed."""
+        version = fmt.read_version(string)
+        reader = self._readers.get(version)
+        if reader is None:
+            known = [v for v, r in self._readers.items() if r is not None]
+            raise bitstream.BitstreamError(f"unknown format: version {version} (this decoder reads {known})")
+        return version, reader.decode(string)
 
     @torch.no_grad()
-    def classify(self, strings: list[bytes], errors: str = "raise") -> torch.Tensor:
-        """len(strings) x C logits; images with equal patch counts are batched together.
+    def classify(self, strings: list[bytes | None], errors: str = "raise") -> torch.Tensor:
+        """len(strings) x C logits (log-probabilities where the edge's prediction was fused in).
 
         Args:
             errors: ``"raise"`` raises :class:`~semcomm.bitstream.BitstreamError`
-                on a malformed string; ``"nan"`` gives its row NaN logits
-                instead (a string damaged on a link), which
+                on a malformed or missing (None) string; ``"nan"`` gives its row NaN
+                logits instead (a string damaged or lost on a link), which
                 :func:`collaborative_predictions` answers with the edge's prediction.
         """
         if errors not in ("raise", "nan"):
             raise ValueError(f"errors must be 'raise' or 'nan', got {errors!r}")
-        logits = torch.full((len(strings), self.model.num_classes), math.nan)
-        decoded, by_count = {}, defaultdict(list)
+        if not isinstance(strings, (list, tuple)):
+            raise TypeError(f"strings must be a list of bytes (None for a lost string), got {type(strings).__name__}")
+        logits = torch.full((len(strings), self.num_classes), math.nan)
+        items: dict[int, dict[int, Received]] = {1: {}, 2: {}}
         for i, string in enumerate(strings):
             try:
-                decoded[i] = self.decode(string)
+                if string is None:
+                    raise bitstream.BitstreamError("missing: no string (None)")
+                version, received = self.decode(string)
             except bitstream.BitstreamError as err:
                 if errors == "raise":
                     raise bitstream.BitstreamError(f"string {i}: {err}") from err
                 continue
-            by_count[len(decoded[i][1])].append(i)
-        for index in by_count.values():
-            for start in range(0, len(index), self.batch_size):
-                part = index[start : start + self.batch_size]
-                images = torch.stack([decoded[i][0] for i in part])
-                positions = torch.stack([decoded[i][1] for i in part])
-                with autocast(self.bf16):
-                    logits[part] = self.model.forward_tokens(images, positions).float()
+            items[version][i] = received
+        for version, got in items.items():
+            if got:
+                rows = list(got)
+                logits[rows] = self._readers[version].classify(list(got.values()), self.batch_size)
         return logits
 
 
@@ -183,6 +286,8 @@ def collaborative_predictions(transmission: Transmission, server_logits: torch.T
     """
     predictions = transmission.edge_logits.argmax(dim=-1).clone()
     offloaded = transmission.offloaded.nonzero().flatten()
+    if len(server_logits) != len(offloaded):
+        raise ValueError(f"server_logits has {len(server_logits)} rows for {len(offloaded)} offloaded images")
     received = ~server_logits.isnan().any(dim=-1)
     predictions[offloaded[received]] = server_logits[received].argmax(dim=-1)
     return predictions

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -33,11 +33,15 @@ class ViTOutput:
             None for a layer whose attention was not recorded.
         num_prefix_tokens: tokens before the patches (1 for CLS, 2 for CLS +
             distillation token).
+        hidden: block index -> B x N x D patch tokens after that block
+            (prefix tokens dropped), for the blocks asked for via ``hidden``
+            in ``forward_with_attention``; the latent codec reads them.
     """
 
     logits: torch.Tensor
     attentions: list[torch.Tensor]
     num_prefix_tokens: int
+    hidden: dict[int, torch.Tensor] = field(default_factory=dict)
 
     def cls_attention(self, layer: int = -1) -> torch.Tensor:
         """B x heads x N: attention from the first (CLS) token to each patch in ``layer``."""
@@ -90,7 +94,8 @@ class ViTAdapter(nn.Module, ABC):
         """B x C logits of full images."""
         return self._forward_tokens(self.normalize(images), None)
 
-    def forward_with_attention(self, images: torch.Tensor, layers: Sequence[int] | None = None) -> ViTOutput:
+    def forward_with_attention(self, images: torch.Tensor, layers: Sequence[int] | None = None,
+                               hidden: Sequence[int] = ()) -> ViTOutput:
         """Logits and attention for full images.
 
         Args:
@@ -100,8 +105,18 @@ class ViTAdapter(nn.Module, ABC):
                 attention), so e.g. last-layer importance asks for ``[-1]``
                 only; the other entries of ``attentions`` are then None. An
                 adapter may record more layers than asked.
+            hidden: block indices (0-based, negative from the end) whose
+                output patch tokens to return in ``ViTOutput.hidden`` (keyed
+                by the 0-based index); adapters implement
+                :meth:`_record_hidden` to support it.
         """
-        return self._forward_with_attention(self.normalize(images), layers)
+        x = self.normalize(images)
+        if not hidden:
+            return self._forward_with_attention(x, layers)
+        with self._record_hidden(tuple(hidden)) as states:
+            output = self._forward_with_attention(x, layers)
+        output.hidden = dict(states)
+        return output
 
     def forward_tokens(self, images: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """B x C logits from only the patches at ``positions`` (B x K).
@@ -135,6 +150,11 @@ class ViTAdapter(nn.Module, ABC):
     def _forward_with_attention(self, x: torch.Tensor, layers: Sequence[int] | None = None) -> ViTOutput:
         """Full forward on normalised float images, recording attention of ``layers`` (None: all)."""
 
+    def _record_hidden(self, blocks: tuple[int, ...]):
+        """A context manager yielding a dict that fills, during a forward, with block index -> B x N x D tokens."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose hidden token states; implement "
+                                  "_record_hidden to use the latent codec with it")
+
     @abstractmethod
     def _forward_tokens(self, x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
         """Logits from the patches at ``positions`` (all patches when None)."""
@@ -156,3 +176,9 @@ def check_images(images: torch.Tensor, image_size: tuple[int, int] | None = None
         raise ValueError("images contain NaN or infinite values")
     if images.numel() and (images.min() < 0 or images.max() > 1):
         raise ValueError(f"float images must lie in [0, 1], got [{float(images.min()):.3g}, {float(images.max()):.3g}]")
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """8-bit pixels of uint8 or [0, 1] float images (rounded)."""
+    check_images(images)
+    return images if images.dtype == torch.uint8 else (images * 255).round().to(torch.uint8)

@@ -62,6 +62,22 @@ class TimmViT(ViTAdapter):
         return m.forward_head(tokens)
 
     @contextmanager
+    def _record_hidden(self, blocks: tuple[int, ...]):
+        depth, prefix = len(self.model.blocks), self.num_prefix_tokens
+        states: dict[int, torch.Tensor] = {}
+        handles = []
+        for i in sorted({_layer_index(b, depth) for b in blocks}):
+            def record(module, inputs, output, i=i):
+                states[i] = output[:, prefix:]
+
+            handles.append(self.model.blocks[i].register_forward_hook(record))
+        try:
+            yield states
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    @contextmanager
     def _recording_attention(self, layers: Sequence[int] | None):
         blocks = list(self.model.blocks)
         chosen = range(len(blocks)) if layers is None else sorted({_layer_index(i, len(blocks)) for i in layers})

@@ -1,0 +1,1 @@
+"""The rate path: bit allocation, transforms, entropy models and coders, bitstream versions."""

@@ -1,0 +1,137 @@
+"""Fixed transform coding of pixel patches: YCbCr, a DCT per patch, a step per level, rANS.
+
+Each P x P x 3 patch (4 x 4 x 3 on CIFAR) is converted to YCbCr (JPEG's
+full-range matrix, centred on 0), transformed by an orthonormal 2-D DCT-II
+per channel, and its 3 P^2 coefficients are quantized with steps
+``base_step x 2^(3 - m)`` at level m: each level up halves every step. Base
+steps grow with spatial frequency (8 + 8 (u + v) for luma) and chroma's are
+twice luma's. Symbols are coded with CompressAI's rANS under one table per
+(level, coefficient), fitted to the training split and shipped with the
+pair (``dct-cifar10``). The server reads the decoded pixels.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from . import format as fmt
+from .entropy import SymbolTables
+from .pixels import PixelPair
+from ..models import ViTAdapter
+
+RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
+                            dtype=torch.float64)
+CENTRE = torch.tensor([128.0, 0.0, 0.0], dtype=torch.float64)  # Y centred on 0; Cb, Cr already are
+
+
+def dct_matrix(n: int) -> torch.Tensor:
+    """n x n orthonormal DCT-II matrix (row k: frequency k)."""
+    k = torch.arange(n, dtype=torch.float64)[:, None]
+    i = torch.arange(n, dtype=torch.float64)[None, :]
+    matrix = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2 / n)
+    matrix[0] /= math.sqrt(2)
+    return matrix
+
+
+def base_steps(patch_size: int, chroma_factor: float = 2.0) -> torch.Tensor:
+    """3 x P x P base quantizer steps: 8 + 8 (u + v) for luma, ``chroma_factor`` times that for Cb, Cr."""
+    u = torch.arange(patch_size, dtype=torch.float64)
+    luma = 8 + 8 * (u[:, None] + u[None, :])
+    return torch.stack([luma, chroma_factor * luma, chroma_factor * luma])
+
+
+class DCTPair(PixelPair):
+    """DCT-coded pixel patches with importance-aware steps (see the module docstring).
+
+    Args:
+        server: the pixel server ViT.
+        tables: fitted tables, ``levels x 3 P^2`` of them (level-major), or None to fit later.
+        levels: number of levels L.
+    """
+
+    name = "dct"
+
+    def __init__(self, server: ViTAdapter, tables: SymbolTables | None = None, levels: int = 6, codec_id: int = 2,
+                 hint_coder=None):
+        super().__init__(server)
+        self.layout = fmt.Layout(codec_id, server.num_patches, levels)
+        self.tables, self.hint_coder = tables, hint_coder
+        p = self.patch_size
+        self._dct = dct_matrix(p)
+        self._steps = base_steps(p).flatten()  # V = 3 P^2, channel-major (c, u, v)
+
+    def steps(self, level: torch.Tensor) -> torch.Tensor:
+        """(... x V) quantizer steps of patches at ``level`` (1..L)."""
+        return self._steps * torch.exp2(3 - level.double())[..., None]
+
+    def coefficients(self, pixels: torch.Tensor) -> torch.Tensor:
+        """B x N x 3P^2 DCT coefficients (channel-major) of B x N x P patches in patchify order."""
+        p = self.patch_size
+        x = rearrange(pixels.double(), "b n (p1 p2 c) -> b n c p1 p2", p1=p, p2=p)
+        ycc = torch.einsum("dc,bncij->bndij", RGB_TO_YCBCR, x) - CENTRE[:, None, None]
+        return (self._dct @ ycc @ self._dct.T).flatten(2)
+
+    def pixels_from(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`coefficients` (clipped to 0..255), ... x 3P^2 -> ... x P in patchify order."""
+        p = self.patch_size
+        c = coefficients.double().unflatten(-1, (3, p, p))
+        ycc = self._dct.T @ c @ self._dct + CENTRE[:, None, None]
+        rgb = torch.einsum("cd,...dij->...cij", torch.linalg.inv(RGB_TO_YCBCR), ycc).clamp(0, 255)
+        return rearrange(rgb, "... c p1 p2 -> ... (p1 p2 c)").float()
+
+    def source(self, images, hidden=None):
+        return self.coefficients(self.pixels(images))
+
+    def quantize(self, coefficients: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        return torch.round(coefficients / self.steps(level.clamp_min(1))).long()
+
+    def table_index(self, level: torch.Tensor) -> torch.Tensor:
+        """(... x V) table of each coefficient of patches at ``level``: (level - 1) x V + coefficient."""
+        v = len(self._steps)
+        return (level.clamp_min(1) - 1)[..., None] * v + torch.arange(v)
+
+    def symbols(self, source, level):
+        q, index, sent = self.quantize(source, level).numpy(), self.table_index(level).numpy(), (level > 0).numpy()
+        return [(q[i][sent[i]].ravel(), index[i][sent[i]].ravel(), ()) for i in range(len(q))]
+
+    def rates(self, source):
+        b, n, _ = source.shape
+        columns = [torch.zeros(b, n, dtype=torch.float64)]
+        for m in range(1, self.levels + 1):
+            level = torch.full((b, n), m)
+            columns.append(self.tables.cost(self.quantize(source, level), self.table_index(level)).sum(-1))
+        return torch.stack(columns, -1)
+
+    def table_indexes(self, level, params):
+        lv = torch.tensor([m for m in level if m > 0])
+        return self.table_index(lv).flatten().numpy()
+
+    def dequantize(self, symbols, level, params):
+        lv = torch.tensor([m for m in level if m > 0])
+        q = torch.from_numpy(symbols).view(len(lv), -1).double()
+        return self.pixels_from(q * self.steps(lv))
+
+    @torch.no_grad()
+    def fit_tables(self, images: torch.Tensor, batch: int = 500, max_symbol: int = 1024) -> SymbolTables:
+        """Fit one table per (level, coefficient) to every patch of ``images`` at every level."""
+        v = len(self._steps)
+        counts = np.zeros((self.levels * v, 2 * max_symbol + 1), dtype=np.int64)
+        for start in range(0, len(images), batch):
+            coefficients = self.source(images[start : start + batch])
+            for m in range(1, self.levels + 1):
+                level = torch.full(coefficients.shape[:2], m)
+                q = self.quantize(coefficients, level).clamp(-max_symbol, max_symbol) + max_symbol
+                index = self.table_index(level).expand_as(q)
+                counts += np.bincount((index * (2 * max_symbol + 1) + q).flatten().numpy(),
+                                      minlength=counts.size).reshape(counts.shape)
+        pmfs, offsets = [], []
+        for row in counts:
+            used = np.flatnonzero(row)
+            lo, hi = used.min(), used.max()
+            pmfs.append(torch.from_numpy(row[lo : hi + 1]).double() + 0.05)  # unseen inner values stay codable
+            offsets.append(int(lo) - max_symbol)
+        self.tables = SymbolTables.from_pmfs(pmfs, offsets)
+        return self.tables

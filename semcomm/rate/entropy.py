@@ -1,0 +1,196 @@
+"""Static probability tables and CompressAI's rANS coder, with every bit counted.
+
+A :class:`SymbolTables` holds T quantized CDFs (16-bit precision, CompressAI's
+layout: each table covers ``length - 2`` symbols starting at ``offset``, plus
+an escape symbol through which out-of-range values are coded exactly). The
+tables come from a trained ``EntropyBottleneck`` or are fitted to symbol
+counts on a training split; either way they belong to the codec pair and
+ship with it, so both ends code with identical tables.
+
+CompressAI's rANS writes its 64-bit final state as 8 bytes ahead of its
+32-bit words. The state always lies in [2^31, 2^64), so :func:`rans_encode`
+stores it in 4..8 bytes with its length (3 bits) in the caller's header
+instead: about 2 bytes saved per string. What remains of the coder's
+overhead, about 32 bits per string (the initial state it flushes), is real
+and counted.
+
+Two guards around the compiled coder: its encoder sizes its output buffer
+at one 32-bit word per symbol and overflows the heap on strings of fewer
+than about four symbols, so every string ends in :data:`PAD_SYMBOLS`
+near-certain symbols (2^-16 of a bit each) from a table of their own; and
+its decoder reads words without bounds checks, so it is handed the data
+followed by one zero word per symbol.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from compressai import ans
+from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf
+
+from ..bitstream import BitstreamError
+
+PRECISION = 16
+STATE_LENGTH_BITS = 3  # the header field holding (state bytes - 4)
+PAD_SYMBOLS = 4
+_PAD_CDF = [0, 2 ** PRECISION - 1, 2 ** PRECISION]  # one symbol (0) with probability 1 - 2^-16, and the escape
+_ENCODER, _DECODER = ans.RansEncoder(), ans.RansDecoder()
+
+
+@dataclass
+class SymbolTables:
+    """T quantized CDFs for CompressAI's rANS coder.
+
+    Attributes:
+        cdfs: T x S int32, each row a CDF in 16-bit precision padded with
+            its last value (row ``t`` is valid up to ``lengths[t]``).
+        lengths: T int32, CDF lengths (symbols + escape + 1).
+        offsets: T int32, the symbol value of each table's first entry.
+    """
+
+    cdfs: torch.Tensor
+    lengths: torch.Tensor
+    offsets: torch.Tensor
+
+    def __post_init__(self) -> None:
+        # the coder's own (ragged) lists, with the padding table last (index T); the coder converts
+        # them on every call, so no row carries padding
+        cdfs = [row[:length] for row, length in zip(self.cdfs.tolist(), self.lengths.tolist())]
+        self._lists = (cdfs + [_PAD_CDF], self.lengths.tolist() + [len(_PAD_CDF)], self.offsets.tolist() + [0])
+        widths = (self.cdfs[:, 1:] - self.cdfs[:, :-1]).double()
+        self._cost = -torch.log2(widths.clamp_min(1) / 2 ** PRECISION)  # T x (S - 1) bits per in-range symbol
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @classmethod
+    def from_pmfs(cls, pmfs: list[torch.Tensor], offsets: list[int]) -> "SymbolTables":
+        """Tables from probability vectors (each over consecutive symbols from its offset).
+
+        Every symbol keeps a non-zero probability and an escape symbol gets
+        2^-16 at least, so any value stays codable.
+        """
+        cdfs = []
+        for pmf in pmfs:
+            pmf = pmf.double().clamp_min(0)
+            pmf = pmf / pmf.sum()
+            cdfs.append(pmf_to_quantized_cdf(torch.cat([pmf, pmf.new_tensor([2.0 ** -PRECISION])]).float(), PRECISION))
+        return cls.from_cdfs(cdfs, offsets)
+
+    @classmethod
+    def from_counts(cls, counts: np.ndarray, offsets: list[int], prior: float = 0.5) -> "SymbolTables":
+        """Tables fitted to T x S symbol counts (``prior`` added to every count)."""
+        return cls.from_pmfs([torch.as_tensor(c, dtype=torch.float64) + prior for c in counts], offsets)
+
+    @classmethod
+    def from_cdfs(cls, cdfs: list[torch.Tensor], offsets: list[int]) -> "SymbolTables":
+        width = max(len(c) for c in cdfs)
+        table = torch.stack([torch.cat([c, c[-1:].expand(width - len(c))]) for c in cdfs]).int()
+        return cls(table, torch.tensor([len(c) for c in cdfs], dtype=torch.int32),
+                   torch.tensor(offsets, dtype=torch.int32))
+
+    @classmethod
+    def from_entropy_bottlenecks(cls, models) -> "SymbolTables":
+        """The tables of CompressAI ``EntropyBottleneck`` s (``update()``-d), one per channel, in order."""
+        cdfs, offsets = [], []
+        for model in models:
+            model.update(force=True)
+            for c in range(model.channels):
+                cdfs.append(model._quantized_cdf[c, : int(model._cdf_length[c])])
+                offsets.append(int(model._offset[c]))
+        return cls.from_cdfs(cdfs, offsets)
+
+    @classmethod
+    def concat(cls, *tables: "SymbolTables") -> "SymbolTables":
+        """One set of tables from several (indexes of the later ones shift by the earlier sizes)."""
+        cdfs = [t.cdfs[i, : int(t.lengths[i])] for t in tables for i in range(len(t))]
+        return cls.from_cdfs(cdfs, [int(o) for t in tables for o in t.offsets])
+
+    def state_dict(self, prefix: str) -> dict[str, torch.Tensor]:
+        return {f"{prefix}cdfs": self.cdfs, f"{prefix}lengths": self.lengths, f"{prefix}offsets": self.offsets}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor], prefix: str) -> "SymbolTables":
+        return cls(*(state[f"{prefix}{k}"].int() for k in ("cdfs", "lengths", "offsets")))
+
+    def cost(self, symbols: torch.Tensor, indexes: torch.Tensor) -> torch.Tensor:
+        """Ideal code length in bits (-log2 p) of each symbol under its table (same shape); a value
+        outside a table's range costs its escape symbol plus 32 bits. An estimate, not what
+        :func:`rans_encode` writes."""
+        symbols, indexes = torch.as_tensor(symbols).long(), torch.as_tensor(indexes).long()
+        value = symbols - self.offsets.long()[indexes]
+        last = self.lengths.long()[indexes] - 2
+        inside = (value >= 0) & (value < last)
+        slot = torch.where(inside, value, last)
+        return self._cost[indexes, slot] + 32.0 * ~inside
+
+    def estimated_bits(self, symbols, indexes) -> float:
+        """Sum of :meth:`cost`: the model's estimate of a payload's bits (coder overhead excluded)."""
+        return float(self.cost(symbols, indexes).sum()) if len(symbols) else 0.0
+
+    def encode(self, symbols, indexes) -> tuple[int, bytes]:
+        """(state length code, bytes) of the symbols; see :func:`rans_encode`."""
+        return rans_encode(self, symbols, indexes)
+
+    def decode(self, state_code: int, data: bytes, indexes) -> list[int]:
+        return rans_decode(self, state_code, data, indexes)
+
+
+def rans_encode(tables: SymbolTables, symbols, indexes) -> tuple[int, bytes]:
+    """Code ``symbols`` (each with the table of the same position in ``indexes``).
+
+    Returns ``(state_code, data)``: ``data`` is the compacted rANS string and
+    ``state_code`` in 0..4 its state's byte length minus 4, which the caller
+    stores in a :data:`STATE_LENGTH_BITS`-bit field. No symbols: ``(0, b"")``.
+    """
+    symbols, indexes = np.asarray(symbols, dtype=np.int64).tolist(), np.asarray(indexes, dtype=np.int64).tolist()
+    if len(symbols) != len(indexes):
+        raise ValueError(f"{len(symbols)} symbols but {len(indexes)} table indexes")
+    if not symbols:
+        return 0, b""
+    if min(indexes) < 0 or max(indexes) >= len(tables):
+        raise ValueError(f"table indexes must lie in [0, {len(tables)})")
+    cdfs, lengths, offsets = tables._lists
+    pad = [len(tables)] * PAD_SYMBOLS
+    raw = _ENCODER.encode_with_indexes(symbols + [0] * PAD_SYMBOLS, indexes + pad, cdfs, lengths, offsets)
+    state = int.from_bytes(raw[:8], "little")
+    size = max(4, (state.bit_length() + 7) // 8)
+    return size - 4, state.to_bytes(size, "big") + raw[8:]
+
+
+def rans_decode(tables: SymbolTables, state_code: int, data: bytes, indexes) -> list[int]:
+    """Inverse of :func:`rans_encode`; malformed data raises :class:`BitstreamError`.
+
+    A corrupted string decodes to wrong symbols rather than failing; the
+    bitstream's CRC is what detects it.
+    """
+    indexes = np.asarray(indexes, dtype=np.int64).tolist()
+    if not indexes:
+        if data:
+            raise BitstreamError(f"corrupted: {len(data)} payload bytes where no symbols are expected")
+        return []
+    size = state_code + 4
+    if not 0 <= state_code <= 4 or len(data) < size or (len(data) - size) % 4:
+        raise BitstreamError(f"corrupted: rANS payload of {len(data)} bytes with a {size}-byte state")
+    state = int.from_bytes(data[:size], "big")
+    if state < 2 ** 31:
+        raise BitstreamError("corrupted: rANS state below its lower bound")
+    if max(indexes) >= len(tables) or min(indexes) < 0:
+        raise BitstreamError("corrupted: a symbol refers to a table that does not exist")
+    cdfs, lengths, offsets = tables._lists
+    indexes = indexes + [len(tables)] * PAD_SYMBOLS
+    guard = bytes(4 * len(indexes))  # the compiled decoder reads words without bounds checks
+    values = _DECODER.decode_with_indexes(state.to_bytes(8, "little") + data[size:] + guard, indexes, cdfs,
+                                          lengths, offsets)
+    if values[-PAD_SYMBOLS:] != [0] * PAD_SYMBOLS:
+        raise BitstreamError("corrupted: the rANS payload does not end in its padding symbols")
+    return values[:-PAD_SYMBOLS]
+
+
+def ideal_bits(probabilities: torch.Tensor) -> float:
+    """-sum log2 p: the ideal code length of events with these probabilities (an estimate)."""
+    return float(-torch.log2(probabilities.double()).sum()) if probabilities.numel() else 0.0
+
+

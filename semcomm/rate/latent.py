@@ -1,0 +1,247 @@
+"""The learned latent codec: the edge ViT's own patch tokens, squeezed, quantized and entropy coded.
+
+The edge ViT already computes a token per patch on its way to its answer.
+The latent codec taps those tokens after block ``tap`` (B x N x D_edge),
+maps each to ``channels`` numbers with a small trainable bottleneck on the
+edge (LayerNorm + Linear), and quantizes every sent patch at its own *level*
+m in 1..``levels``: the latent is scaled by the gain 2^(m-1) before
+rounding, so each level up halves the quantizer step (about one more bit per
+active channel, a quarter of the squared error), exactly the bit-depth
+ladder of importance-aware quantization. Each level has its own factorized
+entropy model (CompressAI's ``EntropyBottleneck``), fitted during training
+on the training split and shipped with the model pair.
+
+On the server a linear embedding (plus a learned embedding of the level)
+turns each received latent into a server token, which gets the server's
+position embedding of *its* patch; CLS is prepended and the server ViT
+(initialised from the zoo server, fine-tuned with the codec) runs unchanged.
+
+Shapes: tokens B x N x D_edge; latents B x N x C (C = ``channels``);
+levels B x N int64 (0 = patch not sent); bits are per image.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import timm
+import torch
+import torch.nn.functional as F
+from compressai.entropy_models import EntropyBottleneck
+from torch import nn
+
+from . import format as fmt
+from .entropy import SymbolTables
+from .pair import CodecPair
+
+
+@dataclass(frozen=True)
+class LatentConfig:
+    """Architecture of a latent codec pair.
+
+    Attributes:
+        edge_dim: width of the edge ViT's tokens.
+        tap: edge block (0-based) whose output tokens are coded.
+        channels: latent numbers per patch (C).
+        levels: quantizer levels per patch (1..levels; 0 means not sent).
+        server_architecture: timm architecture of the server ViT.
+        num_classes: classes of the server head.
+    """
+
+    edge_dim: int = 128
+    tap: int = 2
+    channels: int = 16
+    levels: int = 4
+    server_architecture: str = "semcomm_vit_server_p4_32"
+    num_classes: int = 10
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LatentBottleneck(nn.Module):
+    """Edge side: B x N x D_edge tokens -> B x N x C latents (before quantization)."""
+
+    def __init__(self, edge_dim: int, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(edge_dim)
+        self.proj = nn.Linear(edge_dim, channels)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.norm(tokens))
+
+
+def level_gain(level: torch.Tensor) -> torch.Tensor:
+    """Quantizer gain 2^(m-1) of level m (the step is its inverse)."""
+    return torch.exp2(level.float() - 1)
+
+
+class LatentEntropyModels(nn.Module):
+    """One factorized ``EntropyBottleneck`` (C channels) per quantizer level."""
+
+    def __init__(self, channels: int, levels: int):
+        super().__init__()
+        self.channels, self.levels = channels, levels
+        self.models = nn.ModuleList(EntropyBottleneck(channels) for _ in range(levels))
+
+    def forward(self, scaled: torch.Tensor, level: torch.Tensor, training: bool | None = None):
+        """Noisy (training) or rounded values and likelihoods of K x C scaled latents at K levels (1..L)."""
+        values = torch.empty_like(scaled)
+        likelihoods = torch.empty_like(scaled)
+        for m in range(1, self.levels + 1):
+            rows = level == m
+            if rows.any():
+                v, p = self.models[m - 1](scaled[rows][:, :, None], training)  # K_m x C x 1
+                values[rows], likelihoods[rows] = v[..., 0], p[..., 0]
+        return values, likelihoods
+
+    def medians(self) -> torch.Tensor:
+        """levels x C medians that symbols are centred on."""
+        return torch.stack([m.quantiles[:, 0, 1] for m in self.models])
+
+    def aux_loss(self) -> torch.Tensor:
+        return sum(m.loss() for m in self.models)
+
+
+class LatentServer(nn.Module):
+    """Server side: received latents at their positions and levels -> B x classes logits."""
+
+    def __init__(self, config: LatentConfig):
+        super().__init__()
+        self.vit = timm.create_model(config.server_architecture, num_classes=config.num_classes)
+        dim = self.vit.embed_dim
+        self.embed = nn.Linear(config.channels, dim)
+        self.level_embed = nn.Embedding(config.levels + 1, dim)
+        nn.init.zeros_(self.level_embed.weight)
+
+    def forward(self, latents: torch.Tensor, positions: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """Logits from K received latents per image.
+
+        Args:
+            latents: B x K x C dequantized latents.
+            positions: B x K int64 patch indices.
+            level: B x K int64 levels (1..L).
+        """
+        vit = self.vit
+        prefix = vit.num_prefix_tokens
+        tokens = self.embed(latents) + self.level_embed(level) + vit.pos_embed[0, prefix:][positions]
+        cls = (vit.cls_token + vit.pos_embed[:, :prefix]).expand(len(tokens), -1, -1)
+        tokens = vit.norm(vit.blocks(torch.cat([cls, tokens], dim=1)))
+        return vit.forward_head(tokens)
+
+
+class LatentCodec(nn.Module):
+    """The trainable parts of a latent codec pair: edge bottleneck, entropy models, server.
+
+    >>> codec = LatentCodec(LatentConfig())
+    >>> tokens = torch.randn(2, 64, 128)
+    >>> level = torch.full((2, 64), 3)
+    >>> out = codec(tokens, level)
+    >>> out.logits.shape, out.bits.shape
+    (torch.Size([2, 10]), torch.Size([2]))
+    """
+
+    def __init__(self, config: LatentConfig):
+        super().__init__()
+        self.config = config
+        self.bottleneck = LatentBottleneck(config.edge_dim, config.channels)
+        self.entropy = LatentEntropyModels(config.channels, config.levels)
+        self.server = LatentServer(config)
+
+    def forward(self, tokens: torch.Tensor, level: torch.Tensor, training: bool | None = None) -> "LatentForward":
+        """Training / estimation pass on B x N x D_edge edge tokens with B x N levels (0 = not sent).
+
+        Every image must send the same number K of patches (the batch is
+        rectangular). The server input is the straight-through rounded
+        latent; the rate comes from the noisy latent's likelihood in
+        training, the rounded one's otherwise (``estimated_bits``).
+        """
+        b, n, _ = tokens.shape
+        sent = level > 0
+        k = int(sent[0].sum())
+        if not (sent.sum(1) == k).all():
+            raise ValueError("every image in a batch must send the same number of patches")
+        positions = sent.nonzero()[:, 1].view(b, k)
+        lv = level.gather(1, positions)
+        y = self.bottleneck(tokens.gather(1, positions[..., None].expand(-1, -1, tokens.shape[-1])))
+        gain = level_gain(lv)[..., None]
+        scaled = (y.float() * gain).reshape(b * k, -1)
+        flat_level = lv.reshape(-1)
+        with torch.autocast("cpu", enabled=False):  # likelihood differences need fp32
+            _, likelihoods = self.entropy(scaled.float(), flat_level, training)
+        medians = self.entropy.medians()[flat_level - 1]
+        rounded = torch.round(scaled - medians) + medians
+        hard = scaled + (rounded - scaled).detach()  # straight-through
+        latents = (hard.view(b, k, -1)) / gain
+        logits = self.server(latents, positions, lv)
+        bits = -torch.log2(likelihoods).sum(-1).view(b, k).sum(1)
+        return LatentForward(logits, bits)
+
+
+@dataclass
+class LatentForward:
+    """Logits (B x classes) and estimated bits of the latent payload per image (B)."""
+
+    logits: torch.Tensor
+    bits: torch.Tensor
+
+
+class LatentPair(CodecPair):
+    """The latent codec as a codec pair: edge tokens in, server logits out (see the module docstring).
+
+    The rANS tables are the per-level entropy models' (one per level and
+    channel, level-major); each sent patch contributes C symbols
+    ``round(y g_m - median)``.
+    """
+
+    name = "latent"
+
+    def __init__(self, codec: LatentCodec, codec_id: int = 3, hint_coder=None, bf16: bool = True):
+        config = codec.config
+        self.codec = codec.eval()
+        self.config = config
+        self.tap = config.tap
+        self.num_classes = config.num_classes
+        self.bf16 = bf16
+        self.hint_coder = hint_coder
+        num_patches = self.codec.server.vit.patch_embed.num_patches
+        self.layout = fmt.Layout(codec_id, num_patches, config.levels)
+        self.tables = SymbolTables.from_entropy_bottlenecks(self.codec.entropy.models)
+        self._medians = self.codec.entropy.medians().detach().double()
+
+    def source(self, images, hidden):
+        if hidden is None:
+            raise ValueError(f"the latent codec reads the edge's tokens after block {self.tap}; none were given")
+        with torch.no_grad():
+            return self.codec.bottleneck(hidden.float()).double()
+
+    def _symbols(self, latents: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        m = level.clamp_min(1)
+        return torch.round(latents * level_gain(m).double()[..., None] - self._medians[m - 1]).long()
+
+    def _indexes(self, level: torch.Tensor) -> torch.Tensor:
+        c = self.config.channels
+        return (level.clamp_min(1) - 1)[..., None] * c + torch.arange(c)
+
+    def symbols(self, source, level):
+        q, index, sent = self._symbols(source, level).numpy(), self._indexes(level).numpy(), (level > 0).numpy()
+        return [(q[i][sent[i]].ravel(), index[i][sent[i]].ravel(), ()) for i in range(len(q))]
+
+    def rates(self, source):
+        b, n, _ = source.shape
+        columns = [torch.zeros(b, n, dtype=torch.float64)]
+        for m in range(1, self.levels + 1):
+            level = torch.full((b, n), m)
+            columns.append(self.tables.cost(self._symbols(source, level), self._indexes(level)).sum(-1))
+        return torch.stack(columns, -1)
+
+    def table_indexes(self, level, params):
+        return self._indexes(torch.tensor([m for m in level if m > 0])).flatten().numpy()
+
+    def dequantize(self, symbols, level, params):
+        lv = torch.tensor([m for m in level if m > 0])
+        q = torch.from_numpy(symbols).view(len(lv), -1).double()
+        return ((q + self._medians[lv - 1]) / level_gain(lv).double()[:, None]).float()
+
+    def server_logits(self, values, positions, level):
+        return self.codec.server(values, positions, level)

@@ -1,0 +1,239 @@
+"""Training recipe for a latent codec pair: resumable, deterministic given a seed.
+
+The edge ViT stays frozen (it is the zoo edge: its logits gate and its
+attention selects). Trained jointly: the edge-side bottleneck, the
+per-level entropy models and the server (initialised from the zoo server,
+its patch embedding replaced by the latent embedding).
+
+Each batch keeps a random number of patches (a fraction in ``keep``, every
+patch with probability ``full_prob``), chosen at random or by the edge's
+attention (top-k or spread-top-k, the codec's own rules), each sent patch at
+a random level. Loss: cross-entropy (label smoothing) + ``kd`` x KL to the
+zoo server's answer on the full image (temperature 1) + ``rate`` x
+estimated kilobits per image; the entropy models' quantiles get CompressAI's
+auxiliary loss with their own optimizer.
+
+State (fp32 weights, optimizers, history) is saved to ``run_dir/state.pt``
+after every epoch; calling :func:`train_latent` again resumes exactly.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..data import ImageSplit
+from ..importance import patch_importance
+from ..inference import autocast
+from ..models import ViTAdapter, create_model, load_weights
+from ..selection import SpreadTopK, TopK
+from ..training import TrainConfig, augment, learning_rate
+from .latent import LatentCodec, LatentConfig
+
+
+@dataclass
+class LatentTrainConfig:
+    """Hyper-parameters of one latent-codec training run (see the module docstring)."""
+
+    codec: LatentConfig = field(default_factory=LatentConfig)
+    edge: str = "vit-edge-cifar10"
+    server_init: str = "vit-server-cifar10"
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 1e-3
+    server_lr: float = 3e-4
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    kd: float = 1.0
+    rate: float = 0.5
+    keep: tuple[float, float] = (0.1, 1.0)
+    full_prob: float = 0.2
+    guided_prob: float = 0.7
+    bf16: bool = True
+    seed: int = 0
+    eval_images: int = 2000
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LatentTrainConfig":
+        data = dict(data)
+        data["codec"] = LatentConfig(**data["codec"])
+        data["keep"] = tuple(data["keep"])
+        return cls(**data)
+
+
+def edge_view(edge: ViTAdapter, images: torch.Tensor, tap: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B x C edge logits, B x N mean importance, B x N x D tokens after block ``tap``) in one edge pass."""
+    out = edge.forward_with_attention(images, (-1,), hidden=(tap,))
+    return out.logits, patch_importance(out, "mean"), next(iter(out.hidden.values()))
+
+
+def training_levels(importance: torch.Tensor, config: LatentTrainConfig, grid: tuple[int, int],
+                    generator: torch.Generator) -> torch.Tensor:
+    """B x N levels for one batch: a random number of sent patches, chosen at random or by attention."""
+    b, n = importance.shape
+    if torch.rand(1, generator=generator).item() < config.full_prob:
+        keep = n
+    else:
+        low, high = config.keep
+        keep = max(1, round((low + (high - low) * torch.rand(1, generator=generator).item()) * n))
+    u = torch.rand(1, generator=generator).item()
+    if u < config.guided_prob / 2:
+        mask = TopK(keep)(importance, grid, generator)
+    elif u < config.guided_prob:
+        mask = SpreadTopK(keep)(importance, grid, generator)
+    else:
+        mask = torch.rand(b, n, generator=generator).argsort(1).argsort(1) < keep
+    level = torch.randint(1, config.codec.levels + 1, (b, n), generator=generator)
+    return torch.where(mask, level, torch.zeros_like(level))
+
+
+def build_codec(config: LatentTrainConfig) -> LatentCodec:
+    """A fresh codec whose server starts from the zoo server's weights (its patch embedding unused)."""
+    torch.manual_seed(config.seed)
+    codec = LatentCodec(config.codec)
+    teacher = create_model(config.server_init)
+    state = {k: v for k, v in teacher.model.state_dict().items() if not k.startswith("patch_embed.")}
+    missing, unexpected = codec.server.vit.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("patch_embed.") for k in missing):
+        raise ValueError(f"server {config.server_init} does not fit {config.codec.server_architecture}: "
+                         f"missing {missing}, unexpected {unexpected}")
+    return codec
+
+
+def _optimizers(codec: LatentCodec, config: LatentTrainConfig):
+    aux = [p for n, p in codec.named_parameters() if n.endswith("quantiles")]
+    server = [p for n, p in codec.server.vit.named_parameters() if not n.startswith("patch_embed.")]
+    server_ids = {id(p) for p in server} | {id(p) for p in aux}
+    new = [p for p in codec.parameters() if id(p) not in server_ids]
+    main = torch.optim.AdamW([dict(params=new, lr=config.lr, base_lr=config.lr),
+                              dict(params=server, lr=config.server_lr, base_lr=config.server_lr)],
+                             weight_decay=config.weight_decay)
+    return main, torch.optim.Adam(aux, lr=1e-3)
+
+
+def _lr_scale(config: LatentTrainConfig, step: int, steps_per_epoch: int) -> float:
+    """The zoo's warm-up + cosine schedule as a fraction of each parameter group's base rate."""
+    schedule = TrainConfig("", epochs=config.epochs, lr=1.0, min_lr=config.min_lr / config.lr,
+                           warmup_epochs=config.warmup_epochs)
+    return learning_rate(schedule, step, steps_per_epoch)
+
+
+def train_latent(config: LatentTrainConfig, train_split: ImageSplit, test_split: ImageSplit, run_dir: str | Path,
+                 stop_after: int | None = None, max_steps: int | None = None, init_from: str | Path | None = None,
+                 progress: bool = True) -> tuple[LatentCodec, list[dict]]:
+    """Train (or resume) a latent codec; returns it (eval mode) and its per-epoch history.
+
+    Args:
+        stop_after: at most this many epochs in this call.
+        max_steps: stop an epoch early after this many steps (quick experiments; not resumable mid-epoch).
+        init_from: codec weights (safetensors) to warm-restart from when there is no state.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    edge = create_model(config.edge).eval()
+    teacher = create_model(config.server_init).eval() if config.kd > 0 else None
+    codec = build_codec(config)
+    if init_from is not None:
+        load_weights(codec, init_from)
+    main_opt, aux_opt = _optimizers(codec, config)
+    history: list[dict] = []
+    start_epoch = 0
+    state_path = run_dir / "state.pt"
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        saved = LatentTrainConfig.from_dict(state["config"])
+        if replace(saved, epochs=config.epochs) != config:
+            raise ValueError(f"{state_path} was made with a different config; use another run directory")
+        codec.load_state_dict(state["model"])
+        main_opt.load_state_dict(state["optimizer"])
+        aux_opt.load_state_dict(state["aux_optimizer"])
+        history, start_epoch = state["history"], state["epoch"]
+    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+
+    tap, grid = config.codec.tap, edge.grid_size
+    steps_per_epoch = len(train_split) // config.batch_size
+    end_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)
+    for epoch in range(start_epoch, end_epoch):
+        started = time.time()
+        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        order = torch.randperm(len(train_split), generator=generator)
+        codec.train()
+        sums = dict(loss=0.0, ce=0.0, bits=0.0, aux=0.0)
+        steps = steps_per_epoch if max_steps is None else min(max_steps, steps_per_epoch)
+        bar = tqdm(range(steps), desc=f"latent epoch {epoch + 1}/{config.epochs}", disable=not progress)
+        for i in bar:
+            index = order[i * config.batch_size : (i + 1) * config.batch_size]
+            images = augment(train_split.images[index], generator)
+            labels = train_split.labels[index]
+            scale = _lr_scale(config, epoch * steps_per_epoch + i, steps_per_epoch)
+            for group in main_opt.param_groups:
+                group["lr"] = group["base_lr"] * scale
+            with torch.no_grad(), autocast(config.bf16):
+                _, importance, tokens = edge_view(edge, images, tap)
+                target = teacher(images).float() if teacher is not None else None
+            level = training_levels(importance.float(), config, grid, generator)
+            with autocast(config.bf16):
+                out = codec(tokens.float(), level)
+            logits = out.logits.float()
+            ce = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+            loss = ce + config.rate * out.bits.mean() / 1000
+            if target is not None:
+                loss = loss + config.kd * F.kl_div(logits.log_softmax(-1), target.log_softmax(-1),
+                                                   log_target=True, reduction="batchmean")
+            main_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            main_opt.step()
+            aux = codec.entropy.aux_loss()
+            aux_opt.zero_grad(set_to_none=True)
+            aux.backward()
+            aux_opt.step()
+            for key, value in (("loss", loss), ("ce", ce), ("bits", out.bits.mean()), ("aux", aux)):
+                sums[key] += float(value)
+            if i % 20 == 0:
+                bar.set_postfix(ce=f"{sums['ce'] / (i + 1):.3f}", bits=f"{sums['bits'] / (i + 1):.0f}")
+        record = dict(epoch=epoch + 1, schedule_epochs=config.epochs, steps=steps,
+                      **{k: v / steps for k, v in sums.items()}, minutes=(time.time() - started) / 60)
+        record["eval"] = evaluate_latent(codec, edge, test_split.subset(config.eval_images), tap, config.bf16)
+        history.append(record)
+        if progress:
+            print(json.dumps(record), flush=True)
+        tmp = state_path.with_suffix(".tmp")
+        torch.save(dict(config=asdict(config), model=codec.state_dict(), optimizer=main_opt.state_dict(),
+                        aux_optimizer=aux_opt.state_dict(), history=history, epoch=epoch + 1), tmp)
+        tmp.replace(state_path)
+    return codec.eval(), history
+
+
+@torch.no_grad()
+def evaluate_latent(codec: LatentCodec, edge: ViTAdapter, split: ImageSplit, tap: int, bf16: bool = True,
+                    batch_size: int = 250) -> dict:
+    """Top-1 and estimated payload bits per image (rounded latents) on ``split``: all patches at each
+    level, and spread-top-k 16 at the middle level."""
+    codec.eval()
+    grid, levels = edge.grid_size, codec.config.levels
+    settings = {f"all@{m}": (None, m) for m in range(1, levels + 1)}
+    settings[f"spread16@{(levels + 1) // 2}"] = (16, (levels + 1) // 2)
+    correct = {k: 0 for k in settings}
+    bits = {k: 0.0 for k in settings}
+    for start in range(0, len(split), batch_size):
+        images, labels = split.images[start : start + batch_size], split.labels[start : start + batch_size]
+        with autocast(bf16):
+            _, importance, tokens = edge_view(edge, images, tap)
+        for key, (k, m) in settings.items():
+            mask = torch.ones_like(importance, dtype=torch.bool) if k is None else SpreadTopK(k)(importance.float(), grid)
+            level = torch.where(mask, m, 0)
+            with autocast(bf16):
+                out = codec(tokens.float(), level, training=False)
+            correct[key] += int((out.logits.argmax(-1) == labels).sum())
+            bits[key] += float(out.bits.sum())
+    return {k: dict(top1=correct[k] / len(split), estimated_bits=bits[k] / len(split)) for k in settings}
+
+
+LATENT_PRESETS = {"latent-cifar10": LatentTrainConfig()}

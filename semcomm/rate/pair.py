@@ -1,0 +1,205 @@
+"""A codec pair: what an edge writes into a version-2 string and how its server reads it.
+
+A :class:`CodecPair` owns both halves of one payload format: on the edge, it
+turns each image's *source* (pixels, or the edge ViT's tokens) and a level
+map into symbols; on the server, it turns symbols back into values and
+classifies. The framing (level map, hint, rANS, CRC) is shared by all
+pairs and lives here; each pair implements five small methods.
+
+Pairs are registered by name (``@register_codec``), built with
+:func:`create_codec` and listed by :func:`list_codecs`, like timm's models.
+
+Shapes: source B x N x V (V values per patch); level B x N int64 (0 = not
+sent); a :class:`Received` holds K sent patches of one image.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..bitstream import BitstreamError
+from ..inference import autocast
+from . import format as fmt
+from .entropy import SymbolTables, rans_decode, rans_encode
+from .hint import HintCoder, fuse
+
+
+@dataclass
+class Received:
+    """What the server recovered of one image.
+
+    Attributes:
+        positions: K int64 patch indices (ascending).
+        level: K int64 levels (1..L).
+        values: K x V float32 dequantized values per patch.
+        hint: C edge log-probabilities, or None.
+    """
+
+    positions: torch.Tensor
+    level: torch.Tensor
+    values: torch.Tensor
+    hint: torch.Tensor | None = None
+
+
+class CodecPair(ABC):
+    """Both halves of one version-2 payload format (see the module docstring).
+
+    Subclasses set ``name``, ``layout`` (codec id, N, L, parameters),
+    ``tables`` (or ``layout.entropy_coded = False``) and implement
+    :meth:`source`, :meth:`symbols`, :meth:`table_indexes`,
+    :meth:`dequantize` and :meth:`server_logits`.
+    """
+
+    name: str
+    layout: fmt.Layout
+    tables: SymbolTables | None = None
+    hint_coder: HintCoder | None = None
+    num_classes: int = 10
+    bf16: bool = True
+
+    # ---- the edge half ------------------------------------------------------------------------
+    tap: int | None = None  # the edge block whose tokens :meth:`source` needs (None: pixels)
+
+    @abstractmethod
+    def source(self, images: torch.Tensor, hidden: torch.Tensor | None) -> torch.Tensor:
+        """B x N x V values to code per patch, from uint8 images or the edge's tokens after block ``tap``."""
+
+    @abstractmethod
+    def symbols(self, source: torch.Tensor, level: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray, tuple]]:
+        """Per image: (symbols, table indexes, codec parameters) of its sent patches, in position order."""
+
+    def rates(self, source: torch.Tensor) -> torch.Tensor:
+        """B x N x (L + 1) estimated payload bits of each patch at each level (column 0 = 0), for allocation."""
+        raise NotImplementedError(f"{self.name} has no per-patch rate model")
+
+    # ---- the server half ----------------------------------------------------------------------
+    @abstractmethod
+    def table_indexes(self, level: list[int], params: tuple) -> np.ndarray:
+        """Table index of every payload symbol, in coding order, from the level map alone."""
+
+    @abstractmethod
+    def dequantize(self, symbols: np.ndarray, level: list[int], params: tuple) -> torch.Tensor:
+        """K x V values of the sent patches from their symbols."""
+
+    @abstractmethod
+    def server_logits(self, values: torch.Tensor, positions: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """B x C logits of the server from B x K x V values at B x K positions and levels."""
+
+    # ---- shared framing -----------------------------------------------------------------------
+    @property
+    def num_patches(self) -> int:
+        return self.layout.num_patches
+
+    @property
+    def levels(self) -> int:
+        return self.layout.levels
+
+    def raw_payload_bits(self, layout: fmt.Layout, level: list[int]) -> int:
+        raise NotImplementedError
+
+    def encode(self, source: torch.Tensor, level: torch.Tensor, hint: torch.Tensor | None = None) -> list[bytes]:
+        """One version-2 string per image.
+
+        Args:
+            source: B x N x V from :meth:`source`.
+            level: B x N levels; every image sends at least one patch.
+            hint: B x C hint symbols (:meth:`HintCoder.symbols`), or None for no fusion.
+        """
+        self._check_level(level, len(source))
+        strings = []
+        for i, (symbols, indexes, params) in enumerate(self.symbols(source, level)):
+            frame = fmt.Frame(self.layout.codec_id, level[i].tolist(), None if hint is None else hint[i], params)
+            if self.layout.entropy_coded:
+                frame.state_code, frame.payload = rans_encode(self.tables, symbols, indexes)
+            else:
+                frame.payload, frame.payload_bits = _raw(symbols, indexes)
+            strings.append(fmt.pack(self.layout, frame, self.hint_coder))
+        return strings
+
+    def decode(self, string: bytes) -> Received:
+        """Parse and dequantize one string; :class:`BitstreamError` if it is malformed or corrupted."""
+        frame = fmt.unpack(string, {self.layout.codec_id: self.layout}, self.raw_payload_bits, self.hint_coder,
+                           self.num_classes)
+        indexes = self.table_indexes(frame.level, frame.params)
+        if self.layout.entropy_coded:
+            symbols = np.asarray(rans_decode(self.tables, frame.state_code, frame.payload, indexes), dtype=np.int64)
+        else:
+            symbols = _unraw(frame.payload, indexes)
+        level = torch.tensor(frame.level)
+        positions = level.nonzero().flatten()
+        hint = None if frame.hint is None else self.hint_coder.log_probs(frame.hint[None])[0]
+        return Received(positions, level[positions], self.dequantize(symbols, frame.level, frame.params), hint)
+
+    @torch.no_grad()
+    def classify(self, received: list[Received | None], batch_size: int = 256) -> torch.Tensor:
+        """len(received) x C logits (fused with the edge's hint where one arrived); NaN rows for None."""
+        logits = torch.full((len(received), self.num_classes), float("nan"))
+        by_count = defaultdict(list)
+        for i, item in enumerate(received):
+            if item is not None:
+                by_count[len(item.positions)].append(i)
+        for index in by_count.values():
+            for start in range(0, len(index), batch_size):
+                part = index[start : start + batch_size]
+                items = [received[i] for i in part]
+                with autocast(self.bf16):
+                    out = self.server_logits(torch.stack([r.values for r in items]),
+                                             torch.stack([r.positions for r in items]),
+                                             torch.stack([r.level for r in items])).float()
+                hinted = [j for j, item in enumerate(items) if item.hint is not None]
+                if hinted:
+                    edge = torch.stack([items[j].hint for j in hinted])
+                    out[hinted] = fuse(out[hinted], edge, self.hint_coder.weight)
+                logits[part] = out
+        return logits
+
+    def _check_level(self, level: torch.Tensor, batch: int) -> None:
+        if not isinstance(level, torch.Tensor) or level.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"level must be an int64 tensor, got {type(level).__name__} {getattr(level, 'dtype', '')}")
+        if tuple(level.shape) != (batch, self.num_patches):
+            raise ValueError(f"level must be B x N = {batch} x {self.num_patches}, got {tuple(level.shape)}")
+        if level.numel() and (level.min() < 0 or level.max() > self.levels):
+            raise ValueError(f"levels must lie in 0..{self.levels}, got {int(level.min())}..{int(level.max())}")
+        if (level.amax(1) == 0).any():
+            raise ValueError("every encoded image must send at least one patch (a level above 0)")
+
+
+def _raw(symbols: np.ndarray, widths: np.ndarray) -> tuple[int, int]:
+    """Raw payload: each symbol in its own width (bits), MSB first -> (int, bits)."""
+    value, bits = 0, 0
+    for s, w in zip(symbols.tolist(), widths.tolist()):
+        value, bits = (value << w) | s, bits + w
+    return value, bits
+
+
+def _unraw(payload: int, widths: np.ndarray) -> np.ndarray:
+    out, shift = [], int(widths.sum())
+    for w in widths.tolist():
+        shift -= w
+        out.append((payload >> shift) & ((1 << w) - 1))
+    return np.asarray(out, dtype=np.int64)
+
+
+_REGISTRY: dict[str, Callable[..., CodecPair]] = {}
+
+
+def register_codec(fn: Callable[..., CodecPair]) -> Callable[..., CodecPair]:
+    """Register a factory ``fn(**kwargs) -> CodecPair`` under its function name (``-`` for ``_``)."""
+    _REGISTRY[fn.__name__.replace("_", "-")] = fn
+    return fn
+
+
+def list_codecs() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_codec(name: str, **kwargs) -> CodecPair:
+    """Build a registered codec pair by name (``semcomm codecs`` lists them)."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown codec {name!r}; registered: {', '.join(list_codecs())}")
+    return _REGISTRY[name](**kwargs)

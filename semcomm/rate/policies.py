@@ -1,0 +1,123 @@
+"""Level policies: which level (bit depth) each selected patch is sent at.
+
+A selection rule decides *which* patches an image sends; a level policy
+decides *how finely* each is quantized. Policies see the selection mask,
+the patch importance and, for budgets, the codec's per-patch rate table
+(estimated payload bits of every patch at every level).
+
+* :class:`FixedLevel`: every selected patch at one level.
+* :class:`UniformBudget`: the highest common level whose payload fits a
+  bit budget per image (the baseline for IAQ at equal bits).
+* :class:`IAQ`: importance-aware allocation under the same budget, by any
+  solver of :mod:`semcomm.rate.allocation`, optionally aware of a BSC's
+  crossover probability.
+
+Shapes: mask and importance B x N; rates B x N x (L + 1); levels B x N int64.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from .allocation import (channel_distortion, greedy_allocation, importance_weights, lagrangian_allocation,
+                         uniform_allocation)
+
+SOLVERS = ("lagrangian", "greedy")
+
+
+class LevelPolicy(ABC):
+    """Maps (mask, importance, rates) to B x N levels, 0 outside the mask."""
+
+    needs_rates: bool = False
+
+    @abstractmethod
+    def __call__(self, mask: torch.Tensor, importance: torch.Tensor, rates: torch.Tensor | None) -> torch.Tensor:
+        ...
+
+    @property
+    @abstractmethod
+    def label(self) -> str:
+        ...
+
+
+@dataclass(frozen=True)
+class FixedLevel(LevelPolicy):
+    """Every selected patch at ``level``."""
+
+    level: int
+
+    def __post_init__(self):
+        if isinstance(self.level, bool) or not isinstance(self.level, int) or self.level < 1:
+            raise ValueError(f"FixedLevel needs a level >= 1, got {self.level!r}")
+
+    def __call__(self, mask, importance, rates=None):
+        if rates is not None and self.level >= rates.shape[-1]:
+            raise ValueError(f"level {self.level} exceeds the codec's {rates.shape[-1] - 1} levels")
+        return mask.long() * self.level
+
+    @property
+    def label(self) -> str:
+        return f"L{self.level}"
+
+
+def _check_bits(bits: float, name: str) -> None:
+    if not bits > 0:
+        raise ValueError(f"{name} needs a positive payload budget in bits, got {bits!r}")
+
+
+@dataclass(frozen=True)
+class UniformBudget(LevelPolicy):
+    """The highest common level for all selected patches whose estimated payload fits ``bits``."""
+
+    bits: float
+    needs_rates = True
+
+    def __post_init__(self):
+        _check_bits(self.bits, "UniformBudget")
+
+    def __call__(self, mask, importance, rates):
+        return uniform_allocation(mask, rates, self.bits)
+
+    @property
+    def label(self) -> str:
+        return f"uniform {self.bits:g}b"
+
+
+@dataclass(frozen=True)
+class IAQ(LevelPolicy):
+    """Importance-aware levels within the selection, estimated payload within ``bits`` per image.
+
+    Weights w_i = importance_i ^ ``power``; distortion per level that of a
+    uniform quantizer whose index bits cross a BSC with crossover ``eps``
+    (0: error-free). At least the most important selected patch is sent at
+    level 1 even when the budget does not cover it.
+    """
+
+    bits: float
+    solver: str = "lagrangian"
+    power: float = 1.0
+    eps: float = 0.0
+    needs_rates = True
+
+    def __post_init__(self):
+        _check_bits(self.bits, "IAQ")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"unknown IAQ solver {self.solver!r}; choose from {SOLVERS}")
+
+    def __call__(self, mask, importance, rates):
+        weights = importance_weights(importance, self.power) * mask
+        distortion = channel_distortion(rates.shape[-1] - 1, self.eps)
+        solve = lagrangian_allocation if self.solver == "lagrangian" else greedy_allocation
+        level = solve(weights, rates, distortion, self.bits)
+        empty = level.amax(1) == 0
+        if empty.any():  # the budget covers nothing: the single most important selected patch, coarsest
+            best = (importance * mask).argmax(1)
+            level[empty, best[empty]] = 1
+        return level
+
+    @property
+    def label(self) -> str:
+        extra = f" eps {self.eps:g}" if self.eps else ""
+        return f"iaq {self.bits:g}b{extra}"
