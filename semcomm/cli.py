@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from .data import default_cache_dir, load_split
+from .models.zoo import CheckpointError
+from .rate import list_codecs
+from .sweep import IMPORTANCE_METHODS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,23 +50,50 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, help="a fixed subset of N images (seed 0), for a quick look")
     p.add_argument("--edge", default="vit-edge-cifar10")
-    p.add_argument("--server", default="vit-server-cifar10")
-    p.add_argument("--importance", default="mean", choices=["mean", "mean_layers", "rollout"])
+    p.add_argument("--server", default="vit-server-cifar10", help="pixel server (references, image codecs, raw8)")
+    p.add_argument("--codec", default="latent-cifar10",
+                   help=f"semantic codec pair ({', '.join(list_codecs())}) or raw8 (8-bit pixels, format version 1)")
+    p.add_argument("--importance", default="mean", choices=list(IMPORTANCE_METHODS))
     p.add_argument("--budgets", type=_int_list, help="patches per image, e.g. 8,16,32")
-    p.add_argument("--rules", type=lambda t: tuple(t.split(",")), help="fixed-budget rules: top-k,spread-top-k")
+    p.add_argument("--rules", type=lambda t: tuple(t.split(",")),
+                   help="selection rules: top-k,spread-top-k (at every budget), threshold, attention-sum")
+    p.add_argument("--levels", type=_int_list, help="fixed quantizer levels of the codec pair, e.g. 1,2")
+    p.add_argument("--iaq-bits", type=_float_list, help="IAQ payload budgets in bits per image, e.g. 200,400")
+    p.add_argument("--uniform-bits", type=_float_list, help="uniform-level payload budgets (IAQ's baseline)")
     p.add_argument("--thresholds", type=_float_list, help="gate thresholds, e.g. 0.4,0.8,1.2")
     p.add_argument("--codecs", type=_codec_list, help="reference codecs, e.g. jpeg-q50,webp-q20 (default: "
                    "jpeg q10/90, webp q5/25/75); 'none' for no codecs")
+    p.add_argument("--no-fusion", action="store_true", help="do not send the edge's prediction and fuse it")
+    p.add_argument("--no-twins", action="store_true", help="no equal-budget random twins")
+    p.add_argument("--all-rows", action="store_true", help="print every point, not only frontiers and references")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--plot", type=Path, help="write the accuracy-versus-bits plot here (PNG or PDF)")
     _data_args(p)
 
+    sub.add_parser("codecs", help="list the registered codec pairs and the shipped ones")
+
     args = parser.parse_args(argv)
-    commands = {"train": _train, "export": _export, "zoo": _zoo, "evaluate": _evaluate, "sweep": _sweep}
+    commands = {"train": _train, "export": _export, "zoo": _zoo, "evaluate": _evaluate, "sweep": _sweep,
+                "codecs": _codecs}
     try:
+        for name in ("json", "plot"):
+            if getattr(args, name, None) is not None:
+                _check_output(getattr(args, name), f"--{name}")
         return commands[args.command](args)
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        parser.exit(2, f"semcomm {args.command}: error: {err}\n")
+    except (OSError, KeyError, ValueError, CheckpointError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        parser.exit(2, f"semcomm {args.command}: error: {message}\n")
+
+
+def _check_output(path: Path, option: str) -> None:
+    """Fail before any work if ``path`` cannot be written."""
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a directory; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"{option} {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{option} {path}: the folder {parent} is not writable")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -137,7 +168,15 @@ def _train(args) -> int:
 
 
 def _export(args) -> int:
+    from .rate.latent_training import LATENT_PRESETS
     from .training import PRESET_DATASETS, export
+
+    if args.preset in LATENT_PRESETS:
+        from .rate.fitting import export_latent
+
+        card = export_latent(args.preset, _run_dir(args), LATENT_PRESETS[args.preset].edge)
+        print(json.dumps(dict(name=card.name, sha256=card.sha256, history=card.history[-1:]), indent=2))
+        return 0
 
     test_split = load_split(PRESET_DATASETS[args.preset], "test", args.data_root)
     card = export(args.preset, _run_dir(args), test_split)
@@ -170,23 +209,37 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _codecs(args) -> int:
+    from .rate.zoo import list_codec_cards
+
+    print("registered:", ", ".join(list_codecs()))
+    for card in list_codec_cards():
+        print(f"{card.name:20} {card.kind:8} edge {card.edge:20} server {card.server:28} sha256 {card.sha256[:12]}")
+    return 0
+
+
 def _sweep(args) -> int:
     from .plots import plot_sweep
+    from .rate.policies import IAQ, UniformBudget
     from .sweep import Sweep, SweepConfig
 
-    config = SweepConfig(edge=args.edge, server=args.server, importance=args.importance)
-    if args.budgets:
-        config = replace(config, budgets=args.budgets)
-    if args.rules:
-        config = replace(config, rules=args.rules)
-    if args.thresholds:
-        config = replace(config, thresholds=args.thresholds)
-    if args.codecs is not None:
-        config = replace(config, codecs=args.codecs)
+    codec = None if args.codec == "raw8" else args.codec
+    if codec is not None and codec not in list_codecs():
+        raise KeyError(f"unknown codec {args.codec!r}; choose from raw8, {', '.join(list_codecs())}")
+    config = SweepConfig(edge=args.edge, server=args.server, importance=args.importance, codec=codec,
+                         fusion=not args.no_fusion, twins=not args.no_twins)
+    policies = tuple(IAQ(b) for b in args.iaq_bits or ()) + tuple(UniformBudget(b) for b in args.uniform_bits or ())
+    for name, value in (("budgets", args.budgets), ("rules", args.rules), ("thresholds", args.thresholds),
+                        ("levels", args.levels), ("policies", policies or None), ("codecs", args.codecs)):
+        if value is not None:
+            config = replace(config, **{name: value})
     split = load_split(args.dataset, args.split, args.data_root, limit=args.limit)
     result = Sweep(config).run(split)
-    print(result.table())
+    print(result.table(everything=args.all_rows))
     print(f"\n{result.images} images of {result.dataset} in {result.seconds:.0f} s ({result.machine})")
+    if result.comparison:
+        print("\nmean bits per image each frontier needs for a top-1 accuracy (edge + 1 point .. server on full images):\n")
+        print(result.comparison_table())
     if args.json:
         result.to_json(args.json)
     if args.plot:

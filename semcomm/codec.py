@@ -247,10 +247,11 @@ class ServerDecoder:
         return version, reader.decode(string)
 
     @torch.no_grad()
-    def classify(self, strings: list[bytes | None], errors: str = "raise") -> torch.Tensor:
+    def classify(self, strings: list[bytes | None], errors: str = "raise", fuse: bool = True) -> torch.Tensor:
         """len(strings) x C logits (log-probabilities where the edge's prediction was fused in).
 
         Args:
+            fuse: fuse the edge's prediction where a string carries it (False: the server's own logits).
             errors: ``"raise"`` raises :class:`~semcomm.bitstream.BitstreamError`
                 on a malformed or missing (None) string; ``"nan"`` gives its row NaN
                 logits instead (a string damaged or lost on a link), which
@@ -275,7 +276,7 @@ class ServerDecoder:
         for version, got in items.items():
             if got:
                 rows = list(got)
-                logits[rows] = self._readers[version].classify(list(got.values()), self.batch_size)
+                logits[rows] = self._readers[version].classify(list(got.values()), self.batch_size, fuse)
         return logits
 
 

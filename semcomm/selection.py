@@ -11,6 +11,7 @@ number of patches in every image.
 """
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -46,14 +47,18 @@ class SelectionRule(ABC):
         """Short name for tables, e.g. ``top-k 16``."""
 
 
-def _check_budget(k: int, name: str) -> None:
-    if not isinstance(k, int) or k < 1:
+def _check_budget(rule, name: str) -> None:
+    """Accept any integer budget k >= 1 (numpy integers too; stored as int)."""
+    k = rule.k
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise ValueError(f"{name} needs a budget k >= 1 patches, got {k!r} (an empty selection sends nothing)")
+    object.__setattr__(rule, "k", int(k))
 
 
 def _keep_lowest(keys: torch.Tensor, k: int) -> torch.Tensor:
-    """Mask of the ``k`` smallest keys per row."""
-    k = min(k, keys.shape[1])
+    """Mask of the ``k`` smallest keys per row (``k`` at most the number of patches)."""
+    if k > keys.shape[1]:
+        raise ValueError(f"a budget of {k} patches exceeds the {keys.shape[1]} patches of the grid")
     mask = torch.zeros_like(keys, dtype=torch.bool)
     return mask.scatter_(1, keys.topk(k, dim=1, largest=False).indices, True)
 
@@ -65,7 +70,7 @@ class TopK(SelectionRule):
     k: int
 
     def __post_init__(self):
-        _check_budget(self.k, "TopK")
+        _check_budget(self, "TopK")
 
     def select(self, importance, grid_size, generator):
         return _keep_lowest(-importance, self.k)
@@ -82,7 +87,7 @@ class RandomK(SelectionRule):
     k: int
 
     def __post_init__(self):
-        _check_budget(self.k, "RandomK")
+        _check_budget(self, "RandomK")
 
     def select(self, importance, grid_size, generator):
         return _keep_lowest(torch.rand(importance.shape, generator=generator), self.k)
@@ -147,7 +152,7 @@ class SpreadTopK(SelectionRule):
     random_within: bool = False
 
     def __post_init__(self):
-        _check_budget(self.k, "SpreadTopK")
+        _check_budget(self, "SpreadTopK")
         if self.cell < 1:
             raise ValueError(f"SpreadTopK cell must be >= 1 patch, got {self.cell}")
 

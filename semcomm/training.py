@@ -32,7 +32,7 @@ from .data import ImageSplit
 from .inference import autocast, predict_logits, top1
 from .importance import attention_layers, patch_importance
 from .models import TimmViT, create_model, load_weights
-from .models.zoo import CHECKPOINT_DIR, ModelCard, save_weights, write_card
+from .models.zoo import CHECKPOINT_DIR, ModelCard, file_sha256, save_weights, write_card
 from .selection import SpreadTopK, TopK
 
 
@@ -259,6 +259,7 @@ def export(name: str, run_dir: str | Path, test_split: ImageSplit) -> ModelCard:
         name=name, architecture=config.architecture, dataset=test_split.name.split("/")[0],
         num_classes=config.num_classes, params=sum(p.numel() for p in shipped.parameters()), epochs=state["epoch"],
         test_top1=accuracy, test_images=len(test_split), recipe=asdict(config), history=state["history"],
+        sha256=file_sha256(weights),
         notes=f"`semcomm train {name}`; test_top1 in fp32 on the fp16 weights as shipped; "
               "history test_top1 is on a fixed test subset in bf16, during training",
     )

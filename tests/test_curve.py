@@ -17,8 +17,8 @@ BUDGETS = (4, 8, 16, 32, 48)
 
 @pytest.fixture(scope="module")
 def sweep(cifar_test, tmp_path_factory):
-    config = SweepConfig(budgets=BUDGETS, rules=("top-k", "spread-top-k"), thresholds=(0.8,),
-                         codecs=(ImageCodec("webp", 20),))
+    config = SweepConfig(codec=None, fusion=False, budgets=BUDGETS, rules=("top-k", "spread-top-k", "attention-sum"),
+                         thresholds=(0.8,), codecs=(ImageCodec("webp", 20),))
     runner = Sweep(config, cache_dir=tmp_path_factory.mktemp("edge"), progress=False)
     return runner, runner.run(cifar_test)
 

@@ -1,6 +1,7 @@
 """Selection rules on synthetic importance maps."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -57,8 +58,18 @@ def test_topk_keeps_the_k_largest(seed, k):
         assert set(row.argsort(descending=True)[:k].tolist()) == set(keep.nonzero().flatten().tolist())
 
 
-def test_topk_k_larger_than_grid_keeps_everything():
-    assert TopK(N + 10)(importance(), GRID).all()
+@pytest.mark.parametrize("rule", [TopK, RandomK, SpreadTopK])
+def test_budget_larger_than_grid_is_an_error(rule):
+    with pytest.raises(ValueError, match=f"budget of {N + 10} patches exceeds the {N} patches"):
+        rule(N + 10)(importance(), GRID)
+    assert rule(N)(importance(), GRID).all()
+
+
+@pytest.mark.parametrize("k", [np.int64(5), np.int32(5), np.uint8(5)])
+def test_numpy_integer_budgets_are_accepted(k):
+    rule = TopK(k)
+    assert type(rule.k) is int and rule.label == "top-k 5"
+    assert rule(importance(), GRID).sum(1).eq(5).all()
 
 
 @SETTINGS

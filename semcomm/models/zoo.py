@@ -7,6 +7,7 @@ ViT/DeiT by name, randomly initialised (nothing is downloaded).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ class ModelCard:
     recipe: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
     notes: str = ""
+    sha256: str = ""
 
     @property
     def weights_path(self) -> Path:
@@ -89,6 +91,8 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
     if name in zoo_names:
         card = model_card(name)
         model = timm.create_model(card.architecture, num_classes=card.num_classes)
+        if weights is None:
+            verify_sha256(card.weights_path, card.sha256)
         load_weights(model, weights or card.weights_path)
     elif name in timm.list_models():
         kwargs = {} if num_classes is None else {"num_classes": num_classes}
@@ -112,12 +116,36 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"checkpoint {path} is corrupted or not a safetensors file: {err}") from err
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"checkpoint {path} holds NaN or infinite weights in {bad[:3]}{'...' if len(bad) > 3 else ''}")
     own = model.state_dict()
     state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"checkpoint {path} does not fit {type(model).__name__}: {err}") from err
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: str | Path, expected: str) -> None:
+    """Raise :class:`CheckpointError` unless ``path`` hashes to ``expected`` (a card's record)."""
+    if not expected:
+        raise CheckpointError(f"the model card of {path} records no SHA-256; re-export it")
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint file {path} does not exist")
+    actual = file_sha256(path)
+    if actual != expected:
+        raise CheckpointError(f"checkpoint {path} is corrupted: SHA-256 {actual[:16]}... does not match its card's "
+                              f"{expected[:16]}...")
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, dtype: torch.dtype = torch.float16) -> None:

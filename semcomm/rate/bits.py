@@ -43,11 +43,12 @@ class BitWriter:
 class BitReader:
     """Reads fields MSB first from ``data``; running past the end raises :class:`BitstreamError`."""
 
-    def __init__(self, data: bytes, bits: int | None = None) -> None:
+    def __init__(self, data: bytes, bits: int | None = None, trace: list | None = None) -> None:
         self._value = int.from_bytes(data, "big")
         self._total = 8 * len(data)
         self.limit = self._total if bits is None else bits
         self.position = 0
+        self.trace = trace  # when a list: (field, start bit, width, value) of every read
 
     @property
     def remaining(self) -> int:
@@ -57,7 +58,10 @@ class BitReader:
         if width > self.remaining:
             raise BitstreamError(f"truncated: {field} needs {width} bits, {self.remaining} left")
         self.position += width
-        return (self._value >> (self._total - self.position)) & ((1 << width) - 1)
+        value = (self._value >> (self._total - self.position)) & ((1 << width) - 1)
+        if self.trace is not None:
+            self.trace.append((field, self.position - width, width, value))
+        return value
 
     def read_bytes(self, count: int, field: str = "field") -> bytes:
         return self.read(8 * count, field).to_bytes(count, "big")

@@ -19,8 +19,9 @@ from einops import rearrange
 
 from . import format as fmt
 from .entropy import SymbolTables
+from ..models import ViTAdapter, create_model
+from .pair import register_codec
 from .pixels import PixelPair
-from ..models import ViTAdapter
 
 RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
                             dtype=torch.float64)
@@ -135,3 +136,14 @@ class DCTPair(PixelPair):
             offsets.append(int(lo) - max_symbol)
         self.tables = SymbolTables.from_pmfs(pmfs, offsets)
         return self.tables
+
+
+@register_codec
+def dct_cifar10(server: str | ViTAdapter = "vit-server-cifar10", hint: bool = True) -> DCTPair:
+    """The shipped DCT pair for CIFAR-10 (tables fitted on its training split) with a zoo pixel server."""
+    from .zoo import load_codec_tensors, load_hint
+
+    card, tensors = load_codec_tensors("dct-cifar10")
+    server = create_model(server) if isinstance(server, str) else server
+    return DCTPair(server, SymbolTables.from_state_dict(tensors, "tables."), levels=card.config["levels"],
+                   codec_id=card.config["codec_id"], hint_coder=load_hint(card.edge) if hint else None)

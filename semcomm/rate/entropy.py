@@ -109,11 +109,16 @@ class SymbolTables:
         return cls.from_cdfs(cdfs, [int(o) for t in tables for o in t.offsets])
 
     def state_dict(self, prefix: str) -> dict[str, torch.Tensor]:
-        return {f"{prefix}cdfs": self.cdfs, f"{prefix}lengths": self.lengths, f"{prefix}offsets": self.offsets}
+        """The tables as three int32 tensors: every CDF back to back (no padding), lengths, offsets."""
+        flat = torch.cat([self.cdfs[i, : int(n)] for i, n in enumerate(self.lengths)])
+        return {f"{prefix}cdfs": flat.int(), f"{prefix}lengths": self.lengths, f"{prefix}offsets": self.offsets}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor], prefix: str) -> "SymbolTables":
-        return cls(*(state[f"{prefix}{k}"].int() for k in ("cdfs", "lengths", "offsets")))
+        flat, lengths, offsets = (state[f"{prefix}{k}"].int() for k in ("cdfs", "lengths", "offsets"))
+        if int(lengths.sum()) != len(flat) or (lengths < 3).any():
+            raise ValueError(f"tables {prefix!r}: CDF lengths do not add up to the stored CDF values")
+        return cls.from_cdfs(list(flat.split(lengths.tolist())), offsets.tolist())
 
     def cost(self, symbols: torch.Tensor, indexes: torch.Tensor) -> torch.Tensor:
         """Ideal code length in bits (-log2 p) of each symbol under its table (same shape); a value

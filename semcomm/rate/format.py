@@ -134,13 +134,14 @@ def pack(layout: Layout, frame: Frame, hint_coder=None) -> bytes:
 
 
 def unpack(string: bytes, layouts: dict[int, Layout], raw_payload_bits=None, hint_coder=None,
-           classes: int = 0) -> Frame:
+           classes: int = 0, trace: list | None = None) -> Frame:
     """Parse a version-2 string; raise :class:`BitstreamError` naming what is wrong.
 
     Args:
         layouts: codec id -> :class:`Layout` of every codec the decoder knows.
         raw_payload_bits: for raw payloads, a function (layout, level map) -> payload bits.
         hint_coder, classes: read a hint of ``classes`` symbols when the flag is set.
+        trace: a list to fill with (field, start bit, width, value) of every field read.
     """
     if read_version(string) != VERSION:
         raise BitstreamError(f"unknown format: version {read_version(string)} (this parser reads {VERSION})")
@@ -149,7 +150,7 @@ def unpack(string: bytes, layouts: dict[int, Layout], raw_payload_bits=None, hin
     body, crc = string[:-2], int.from_bytes(string[-2:], "big")
     if crc16(body) != crc:
         raise BitstreamError("corrupted: CRC-16 mismatch")
-    reader = BitReader(body)
+    reader = BitReader(body, trace=trace)
     reader.read(4, "version")
     codec_id = reader.read(4, "codec id")
     if codec_id not in layouts:
@@ -176,7 +177,32 @@ def unpack(string: bytes, layouts: dict[int, Layout], raw_payload_bits=None, hin
         frame.payload = reader.read(frame.payload_bits, "payload")
     if reader.remaining >= 8 or (reader.remaining and reader.read(reader.remaining, "padding")):
         raise BitstreamError("corrupted: trailing bits after the payload")
+    if trace is not None:
+        trace.append(("CRC-16", 8 * len(body), CRC_BITS, crc))
     return frame
+
+
+def dissect(string: bytes, layout: Layout, hint_coder=None, classes: int = 0, raw_payload_bits=None) -> list[dict]:
+    """Every field of a version-2 string: name, first bit, width in bits and value (the payload as hex)."""
+    trace: list = []
+    unpack(string, {layout.codec_id: layout}, raw_payload_bits, hint_coder, classes, trace)
+    merged: list[list] = []
+    for name, start, width, value in trace:  # a Huffman-coded hint is read bit by bit: one row
+        if merged and name == "edge hint" and merged[-1][0] == name:
+            merged[-1][2] += width
+            merged[-1][3] = (merged[-1][3] << width) | value
+        else:
+            merged.append([name, start, width, value])
+    rows = []
+    for name, start, width, value in merged:
+        if name == "payload":
+            shown = f"0x{value:0{max(1, (width + 3) // 4)}x}"
+        elif name == "edge hint":
+            shown = f"{value:0{width}b}"
+        else:
+            shown = value
+        rows.append(dict(field=name, start=start, bits=width, value=shown))
+    return rows
 
 
 def _write_level_map(writer: BitWriter, level: list[int], layout: Layout) -> None:

@@ -32,7 +32,8 @@ from torch import nn
 
 from . import format as fmt
 from .entropy import SymbolTables
-from .pair import CodecPair
+from ..models.zoo import CheckpointError
+from .pair import CodecPair, register_codec
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,8 @@ class LatentPair(CodecPair):
 
     name = "latent"
 
-    def __init__(self, codec: LatentCodec, codec_id: int = 3, hint_coder=None, bf16: bool = True):
+    def __init__(self, codec: LatentCodec, tables: SymbolTables, medians: torch.Tensor, codec_id: int = 3,
+                 hint_coder=None, bf16: bool = True):
         config = codec.config
         self.codec = codec.eval()
         self.config = config
@@ -206,8 +208,27 @@ class LatentPair(CodecPair):
         self.hint_coder = hint_coder
         num_patches = self.codec.server.vit.patch_embed.num_patches
         self.layout = fmt.Layout(codec_id, num_patches, config.levels)
-        self.tables = SymbolTables.from_entropy_bottlenecks(self.codec.entropy.models)
-        self._medians = self.codec.entropy.medians().detach().double()
+        if len(tables) != config.levels * config.channels or tuple(medians.shape) != (config.levels, config.channels):
+            raise ValueError(f"a latent pair needs {config.levels} x {config.channels} tables and medians, got "
+                             f"{len(tables)} tables and medians of shape {tuple(medians.shape)}")
+        self.tables = tables
+        self._medians = medians.detach().double()
+
+    @classmethod
+    def from_zoo(cls, name: str, hint: bool = True, bf16: bool = True) -> "LatentPair":
+        """A shipped latent pair (SHA-256 verified), with its edge's hint coder unless ``hint`` is False."""
+        from .zoo import load_codec_tensors, load_hint
+
+        card, tensors = load_codec_tensors(name)
+        codec = LatentCodec(LatentConfig(**card.config["codec"]))
+        weights = {k[len("weights."):]: v.float() for k, v in tensors.items() if k.startswith("weights.")}
+        missing, unexpected = codec.load_state_dict(weights, strict=False)
+        if unexpected or any(not k.startswith("entropy.") for k in missing):
+            raise CheckpointError(f"codec {name} does not fit its architecture: missing {missing[:3]}, "
+                                  f"unexpected {unexpected[:3]}")
+        tables = SymbolTables.from_state_dict(tensors, "tables.")
+        return cls(codec, tables, tensors["medians"], codec_id=card.config.get("codec_id", 3),
+                   hint_coder=load_hint(card.edge) if hint else None, bf16=bf16)
 
     def source(self, images, hidden):
         if hidden is None:
@@ -245,3 +266,9 @@ class LatentPair(CodecPair):
 
     def server_logits(self, values, positions, level):
         return self.codec.server(values, positions, level)
+
+
+@register_codec
+def latent_cifar10(hint: bool = True, bf16: bool = True) -> LatentPair:
+    """The shipped latent pair for CIFAR-10 (edge ``vit-edge-cifar10`` tokens after block 2, its own server)."""
+    return LatentPair.from_zoo("latent-cifar10", hint=hint, bf16=bf16)

@@ -136,8 +136,9 @@ class CodecPair(ABC):
         return Received(positions, level[positions], self.dequantize(symbols, frame.level, frame.params), hint)
 
     @torch.no_grad()
-    def classify(self, received: list[Received | None], batch_size: int = 256) -> torch.Tensor:
-        """len(received) x C logits (fused with the edge's hint where one arrived); NaN rows for None."""
+    def classify(self, received: list[Received | None], batch_size: int = 256, fuse_hint: bool = True) -> torch.Tensor:
+        """len(received) x C logits (log-probabilities fused with the edge's hint where one arrived,
+        unless ``fuse_hint`` is False); NaN rows for None."""
         logits = torch.full((len(received), self.num_classes), float("nan"))
         by_count = defaultdict(list)
         for i, item in enumerate(received):
@@ -151,7 +152,7 @@ class CodecPair(ABC):
                     out = self.server_logits(torch.stack([r.values for r in items]),
                                              torch.stack([r.positions for r in items]),
                                              torch.stack([r.level for r in items])).float()
-                hinted = [j for j, item in enumerate(items) if item.hint is not None]
+                hinted = [j for j, item in enumerate(items) if item.hint is not None and fuse_hint]
                 if hinted:
                     edge = torch.stack([items[j].hint for j in hinted])
                     out[hinted] = fuse(out[hinted], edge, self.hint_coder.weight)

@@ -1,0 +1,69 @@
+"""Print FORMAT.md's worked example: one version-2 string of the shipped DCT pair, byte by byte.
+
+    .venv/bin/python benchmarks/format_example.py
+
+The input is synthetic (no data set, no model), so the bytes are the same on
+every machine; ``tests/test_format.py`` checks FORMAT.md against them.
+"""
+from __future__ import annotations
+
+import torch
+
+from semcomm.models import ViTAdapter
+from semcomm.rate import create_codec
+from semcomm.rate.format import dissect
+
+
+def example_image() -> torch.Tensor:
+    """1 x 3 x 32 x 32 uint8: a smooth colour ramp with a bright square (deterministic)."""
+    y, x = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    image = torch.stack([4 * x + 60, 4 * y + 40, 200 - 3 * (x + y)])
+    image[:, 8:16, 8:16] = torch.tensor([230.0, 220.0, 60.0])[:, None, None]
+    return image.clamp(0, 255).round().to(torch.uint8)[None]
+
+
+def example_level() -> torch.Tensor:
+    """1 x 64 levels: four patches sent, at levels 3, 2, 2 and 1."""
+    level = torch.zeros(1, 64, dtype=torch.int64)
+    level[0, [18, 19, 27, 45]] = torch.tensor([3, 2, 2, 1])
+    return level
+
+
+EXAMPLE_LOGITS = torch.tensor([[2.0, 0.1, -1.0, 3.5, 0.0, 1.2, -2.0, 0.3, -0.5, 0.8]])
+
+
+def example_string(pair) -> bytes:
+    source = pair.source(example_image(), None)
+    return pair.encode(source, example_level(), pair.hint_coder.symbols(EXAMPLE_LOGITS))[0]
+
+
+class _NoServer(ViTAdapter):
+    """The example needs the pair's coding half only."""
+
+    def __init__(self):
+        super().__init__((32, 32), 4, 10, (0.5,) * 3, (0.5,) * 3)
+
+    def _forward_with_attention(self, x, layers=None):
+        raise NotImplementedError
+
+    def _forward_tokens(self, x, positions):
+        raise NotImplementedError
+
+
+def main() -> None:
+    pair = create_codec("dct-cifar10", server=_NoServer())
+    string = example_string(pair)
+    print(f"{len(string)} bytes = {8 * len(string)} bits\n")
+    print("```")
+    for start in range(0, len(string), 16):
+        chunk = string[start : start + 16]
+        print(f"{start:04x}  " + " ".join(f"{b:02x}" for b in chunk))
+    print("```\n")
+    print("| field | first bit | bits | value |")
+    print("|---|---:|---:|---|")
+    for row in dissect(string, pair.layout, pair.hint_coder, pair.num_classes):
+        print(f"| {row['field']} | {row['start']} | {row['bits']} | {row['value']} |")
+
+
+if __name__ == "__main__":
+    main()

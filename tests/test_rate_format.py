@@ -1,0 +1,221 @@
+"""Version-2 strings: subset ranks, rANS tables, the framing and CRC, the edge hint, FORMAT.md's example."""
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from semcomm.bitstream import BitstreamError
+from semcomm.rate import format as fmt
+from semcomm.rate.bits import BitReader, BitWriter, subset_bits, subset_rank, subset_unrank, width_for
+from semcomm.rate.entropy import SymbolTables, rans_decode, rans_encode
+from semcomm.rate.hint import HintCoder, canonical_code, fuse, quantize_log_probs
+
+SETTINGS = settings(max_examples=60, deadline=None)
+LAYOUT = fmt.Layout(3, 64, 4)
+TABLES = SymbolTables.from_pmfs([torch.tensor([0.5, 0.25, 0.125, 0.125]), torch.tensor([0.9, 0.1]),
+                                 torch.ones(33)], [-1, 0, -16])
+
+
+# --- bits and subsets ---------------------------------------------------------------------------
+
+def test_subset_rank_enumerates_every_subset_in_order():
+    for n in range(0, 8):
+        for k in range(0, n + 1):
+            for rank, subset in enumerate(itertools.combinations(range(n), k)):
+                assert subset_rank(list(subset), n) == rank
+                assert subset_unrank(rank, n, k) == list(subset)
+    assert subset_bits(64, 16) == math.ceil(math.log2(math.comb(64, 16))) == 49
+    assert subset_bits(64, 64) == 0 and width_for(1) == 0 and width_for(64) == 6 and width_for(65) == 7
+
+
+def test_subset_rank_out_of_range_is_a_bitstream_error():
+    with pytest.raises(BitstreamError, match="out of range"):
+        subset_unrank(math.comb(10, 3), 10, 3)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 1 << 40)), max_size=20))
+def test_bit_writer_and_reader_round_trip(fields):
+    writer = BitWriter()
+    fields = [(w, v & ((1 << w) - 1)) for w, v in fields]
+    for width, value in fields:
+        writer.write(value, width)
+    data = writer.to_bytes()
+    assert len(data) == math.ceil(writer.bits / 8)
+    reader = BitReader(data)
+    assert [reader.read(w) for w, _ in fields] == [v for _, v in fields]
+    with pytest.raises(BitstreamError, match="truncated"):
+        reader.read(reader.remaining + 1)
+
+
+# --- rANS ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 5, 50, 2000])
+def test_rans_round_trip_at_every_length(count):
+    rng = np.random.default_rng(count)
+    indexes = rng.integers(0, 3, count)
+    symbols = np.where(indexes == 0, rng.choice([-1, 0, 1, 2], count), rng.integers(0, 2, count))
+    symbols = np.where(indexes == 2, rng.integers(-16, 17, count), symbols)
+    if count:
+        symbols[0], indexes[0] = 40, 1  # out of range: escape and bypass bits
+    code, data = rans_encode(TABLES, symbols, indexes)
+    assert rans_decode(TABLES, code, data, indexes) == symbols.tolist()
+
+
+def test_rans_bits_are_the_estimate_plus_a_fixed_flush():
+    """Real bits within 3% of the model's estimate once the coder's per-string flush (about 32 bits
+    for the initial state, plus the compacted state's rounding) is set aside; never more than 48 over."""
+    rng = np.random.default_rng(0)
+    for count in (100, 1000, 10000):
+        indexes = rng.integers(0, 2, count)
+        symbols = np.where(indexes == 0, rng.choice([-1, 0, 1, 2], count, p=[0.5, 0.25, 0.125, 0.125]),
+                           rng.choice([0, 1], count, p=[0.9, 0.1]))
+        estimate = TABLES.estimated_bits(symbols, indexes)
+        _, data = rans_encode(TABLES, symbols, indexes)
+        real = 8 * len(data)
+        assert real - 48 <= 1.03 * estimate and real <= estimate + 48, (count, real, estimate)
+
+
+def test_rans_rejects_malformed_payloads():
+    code, data = rans_encode(TABLES, [0, 1, 1], [0, 1, 0])
+    with pytest.raises(BitstreamError, match="rANS payload"):
+        rans_decode(TABLES, code, data[:-1], [0, 1, 0])
+    with pytest.raises(BitstreamError):
+        rans_decode(TABLES, code, data, [0, 1, 7])
+    with pytest.raises(BitstreamError, match="no symbols"):
+        rans_decode(TABLES, 0, b"\x01", [])
+
+
+def test_tables_survive_their_state_dict():
+    again = SymbolTables.from_state_dict(TABLES.state_dict("t."), "t.")
+    assert torch.equal(again.cdfs, TABLES.cdfs) and torch.equal(again.lengths, TABLES.lengths)
+    assert sum(v.numel() for v in TABLES.state_dict("t.").values()) < TABLES.cdfs.numel() + 10
+
+
+# --- framing ------------------------------------------------------------------------------------
+
+def random_frame(rng: np.random.Generator, hint=None) -> fmt.Frame:
+    level = rng.choice([0, 0, 0, 1, 2, 3, 4], 64)
+    if not level.any():
+        level[rng.integers(64)] = 1
+    payload = bytes(rng.integers(0, 256, rng.choice([4, 5, 8, 12])).tolist())
+    return fmt.Frame(3, level.tolist(), hint, (), int(rng.integers(0, 5)), payload)
+
+
+def test_frames_round_trip_and_count_every_bit():
+    rng = np.random.default_rng(1)
+    coder = HintCoder(np.array([10, 5, 80]), step=2.0)
+    for _ in range(100):
+        frame = random_frame(rng, torch.from_numpy(rng.integers(0, 3, 10)) if rng.random() < 0.5 else None)
+        string = fmt.pack(LAYOUT, frame, coder)
+        back = fmt.unpack(string, {3: LAYOUT}, hint_coder=coder, classes=10)
+        assert back.level == frame.level and back.payload == frame.payload and back.state_code == frame.state_code
+        assert (back.hint is None) == (frame.hint is None)
+        if frame.hint is not None:
+            assert torch.equal(back.hint, frame.hint)
+        rows = fmt.dissect(string, LAYOUT, coder, 10)
+        assert sum(r["bits"] for r in rows) == 8 * len(string)
+
+
+def test_every_single_bit_flip_is_detected():
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        string = fmt.pack(LAYOUT, random_frame(rng))
+        for bit in range(8 * len(string)):
+            flipped = bytearray(string)
+            flipped[bit // 8] ^= 0x80 >> (bit % 8)
+            if bit < 4:  # the version field: the string no longer claims to be version 2
+                assert fmt.read_version(bytes(flipped)) != 2
+                continue
+            with pytest.raises(BitstreamError):
+                fmt.unpack(bytes(flipped), {3: LAYOUT})
+
+
+@SETTINGS
+@given(st.binary(max_size=80))
+def test_random_bytes_raise_only_bitstream_errors(data):
+    try:
+        fmt.unpack(bytes([0x23]) + data, {3: LAYOUT})
+    except BitstreamError:
+        pass
+
+
+@SETTINGS
+@given(st.integers(0, 10_000), st.data())
+def test_truncations_raise_bitstream_errors(seed, data):
+    string = fmt.pack(LAYOUT, random_frame(np.random.default_rng(seed)))
+    cut = data.draw(st.integers(0, len(string) - 1))
+    with pytest.raises(BitstreamError):
+        fmt.unpack(string[:cut], {3: LAYOUT})
+
+
+def test_bad_frames_are_named():
+    with pytest.raises(ValueError, match="at least one patch"):
+        fmt.pack(LAYOUT, fmt.Frame(3, [0] * 64))
+    with pytest.raises(ValueError, match="level map"):
+        fmt.pack(LAYOUT, fmt.Frame(3, [5] * 64))
+    with pytest.raises(BitstreamError, match="unknown codec id 3"):
+        fmt.unpack(fmt.pack(LAYOUT, random_frame(np.random.default_rng(0))), {2: LAYOUT})
+    with pytest.raises(BitstreamError, match="empty"):
+        fmt.read_version(b"")
+    assert fmt.crc16(b"123456789") == 0x29B1
+
+
+# --- the edge hint --------------------------------------------------------------------------------
+
+def test_canonical_code_is_prefix_free_and_near_optimal():
+    counts = np.array([500, 200, 100, 100, 50, 30, 15, 5])
+    code = canonical_code(counts)
+    words = [format(c, f"0{n}b") for c, n in code]
+    assert not any(a != b and b.startswith(a) for a in words for b in words)
+    p = counts / counts.sum()
+    mean_length = sum(pi * n for pi, (_, n) in zip(p, code))
+    assert -(p * np.log2(p)).sum() <= mean_length < -(p * np.log2(p)).sum() + 1
+
+
+def test_hint_symbols_round_trip_and_fusion_weights():
+    logits = torch.randn(50, 10, generator=torch.Generator().manual_seed(0)) * 3
+    coder = HintCoder.fit(logits, levels=3, step=2.0)
+    symbols = coder.symbols(logits)
+    writer = BitWriter()
+    for row in symbols:
+        coder.write(writer, row)
+    assert writer.bits == int(coder.bits(symbols).sum())
+    reader = BitReader(writer.to_bytes())
+    assert torch.equal(torch.stack([coder.read(reader, 10) for _ in range(50)]), symbols)
+    assert torch.equal(symbols, quantize_log_probs(logits, 2.0, 3))
+    assert coder.log_probs(symbols).exp().sum(-1).allclose(torch.ones(50))
+    server = torch.randn(50, 10)
+    torch.testing.assert_close(fuse(server, coder.log_probs(symbols), 0.0), server.log_softmax(-1))
+    torch.testing.assert_close(fuse(server, coder.log_probs(symbols), 1.0), coder.log_probs(symbols))
+    with pytest.raises(ValueError, match="NaN"):
+        coder.symbols(torch.full((1, 10), math.nan))
+
+
+# --- FORMAT.md --------------------------------------------------------------------------------------
+
+def test_format_md_worked_example_matches_the_code():
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "format_example.py"
+    spec = importlib.util.spec_from_file_location("format_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    from semcomm.rate import create_codec
+
+    pair = create_codec("dct-cifar10", server=example._NoServer())
+    string = example.example_string(pair)
+    text = (Path(__file__).parents[1] / "FORMAT.md").read_text()
+    dump = re.search(r"### Worked example.*?```\n(.*?)```", text, re.S).group(1)
+    documented = bytes.fromhex("".join(line[6:] for line in dump.strip().splitlines()))
+    assert string == documented
+    received = pair.decode(string)
+    assert received.positions.tolist() == [18, 19, 27, 45] and received.level.tolist() == [3, 2, 2, 1]
