@@ -144,7 +144,10 @@ def _train(args) -> int:
             config = replace(config, epochs=args.epochs)
         train_split = load_split("cifar10", "train", args.data_root)
         test_split = load_split("cifar10", "test", args.data_root)
-        train_latent(config, train_split, test_split, _run_dir(args), stop_after=args.stop_after)
+        init_from = args.init_from
+        if init_from is not None and not Path(init_from).is_file():
+            raise ValueError(f"--init-from for a latent codec takes a safetensors file of codec weights, got {init_from}")
+        train_latent(config, train_split, test_split, _run_dir(args), stop_after=args.stop_after, init_from=init_from)
         return _export(args) if args.export else 0
     if args.preset not in PRESETS:
         raise KeyError(f"unknown preset {args.preset!r}; choose from {', '.join([*PRESETS, *LATENT_PRESETS])}")

@@ -50,6 +50,9 @@ class TrainConfig:
         full_image_prob: with token dropping, probability that a batch keeps every patch.
         guide: zoo name of an edge model whose attention picks the kept patches
             in a share ``guided_prob`` of the token-dropping batches.
+        codec: a pixel codec pair (e.g. ``dct-cifar10``): every training image
+            is replaced by what the server decodes from it, each patch at a
+            random level in ``codec_levels`` (quantization-aware training).
         eval_images: test images scored after each epoch (progress only).
     """
 
@@ -66,6 +69,8 @@ class TrainConfig:
     full_image_prob: float = 0.25
     guide: str | None = None
     guided_prob: float = 0.5
+    codec: str | None = None
+    codec_levels: tuple[int, int] = (1, 6)
     bf16: bool = True
     seed: int = 0
     eval_images: int = 2000
@@ -74,8 +79,9 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         """Inverse of ``dataclasses.asdict`` (lists from JSON become tuples)."""
-        if data.get("token_keep") is not None:
-            data = {**data, "token_keep": tuple(data["token_keep"])}
+        for key in ("token_keep", "codec_levels"):
+            if data.get(key) is not None:
+                data = {**data, key: tuple(data[key])}
         return cls(**data)
 
 
@@ -153,6 +159,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     model = build(config, init_from)
     guide = create_model(config.guide) if config.guide else None
+    codec = _pixel_codec(config.codec, model) if config.codec else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = TrainHistory(list(earlier_history or []))
     warm_restart = init_from is not None
@@ -188,7 +195,7 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, epoch * steps_per_epoch + i, steps_per_epoch)
             with autocast(config.bf16):
-                logits = _forward_training(model, images, config, generator, guide)
+                logits = _forward_training(model, images, config, generator, guide, codec)
                 loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -210,18 +217,30 @@ def train(
     return model.eval(), history
 
 
+def _pixel_codec(name: str, server: TimmViT):
+    from .rate import create_codec
+
+    return create_codec(name, server=server, hint=False)
+
+
 def _forward_training(model: TimmViT, images: torch.Tensor, config: TrainConfig, generator: torch.Generator,
-                      guide: TimmViT | None = None):
+                      guide: TimmViT | None = None, codec=None):
+    seen = images
+    if codec is not None:  # what the server will decode: each patch at a random level
+        low, high = config.codec_levels
+        level = torch.randint(low, high + 1, (len(images), model.num_patches), generator=generator)
+        with torch.no_grad():
+            seen = codec.roundtrip(images, level)
     if config.token_keep is None or torch.rand(1, generator=generator).item() < config.full_image_prob:
-        return model(images)
+        return model(seen)
     low, high = config.token_keep
     fraction = low + (high - low) * torch.rand(1, generator=generator).item()
     keep = max(1, round(fraction * model.num_patches))
     if guide is not None and torch.rand(1, generator=generator).item() < config.guided_prob:
-        positions = guided_positions(guide, images, keep, generator)
+        positions = guided_positions(guide, images, keep, generator)  # the edge sees the original
     else:
         positions = random_positions(len(images), model.num_patches, keep, generator)
-    return model.forward_tokens(images, positions)
+    return model.forward_tokens(seen, positions)
 
 
 @torch.no_grad()
@@ -238,7 +257,10 @@ PRESETS = {
     "vit-server-cifar10": TrainConfig("semcomm_vit_server_p4_32", epochs=45, warmup_epochs=3.0,
                                       token_keep=(0.1, 1.0), guide="vit-edge-cifar10", guided_prob=0.5),
 }
-PRESET_DATASETS = {"vit-edge-cifar10": "cifar10", "vit-server-cifar10": "cifar10"}
+# the server fine-tuned on what the DCT pair delivers: warm-start it with --init-from vit-server-cifar10.pt weights
+PRESETS["vit-server-dct-cifar10"] = replace(PRESETS["vit-server-cifar10"], epochs=6, lr=3e-4, warmup_epochs=0.5,
+                                           codec="dct-cifar10", codec_levels=(1, 6))
+PRESET_DATASETS = {"vit-edge-cifar10": "cifar10", "vit-server-cifar10": "cifar10", "vit-server-dct-cifar10": "cifar10"}
 
 
 def export(name: str, run_dir: str | Path, test_split: ImageSplit) -> ModelCard:
@@ -258,7 +280,8 @@ def export(name: str, run_dir: str | Path, test_split: ImageSplit) -> ModelCard:
     card = ModelCard(
         name=name, architecture=config.architecture, dataset=test_split.name.split("/")[0],
         num_classes=config.num_classes, params=sum(p.numel() for p in shipped.parameters()), epochs=state["epoch"],
-        test_top1=accuracy, test_images=len(test_split), recipe=asdict(config), history=state["history"],
+        test_top1=accuracy, test_images=len(test_split), recipe=json.loads(json.dumps(asdict(config))),
+        history=state["history"],
         sha256=file_sha256(weights),
         notes=f"`semcomm train {name}`; test_top1 in fp32 on the fp16 weights as shipped; "
               "history test_top1 is on a fixed test subset in bf16, during training",

@@ -154,3 +154,27 @@ def test_weights_round_trip_and_bad_checkpoints(tmp_path):
 def test_timm_vit_rejects_other_modules():
     with pytest.raises(TypeError, match="VisionTransformer"):
         TimmViT(torch.nn.Linear(2, 2))
+
+
+def test_zoo_verifies_sha256_and_refuses_non_finite_weights(tmp_path, monkeypatch):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from semcomm.models import zoo
+
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(zoo.CHECKPOINT_DIR / f"vit-edge-cifar10{suffix}", tmp_path / f"vit-edge-cifar10{suffix}")
+    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path)
+    assert create_model("vit-edge-cifar10").num_classes == 10  # an intact copy loads
+    weights = tmp_path / "vit-edge-cifar10.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100:-90] = b"\x00" * 10  # bytes overwritten inside a tensor: still a valid file
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupted: SHA-256"):
+        create_model("vit-edge-cifar10")
+    state = load_file(str(weights))
+    state["head.weight"] = torch.full_like(state["head.weight"], float("nan"))
+    save_file(state, str(weights))
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        create_model("semcomm_vit_edge_p4_32", weights=weights)

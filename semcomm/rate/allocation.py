@@ -21,6 +21,13 @@ Solvers (``B`` images, ``N`` patches, levels 0..L):
   lambda by bisection: the greedy's convex-hull points, vectorised.
 * :func:`uniform_allocation`: one level for every sent patch, the baseline.
 
+A note on the channel: for natural-binary indices the channel-aware D is
+affine in the clean one, D_eps(M) = eps / 3 + (1 - 4 eps) D_0(M) (with
+R = 1), so under a fixed budget every solver allocates exactly as on a clean
+link; what changes is the value of a bit, (1 - 4 eps) times less, so with a
+minimum gain per bit (``min_gain``) fewer bits are spent as eps grows, and
+none at all from eps = 1/4. Gray-coded indices change the shape of D too.
+
 Shapes: weights B x N; rate tables B x N x (L + 1) cumulative bits with
 column 0 = 0; distortion (L + 1) per value; budgets B bits; levels B x N int64.
 """
@@ -87,8 +94,13 @@ def _check(weights: torch.Tensor, rates: torch.Tensor, budget) -> torch.Tensor:
     return budget
 
 
-def greedy_allocation(weights: torch.Tensor, rates: torch.Tensor, distortion: torch.Tensor, budget) -> torch.Tensor:
-    """Greedy incremental allocation (see the module docstring); B x N levels within each budget."""
+def greedy_allocation(weights: torch.Tensor, rates: torch.Tensor, distortion: torch.Tensor, budget,
+                      min_gain: float = 0.0) -> torch.Tensor:
+    """Greedy incremental allocation (see the module docstring); B x N levels within each budget.
+
+    Steps that buy less than ``min_gain`` weighted distortion per bit are not
+    taken, even when the budget would allow them.
+    """
     budget = _check(weights, rates, budget)
     w, r, d = weights.double().numpy(), rates.double().numpy(), distortion.double().numpy()
     levels = np.zeros(w.shape, dtype=np.int64)
@@ -99,8 +111,8 @@ def greedy_allocation(weights: torch.Tensor, rates: torch.Tensor, distortion: to
         def push(i, m, heap):  # the step of patch i from level m to m + 1
             cost = r[b, i, m + 1] - r[b, i, m]
             gain = w[b, i] * (d[m] - d[m + 1])
-            if gain <= 0:
-                return  # a step that buys nothing is never taken
+            if gain <= 0 or gain < min_gain * cost:
+                return  # a step that buys nothing (or too little per bit) is never taken
             heapq.heappush(heap, (-gain / max(cost, 1e-12), next(counter), i, m, cost))
 
         heap = []
@@ -142,8 +154,9 @@ def water_filling(weights: torch.Tensor, max_level: int, bits_per_level: float, 
 
 
 def lagrangian_allocation(weights: torch.Tensor, rates: torch.Tensor, distortion: torch.Tensor, budget,
-                          iterations: int = 50) -> torch.Tensor:
-    """Each patch minimises w_i D(M) + lambda R_i(M); lambda by bisection to the largest allocation within budget."""
+                          min_gain: float = 0.0, iterations: int = 50) -> torch.Tensor:
+    """Each patch minimises w_i D(M) + lambda R_i(M); lambda by bisection to the largest allocation within
+    budget, and at least ``min_gain`` (bits that buy less distortion than that are not spent)."""
     budget = _check(weights, rates, budget)
     w, r = weights.double()[..., None], rates.double()
     wd = w * distortion.double()
@@ -161,7 +174,7 @@ def lagrangian_allocation(weights: torch.Tensor, rates: torch.Tensor, distortion
         fits = total(levels_at(mid)) <= budget
         high = torch.where(fits, mid, high)
         low = torch.where(fits, low, mid)
-    return levels_at(high)
+    return levels_at(high.clamp_min(min_gain))
 
 
 def uniform_allocation(selected: torch.Tensor, rates: torch.Tensor, budget) -> torch.Tensor:

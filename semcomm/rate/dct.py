@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from ..bitstream import unpatchify
+
 from . import format as fmt
 from .entropy import SymbolTables
 from ..models import ViTAdapter, create_model
@@ -86,6 +88,15 @@ class DCTPair(PixelPair):
     def source(self, images, hidden=None):
         return self.coefficients(self.pixels(images))
 
+    def roundtrip(self, images: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """B x 3 x H x W float images in [0, 1] as the server decodes them: every patch quantized at its
+        level (B x N, 1..L; 0 leaves a patch black, as if not sent). The decoded values without the bits,
+        for training a server on what it receives."""
+        coefficients = self.source(images)
+        q = self.quantize(coefficients, level) * self.steps(level.clamp_min(1))
+        pixels = self.pixels_from(q) * (level > 0)[..., None]
+        return (unpatchify(pixels, self.patch_size, self.grid_size) / 255).clamp(0, 1).float()
+
     def quantize(self, coefficients: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         return torch.round(coefficients / self.steps(level.clamp_min(1))).long()
 
@@ -98,7 +109,7 @@ class DCTPair(PixelPair):
         q, index, sent = self.quantize(source, level).numpy(), self.table_index(level).numpy(), (level > 0).numpy()
         return [(q[i][sent[i]].ravel(), index[i][sent[i]].ravel(), ()) for i in range(len(q))]
 
-    def rates(self, source):
+    def level_costs(self, source):
         b, n, _ = source.shape
         columns = [torch.zeros(b, n, dtype=torch.float64)]
         for m in range(1, self.levels + 1):

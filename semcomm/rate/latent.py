@@ -248,7 +248,7 @@ class LatentPair(CodecPair):
         q, index, sent = self._symbols(source, level).numpy(), self._indexes(level).numpy(), (level > 0).numpy()
         return [(q[i][sent[i]].ravel(), index[i][sent[i]].ravel(), ()) for i in range(len(q))]
 
-    def rates(self, source):
+    def level_costs(self, source):
         b, n, _ = source.shape
         columns = [torch.zeros(b, n, dtype=torch.float64)]
         for m in range(1, self.levels + 1):

@@ -52,7 +52,7 @@ class LatentTrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     kd: float = 1.0
-    rate: float = 0.5
+    rate: float = 1.5
     keep: tuple[float, float] = (0.1, 1.0)
     full_prob: float = 0.2
     guided_prob: float = 0.7
@@ -108,12 +108,16 @@ def build_codec(config: LatentTrainConfig) -> LatentCodec:
 
 
 def _optimizers(codec: LatentCodec, config: LatentTrainConfig):
+    """AdamW on the bottleneck and server (the new layers at ``lr``, the pretrained server at ``server_lr``),
+    the entropy models' densities at ``lr`` without weight decay, their quantiles on the auxiliary loss."""
     aux = [p for n, p in codec.named_parameters() if n.endswith("quantiles")]
+    density = [p for n, p in codec.entropy.named_parameters() if not n.endswith("quantiles")]
     server = [p for n, p in codec.server.vit.named_parameters() if not n.startswith("patch_embed.")]
-    server_ids = {id(p) for p in server} | {id(p) for p in aux}
-    new = [p for p in codec.parameters() if id(p) not in server_ids]
+    taken = {id(p) for p in server} | {id(p) for p in aux} | {id(p) for p in density}
+    new = [p for p in codec.parameters() if id(p) not in taken]
     main = torch.optim.AdamW([dict(params=new, lr=config.lr, base_lr=config.lr),
-                              dict(params=server, lr=config.server_lr, base_lr=config.server_lr)],
+                              dict(params=server, lr=config.server_lr, base_lr=config.server_lr),
+                              dict(params=density, lr=config.lr, base_lr=config.lr, weight_decay=0.0)],
                              weight_decay=config.weight_decay)
     return main, torch.optim.Adam(aux, lr=1e-3)
 

@@ -74,7 +74,16 @@ class CodecPair(ABC):
         """Per image: (symbols, table indexes, codec parameters) of its sent patches, in position order."""
 
     def rates(self, source: torch.Tensor) -> torch.Tensor:
-        """B x N x (L + 1) estimated payload bits of each patch at each level (column 0 = 0), for allocation."""
+        """B x N x (L + 1) estimated payload bits of each patch at each level (column 0 = 0), for allocation.
+
+        Made non-decreasing in the level (a running maximum: where a finer level
+        happens to be cheaper for a patch, the budget is charged the coarser
+        level's cost), as the allocation solvers require.
+        """
+        return self.level_costs(source).cummax(-1).values
+
+    def level_costs(self, source: torch.Tensor) -> torch.Tensor:
+        """B x N x (L + 1) the codec's own estimate of each patch's payload bits at each level."""
         raise NotImplementedError(f"{self.name} has no per-patch rate model")
 
     # ---- the server half ----------------------------------------------------------------------

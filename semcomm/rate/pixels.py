@@ -57,7 +57,7 @@ class PixelIAQ(PixelPair):
     def source(self, images, hidden=None):
         return self.pixels(images)
 
-    def rates(self, source):
+    def level_costs(self, source):
         steps = torch.arange(self.levels + 1, dtype=torch.float64) * self.patch_values
         return steps.expand(*source.shape[:2], -1)
 

@@ -90,15 +90,18 @@ class IAQ(LevelPolicy):
     """Importance-aware levels within the selection, estimated payload within ``bits`` per image.
 
     Weights w_i = importance_i ^ ``power``; distortion per level that of a
-    uniform quantizer whose index bits cross a BSC with crossover ``eps``
-    (0: error-free). At least the most important selected patch is sent at
-    level 1 even when the budget does not cover it.
+    uniform quantizer (range 1) whose index bits cross a BSC with crossover
+    ``eps`` (0: error-free). A step is taken only if it lowers the weighted
+    distortion by at least ``min_gain`` per bit (0: spend the budget). At
+    least the most important selected patch is sent at level 1 even when the
+    budget does not cover it.
     """
 
     bits: float
     solver: str = "lagrangian"
     power: float = 1.0
     eps: float = 0.0
+    min_gain: float = 0.0
     needs_rates = True
 
     def __post_init__(self):
@@ -110,7 +113,7 @@ class IAQ(LevelPolicy):
         weights = importance_weights(importance, self.power) * mask
         distortion = channel_distortion(rates.shape[-1] - 1, self.eps)
         solve = lagrangian_allocation if self.solver == "lagrangian" else greedy_allocation
-        level = solve(weights, rates, distortion, self.bits)
+        level = solve(weights, rates, distortion, self.bits, min_gain=self.min_gain)
         empty = level.amax(1) == 0
         if empty.any():  # the budget covers nothing: the single most important selected patch, coarsest
             best = (importance * mask).argmax(1)

@@ -1,0 +1,196 @@
+"""Codec pairs end to end: strings decode to exactly what was quantized; the server decoder reads
+both format versions; damaged, missing or empty input is handled as documented."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from semcomm.bitstream import BitstreamError, patchify
+from semcomm.codec import EdgeEncoder, ServerDecoder, collaborative_predictions
+from semcomm.gating import Gate
+from semcomm.models import create_model
+from semcomm.rate import create_codec, list_codecs
+from semcomm.rate.dct import DCTPair
+from semcomm.rate.fitting import latent_tables
+from semcomm.rate.hint import HintCoder
+from semcomm.rate.latent import LatentCodec, LatentConfig, LatentPair
+from semcomm.rate.pixels import PixelIAQ
+from semcomm.rate.policies import IAQ, FixedLevel, UniformBudget
+from semcomm.selection import SpreadTopK, TopK
+
+SETTINGS = settings(max_examples=30, deadline=None)
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    return create_model("semcomm_vit_edge_p4_32"), create_model("semcomm_vit_server_p4_32")
+
+
+@pytest.fixture(scope="module")
+def hint():
+    return HintCoder(np.array([10, 5, 80]), step=2.0)
+
+
+@pytest.fixture(scope="module")
+def latent_pair(hint):
+    torch.manual_seed(0)
+    codec = LatentCodec(LatentConfig(edge_dim=128, tap=2, channels=4, levels=3))
+    return LatentPair(codec, latent_tables(codec), codec.entropy.medians(), hint_coder=hint, bf16=False)
+
+
+@pytest.fixture(scope="module")
+def dct_pair(models, hint, tiny_images):
+    pair = DCTPair(models[1], hint_coder=hint)
+    pair.fit_tables(torch.cat([tiny_images] * 4))
+    pair.bf16 = False
+    return pair
+
+
+def test_registry_lists_the_shipped_pairs():
+    assert {"pixel-iaq", "dct-cifar10", "latent-cifar10"} <= set(list_codecs())
+    with pytest.raises(KeyError, match="unknown codec 'jpeg-xl'"):
+        create_codec("jpeg-xl")
+
+
+def test_pixel_iaq_decodes_to_the_quantizer_cells(models, tiny_images):
+    pair = PixelIAQ(models[1])
+    level = torch.zeros(4, 64, dtype=torch.int64)
+    level[:, :10] = torch.arange(1, 11).clamp_max(8)
+    source = pair.source(tiny_images)
+    strings = pair.encode(source, level)
+    for i, string in enumerate(strings):
+        received = pair.decode(string)
+        lo, hi = float(source[i].min()), float(source[i].max())
+        for j, position in enumerate(received.positions.tolist()):
+            cell = (hi - lo + 1) / 2 ** int(level[i, position])
+            assert (received.values[j] - source[i, position]).abs().max() <= cell / 2 + 1e-4
+        header = 4 + 4 + 1 + 6 + 34 + 16 + 16  # ... + positions + level map <= + range
+        assert 8 * len(string) >= 48 * int(level[i].sum()) + header
+
+
+def test_dct_pair_round_trip_matches_its_own_reconstruction(dct_pair, tiny_images):
+    level = torch.randint(0, 7, (4, 64), generator=torch.Generator().manual_seed(0))
+    level[:, 5] = 3
+    strings = dct_pair.encode(dct_pair.source(tiny_images), level)
+    decoded = dct_pair.roundtrip(tiny_images, level)
+    for i, string in enumerate(strings):
+        received = dct_pair.decode(string)
+        assert received.level.tolist() == level[i][level[i] > 0].tolist()
+        expected = patchify(decoded[i : i + 1] * 255, 4)[0][received.positions]
+        torch.testing.assert_close(received.values.clamp(0, 255), expected, atol=1e-3, rtol=0)
+    # at the finest level (luma steps 1..7, chroma twice that) even white noise comes back within a few levels
+    fine = dct_pair.roundtrip(tiny_images, torch.full((4, 64), 6))
+    assert (fine * 255 - tiny_images.float()).abs().mean() < 3.5
+
+
+def test_latent_pair_strings_carry_the_rounded_latents(latent_pair, models, tiny_images):
+    edge = models[0]
+    out = edge.forward_with_attention(tiny_images, (-1,), hidden=(2,))
+    source = latent_pair.source(tiny_images, out.hidden[2])
+    level = torch.zeros(4, 64, dtype=torch.int64)
+    level[:, ::5] = torch.randint(1, 4, (4, 13), generator=torch.Generator().manual_seed(1))
+    strings = latent_pair.encode(source, level)
+    for i, string in enumerate(strings):
+        received = latent_pair.decode(string)
+        lv = level[i][level[i] > 0]
+        gain = torch.exp2(lv.double() - 1)[:, None]
+        medians = latent_pair._medians[lv - 1]
+        expected = (torch.round(source[i][level[i] > 0] * gain - medians) + medians) / gain
+        torch.testing.assert_close(received.values.double(), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("policy", [FixedLevel(2), UniformBudget(300), IAQ(300), IAQ(300, solver="greedy")])
+def test_encoder_and_decoder_agree_and_fuse(models, latent_pair, hint, tiny_images, policy):
+    edge, _ = models
+    encoder = EdgeEncoder(edge, SpreadTopK(12), gate=None, codec=latent_pair, policy=policy, hint=hint)
+    sent = encoder.encode(tiny_images)
+    assert sent.level is not None and ((sent.level > 0) <= sent.mask).all()
+    decoder = ServerDecoder(codec=latent_pair, bf16=False)
+    fused = decoder.classify(sent.strings)
+    plain = decoder.classify(sent.strings, fuse=False)
+    edge_log_probs = hint.log_probs(hint.symbols(sent.edge_logits))
+    from semcomm.rate.hint import fuse
+
+    torch.testing.assert_close(fused, fuse(plain, edge_log_probs))
+    no_hint = EdgeEncoder(edge, SpreadTopK(12), gate=None, codec=latent_pair, policy=policy).encode(tiny_images)
+    assert (sent.bits - no_hint.bits).min() >= 8 and (sent.bits - no_hint.bits).max() <= 8 * 3 + 8
+
+
+def test_server_decoder_reads_both_versions_and_flags_damage(models, latent_pair, tiny_images):
+    edge, server = models
+    v1 = EdgeEncoder(edge, TopK(8), gate=None).encode(tiny_images).strings
+    v2 = EdgeEncoder(edge, TopK(8), gate=None, codec=latent_pair).encode(tiny_images).strings
+    decoder = ServerDecoder(server, bf16=False, codec=latent_pair)
+    damaged = bytearray(v2[1])
+    damaged[len(damaged) // 2] ^= 0x10
+    mixed = [v1[0], v2[0], bytes(damaged), None, v2[2][:-3], v1[3]]
+    logits = decoder.classify(mixed, errors="nan")
+    assert logits.shape == (6, 10)
+    assert logits[[0, 1, 5]].isfinite().all() and logits[[2, 3, 4]].isnan().all()
+    with pytest.raises(BitstreamError, match="string 2: corrupted: CRC-16 mismatch"):
+        decoder.classify(mixed)
+    with pytest.raises(BitstreamError, match="string 0: missing"):
+        decoder.classify(mixed[3:])
+    assert decoder.classify([]).shape == (0, 10)
+    with pytest.raises(TypeError, match="list of bytes"):
+        decoder.classify(b"abc")
+    only_v2 = ServerDecoder(codec=latent_pair, bf16=False)
+    assert only_v2.classify([v1[0]], errors="nan").isnan().all()
+    with pytest.raises(BitstreamError, match="version 1"):
+        only_v2.classify([v1[0]])
+
+
+def test_lost_strings_fall_back_to_the_edge(models, latent_pair, tiny_images):
+    edge, _ = models
+    sent = EdgeEncoder(edge, TopK(8), gate=Gate(threshold=0.0), codec=latent_pair).encode(tiny_images)
+    logits = ServerDecoder(codec=latent_pair, bf16=False).classify([None, *sent.strings[1:]], errors="nan")
+    predictions = collaborative_predictions(sent, logits)
+    assert predictions[0] == sent.edge_logits[0].argmax() and torch.equal(predictions[1:], logits[1:].argmax(-1))
+
+
+@SETTINGS
+@given(st.binary(max_size=120))
+def test_random_bytes_never_raise_anything_but_bitstream_errors(latent_pair, data):
+    for string in (data, bytes([0x23]) + data):
+        try:
+            latent_pair.decode(string)
+        except BitstreamError:
+            pass
+
+
+@SETTINGS
+@given(st.integers(0, 3), st.integers(0, 10_000))
+def test_truncations_and_flips_are_detected(latent_pair, models, tiny_images, index, bit):
+    edge = models[0]
+    out = edge.forward_with_attention(tiny_images, (-1,), hidden=(2,))
+    level = torch.zeros(4, 64, dtype=torch.int64)
+    level[:, :20] = 2
+    string = latent_pair.encode(latent_pair.source(tiny_images, out.hidden[2]), level)[index]
+    with pytest.raises(BitstreamError):
+        latent_pair.decode(string[: bit % len(string)])
+    flipped = bytearray(string)
+    flipped[(bit // 8) % len(string)] ^= 1 << (bit % 8)
+    if flipped[0] >> 4 == 2:
+        with pytest.raises(BitstreamError):
+            latent_pair.decode(bytes(flipped))
+
+
+def test_bad_encoder_input_is_named(models, latent_pair, tiny_images):
+    edge, _ = models
+    with pytest.raises(ValueError, match="need a codec pair"):
+        EdgeEncoder(edge, TopK(4), policy=FixedLevel(1))
+    source = latent_pair.source(tiny_images, torch.zeros(4, 64, 128))
+    with pytest.raises(ValueError, match="at least one patch"):
+        latent_pair.encode(source, torch.zeros(4, 64, dtype=torch.int64))
+    with pytest.raises(ValueError, match="levels must lie in 0..3"):
+        latent_pair.encode(source, torch.full((4, 64), 9))
+    with pytest.raises(TypeError, match="int64"):
+        latent_pair.encode(source, torch.ones(4, 64))
+    with pytest.raises(ValueError, match="reads the edge's tokens"):
+        latent_pair.source(tiny_images, None)
