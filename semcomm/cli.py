@@ -177,7 +177,8 @@ def _export(args) -> int:
     if args.preset in LATENT_PRESETS:
         from .rate.fitting import export_latent
 
-        card = export_latent(args.preset, _run_dir(args), LATENT_PRESETS[args.preset].edge)
+        train_split = load_split("cifar10", "train", args.data_root).subset(10_000)
+        card = export_latent(args.preset, _run_dir(args), LATENT_PRESETS[args.preset].edge, train_split)
         print(json.dumps(dict(name=card.name, sha256=card.sha256, history=card.history[-1:]), indent=2))
         return 0
 

@@ -118,34 +118,24 @@ class DCTPair(PixelPair):
         return torch.stack(columns, -1)
 
     def table_indexes(self, level, params):
-        lv = torch.tensor([m for m in level if m > 0])
-        return self.table_index(lv).flatten().numpy()
+        return self.table_index(torch.from_numpy(level)).flatten().numpy()
 
     def dequantize(self, symbols, level, params):
-        lv = torch.tensor([m for m in level if m > 0])
+        lv = torch.from_numpy(level)
         q = torch.from_numpy(symbols).view(len(lv), -1).double()
         return self.pixels_from(q * self.steps(lv))
 
     @torch.no_grad()
-    def fit_tables(self, images: torch.Tensor, batch: int = 500, max_symbol: int = 1024) -> SymbolTables:
+    def fit_tables(self, images: torch.Tensor, batch: int = 500) -> SymbolTables:
         """Fit one table per (level, coefficient) to every patch of ``images`` at every level."""
-        v = len(self._steps)
-        counts = np.zeros((self.levels * v, 2 * max_symbol + 1), dtype=np.int64)
+        symbols, indexes = [], []
         for start in range(0, len(images), batch):
             coefficients = self.source(images[start : start + batch])
             for m in range(1, self.levels + 1):
                 level = torch.full(coefficients.shape[:2], m)
-                q = self.quantize(coefficients, level).clamp(-max_symbol, max_symbol) + max_symbol
-                index = self.table_index(level).expand_as(q)
-                counts += np.bincount((index * (2 * max_symbol + 1) + q).flatten().numpy(),
-                                      minlength=counts.size).reshape(counts.shape)
-        pmfs, offsets = [], []
-        for row in counts:
-            used = np.flatnonzero(row)
-            lo, hi = used.min(), used.max()
-            pmfs.append(torch.from_numpy(row[lo : hi + 1]).double() + 0.05)  # unseen inner values stay codable
-            offsets.append(int(lo) - max_symbol)
-        self.tables = SymbolTables.from_pmfs(pmfs, offsets)
+                symbols.append(self.quantize(coefficients, level).flatten().numpy())
+                indexes.append(self.table_index(level).expand(*coefficients.shape).flatten().numpy())
+        self.tables = SymbolTables.fit(np.concatenate(symbols), np.concatenate(indexes), self.levels * len(self._steps))
         return self.tables
 
 

@@ -80,9 +80,24 @@ class SymbolTables:
         return cls.from_cdfs(cdfs, offsets)
 
     @classmethod
-    def from_counts(cls, counts: np.ndarray, offsets: list[int], prior: float = 0.5) -> "SymbolTables":
-        """Tables fitted to T x S symbol counts (``prior`` added to every count)."""
-        return cls.from_pmfs([torch.as_tensor(c, dtype=torch.float64) + prior for c in counts], offsets)
+    def fit(cls, symbols: np.ndarray, indexes: np.ndarray, tables: int, prior: float = 0.05) -> "SymbolTables":
+        """``tables`` tables fitted to observed symbols (each with its table index): each table spans
+        the values seen for it, every value in that span gets ``prior`` more than its count (so
+        unseen inner values stay cheap to code), values outside go through the escape."""
+        symbols, indexes = np.asarray(symbols, dtype=np.int64).ravel(), np.asarray(indexes, dtype=np.int64).ravel()
+        if len(symbols) != len(indexes) or (indexes < 0).any() or (indexes >= tables).any():
+            raise ValueError(f"symbols and table indexes (in 0..{tables - 1}) must pair up")
+        lows = np.full(tables, np.iinfo(np.int64).max)
+        highs = np.full(tables, np.iinfo(np.int64).min)
+        np.minimum.at(lows, indexes, symbols)
+        np.maximum.at(highs, indexes, symbols)
+        unseen = lows > highs
+        lows[unseen], highs[unseen] = 0, 0
+        spans = highs - lows + 1
+        starts = np.concatenate([[0], np.cumsum(spans)[:-1]])
+        counts = np.bincount(starts[indexes] + symbols - lows[indexes], minlength=int(spans.sum())).astype(np.float64)
+        pmfs = [torch.from_numpy(counts[a : a + n] + prior) for a, n in zip(starts, spans)]
+        return cls.from_pmfs(pmfs, lows.tolist())
 
     @classmethod
     def from_cdfs(cls, cdfs: list[torch.Tensor], offsets: list[int]) -> "SymbolTables":

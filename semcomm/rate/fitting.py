@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..data import ImageSplit
@@ -43,24 +44,50 @@ def fit_dct(name: str, train_split: ImageSplit, edge: str, server: str, levels: 
 
 
 def latent_tables(codec: LatentCodec) -> SymbolTables:
-    """The integer rANS tables of a latent codec's entropy models (quantiles searched first)."""
+    """The integer rANS tables of a latent codec's own entropy models (quantiles searched first)."""
     for model in codec.entropy.models:
         model.update(force=True, update_quantiles=True)
     return SymbolTables.from_entropy_bottlenecks(codec.entropy.models)
 
 
-def export_latent(name: str, run_dir: str | Path, edge: str, measured: dict | None = None) -> CodecCard:
-    """Ship a latent-codec training run: fp16 weights, fp32 medians and integer tables, and its card."""
+@torch.no_grad()
+def fit_latent_tables(codec: LatentCodec, edge, images: torch.Tensor, batch: int = 250) -> SymbolTables:
+    """Tables fitted to the symbols the codec actually produces on ``images``, one per (level, channel).
+
+    Symbols are centred on the entropy models' medians, as in training; the
+    counts, not the trained densities, set the probabilities (the densities
+    fit the latents poorly at the coarse levels: they start wide and learn slowly).
+    """
+    config = codec.config
+    medians = codec.entropy.medians().detach().double()
+    symbols, indexes = [], []
+    for start in range(0, len(images), batch):
+        hidden = edge.forward_with_attention(images[start : start + batch], (-1,), hidden=(config.tap,)).hidden
+        y = codec.bottleneck(next(iter(hidden.values())).float()).double()
+        for m in range(1, config.levels + 1):
+            q = torch.round(y * 2.0 ** (m - 1) - medians[m - 1])
+            symbols.append(q.long().flatten().numpy())
+            indexes.append(((m - 1) * config.channels + torch.arange(config.channels)).expand_as(q).flatten().numpy())
+    return SymbolTables.fit(np.concatenate(symbols), np.concatenate(indexes), config.levels * config.channels)
+
+
+def export_latent(name: str, run_dir: str | Path, edge: str, train_split: ImageSplit,
+                  measured: dict | None = None) -> CodecCard:
+    """Ship a latent-codec training run: fp16 weights, fp32 medians, integer tables fitted on ``train_split``."""
     state = torch.load(Path(run_dir) / "state.pt", weights_only=False)
     config = LatentConfig(**state["config"]["codec"])
     codec = LatentCodec(config)
     codec.load_state_dict(state["model"], strict=False)
-    tables = latent_tables(codec)
-    tensors = {f"weights.{k}": v.detach().half() for k, v in codec.state_dict().items()
+    codec.eval()
+    shipped = {k: v.detach().half() for k, v in codec.state_dict().items()
                if v.is_floating_point() and not k.startswith("entropy.")}
+    codec.load_state_dict({k: v.float() for k, v in shipped.items()}, strict=False)  # fit on what ships
+    tables = fit_latent_tables(codec, create_model(edge), train_split.images)
+    tensors = {f"weights.{k}": v for k, v in shipped.items()}
     tensors["medians"] = codec.entropy.medians().detach().float()
     tensors.update(tables.state_dict("tables."))
-    card = CodecCard(name=name, kind="latent", edge=edge, server=f"{name} (its own)", dataset="cifar10",
-                     config=dict(codec=asdict(config), train=state["config"]), measured=measured or {},
-                     history=state["history"], notes="`semcomm train latent-cifar10 --export`")
+    card = CodecCard(name=name, kind="latent", edge=edge, server=f"{name} (its own)", dataset=train_split.name.split("/")[0],
+                     config=dict(codec=asdict(config), codec_id=3, train=state["config"]), measured=measured or {},
+                     history=state["history"],
+                     notes=f"`semcomm train {name} --export`; tables fitted on {train_split.name} ({len(train_split)} images)")
     return save_codec(card, tensors)

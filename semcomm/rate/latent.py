@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
@@ -213,6 +214,7 @@ class LatentPair(CodecPair):
                              f"{len(tables)} tables and medians of shape {tuple(medians.shape)}")
         self.tables = tables
         self._medians = medians.detach().double()
+        self._medians_np = self._medians.numpy()
 
     @classmethod
     def from_zoo(cls, name: str, hint: bool = True, bf16: bool = True) -> "LatentPair":
@@ -257,12 +259,12 @@ class LatentPair(CodecPair):
         return torch.stack(columns, -1)
 
     def table_indexes(self, level, params):
-        return self._indexes(torch.tensor([m for m in level if m > 0])).flatten().numpy()
+        return ((level - 1)[:, None] * self.config.channels + np.arange(self.config.channels)).ravel()
 
     def dequantize(self, symbols, level, params):
-        lv = torch.tensor([m for m in level if m > 0])
-        q = torch.from_numpy(symbols).view(len(lv), -1).double()
-        return ((q + self._medians[lv - 1]) / level_gain(lv).double()[:, None]).float()
+        q = symbols.reshape(len(level), -1)
+        values = (q + self._medians_np[level - 1]) / np.exp2(level - 1.0)[:, None]
+        return torch.from_numpy(values.astype(np.float32))
 
     def server_logits(self, values, positions, level):
         return self.codec.server(values, positions, level)

@@ -47,6 +47,7 @@ class LatentTrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     server_lr: float = 3e-4
+    density_lr: float = 5e-3
     min_lr: float = 1e-5
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
@@ -109,7 +110,7 @@ def build_codec(config: LatentTrainConfig) -> LatentCodec:
 
 def _optimizers(codec: LatentCodec, config: LatentTrainConfig):
     """AdamW on the bottleneck and server (the new layers at ``lr``, the pretrained server at ``server_lr``),
-    the entropy models' densities at ``lr`` without weight decay, their quantiles on the auxiliary loss."""
+    the entropy models' densities at ``density_lr`` without weight decay, their quantiles on the auxiliary loss."""
     aux = [p for n, p in codec.named_parameters() if n.endswith("quantiles")]
     density = [p for n, p in codec.entropy.named_parameters() if not n.endswith("quantiles")]
     server = [p for n, p in codec.server.vit.named_parameters() if not n.startswith("patch_embed.")]
@@ -117,7 +118,7 @@ def _optimizers(codec: LatentCodec, config: LatentTrainConfig):
     new = [p for p in codec.parameters() if id(p) not in taken]
     main = torch.optim.AdamW([dict(params=new, lr=config.lr, base_lr=config.lr),
                               dict(params=server, lr=config.server_lr, base_lr=config.server_lr),
-                              dict(params=density, lr=config.lr, base_lr=config.lr, weight_decay=0.0)],
+                              dict(params=density, lr=config.density_lr, base_lr=config.density_lr, weight_decay=0.0)],
                              weight_decay=config.weight_decay)
     return main, torch.optim.Adam(aux, lr=1e-3)
 

@@ -37,7 +37,7 @@ class Received:
         positions: K int64 patch indices (ascending).
         level: K int64 levels (1..L).
         values: K x V float32 dequantized values per patch.
-        hint: C edge log-probabilities, or None.
+        hint: the edge's C hint symbols (int64), or None.
     """
 
     positions: torch.Tensor
@@ -88,12 +88,12 @@ class CodecPair(ABC):
 
     # ---- the server half ----------------------------------------------------------------------
     @abstractmethod
-    def table_indexes(self, level: list[int], params: tuple) -> np.ndarray:
-        """Table index of every payload symbol, in coding order, from the level map alone."""
+    def table_indexes(self, level: np.ndarray, params: tuple) -> np.ndarray:
+        """Table index of every payload symbol, in coding order, from the K sent patches' levels."""
 
     @abstractmethod
-    def dequantize(self, symbols: np.ndarray, level: list[int], params: tuple) -> torch.Tensor:
-        """K x V values of the sent patches from their symbols."""
+    def dequantize(self, symbols: np.ndarray, level: np.ndarray, params: tuple) -> torch.Tensor:
+        """K x V float32 values of the sent patches (levels ``level``, K int64) from their symbols."""
 
     @abstractmethod
     def server_logits(self, values: torch.Tensor, positions: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
@@ -109,6 +109,7 @@ class CodecPair(ABC):
         return self.layout.levels
 
     def raw_payload_bits(self, layout: fmt.Layout, level: list[int]) -> int:
+        """Bits of a raw (not entropy-coded) payload for a level map."""
         raise NotImplementedError
 
     def encode(self, source: torch.Tensor, level: torch.Tensor, hint: torch.Tensor | None = None) -> list[bytes]:
@@ -134,15 +135,16 @@ class CodecPair(ABC):
         """Parse and dequantize one string; :class:`BitstreamError` if it is malformed or corrupted."""
         frame = fmt.unpack(string, {self.layout.codec_id: self.layout}, self.raw_payload_bits, self.hint_coder,
                            self.num_classes)
-        indexes = self.table_indexes(frame.level, frame.params)
+        level = np.asarray(frame.level, dtype=np.int64)
+        positions = np.flatnonzero(level)
+        sent = level[positions]
+        indexes = self.table_indexes(sent, frame.params)
         if self.layout.entropy_coded:
             symbols = np.asarray(rans_decode(self.tables, frame.state_code, frame.payload, indexes), dtype=np.int64)
         else:
             symbols = _unraw(frame.payload, indexes)
-        level = torch.tensor(frame.level)
-        positions = level.nonzero().flatten()
-        hint = None if frame.hint is None else self.hint_coder.log_probs(frame.hint[None])[0]
-        return Received(positions, level[positions], self.dequantize(symbols, frame.level, frame.params), hint)
+        return Received(torch.from_numpy(positions), torch.from_numpy(sent),
+                        self.dequantize(symbols, sent, frame.params), frame.hint)
 
     @torch.no_grad()
     def classify(self, received: list[Received | None], batch_size: int = 256, fuse_hint: bool = True) -> torch.Tensor:
@@ -163,7 +165,7 @@ class CodecPair(ABC):
                                              torch.stack([r.level for r in items])).float()
                 hinted = [j for j, item in enumerate(items) if item.hint is not None and fuse_hint]
                 if hinted:
-                    edge = torch.stack([items[j].hint for j in hinted])
+                    edge = self.hint_coder.log_probs(torch.stack([items[j].hint for j in hinted]))
                     out[hinted] = fuse(out[hinted], edge, self.hint_coder.weight)
                 logits[part] = out
         return logits

@@ -75,7 +75,7 @@ class PixelIAQ(PixelPair):
         return out
 
     def table_indexes(self, level, params):
-        return np.repeat([m for m in level if m > 0], self.patch_values).astype(np.int64)
+        return np.repeat(level, self.patch_values).astype(np.int64)
 
     def dequantize(self, symbols, level, params):
         lo, hi = params
