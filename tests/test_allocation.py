@@ -126,7 +126,8 @@ def test_policies_respect_the_mask_and_are_named():
     importance = torch.softmax(torch.randn(3, 64, generator=torch.Generator().manual_seed(0)), -1)
     mask = torch.rand(3, 64, generator=torch.Generator().manual_seed(1)) < 0.3
     rates = (torch.arange(5, dtype=torch.float64) * 20).expand(3, 64, -1)
-    for policy in (FixedLevel(2), UniformBudget(300), IAQ(300), IAQ(300, solver="greedy")):
+    for policy in (FixedLevel(2), UniformBudget(300), IAQ(300), IAQ(300, solver="greedy"),
+                   IAQ(300, solver="water-filling")):
         level = policy(mask, importance, rates)
         assert (level[~mask] == 0).all() and (level.amax(1) > 0).all()
     assert IAQ(300).label == "iaq 300b" and UniformBudget(300).label == "uniform 300b" and FixedLevel(2).label == "L2"
@@ -134,6 +135,10 @@ def test_policies_respect_the_mask_and_are_named():
     assert (tiny.sum(1) == 1).all()  # the budget covers nothing: the most important patch, coarsest
     with pytest.raises(ValueError, match="solver"):
         IAQ(100, solver="magic")
+    uneven = rates.clone()
+    uneven[..., 2:] += 5
+    with pytest.raises(ValueError, match="same bits"):
+        IAQ(300, solver="water-filling")(mask, importance, uneven)
     with pytest.raises(ValueError, match="budget"):
         IAQ(0)
     with pytest.raises(ValueError, match="level >= 1"):

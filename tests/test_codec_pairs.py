@@ -194,3 +194,19 @@ def test_bad_encoder_input_is_named(models, latent_pair, tiny_images):
         latent_pair.encode(source, torch.ones(4, 64))
     with pytest.raises(ValueError, match="reads the edge's tokens"):
         latent_pair.source(tiny_images, None)
+
+
+def test_entropy_coding_off_writes_the_same_symbols_in_fixed_length_fields(dct_pair, models, tiny_images):
+    fixed = DCTPair(models[1], dct_pair.tables, hint_coder=dct_pair.hint_coder, entropy_coding=False)
+    assert fixed.layout.codec_id == 10 and not fixed.layout.entropy_coded and fixed.name == "dct-fixed"
+    level = torch.zeros(4, 64, dtype=torch.int64)
+    level[:, 10:30] = 4
+    source = dct_pair.source(tiny_images)
+    coded, plain = dct_pair.encode(source, level), fixed.encode(source, level)
+    for a, b in zip(coded, plain):
+        ra, rb = dct_pair.decode(a), fixed.decode(b)
+        torch.testing.assert_close(ra.values, rb.values)  # the fitted tables span these symbols
+        offsets, widths = fixed.fixed_length(fixed.table_indexes(rb.level.numpy(), ()))
+        assert 8 * len(b) >= widths.sum() and len(a) < len(b)
+    with pytest.raises(BitstreamError, match="unknown codec id 10"):
+        dct_pair.decode(plain[0])

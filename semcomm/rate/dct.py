@@ -58,9 +58,11 @@ class DCTPair(PixelPair):
     name = "dct"
 
     def __init__(self, server: ViTAdapter, tables: SymbolTables | None = None, levels: int = 6, codec_id: int = 2,
-                 hint_coder=None):
+                 hint_coder=None, entropy_coding: bool = True):
         super().__init__(server)
-        self.layout = fmt.Layout(codec_id, server.num_patches, levels)
+        if not entropy_coding:  # the same quantizer, symbols in fixed-length fields: its own format
+            codec_id, self.name = codec_id + 8, f"{self.name}-fixed"
+        self.layout = fmt.Layout(codec_id, server.num_patches, levels, entropy_coded=entropy_coding)
         self.tables, self.hint_coder = tables, hint_coder
         p = self.patch_size
         self._dct = dct_matrix(p)
@@ -140,11 +142,14 @@ class DCTPair(PixelPair):
 
 
 @register_codec
-def dct_cifar10(server: str | ViTAdapter = "vit-server-cifar10", hint: bool = True) -> DCTPair:
-    """The shipped DCT pair for CIFAR-10 (tables fitted on its training split) with a zoo pixel server."""
+def dct_cifar10(server: str | ViTAdapter = "vit-server-cifar10", hint: bool = True,
+                entropy_coding: bool = True) -> DCTPair:
+    """The shipped DCT pair for CIFAR-10 (tables fitted on its training split) with a zoo pixel server;
+    ``entropy_coding=False`` writes the same symbols in fixed-length fields (codec id 10)."""
     from .zoo import load_codec_tensors, load_hint
 
     card, tensors = load_codec_tensors("dct-cifar10")
     server = create_model(server) if isinstance(server, str) else server
     return DCTPair(server, SymbolTables.from_state_dict(tensors, "tables."), levels=card.config["levels"],
-                   codec_id=card.config["codec_id"], hint_coder=load_hint(card.edge) if hint else None)
+                   codec_id=card.config["codec_id"], hint_coder=load_hint(card.edge) if hint else None,
+                   entropy_coding=entropy_coding)

@@ -199,7 +199,7 @@ class LatentPair(CodecPair):
     name = "latent"
 
     def __init__(self, codec: LatentCodec, tables: SymbolTables, medians: torch.Tensor, codec_id: int = 3,
-                 hint_coder=None, bf16: bool = True):
+                 hint_coder=None, bf16: bool = True, entropy_coding: bool = True):
         config = codec.config
         self.codec = codec.eval()
         self.config = config
@@ -208,7 +208,9 @@ class LatentPair(CodecPair):
         self.bf16 = bf16
         self.hint_coder = hint_coder
         num_patches = self.codec.server.vit.patch_embed.num_patches
-        self.layout = fmt.Layout(codec_id, num_patches, config.levels)
+        if not entropy_coding:  # the same quantizer, symbols in fixed-length fields: its own format
+            codec_id, self.name = codec_id + 8, f"{self.name}-fixed"
+        self.layout = fmt.Layout(codec_id, num_patches, config.levels, entropy_coded=entropy_coding)
         if len(tables) != config.levels * config.channels or tuple(medians.shape) != (config.levels, config.channels):
             raise ValueError(f"a latent pair needs {config.levels} x {config.channels} tables and medians, got "
                              f"{len(tables)} tables and medians of shape {tuple(medians.shape)}")
@@ -217,7 +219,7 @@ class LatentPair(CodecPair):
         self._medians_np = self._medians.numpy()
 
     @classmethod
-    def from_zoo(cls, name: str, hint: bool = True, bf16: bool = True) -> "LatentPair":
+    def from_zoo(cls, name: str, hint: bool = True, bf16: bool = True, entropy_coding: bool = True) -> "LatentPair":
         """A shipped latent pair (SHA-256 verified), with its edge's hint coder unless ``hint`` is False."""
         from .zoo import load_codec_tensors, load_hint
 
@@ -230,7 +232,7 @@ class LatentPair(CodecPair):
                                   f"unexpected {unexpected[:3]}")
         tables = SymbolTables.from_state_dict(tensors, "tables.")
         return cls(codec, tables, tensors["medians"], codec_id=card.config.get("codec_id", 3),
-                   hint_coder=load_hint(card.edge) if hint else None, bf16=bf16)
+                   hint_coder=load_hint(card.edge) if hint else None, bf16=bf16, entropy_coding=entropy_coding)
 
     def source(self, images, hidden):
         if hidden is None:
@@ -271,6 +273,7 @@ class LatentPair(CodecPair):
 
 
 @register_codec
-def latent_cifar10(hint: bool = True, bf16: bool = True) -> LatentPair:
-    """The shipped latent pair for CIFAR-10 (edge ``vit-edge-cifar10`` tokens after block 2, its own server)."""
-    return LatentPair.from_zoo("latent-cifar10", hint=hint, bf16=bf16)
+def latent_cifar10(hint: bool = True, bf16: bool = True, entropy_coding: bool = True) -> LatentPair:
+    """The shipped latent pair for CIFAR-10 (edge ``vit-edge-cifar10`` tokens after block 2, its own server);
+    ``entropy_coding=False`` writes the same symbols in fixed-length fields (codec id 11)."""
+    return LatentPair.from_zoo("latent-cifar10", hint=hint, bf16=bf16, entropy_coding=entropy_coding)

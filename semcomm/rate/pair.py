@@ -108,9 +108,20 @@ class CodecPair(ABC):
     def levels(self) -> int:
         return self.layout.levels
 
+    def fixed_length(self, indexes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets, widths) of the fixed-length code used when entropy coding is off: each symbol
+        is written as ``symbol - offset`` in ``width`` bits, just enough for its table's range
+        (values outside it are clipped)."""
+        if self.tables is None:
+            raise NotImplementedError(f"{self.name} has no tables to size a fixed-length code")
+        span = self.tables.lengths.numpy()[indexes].astype(np.int64) - 2
+        widths = np.ceil(np.log2(np.maximum(span, 1))).astype(np.int64)
+        return self.tables.offsets.numpy()[indexes].astype(np.int64), widths
+
     def raw_payload_bits(self, layout: fmt.Layout, level: list[int]) -> int:
-        """Bits of a raw (not entropy-coded) payload for a level map."""
-        raise NotImplementedError
+        """Bits of a fixed-length (not entropy-coded) payload for a level map."""
+        sent = np.asarray([m for m in level if m > 0], dtype=np.int64)
+        return int(self.fixed_length(self.table_indexes(sent, ()))[1].sum())
 
     def encode(self, source: torch.Tensor, level: torch.Tensor, hint: torch.Tensor | None = None) -> list[bytes]:
         """One version-2 string per image.
@@ -127,7 +138,9 @@ class CodecPair(ABC):
             if self.layout.entropy_coded:
                 frame.state_code, frame.payload = rans_encode(self.tables, symbols, indexes)
             else:
-                frame.payload, frame.payload_bits = _raw(symbols, indexes)
+                offsets, widths = self.fixed_length(indexes)
+                values = np.clip(symbols - offsets, 0, (1 << widths) - 1)
+                frame.payload, frame.payload_bits = _raw(values, widths)
             strings.append(fmt.pack(self.layout, frame, self.hint_coder))
         return strings
 
@@ -142,7 +155,8 @@ class CodecPair(ABC):
         if self.layout.entropy_coded:
             symbols = np.asarray(rans_decode(self.tables, frame.state_code, frame.payload, indexes), dtype=np.int64)
         else:
-            symbols = _unraw(frame.payload, indexes)
+            offsets, widths = self.fixed_length(indexes)
+            symbols = _unraw(frame.payload, widths) + offsets
         return Received(torch.from_numpy(positions), torch.from_numpy(sent),
                         self.dequantize(symbols, sent, frame.params), frame.hint)
 

@@ -61,8 +61,9 @@ class PixelIAQ(PixelPair):
         steps = torch.arange(self.levels + 1, dtype=torch.float64) * self.patch_values
         return steps.expand(*source.shape[:2], -1)
 
-    def raw_payload_bits(self, layout, level):
-        return self.patch_values * sum(level)
+    def fixed_length(self, indexes):
+        """Raw pixels: each value's table index is its bit depth, written as is."""
+        return np.zeros_like(indexes), indexes
 
     def symbols(self, source, level):
         out = []

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import torch
 
 from .allocation import (channel_distortion, greedy_allocation, importance_weights, lagrangian_allocation,
-                         uniform_allocation)
+                         uniform_allocation, water_filling)
 
-SOLVERS = ("lagrangian", "greedy")
+SOLVERS = ("lagrangian", "greedy", "water-filling")
 
 
 class LevelPolicy(ABC):
@@ -111,9 +111,17 @@ class IAQ(LevelPolicy):
 
     def __call__(self, mask, importance, rates):
         weights = importance_weights(importance, self.power) * mask
-        distortion = channel_distortion(rates.shape[-1] - 1, self.eps)
-        solve = lagrangian_allocation if self.solver == "lagrangian" else greedy_allocation
-        level = solve(weights, rates, distortion, self.bits, min_gain=self.min_gain)
+        if self.solver == "water-filling":
+            steps = rates.diff(dim=-1)
+            if (steps - steps[..., :1]).abs().max() > 1e-9 or self.eps or self.min_gain:
+                raise ValueError("the water-filling solver needs every level step to cost the same bits "
+                                 "(raw pixels) and no channel terms; use 'greedy' or 'lagrangian'")
+            level = water_filling(weights, rates.shape[-1] - 1, float(steps[0, 0, 0]), self.bits)
+        else:
+            distortion = channel_distortion(rates.shape[-1] - 1, self.eps)
+            solve = lagrangian_allocation if self.solver == "lagrangian" else greedy_allocation
+            level = solve(weights, rates, distortion, self.bits, min_gain=self.min_gain)
+        level = level * mask
         empty = level.amax(1) == 0
         if empty.any():  # the budget covers nothing: the single most important selected patch, coarsest
             best = (importance * mask).argmax(1)
