@@ -189,7 +189,7 @@ class SweepResult:
         rows = ["| top-1 at least | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
         for row in self.comparison:
             rows.append(f"| {100 * row['accuracy']:.2f}% | "
-                        + " | ".join("unreached" if math.isinf(row[n]) else f"{row[n]:,.0f}" for n in names) + " |")
+                        + " | ".join("unreached" if row[n] is None else f"{row[n]:,.0f}" for n in names) + " |")
         return "\n".join(rows)
 
 
@@ -207,8 +207,11 @@ class SweepConfig:
         rules, budgets: fixed-budget selection rules, each at every budget
             (patches per image); ``threshold`` and ``attention-sum`` in
             ``rules`` run once each (at ``importance_threshold`` and 0.97).
-        levels: a :class:`~semcomm.rate.policies.FixedLevel` per entry (codec pairs only).
-        policies: further level policies (e.g. :class:`~semcomm.rate.policies.IAQ`), each with every rule and budget.
+        levels: a :class:`~semcomm.rate.policies.FixedLevel` per entry (codec pairs only), with every
+            rule and budget.
+        policies: further level policies (e.g. :class:`~semcomm.rate.policies.IAQ`), each with the
+            first fixed-budget rule at every budget of ``policy_budgets`` (default 64: IAQ chooses
+            among all patches).
         thresholds: gate thresholds (``gate_kind``); the edge alone (inf) is always added.
         fusion: also report every point with the edge's prediction sent and fused.
         twins: an equal-budget random twin for every attention setting.
@@ -224,6 +227,7 @@ class SweepConfig:
     budgets: tuple[int, ...] = (8, 16, 32)
     levels: tuple[int, ...] = (1, 2)
     policies: tuple[LevelPolicy, ...] = ()
+    policy_budgets: tuple[int, ...] = (64,)
     gate_kind: str = "min_entropy"
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
     importance_threshold: float = 1 / 64
@@ -245,10 +249,14 @@ class SweepConfig:
         return ([makers[r](k) for r in self.rules if r in makers for k in self.budgets]
                 + [singles[r]() for r in self.rules if r in singles])
 
-    def level_policies(self) -> list[LevelPolicy | None]:
+    def settings(self) -> list[tuple[SelectionRule, LevelPolicy | None]]:
+        """Every (selection rule, level policy) pair the sweep runs."""
         if self.codec is None:
-            return [None]
-        return [FixedLevel(m) for m in self.levels] + list(self.policies)
+            return [(rule, None) for rule in self.selections()]
+        fixed = [(rule, FixedLevel(m)) for rule in self.selections() for m in self.levels]
+        first = [r for r in self.rules if r in ("spread-top-k", "top-k")][:1]
+        budgets = SweepConfig(rules=tuple(first), budgets=self.policy_budgets).selections() if self.policies else []
+        return fixed + [(rule, policy) for rule in budgets for policy in self.policies]
 
 
 class Sweep:
@@ -323,14 +331,13 @@ class Sweep:
             full = torch.ones(len(labels), self.edge.num_patches, dtype=torch.bool)
             outcome = self._raw_outcome(images, labels, analysis, full, edge_log_probs, hint_bits)
             add("reference", "raw8", "full images", outcome, [None, *gates], curve="full images")
-        settings = [(rule, policy) for rule in cfg.selections() for policy in cfg.level_policies()]
-        for rule, policy in tqdm(settings, desc="semantic settings", disable=not self.progress):
+        for rule, policy in tqdm(cfg.settings(), desc="semantic settings", disable=not self.progress):
             mask = rule(importance, grid, generator)
             name, budget = rule.label.rsplit(" ", 1)[0], getattr(rule, "k", None)
             suffix = f" {policy.label}" if policy is not None else ""
             outcome = self._outcome(images, labels, analysis, mask, policy, edge_log_probs, hint_bits)
             twin_outcome = None
-            if cfg.twins:
+            if cfg.twins and not mask.all():  # a twin of "every patch" would be the same strings
                 twin = random_like(mask, generator)
                 twin_outcome = self._outcome(images, labels, analysis, twin, policy, edge_log_probs, hint_bits)
             add("semantic", scheme, rule.label + suffix, outcome, [None, *gates], name + suffix, budget, twin_outcome)
@@ -442,7 +449,8 @@ def pareto_frontiers(points: list[OperatingPoint]) -> list[Frontier]:
 
 
 def compare_frontiers(result: SweepResult, step: float = 0.0025) -> list[dict]:
-    """Bits each frontier needs at each accuracy from the edge's + 1 point to the server's full-image accuracy.
+    """Bits each frontier needs (None: never) at each accuracy from the edge's + 1 point to the server's
+    full-image accuracy.
 
     Compares, with and without fusion, the semantic scheme with the image
     codecs; accuracies every ``step``.
@@ -453,13 +461,17 @@ def compare_frontiers(result: SweepResult, step: float = 0.0025) -> list[dict]:
         return []
     low = result.edge_accuracy + 0.01
     names = [f for f in result.frontiers if not f.scheme.startswith("random") and f.scheme != "raw8"]
+
+    def row(target):  # None where a frontier never reaches the accuracy (JSON has no infinity)
+        return dict(accuracy=target, **{f.name: None if math.isinf(b := f.bits_for(target)) else b for f in names})
+
     rows = []
     target = low
     while target <= top + 1e-9:
-        rows.append(dict(accuracy=round(target, 6), **{f.name: f.bits_for(target) for f in names}))
+        rows.append(row(round(target, 6)))
         target += step
     if rows and abs(rows[-1]["accuracy"] - top) > 1e-9:
-        rows.append(dict(accuracy=top, **{f.name: f.bits_for(top) for f in names}))
+        rows.append(row(top))
     return rows
 
 

@@ -1,7 +1,9 @@
 """The bitrate-accuracy curve with the shipped models on a fixed 500-image subset of CIFAR-10 test."""
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -107,3 +109,41 @@ def test_mcnemar_exact_p_value():
     b = torch.tensor([False] * 10 + [False] * 5)
     assert paired_comparison(a, b) == dict(only_rule=10, only_random=0, p_value=pytest.approx(2 * 0.5 ** 10))
     assert paired_comparison(a, a)["p_value"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def codec_sweep(cifar_test, tmp_path_factory):
+    from semcomm.rate.policies import IAQ
+
+    config = SweepConfig(codec="latent-cifar10", budgets=(8, 16), levels=(2,), policies=(IAQ(300),),
+                         thresholds=(0.4, 0.8), codecs=(ImageCodec("webp", 20),))
+    runner = Sweep(config, cache_dir=tmp_path_factory.mktemp("edge"), progress=False)
+    return runner.run(cifar_test.subset(200))
+
+
+def test_codec_sweep_fusion_costs_the_hint_and_frontiers_are_pareto(codec_sweep, tmp_path):
+    result = codec_sweep
+    for label in ("spread-top-k 8 L2", "spread-top-k 16 L2", "spread-top-k 64 iaq 300b", "webp-q20"):
+        plain, fused = result.find(label), result.find(label, fusion=True)
+        extra = fused.bits_per_offloaded - plain.bits_per_offloaded
+        assert 8 <= extra <= 24, (label, extra)  # the hint (about 11.5 bits) and the byte it may add
+        assert plain.offload_rate == fused.offload_rate == 1.0
+    assert {"latent", "latent + fusion", "webp", "webp + fusion", "random latent"} <= {f.name for f in result.frontiers}
+    for frontier in result.frontiers:
+        bits = [p["bits_per_image"] for p in frontier.points]
+        accuracy = [p["accuracy"] for p in frontier.points]
+        assert bits == sorted(bits) and all(a < b for a, b in zip(accuracy, accuracy[1:]))
+        assert frontier.points[0]["label"] == "edge alone" and bits[0] == 0
+    marked = [p for p in result.points if p.frontier]
+    assert marked and all(p.family != "codec" or p.scheme == "webp" for p in marked)
+    top = result.find("full images").accuracy
+    assert result.comparison[0]["accuracy"] == pytest.approx(result.edge_accuracy + 0.01)
+    assert result.comparison[-1]["accuracy"] == pytest.approx(top)
+    for row in result.comparison:
+        needed = result.frontier("webp", True).bits_for(row["accuracy"])
+        assert row["webp + fusion"] == (None if math.isinf(needed) else needed)
+    path = tmp_path / "s.json"
+    result.to_json(path)
+    again = type(result).from_json(path)
+    assert json.dumps(asdict(again)) == json.dumps(asdict(result)) and "Infinity" not in path.read_text()
+    assert "| F" in result.table().replace("|  F", "| F") or " F " in result.table()
