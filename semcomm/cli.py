@@ -72,9 +72,16 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("codecs", help="list the registered codec pairs and the shipped ones")
 
+    p = sub.add_parser("fit", help="fit the training-split statistics a codec pair ships with")
+    p.add_argument("what", choices=["hint", "dct"], help="hint: the edge's prediction code; dct: the DCT pair's tables")
+    p.add_argument("--edge", default="vit-edge-cifar10")
+    p.add_argument("--server", default="vit-server-cifar10", help="(dct) the pair's default pixel server")
+    p.add_argument("--images", type=int, default=10_000, help="training images to fit on (a fixed subset)")
+    _data_args(p)
+
     args = parser.parse_args(argv)
     commands = {"train": _train, "export": _export, "zoo": _zoo, "evaluate": _evaluate, "sweep": _sweep,
-                "codecs": _codecs}
+                "codecs": _codecs, "fit": _fit}
     try:
         for name in ("json", "plot"):
             if getattr(args, name, None) is not None:
@@ -210,6 +217,19 @@ def _evaluate(args) -> int:
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def _fit(args) -> int:
+    from .rate.fitting import fit_dct, fit_hint
+
+    train_split = load_split("cifar10", "train", args.data_root).subset(args.images)
+    if args.what == "hint":
+        coder = fit_hint(args.edge, train_split)
+        print(f"hint coder for {args.edge}: counts {coder.counts.tolist()}, code lengths {[n for _, n in coder.code]}")
+    else:
+        card = fit_dct("dct-cifar10", train_split, args.edge, args.server)
+        print(f"{card.name}: tables fitted on {train_split.name}, sha256 {card.sha256}")
     return 0
 
 

@@ -64,17 +64,26 @@ def model_card(name: str) -> ModelCard:
 
 def write_card(card: ModelCard) -> None:
     """Write ``card`` as ``checkpoints/<name>.json`` next to its weights."""
-    path = CHECKPOINT_DIR / f"{card.name}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(card), indent=2) + "\n")
+    write_json(CHECKPOINT_DIR / f"{card.name}.json", asdict(card))
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as indented JSON; readers never see a half-written file."""
+    tmp = path.with_suffix(".jsontmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(path)
 
 
-def _read_card(path: Path) -> ModelCard:
+def read_card(cls, path: Path):
+    """A card dataclass ``cls`` from its JSON file; :class:`CheckpointError` if it does not fit."""
     try:
-        return ModelCard(**json.loads(path.read_text()))
+        return cls(**json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as err:
-        raise CheckpointError(f"model card {path} is malformed: {err}") from err
+        raise CheckpointError(f"card {path} is malformed: {err}") from err
+
+
+def _read_card(path: Path) -> ModelCard:
+    return read_card(ModelCard, path)
 
 
 def create_model(name: str, num_classes: int | None = None, weights: str | Path | None = None) -> ViTAdapter:

@@ -22,7 +22,7 @@ from ..bitstream import unpatchify
 from . import format as fmt
 from .entropy import SymbolTables
 from ..models import ViTAdapter, create_model
-from .pair import register_codec
+from .pair import TableCodedPair, register_codec
 from .pixels import PixelPair
 
 RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
@@ -46,7 +46,7 @@ def base_steps(patch_size: int, chroma_factor: float = 2.0) -> torch.Tensor:
     return torch.stack([luma, chroma_factor * luma, chroma_factor * luma])
 
 
-class DCTPair(PixelPair):
+class DCTPair(PixelPair, TableCodedPair):
     """DCT-coded pixel patches with importance-aware steps (see the module docstring).
 
     Args:
@@ -67,6 +67,7 @@ class DCTPair(PixelPair):
         p = self.patch_size
         self._dct = dct_matrix(p)
         self._steps = base_steps(p).flatten()  # V = 3 P^2, channel-major (c, u, v)
+        self.values_per_patch = len(self._steps)
 
     def steps(self, level: torch.Tensor) -> torch.Tensor:
         """(... x V) quantizer steps of patches at ``level`` (1..L)."""
@@ -101,26 +102,6 @@ class DCTPair(PixelPair):
 
     def quantize(self, coefficients: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         return torch.round(coefficients / self.steps(level.clamp_min(1))).long()
-
-    def table_index(self, level: torch.Tensor) -> torch.Tensor:
-        """(... x V) table of each coefficient of patches at ``level``: (level - 1) x V + coefficient."""
-        v = len(self._steps)
-        return (level.clamp_min(1) - 1)[..., None] * v + torch.arange(v)
-
-    def symbols(self, source, level):
-        q, index, sent = self.quantize(source, level).numpy(), self.table_index(level).numpy(), (level > 0).numpy()
-        return [(q[i][sent[i]].ravel(), index[i][sent[i]].ravel(), ()) for i in range(len(q))]
-
-    def level_costs(self, source):
-        b, n, _ = source.shape
-        columns = [torch.zeros(b, n, dtype=torch.float64)]
-        for m in range(1, self.levels + 1):
-            level = torch.full((b, n), m)
-            columns.append(self.tables.cost(self.quantize(source, level), self.table_index(level)).sum(-1))
-        return torch.stack(columns, -1)
-
-    def table_indexes(self, level, params):
-        return self.table_index(torch.from_numpy(level)).flatten().numpy()
 
     def dequantize(self, symbols, level, params):
         lv = torch.from_numpy(level)

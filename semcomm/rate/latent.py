@@ -34,7 +34,7 @@ from torch import nn
 from . import format as fmt
 from .entropy import SymbolTables
 from ..models.zoo import CheckpointError
-from .pair import CodecPair, register_codec
+from .pair import TableCodedPair, register_codec
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ class LatentForward:
     bits: torch.Tensor
 
 
-class LatentPair(CodecPair):
+class LatentPair(TableCodedPair):
     """The latent codec as a codec pair: edge tokens in, server logits out (see the module docstring).
 
     The rANS tables are the per-level entropy models' (one per level and
@@ -204,6 +204,7 @@ class LatentPair(CodecPair):
         self.codec = codec.eval()
         self.config = config
         self.tap = config.tap
+        self.values_per_patch = config.channels
         self.num_classes = config.num_classes
         self.bf16 = bf16
         self.hint_coder = hint_coder
@@ -240,28 +241,9 @@ class LatentPair(CodecPair):
         with torch.no_grad():
             return self.codec.bottleneck(hidden.float()).double()
 
-    def _symbols(self, latents: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+    def quantize(self, latents: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         m = level.clamp_min(1)
         return torch.round(latents * level_gain(m).double()[..., None] - self._medians[m - 1]).long()
-
-    def _indexes(self, level: torch.Tensor) -> torch.Tensor:
-        c = self.config.channels
-        return (level.clamp_min(1) - 1)[..., None] * c + torch.arange(c)
-
-    def symbols(self, source, level):
-        q, index, sent = self._symbols(source, level).numpy(), self._indexes(level).numpy(), (level > 0).numpy()
-        return [(q[i][sent[i]].ravel(), index[i][sent[i]].ravel(), ()) for i in range(len(q))]
-
-    def level_costs(self, source):
-        b, n, _ = source.shape
-        columns = [torch.zeros(b, n, dtype=torch.float64)]
-        for m in range(1, self.levels + 1):
-            level = torch.full((b, n), m)
-            columns.append(self.tables.cost(self._symbols(source, level), self._indexes(level)).sum(-1))
-        return torch.stack(columns, -1)
-
-    def table_indexes(self, level, params):
-        return ((level - 1)[:, None] * self.config.channels + np.arange(self.config.channels)).ravel()
 
     def dequantize(self, symbols, level, params):
         q = symbols.reshape(len(level), -1)

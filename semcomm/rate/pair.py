@@ -195,6 +195,37 @@ class CodecPair(ABC):
             raise ValueError("every encoded image must send at least one patch (a level above 0)")
 
 
+class TableCodedPair(CodecPair):
+    """A pair whose patches are V symbols each, quantized at the patch's level, symbol v of level m
+    coded with table (m - 1) V + v. Subclasses set ``values_per_patch`` and implement :meth:`quantize`."""
+
+    values_per_patch: int
+
+    @abstractmethod
+    def quantize(self, source: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """B x N x V int64 symbols of every patch at ``level`` (B x N; level 0 treated as 1)."""
+
+    def table_index(self, level: torch.Tensor) -> torch.Tensor:
+        """(... x V) table of each symbol of patches at ``level``."""
+        v = self.values_per_patch
+        return (level.clamp_min(1) - 1)[..., None] * v + torch.arange(v)
+
+    def symbols(self, source, level):
+        q, index, sent = self.quantize(source, level).numpy(), self.table_index(level).numpy(), (level > 0).numpy()
+        return [(q[i][sent[i]].ravel(), index[i][sent[i]].ravel(), ()) for i in range(len(q))]
+
+    def level_costs(self, source):
+        b, n, _ = source.shape
+        columns = [torch.zeros(b, n, dtype=torch.float64)]
+        for m in range(1, self.levels + 1):
+            level = torch.full((b, n), m)
+            columns.append(self.tables.cost(self.quantize(source, level), self.table_index(level)).sum(-1))
+        return torch.stack(columns, -1)
+
+    def table_indexes(self, level, params):
+        return ((level - 1)[:, None] * self.values_per_patch + np.arange(self.values_per_patch)).ravel()
+
+
 def _raw(symbols: np.ndarray, widths: np.ndarray) -> tuple[int, int]:
     """Raw payload: each symbol in its own width (bits), MSB first -> (int, bits)."""
     value, bits = 0, 0

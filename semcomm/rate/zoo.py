@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..models.zoo import CHECKPOINT_DIR, CheckpointError, file_sha256, verify_sha256
+from ..models.zoo import CHECKPOINT_DIR, CheckpointError, file_sha256, read_card, verify_sha256, write_json
 from .hint import HintCoder
 
 CODEC_DIR = CHECKPOINT_DIR / "codecs"
@@ -56,10 +56,7 @@ def codec_card(name: str) -> CodecCard:
 
 
 def _read(path: Path) -> CodecCard:
-    try:
-        return CodecCard(**json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as err:
-        raise CheckpointError(f"codec card {path} is malformed: {err}") from err
+    return read_card(CodecCard, path)
 
 
 def save_codec(card: CodecCard, tensors: dict[str, torch.Tensor], directory: Path = CODEC_DIR) -> CodecCard:
@@ -75,10 +72,7 @@ def save_codec(card: CodecCard, tensors: dict[str, torch.Tensor], directory: Pat
 
 
 def write_card(card: CodecCard, directory: Path = CODEC_DIR) -> None:
-    path = directory / f"{card.name}.json"
-    tmp = path.with_suffix(".jsontmp")
-    tmp.write_text(json.dumps(asdict(card), indent=2) + "\n")
-    tmp.replace(path)
+    write_json(directory / f"{card.name}.json", asdict(card))
 
 
 def load_codec_tensors(name: str) -> tuple[CodecCard, dict[str, torch.Tensor]]:
