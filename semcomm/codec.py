@@ -28,7 +28,7 @@ from . import bitstream
 from .gating import Gate
 from .importance import attention_layers, patch_importance
 from .inference import DEFAULT_BATCH, map_batches
-from .models.adapter import ViTAdapter, to_uint8
+from .models.adapter import ViTAdapter, check_images, to_uint8
 from .rate import format as fmt
 from .rate.hint import HintCoder
 from .rate.pair import CodecPair, Received
@@ -125,6 +125,10 @@ class EdgeEncoder:
             methods: importance methods to compute; default the encoder's own.
         """
         methods = methods or (self.importance,)
+        check_images(images, self.model.image_size)
+        if len(images) == 0:  # an empty batch: nothing to analyse
+            n = self.model.num_patches
+            return EdgeAnalysis(torch.empty(0, self.model.num_classes), {m: torch.empty(0, n) for m in methods})
         importance = {m: [] for m in methods}
         hidden = []
         layers = attention_layers(*methods)

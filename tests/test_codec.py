@@ -81,3 +81,12 @@ def test_corrupted_string_is_a_clear_error_or_falls_back_to_the_edge(models, tin
     assert torch.equal(predictions[[0, 1, 3]], logits[[0, 1, 3]].argmax(-1))
     with pytest.raises(ValueError, match="errors must be"):
         ServerDecoder(server).classify(damaged, errors="ignore")
+
+
+def test_an_empty_batch_gives_an_empty_transmission(models):
+    edge, server = models
+    empty = torch.zeros(0, 3, 32, 32, dtype=torch.uint8)
+    sent = EdgeEncoder(edge, TopK(4), bf16=False).encode(empty)
+    assert sent.strings == [] and sent.bits.shape == (0,) and sent.edge_logits.shape == (0, 10)
+    logits = ServerDecoder(server, bf16=False).classify(sent.strings)
+    assert logits.shape == (0, 10) and collaborative_predictions(sent, logits).shape == (0,)

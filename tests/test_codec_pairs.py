@@ -40,7 +40,7 @@ def hint():
 @pytest.fixture(scope="module")
 def latent_pair(hint):
     torch.manual_seed(0)
-    codec = LatentCodec(LatentConfig(edge_dim=128, tap=2, channels=4, levels=3))
+    codec = LatentCodec(LatentConfig(source="tokens", in_dim=128, tap=2, channels=4, levels=3, gain_offset=0))
     return LatentPair(codec, latent_tables(codec), codec.entropy.medians(), hint_coder=hint, bf16=False)
 
 
@@ -210,3 +210,25 @@ def test_entropy_coding_off_writes_the_same_symbols_in_fixed_length_fields(dct_p
         assert 8 * len(b) >= widths.sum() and len(a) < len(b)
     with pytest.raises(BitstreamError, match="unknown codec id 10"):
         dct_pair.decode(plain[0])
+
+
+def test_pca_init_gives_the_server_its_own_tokens(models, tiny_images):
+    """With as many channels as pixel values the PCA start is exact: the latent server, fed the
+    unquantized latents of every patch, returns the pixel server's logits."""
+    from semcomm.rate.latent import patch_values
+    from semcomm.rate.latent_training import pca_init
+
+    server = models[1]
+    codec = LatentCodec(LatentConfig(channels=48))
+    state = {k: v for k, v in server.model.state_dict().items() if not k.startswith("patch_embed.")}
+    codec.server.vit.load_state_dict(state, strict=False)
+    pca_init(codec, server.model, torch.cat([tiny_images] * 8))
+    with torch.no_grad():
+        latents = codec.bottleneck(patch_values(tiny_images, codec.config))
+        positions = torch.arange(64).expand(4, -1)
+        logits = codec.server(latents, positions, torch.ones(4, 64, dtype=torch.int64))
+        torch.testing.assert_close(logits, server(tiny_images), rtol=1e-3, atol=1e-3)
+    sixteen = LatentCodec(LatentConfig(channels=16))
+    pca_init(sixteen, server.model, torch.cat([tiny_images] * 8))
+    y = sixteen.bottleneck(patch_values(tiny_images, sixteen.config)).detach()
+    assert (y.var((0, 1)).diff() <= 1e-4).all()  # principal components: variance in decreasing order

@@ -21,6 +21,7 @@ from .dct import DCTPair
 from .entropy import SymbolTables
 from .hint import HintCoder
 from .latent import LatentCodec, LatentConfig
+from .latent_training import edge_view
 from .zoo import CodecCard, save_codec, save_hint
 
 
@@ -62,10 +63,9 @@ def fit_latent_tables(codec: LatentCodec, edge, images: torch.Tensor, batch: int
     medians = codec.entropy.medians().detach().double()
     symbols, indexes = [], []
     for start in range(0, len(images), batch):
-        hidden = edge.forward_with_attention(images[start : start + batch], (-1,), hidden=(config.tap,)).hidden
-        y = codec.bottleneck(next(iter(hidden.values())).float()).double()
+        y = codec.bottleneck(edge_view(edge, images[start : start + batch], config)[2].float()).double()
         for m in range(1, config.levels + 1):
-            q = torch.round(y * 2.0 ** (m - 1) - medians[m - 1])
+            q = torch.round(y * config.gain(m) - medians[m - 1])
             symbols.append(q.long().flatten().numpy())
             indexes.append(((m - 1) * config.channels + torch.arange(config.channels)).expand_as(q).flatten().numpy())
     return SymbolTables.fit(np.concatenate(symbols), np.concatenate(indexes), config.levels * config.channels)
@@ -75,7 +75,7 @@ def export_latent(name: str, run_dir: str | Path, edge: str, train_split: ImageS
                   measured: dict | None = None) -> CodecCard:
     """Ship a latent-codec training run: fp16 weights, fp32 medians, integer tables fitted on ``train_split``."""
     state = torch.load(Path(run_dir) / "state.pt", weights_only=False)
-    config = LatentConfig(**state["config"]["codec"])
+    config = LatentConfig.from_dict(state["config"]["codec"])
     codec = LatentCodec(config)
     codec.load_state_dict(state["model"], strict=False)
     codec.eval()

@@ -1,22 +1,30 @@
-"""The learned latent codec: the edge ViT's own patch tokens, squeezed, quantized and entropy coded.
+"""The learned latent codec: each sent patch as a few learned numbers, quantized and entropy coded.
 
-The edge ViT already computes a token per patch on its way to its answer.
-The latent codec taps those tokens after block ``tap`` (B x N x D_edge),
-maps each to ``channels`` numbers with a small trainable bottleneck on the
-edge (LayerNorm + Linear), and quantizes every sent patch at its own *level*
-m in 1..``levels``: the latent is scaled by the gain 2^(m-1) before
-rounding, so each level up halves the quantizer step (about one more bit per
-active channel, a quarter of the squared error), exactly the bit-depth
-ladder of importance-aware quantization. Each level has its own factorized
-entropy model (CompressAI's ``EntropyBottleneck``), fitted during training
-on the training split and shipped with the model pair.
+The edge maps every patch to ``channels`` numbers with a small trainable
+linear bottleneck, from either
+
+* ``source="pixels"`` (the shipped pair): the patch's normalised pixels;
+  the map starts as the principal components of the server's own patch
+  embeddings (:func:`~semcomm.rate.latent_training.pca_init`), so the server
+  sees its usual tokens from the first step; or
+* ``source="tokens"``: the edge ViT's tokens after block ``tap`` (the edge
+  as the semantic encoder literally), through a LayerNorm first.
+
+Every sent patch is quantized at its own *level* m in 1..``levels``: the
+latent is scaled by the gain 2^(m - 1 + gain_offset) before rounding, so
+each level up halves the quantizer step (about one more bit per active
+channel, a quarter of the squared error): the bit-depth ladder of
+importance-aware quantization. Each level has its own factorized entropy
+model (CompressAI's ``EntropyBottleneck``) for the rate term in training; the
+shipped integer tables are fitted to the symbols the trained codec produces
+on the training split.
 
 On the server a linear embedding (plus a learned embedding of the level)
 turns each received latent into a server token, which gets the server's
 position embedding of *its* patch; CLS is prepended and the server ViT
 (initialised from the zoo server, fine-tuned with the codec) runs unchanged.
 
-Shapes: tokens B x N x D_edge; latents B x N x C (C = ``channels``);
+Shapes: source values B x N x in_dim; latents B x N x C (C = ``channels``);
 levels B x N int64 (0 = patch not sent); bits are per image.
 """
 from __future__ import annotations
@@ -29,6 +37,7 @@ import timm
 import torch
 import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck
+from einops import rearrange
 from torch import nn
 
 from . import format as fmt
@@ -42,40 +51,70 @@ class LatentConfig:
     """Architecture of a latent codec pair.
 
     Attributes:
-        edge_dim: width of the edge ViT's tokens.
-        tap: edge block (0-based) whose output tokens are coded.
+        source: ``pixels`` (each patch's normalised pixels, in (channel, row,
+            column) order) or ``tokens`` (the edge ViT's tokens after block ``tap``).
+        in_dim: values per patch the bottleneck reads (3 P^2 for pixels, the edge width for tokens).
+        tap: edge block (0-based) whose output tokens are coded (``tokens`` only).
         channels: latent numbers per patch (C).
         levels: quantizer levels per patch (1..levels; 0 means not sent).
+        gain_offset: level m scales the latent by 2^(m - 1 + gain_offset) before rounding.
+        patch_size: pixels per patch side (``pixels``).
+        mean, std: per-channel normalisation of [0, 1] pixels (``pixels``).
         server_architecture: timm architecture of the server ViT.
         num_classes: classes of the server head.
     """
 
-    edge_dim: int = 128
-    tap: int = 2
+    source: str = "pixels"
+    in_dim: int = 48
+    tap: int | None = None
     channels: int = 16
-    levels: int = 4
+    levels: int = 5
+    gain_offset: int = -2
+    patch_size: int = 4
+    mean: tuple[float, ...] = (0.4914, 0.4822, 0.4465)
+    std: tuple[float, ...] = (0.2470, 0.2435, 0.2616)
     server_architecture: str = "semcomm_vit_server_p4_32"
     num_classes: int = 10
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def __post_init__(self):
+        if self.source not in ("pixels", "tokens"):
+            raise ValueError(f"latent source must be 'pixels' or 'tokens', got {self.source!r}")
+        if (self.source == "tokens") != (self.tap is not None):
+            raise ValueError("a token source needs the edge block `tap` to read; a pixel source none")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LatentConfig":
+        data = {**data, **{k: tuple(data[k]) for k in ("mean", "std") if k in data}}
+        return cls(**data)
+
+    def gain(self, level) -> torch.Tensor:
+        """Quantizer gain of level m, 2^(m - 1 + gain_offset) (the step is its inverse); float64."""
+        return torch.exp2(torch.as_tensor(level, dtype=torch.float64) - 1 + self.gain_offset)
 
 
 class LatentBottleneck(nn.Module):
-    """Edge side: B x N x D_edge tokens -> B x N x C latents (before quantization)."""
+    """Edge side: B x N x in_dim values per patch -> B x N x C latents (before quantization).
 
-    def __init__(self, edge_dim: int, channels: int):
+    A linear map (after a LayerNorm for edge tokens, whose scale varies);
+    for pixels it starts as the principal components of the server's own
+    patch embeddings (:func:`pca_init`), so the server sees its usual tokens.
+    """
+
+    def __init__(self, in_dim: int, channels: int, norm: bool):
         super().__init__()
-        self.norm = nn.LayerNorm(edge_dim)
-        self.proj = nn.Linear(edge_dim, channels)
+        self.norm = nn.LayerNorm(in_dim) if norm else nn.Identity()
+        self.proj = nn.Linear(in_dim, channels)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.norm(tokens))
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.norm(values))
 
 
-def level_gain(level: torch.Tensor) -> torch.Tensor:
-    """Quantizer gain 2^(m-1) of level m (the step is its inverse)."""
-    return torch.exp2(level.float() - 1)
+def patch_values(images: torch.Tensor, config: LatentConfig) -> torch.Tensor:
+    """B x N x 3P^2 normalised pixel values of uint8 or [0, 1] images, (channel, row, column) per patch."""
+    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    x = (x - torch.tensor(config.mean).view(1, 3, 1, 1)) / torch.tensor(config.std).view(1, 3, 1, 1)
+    p = config.patch_size
+    return rearrange(x, "b c (h p1) (w p2) -> b (h w) (c p1 p2)", p1=p, p2=p)
 
 
 class LatentEntropyModels(nn.Module):
@@ -136,9 +175,9 @@ class LatentCodec(nn.Module):
     """The trainable parts of a latent codec pair: edge bottleneck, entropy models, server.
 
     >>> codec = LatentCodec(LatentConfig())
-    >>> tokens = torch.randn(2, 64, 128)
+    >>> pixels = torch.randn(2, 64, 48)
     >>> level = torch.full((2, 64), 3)
-    >>> out = codec(tokens, level)
+    >>> out = codec(pixels, level)
     >>> out.logits.shape, out.bits.shape
     (torch.Size([2, 10]), torch.Size([2]))
     """
@@ -146,12 +185,12 @@ class LatentCodec(nn.Module):
     def __init__(self, config: LatentConfig):
         super().__init__()
         self.config = config
-        self.bottleneck = LatentBottleneck(config.edge_dim, config.channels)
+        self.bottleneck = LatentBottleneck(config.in_dim, config.channels, norm=config.source == "tokens")
         self.entropy = LatentEntropyModels(config.channels, config.levels)
         self.server = LatentServer(config)
 
     def forward(self, tokens: torch.Tensor, level: torch.Tensor, training: bool | None = None) -> "LatentForward":
-        """Training / estimation pass on B x N x D_edge edge tokens with B x N levels (0 = not sent).
+        """Training / estimation pass on B x N x in_dim source values with B x N levels (0 = not sent).
 
         Every image must send the same number K of patches (the batch is
         rectangular). The server input is the straight-through rounded
@@ -166,7 +205,7 @@ class LatentCodec(nn.Module):
         positions = sent.nonzero()[:, 1].view(b, k)
         lv = level.gather(1, positions)
         y = self.bottleneck(tokens.gather(1, positions[..., None].expand(-1, -1, tokens.shape[-1])))
-        gain = level_gain(lv)[..., None]
+        gain = self.config.gain(lv).float()[..., None]
         scaled = (y.float() * gain).reshape(b * k, -1)
         flat_level = lv.reshape(-1)
         with torch.autocast("cpu", enabled=False):  # likelihood differences need fp32
@@ -225,7 +264,7 @@ class LatentPair(TableCodedPair):
         from .zoo import load_codec_tensors, load_hint
 
         card, tensors = load_codec_tensors(name)
-        codec = LatentCodec(LatentConfig(**card.config["codec"]))
+        codec = LatentCodec(LatentConfig.from_dict(card.config["codec"]))
         weights = {k[len("weights."):]: v.float() for k, v in tensors.items() if k.startswith("weights.")}
         missing, unexpected = codec.load_state_dict(weights, strict=False)
         if unexpected or any(not k.startswith("entropy.") for k in missing):
@@ -236,18 +275,22 @@ class LatentPair(TableCodedPair):
                    hint_coder=load_hint(card.edge) if hint else None, bf16=bf16, entropy_coding=entropy_coding)
 
     def source(self, images, hidden):
-        if hidden is None:
+        if self.config.source == "pixels":
+            values = patch_values(images, self.config)
+        elif hidden is None:
             raise ValueError(f"the latent codec reads the edge's tokens after block {self.tap}; none were given")
+        else:
+            values = hidden.float()
         with torch.no_grad():
-            return self.codec.bottleneck(hidden.float()).double()
+            return self.codec.bottleneck(values).double()
 
     def quantize(self, latents: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         m = level.clamp_min(1)
-        return torch.round(latents * level_gain(m).double()[..., None] - self._medians[m - 1]).long()
+        return torch.round(latents * self.config.gain(m)[..., None] - self._medians[m - 1]).long()
 
     def dequantize(self, symbols, level, params):
         q = symbols.reshape(len(level), -1)
-        values = (q + self._medians_np[level - 1]) / np.exp2(level - 1.0)[:, None]
+        values = (q + self._medians_np[level - 1]) / self.config.gain(level).numpy()[:, None]
         return torch.from_numpy(values.astype(np.float32))
 
     def server_logits(self, values, positions, level):

@@ -33,7 +33,7 @@ from ..inference import autocast
 from ..models import ViTAdapter, create_model, load_weights
 from ..selection import SpreadTopK, TopK
 from ..training import TrainConfig, augment, learning_rate
-from .latent import LatentCodec, LatentConfig
+from .latent import LatentCodec, LatentConfig, patch_values
 
 
 @dataclass
@@ -43,7 +43,7 @@ class LatentTrainConfig:
     codec: LatentConfig = field(default_factory=LatentConfig)
     edge: str = "vit-edge-cifar10"
     server_init: str = "vit-server-cifar10"
-    epochs: int = 15
+    epochs: int = 12
     batch_size: int = 128
     lr: float = 1e-3
     server_lr: float = 3e-4
@@ -64,15 +64,42 @@ class LatentTrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "LatentTrainConfig":
         data = dict(data)
-        data["codec"] = LatentConfig(**data["codec"])
+        data["codec"] = LatentConfig.from_dict(data["codec"])
         data["keep"] = tuple(data["keep"])
         return cls(**data)
 
 
-def edge_view(edge: ViTAdapter, images: torch.Tensor, tap: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(B x C edge logits, B x N mean importance, B x N x D tokens after block ``tap``) in one edge pass."""
-    out = edge.forward_with_attention(images, (-1,), hidden=(tap,))
-    return out.logits, patch_importance(out, "mean"), next(iter(out.hidden.values()))
+def edge_view(edge: ViTAdapter, images: torch.Tensor, config: LatentConfig) -> tuple[torch.Tensor, ...]:
+    """(B x C edge logits, B x N mean importance, B x N x in_dim source values) from one edge pass: the
+    edge's tokens after block ``tap``, or the images' normalised patch pixels."""
+    tokens = config.source == "tokens"
+    out = edge.forward_with_attention(images, (-1,), hidden=(config.tap,) if tokens else ())
+    values = next(iter(out.hidden.values())) if tokens else patch_values(images, config)
+    return out.logits, patch_importance(out, "mean"), values
+
+
+@torch.no_grad()
+def pca_init(codec: LatentCodec, server_vit, images: torch.Tensor) -> None:
+    """Start a pixel latent as the top-C principal components of the server's own patch embeddings.
+
+    With e = W x the server's embedding of a patch x (W: D x 3P^2) and P the
+    C leading eigenvectors of the covariance of e over ``images``, the edge
+    sends y = P^T (W x - mean e) and the server embeds P y + mean e + b: the
+    server's usual tokens up to the discarded components (on CIFAR-10, 16 of
+    192 keep the server's top-1).
+    """
+    config = codec.config
+    w = server_vit.patch_embed.proj.weight.reshape(server_vit.embed_dim, -1).double()  # D x 3P^2, (c p1 p2)
+    b = server_vit.patch_embed.proj.bias.double()
+    x = patch_values(images, config).reshape(-1, config.in_dim).double()
+    e = x @ w.T
+    mean = e.mean(0)
+    values, vectors = torch.linalg.eigh((e - mean).T @ (e - mean) / len(e))
+    p = vectors[:, values.argsort(descending=True)[: config.channels]]  # D x C
+    codec.bottleneck.proj.weight.copy_((p.T @ w).float())
+    codec.bottleneck.proj.bias.copy_((-p.T @ mean).float())
+    codec.server.embed.weight.copy_(p.float())
+    codec.server.embed.bias.copy_((mean + b).float())
 
 
 def training_levels(importance: torch.Tensor, config: LatentTrainConfig, grid: tuple[int, int],
@@ -95,8 +122,9 @@ def training_levels(importance: torch.Tensor, config: LatentTrainConfig, grid: t
     return torch.where(mask, level, torch.zeros_like(level))
 
 
-def build_codec(config: LatentTrainConfig) -> LatentCodec:
-    """A fresh codec whose server starts from the zoo server's weights (its patch embedding unused)."""
+def build_codec(config: LatentTrainConfig, train_split: ImageSplit | None = None) -> LatentCodec:
+    """A fresh codec whose server starts from the zoo server's weights (its patch embedding unused); a
+    pixel latent starts from the principal components of that embedding on ``train_split`` (2,000 images)."""
     torch.manual_seed(config.seed)
     codec = LatentCodec(config.codec)
     teacher = create_model(config.server_init)
@@ -105,6 +133,8 @@ def build_codec(config: LatentTrainConfig) -> LatentCodec:
     if unexpected or any(not k.startswith("patch_embed.") for k in missing):
         raise ValueError(f"server {config.server_init} does not fit {config.codec.server_architecture}: "
                          f"missing {missing}, unexpected {unexpected}")
+    if config.codec.source == "pixels" and train_split is not None:
+        pca_init(codec, teacher.model, train_split.subset(2000).images)
     return codec
 
 
@@ -144,7 +174,7 @@ def train_latent(config: LatentTrainConfig, train_split: ImageSplit, test_split:
     run_dir.mkdir(parents=True, exist_ok=True)
     edge = create_model(config.edge).eval()
     teacher = create_model(config.server_init).eval() if config.kd > 0 else None
-    codec = build_codec(config)
+    codec = build_codec(config, train_split)
     if init_from is not None:
         load_weights(codec, init_from)
     main_opt, aux_opt = _optimizers(codec, config)
@@ -162,7 +192,7 @@ def train_latent(config: LatentTrainConfig, train_split: ImageSplit, test_split:
         history, start_epoch = state["history"], state["epoch"]
     (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
 
-    tap, grid = config.codec.tap, edge.grid_size
+    grid = edge.grid_size
     steps_per_epoch = len(train_split) // config.batch_size
     end_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)
     for epoch in range(start_epoch, end_epoch):
@@ -181,11 +211,11 @@ def train_latent(config: LatentTrainConfig, train_split: ImageSplit, test_split:
             for group in main_opt.param_groups:
                 group["lr"] = group["base_lr"] * scale
             with torch.no_grad(), autocast(config.bf16):
-                _, importance, tokens = edge_view(edge, images, tap)
+                _, importance, source = edge_view(edge, images, config.codec)
                 target = teacher(images).float() if teacher is not None else None
             level = training_levels(importance.float(), config, grid, generator)
             with autocast(config.bf16):
-                out = codec(tokens.float(), level)
+                out = codec(source.float(), level)
             logits = out.logits.float()
             ce = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
             loss = ce + config.rate * out.bits.mean() / 1000
@@ -205,7 +235,7 @@ def train_latent(config: LatentTrainConfig, train_split: ImageSplit, test_split:
                 bar.set_postfix(ce=f"{sums['ce'] / (i + 1):.3f}", bits=f"{sums['bits'] / (i + 1):.0f}")
         record = dict(epoch=epoch + 1, schedule_epochs=config.epochs, steps=steps,
                       **{k: v / steps for k, v in sums.items()}, minutes=(time.time() - started) / 60)
-        record["eval"] = evaluate_latent(codec, edge, test_split.subset(config.eval_images), tap, config.bf16)
+        record["eval"] = evaluate_latent(codec, edge, test_split.subset(config.eval_images), config.bf16)
         history.append(record)
         if progress:
             print(json.dumps(record), flush=True)
@@ -217,7 +247,7 @@ def train_latent(config: LatentTrainConfig, train_split: ImageSplit, test_split:
 
 
 @torch.no_grad()
-def evaluate_latent(codec: LatentCodec, edge: ViTAdapter, split: ImageSplit, tap: int, bf16: bool = True,
+def evaluate_latent(codec: LatentCodec, edge: ViTAdapter, split: ImageSplit, bf16: bool = True,
                     batch_size: int = 250) -> dict:
     """Top-1 and estimated payload bits per image (rounded latents) on ``split``: all patches at each
     level, and spread-top-k 16 at the middle level."""
@@ -230,12 +260,12 @@ def evaluate_latent(codec: LatentCodec, edge: ViTAdapter, split: ImageSplit, tap
     for start in range(0, len(split), batch_size):
         images, labels = split.images[start : start + batch_size], split.labels[start : start + batch_size]
         with autocast(bf16):
-            _, importance, tokens = edge_view(edge, images, tap)
+            _, importance, source = edge_view(edge, images, codec.config)
         for key, (k, m) in settings.items():
             mask = torch.ones_like(importance, dtype=torch.bool) if k is None else SpreadTopK(k)(importance.float(), grid)
             level = torch.where(mask, m, 0)
             with autocast(bf16):
-                out = codec(tokens.float(), level, training=False)
+                out = codec(source.float(), level, training=False)
             correct[key] += int((out.logits.argmax(-1) == labels).sum())
             bits[key] += float(out.bits.sum())
     return {k: dict(top1=correct[k] / len(split), estimated_bits=bits[k] / len(split)) for k in settings}
