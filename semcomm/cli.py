@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="selection rules: top-k,spread-top-k (at every budget), threshold, attention-sum")
     p.add_argument("--levels", type=_int_list, help="fixed quantizer levels of the codec pair, e.g. 1,2")
     p.add_argument("--iaq-bits", type=_float_list, help="IAQ payload budgets in bits per image, e.g. 200,400")
+    p.add_argument("--iaq-min-level", type=int, default=1, help="IAQ: a patch is not sent or sent at this level or above")
+    p.add_argument("--iaq-power", type=float, default=1.0, help="IAQ weights: importance to this power")
+    p.add_argument("--iaq-budgets", type=_int_list, help="patches IAQ chooses among (default 64: all)")
     p.add_argument("--uniform-bits", type=_float_list, help="uniform-level payload budgets (IAQ's baseline)")
     p.add_argument("--thresholds", type=_float_list, help="gate thresholds, e.g. 0.4,0.8,1.2")
     p.add_argument("--codecs", type=_codec_list, help="reference codecs, e.g. jpeg-q50,webp-q20 (default: "
@@ -252,9 +255,11 @@ def _sweep(args) -> int:
         raise KeyError(f"unknown codec {args.codec!r}; choose from raw8, {', '.join(list_codecs())}")
     config = SweepConfig(edge=args.edge, server=args.server, importance=args.importance, codec=codec,
                          fusion=not args.no_fusion, twins=not args.no_twins)
-    policies = tuple(IAQ(b) for b in args.iaq_bits or ()) + tuple(UniformBudget(b) for b in args.uniform_bits or ())
+    policies = (tuple(IAQ(b, power=args.iaq_power, min_level=args.iaq_min_level) for b in args.iaq_bits or ())
+                + tuple(UniformBudget(b) for b in args.uniform_bits or ()))
     for name, value in (("budgets", args.budgets), ("rules", args.rules), ("thresholds", args.thresholds),
-                        ("levels", args.levels), ("policies", policies or None), ("codecs", args.codecs)):
+                        ("levels", args.levels), ("policies", policies or None), ("codecs", args.codecs),
+                        ("policy_budgets", args.iaq_budgets)):
         if value is not None:
             config = replace(config, **{name: value})
     split = load_split(args.dataset, args.split, args.data_root, limit=args.limit)

@@ -178,7 +178,7 @@ class EdgeEncoder:
             source = self.codec.source(images[sent], None if hidden is None else hidden[sent])
             rates = self.codec.rates(source) if self.policy.needs_rates else None
             weights = importance[sent] if importance is not None else mask[sent].float()
-            level[sent] = self.policy(mask[sent], weights, rates)
+            level[sent] = self.policy(mask[sent], weights, rates, self.codec.distortion)
             hint = self.hint.symbols(edge_logits[sent]) if self.hint is not None else None
             for i, string in zip(sent.tolist(), self.codec.encode(source, level[sent], hint)):
                 strings[i] = string

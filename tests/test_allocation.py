@@ -133,6 +133,11 @@ def test_policies_respect_the_mask_and_are_named():
     assert IAQ(300).label == "iaq 300b" and UniformBudget(300).label == "uniform 300b" and FixedLevel(2).label == "L2"
     tiny = IAQ(1)(mask, importance, rates)
     assert (tiny.sum(1) == 1).all()  # the budget covers nothing: the most important patch, coarsest
+    floor = IAQ(300, min_level=3)(mask, importance, rates)
+    assert ((floor == 0) | (floor >= 3)).all() and (floor.amax(1) >= 3).all()
+    assert IAQ(300, min_level=3).label == "iaq 300b min L3"
+    with pytest.raises(ValueError, match="exceeds"):
+        IAQ(300, min_level=5)(mask, importance, rates)
     with pytest.raises(ValueError, match="solver"):
         IAQ(100, solver="magic")
     uneven = rates.clone()

@@ -110,14 +110,23 @@ class DCTPair(PixelPair, TableCodedPair):
 
     @torch.no_grad()
     def fit_tables(self, images: torch.Tensor, batch: int = 500) -> SymbolTables:
-        """Fit one table per (level, coefficient) to every patch of ``images`` at every level."""
-        symbols, indexes = [], []
+        """Fit one table per (level, coefficient) to every patch of ``images`` at every level, and the
+        mean squared error of a patch (in the orthonormal DCT domain) at each level as ``distortion``
+        (level 0, not sent: the spread of patches about the mean patch)."""
+        symbols, indexes, patches = [], [], []
+        error = torch.zeros(self.levels + 1, dtype=torch.float64)
         for start in range(0, len(images), batch):
             coefficients = self.source(images[start : start + batch])
+            patches.append(coefficients.reshape(-1, coefficients.shape[-1]))
             for m in range(1, self.levels + 1):
                 level = torch.full(coefficients.shape[:2], m)
-                symbols.append(self.quantize(coefficients, level).flatten().numpy())
+                q = self.quantize(coefficients, level)
+                error[m] += (q * self.steps(level) - coefficients).pow(2).sum()
+                symbols.append(q.flatten().numpy())
                 indexes.append(self.table_index(level).expand(*coefficients.shape).flatten().numpy())
+        every = torch.cat(patches)
+        error[0] = (every - every.mean(0)).pow(2).sum()
+        self.distortion = (error / len(every)).float()
         self.tables = SymbolTables.fit(np.concatenate(symbols), np.concatenate(indexes), self.levels * len(self._steps))
         return self.tables
 
@@ -131,6 +140,8 @@ def dct_cifar10(server: str | ViTAdapter = "vit-server-cifar10", hint: bool = Tr
 
     card, tensors = load_codec_tensors("dct-cifar10")
     server = create_model(server) if isinstance(server, str) else server
-    return DCTPair(server, SymbolTables.from_state_dict(tensors, "tables."), levels=card.config["levels"],
+    pair = DCTPair(server, SymbolTables.from_state_dict(tensors, "tables."), levels=card.config["levels"],
                    codec_id=card.config["codec_id"], hint_coder=load_hint(card.edge) if hint else None,
                    entropy_coding=entropy_coding)
+    pair.distortion = tensors.get("distortion")
+    return pair

@@ -37,11 +37,12 @@ def fit_dct(name: str, train_split: ImageSplit, edge: str, server: str, levels: 
     """Fit and ship the DCT pair's tables on ``train_split``."""
     pair = DCTPair(create_model(server), levels=levels)
     tables = pair.fit_tables(train_split.images)
+    tensors = {**tables.state_dict("tables."), "distortion": pair.distortion}
     card = CodecCard(name=name, kind="dct", edge=edge, server=server, dataset=train_split.name.split("/")[0],
                      config=dict(levels=levels, patch_size=pair.patch_size, codec_id=pair.layout.codec_id),
                      notes=f"rANS tables fitted on {train_split.name} ({len(train_split)} images), every patch at "
                            "every level")
-    return save_codec(card, tables.state_dict("tables."))
+    return save_codec(card, tensors)
 
 
 def latent_tables(codec: LatentCodec) -> SymbolTables:
@@ -52,8 +53,11 @@ def latent_tables(codec: LatentCodec) -> SymbolTables:
 
 
 @torch.no_grad()
-def fit_latent_tables(codec: LatentCodec, edge, images: torch.Tensor, batch: int = 250) -> SymbolTables:
-    """Tables fitted to the symbols the codec actually produces on ``images``, one per (level, channel).
+def fit_latent_tables(codec: LatentCodec, edge, images: torch.Tensor,
+                      batch: int = 250) -> tuple[SymbolTables, torch.Tensor]:
+    """Tables fitted to the symbols the codec actually produces on ``images``, one per (level, channel),
+    and the (L + 1) mean squared error of a patch's latent at each level (level 0, not sent: its
+    spread about the mean latent), for importance-aware allocation.
 
     Symbols are centred on the entropy models' medians, as in training; the
     counts, not the trained densities, set the probabilities (the densities
@@ -61,14 +65,21 @@ def fit_latent_tables(codec: LatentCodec, edge, images: torch.Tensor, batch: int
     """
     config = codec.config
     medians = codec.entropy.medians().detach().double()
-    symbols, indexes = [], []
+    symbols, indexes, latents = [], [], []
+    error = torch.zeros(config.levels + 1, dtype=torch.float64)
     for start in range(0, len(images), batch):
         y = codec.bottleneck(edge_view(edge, images[start : start + batch], config)[2].float()).double()
+        latents.append(y.reshape(-1, config.channels))
         for m in range(1, config.levels + 1):
-            q = torch.round(y * config.gain(m) - medians[m - 1])
+            gain = config.gain(m)
+            q = torch.round(y * gain - medians[m - 1])
+            error[m] += ((q + medians[m - 1]) / gain - y).pow(2).sum(-1).sum()
             symbols.append(q.long().flatten().numpy())
             indexes.append(((m - 1) * config.channels + torch.arange(config.channels)).expand_as(q).flatten().numpy())
-    return SymbolTables.fit(np.concatenate(symbols), np.concatenate(indexes), config.levels * config.channels)
+    y = torch.cat(latents)
+    error[0] = (y - y.mean(0)).pow(2).sum()
+    tables = SymbolTables.fit(np.concatenate(symbols), np.concatenate(indexes), config.levels * config.channels)
+    return tables, (error / len(y)).float()
 
 
 def export_latent(name: str, run_dir: str | Path, edge: str, train_split: ImageSplit,
@@ -82,9 +93,10 @@ def export_latent(name: str, run_dir: str | Path, edge: str, train_split: ImageS
     shipped = {k: v.detach().half() for k, v in codec.state_dict().items()
                if v.is_floating_point() and not k.startswith("entropy.")}
     codec.load_state_dict({k: v.float() for k, v in shipped.items()}, strict=False)  # fit on what ships
-    tables = fit_latent_tables(codec, create_model(edge), train_split.images)
+    tables, distortion = fit_latent_tables(codec, create_model(edge), train_split.images)
     tensors = {f"weights.{k}": v for k, v in shipped.items()}
     tensors["medians"] = codec.entropy.medians().detach().float()
+    tensors["distortion"] = distortion
     tensors.update(tables.state_dict("tables."))
     card = CodecCard(name=name, kind="latent", edge=edge, server=f"{name} (its own)", dataset=train_split.name.split("/")[0],
                      config=dict(codec=asdict(config), codec_id=3, train=state["config"]), measured=measured or {},

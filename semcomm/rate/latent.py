@@ -238,7 +238,8 @@ class LatentPair(TableCodedPair):
     name = "latent"
 
     def __init__(self, codec: LatentCodec, tables: SymbolTables, medians: torch.Tensor, codec_id: int = 3,
-                 hint_coder=None, bf16: bool = True, entropy_coding: bool = True):
+                 hint_coder=None, bf16: bool = True, entropy_coding: bool = True,
+                 distortion: torch.Tensor | None = None):
         config = codec.config
         self.codec = codec.eval()
         self.config = config
@@ -254,7 +255,7 @@ class LatentPair(TableCodedPair):
         if len(tables) != config.levels * config.channels or tuple(medians.shape) != (config.levels, config.channels):
             raise ValueError(f"a latent pair needs {config.levels} x {config.channels} tables and medians, got "
                              f"{len(tables)} tables and medians of shape {tuple(medians.shape)}")
-        self.tables = tables
+        self.tables, self.distortion = tables, distortion
         self._medians = medians.detach().double()
         self._medians_np = self._medians.numpy()
 
@@ -272,7 +273,8 @@ class LatentPair(TableCodedPair):
                                   f"unexpected {unexpected[:3]}")
         tables = SymbolTables.from_state_dict(tensors, "tables.")
         return cls(codec, tables, tensors["medians"], codec_id=card.config.get("codec_id", 3),
-                   hint_coder=load_hint(card.edge) if hint else None, bf16=bf16, entropy_coding=entropy_coding)
+                   hint_coder=load_hint(card.edge) if hint else None, bf16=bf16, entropy_coding=entropy_coding,
+                   distortion=tensors.get("distortion"))
 
     def source(self, images, hidden):
         if self.config.source == "pixels":

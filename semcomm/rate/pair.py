@@ -58,6 +58,7 @@ class CodecPair(ABC):
     name: str
     layout: fmt.Layout
     tables: SymbolTables | None = None
+    distortion: torch.Tensor | None = None  # (L + 1) measured error of a patch at each level (0: not sent)
     hint_coder: HintCoder | None = None
     num_classes: int = 10
     bf16: bool = True

@@ -12,7 +12,8 @@ the patch importance and, for budgets, the codec's per-patch rate table
   solver of :mod:`semcomm.rate.allocation`, optionally aware of a BSC's
   crossover probability.
 
-Shapes: mask and importance B x N; rates B x N x (L + 1); levels B x N int64.
+Shapes: mask and importance B x N; rates B x N x (L + 1); distortion (L + 1)
+(a codec's measured error of a patch at each level, 0 = not sent); levels B x N int64.
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class LevelPolicy(ABC):
     needs_rates: bool = False
 
     @abstractmethod
-    def __call__(self, mask: torch.Tensor, importance: torch.Tensor, rates: torch.Tensor | None) -> torch.Tensor:
+    def __call__(self, mask: torch.Tensor, importance: torch.Tensor, rates: torch.Tensor | None,
+                 distortion: torch.Tensor | None = None) -> torch.Tensor:
         ...
 
     @property
@@ -52,7 +54,7 @@ class FixedLevel(LevelPolicy):
         if isinstance(self.level, bool) or not isinstance(self.level, int) or self.level < 1:
             raise ValueError(f"FixedLevel needs a level >= 1, got {self.level!r}")
 
-    def __call__(self, mask, importance, rates=None):
+    def __call__(self, mask, importance, rates=None, distortion=None):
         if rates is not None and self.level >= rates.shape[-1]:
             raise ValueError(f"level {self.level} exceeds the codec's {rates.shape[-1] - 1} levels")
         return mask.long() * self.level
@@ -77,7 +79,7 @@ class UniformBudget(LevelPolicy):
     def __post_init__(self):
         _check_bits(self.bits, "UniformBudget")
 
-    def __call__(self, mask, importance, rates):
+    def __call__(self, mask, importance, rates, distortion=None):
         return uniform_allocation(mask, rates, self.bits)
 
     @property
@@ -89,12 +91,14 @@ class UniformBudget(LevelPolicy):
 class IAQ(LevelPolicy):
     """Importance-aware levels within the selection, estimated payload within ``bits`` per image.
 
-    Weights w_i = importance_i ^ ``power``; distortion per level that of a
-    uniform quantizer (range 1) whose index bits cross a BSC with crossover
-    ``eps`` (0: error-free). A step is taken only if it lowers the weighted
-    distortion by at least ``min_gain`` per bit (0: spend the budget). At
-    least the most important selected patch is sent at level 1 even when the
-    budget does not cover it.
+    Weights w_i = importance_i ^ ``power``. Distortion per level: the codec's
+    own measured one when it has it (``distortion``), else that of a uniform
+    quantizer (range 1); with ``eps`` > 0, that of a uniform quantizer whose
+    index bits cross a BSC with crossover ``eps``. A step is taken only if it
+    lowers the weighted distortion by at least ``min_gain`` per bit (0: spend
+    the budget). A patch is either not sent or sent at ``min_level`` or
+    above. At least the most important selected patch is sent (at
+    ``min_level``) even when the budget does not cover it.
     """
 
     bits: float
@@ -102,23 +106,33 @@ class IAQ(LevelPolicy):
     power: float = 1.0
     eps: float = 0.0
     min_gain: float = 0.0
+    min_level: int = 1
     needs_rates = True
 
     def __post_init__(self):
         _check_bits(self.bits, "IAQ")
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown IAQ solver {self.solver!r}; choose from {SOLVERS}")
+        if isinstance(self.min_level, bool) or not isinstance(self.min_level, int) or self.min_level < 1:
+            raise ValueError(f"IAQ min_level must be an integer >= 1, got {self.min_level!r}")
 
-    def __call__(self, mask, importance, rates):
+    def __call__(self, mask, importance, rates, distortion=None):
+        top = rates.shape[-1] - 1
+        if self.min_level > top:
+            raise ValueError(f"IAQ min_level {self.min_level} exceeds the codec's {top} levels")
+        # the levels a patch may take: 0, then min_level and up; solve on those columns, map back
+        columns = torch.tensor([0, *range(self.min_level, top + 1)])
+        if distortion is None or self.eps:
+            distortion = channel_distortion(top, self.eps)
         weights = importance_weights(importance, self.power) * mask
+        rates, distortion = rates[..., columns], distortion[columns]
         if self.solver == "water-filling":
             steps = rates.diff(dim=-1)
             if (steps - steps[..., :1]).abs().max() > 1e-9 or self.eps or self.min_gain:
                 raise ValueError("the water-filling solver needs every level step to cost the same bits "
                                  "(raw pixels) and no channel terms; use 'greedy' or 'lagrangian'")
-            level = water_filling(weights, rates.shape[-1] - 1, float(steps[0, 0, 0]), self.bits)
+            level = water_filling(weights, len(columns) - 1, float(steps[0, 0, 0]), self.bits)
         else:
-            distortion = channel_distortion(rates.shape[-1] - 1, self.eps)
             solve = lagrangian_allocation if self.solver == "lagrangian" else greedy_allocation
             level = solve(weights, rates, distortion, self.bits, min_gain=self.min_gain)
         level = level * mask
@@ -126,9 +140,10 @@ class IAQ(LevelPolicy):
         if empty.any():  # the budget covers nothing: the single most important selected patch, coarsest
             best = (importance * mask).argmax(1)
             level[empty, best[empty]] = 1
-        return level
+        return columns[level]
 
     @property
     def label(self) -> str:
-        extra = f" eps {self.eps:g}" if self.eps else ""
+        extra = ((f" power {self.power:g}" if self.power != 1 else "") + (f" eps {self.eps:g}" if self.eps else "")
+                 + (f" min L{self.min_level}" if self.min_level > 1 else ""))
         return f"iaq {self.bits:g}b{extra}"
