@@ -156,7 +156,8 @@ def _train(args) -> int:
         test_split = load_split("cifar10", "test", args.data_root)
         init_from = args.init_from
         if init_from is not None and not Path(init_from).is_file():
-            raise ValueError(f"--init-from for a latent codec takes a safetensors file of codec weights, got {init_from}")
+            raise ValueError(f"--init-from for a latent codec takes a safetensors file of codec weights (a run's or a "
+                             f"shipped pair's), got {init_from}")
         train_latent(config, train_split, test_split, _run_dir(args), stop_after=args.stop_after, init_from=init_from)
         return _export(args) if args.export else 0
     if args.preset not in PRESETS:

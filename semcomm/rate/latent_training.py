@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..data import ImageSplit
 from ..importance import patch_importance
 from ..inference import autocast
-from ..models import ViTAdapter, create_model, load_weights
+from ..models import ViTAdapter, create_model
 from ..selection import SpreadTopK, TopK
 from ..training import TrainConfig, augment, learning_rate
 from .latent import LatentCodec, LatentConfig, patch_values
@@ -43,17 +43,17 @@ class LatentTrainConfig:
     codec: LatentConfig = field(default_factory=LatentConfig)
     edge: str = "vit-edge-cifar10"
     server_init: str = "vit-server-cifar10"
-    epochs: int = 12
+    epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
-    server_lr: float = 3e-4
+    server_lr: float = 1e-4
     density_lr: float = 5e-3
     min_lr: float = 1e-5
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     kd: float = 1.0
-    rate: float = 1.5
+    rate: float = 0.3
     keep: tuple[float, float] = (0.1, 1.0)
     full_prob: float = 0.2
     guided_prob: float = 0.7
@@ -138,6 +138,21 @@ def build_codec(config: LatentTrainConfig, train_split: ImageSplit | None = None
     return codec
 
 
+def load_codec_weights(codec: LatentCodec, path: str | Path) -> None:
+    """Warm-start ``codec`` from a safetensors file: a training run's weights, or a shipped pair's
+    (``weights.``-prefixed, without entropy models, which then start afresh)."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    if any(k.startswith("weights.") for k in state):
+        state = {k[len("weights."):]: v for k, v in state.items() if k.startswith("weights.")}
+    own = codec.state_dict()
+    state = {k: v.to(own[k].dtype) for k, v in state.items() if k in own}
+    missing, unexpected = codec.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("entropy.") for k in missing):
+        raise ValueError(f"{path} does not fit this codec: missing {missing[:4]}, unexpected {unexpected[:4]}")
+
+
 def _optimizers(codec: LatentCodec, config: LatentTrainConfig):
     """AdamW on the bottleneck and server (the new layers at ``lr``, the pretrained server at ``server_lr``),
     the entropy models' densities at ``density_lr`` without weight decay, their quantiles on the auxiliary loss."""
@@ -176,7 +191,7 @@ def train_latent(config: LatentTrainConfig, train_split: ImageSplit, test_split:
     teacher = create_model(config.server_init).eval() if config.kd > 0 else None
     codec = build_codec(config, train_split)
     if init_from is not None:
-        load_weights(codec, init_from)
+        load_codec_weights(codec, init_from)
     main_opt, aux_opt = _optimizers(codec, config)
     history: list[dict] = []
     start_epoch = 0
