@@ -176,7 +176,7 @@ class EdgeEncoder:
         sent = offloaded.nonzero().flatten()
         if len(sent):
             source = self.codec.source(images[sent], None if hidden is None else hidden[sent])
-            rates = self.codec.rates(source) if self.policy.needs_rates else None
+            rates = self.codec.rates(source, mask[sent]) if self.policy.needs_rates else None
             weights = importance[sent] if importance is not None else mask[sent].float()
             level[sent] = self.policy(mask[sent], weights, rates, self.codec.distortion)
             hint = self.hint.symbols(edge_logits[sent]) if self.hint is not None else None

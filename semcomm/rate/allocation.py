@@ -154,7 +154,7 @@ def water_filling(weights: torch.Tensor, max_level: int, bits_per_level: float, 
 
 
 def lagrangian_allocation(weights: torch.Tensor, rates: torch.Tensor, distortion: torch.Tensor, budget,
-                          min_gain: float = 0.0, iterations: int = 50) -> torch.Tensor:
+                          min_gain: float = 0.0, iterations: int = 36) -> torch.Tensor:
     """Each patch minimises w_i D(M) + lambda R_i(M); lambda by bisection to the largest allocation within
     budget, and at least ``min_gain`` (bits that buy less distortion than that are not spent)."""
     budget = _check(weights, rates, budget)

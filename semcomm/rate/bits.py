@@ -83,12 +83,16 @@ def subset_bits(n: int, k: int) -> int:
 
 
 def subset_rank(positions: list[int], n: int) -> int:
-    """Rank in [0, C(n, k)) of ascending ``positions`` (a k-subset of range(n))."""
+    """Rank in [0, C(n, k)) of ascending ``positions`` (a k-subset of range(n)), lexicographic order.
+
+    The subsets whose i-th element is some j between the previous element and
+    ``positions[i]`` come first: sum over those j of C(n - j - 1, k - i - 1),
+    which telescopes (hockey stick) to C(n - prev - 1, k - i) - C(n - p_i, k - i).
+    """
     rank, previous = 0, -1
     k = len(positions)
     for i, p in enumerate(positions):
-        for skipped in range(previous + 1, p):  # subsets whose i-th element is ``skipped`` come first
-            rank += _binomial(n - skipped - 1, k - i - 1)
+        rank += _binomial(n - previous - 1, k - i) - _binomial(n - p, k - i)
         previous = p
     return rank
 

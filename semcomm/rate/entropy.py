@@ -60,7 +60,12 @@ class SymbolTables:
         cdfs = [row[:length] for row, length in zip(self.cdfs.tolist(), self.lengths.tolist())]
         self._lists = (cdfs + [_PAD_CDF], self.lengths.tolist() + [len(_PAD_CDF)], self.offsets.tolist() + [0])
         widths = (self.cdfs[:, 1:] - self.cdfs[:, :-1]).double()
-        self._cost = -torch.log2(widths.clamp_min(1) / 2 ** PRECISION)  # T x (S - 1) bits per in-range symbol
+        # bits of every in-range symbol (and the escape) of every table, flat: table t's start at _starts[t]
+        cost = -torch.log2(widths.clamp_min(1) / 2 ** PRECISION)
+        spans = self.lengths.long() - 1
+        self._starts = torch.cat([torch.zeros(1, dtype=torch.long), spans.cumsum(0)[:-1]])
+        self._flat_cost = torch.cat([cost[t, : int(n)] for t, n in enumerate(spans)]).float()
+        self._offsets_long, self._last = self.offsets.long(), self.lengths.long() - 2
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -140,11 +145,11 @@ class SymbolTables:
         outside a table's range costs its escape symbol plus 32 bits. An estimate, not what
         :func:`rans_encode` writes."""
         symbols, indexes = torch.as_tensor(symbols).long(), torch.as_tensor(indexes).long()
-        value = symbols - self.offsets.long()[indexes]
-        last = self.lengths.long()[indexes] - 2
+        value = symbols - self._offsets_long[indexes]
+        last = self._last[indexes]
         inside = (value >= 0) & (value < last)
         slot = torch.where(inside, value, last)
-        return self._cost[indexes, slot] + 32.0 * ~inside
+        return (self._flat_cost[self._starts[indexes] + slot] + 32.0 * ~inside).double()
 
     def estimated_bits(self, symbols, indexes) -> float:
         """Sum of :meth:`cost`: the model's estimate of a payload's bits (coder overhead excluded)."""

@@ -74,14 +74,20 @@ class CodecPair(ABC):
     def symbols(self, source: torch.Tensor, level: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray, tuple]]:
         """Per image: (symbols, table indexes, codec parameters) of its sent patches, in position order."""
 
-    def rates(self, source: torch.Tensor) -> torch.Tensor:
-        """B x N x (L + 1) estimated payload bits of each patch at each level (column 0 = 0), for allocation.
+    def rates(self, source: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """B x N x (L + 1) estimated payload bits of each patch at each level (column 0 = 0), for allocation;
+        only the patches in ``mask`` (B x N, default all) are estimated, the others read 0.
 
         Made non-decreasing in the level (a running maximum: where a finer level
         happens to be cheaper for a patch, the budget is charged the coarser
         level's cost), as the allocation solvers require.
         """
-        return self.level_costs(source).cummax(-1).values
+        b, n = source.shape[:2]
+        if mask is None:
+            return self.level_costs(source).cummax(-1).values
+        out = torch.zeros(b, n, self.levels + 1, dtype=torch.float64)
+        out[mask] = self.level_costs(source[mask][None])[0].cummax(-1).values
+        return out
 
     def level_costs(self, source: torch.Tensor) -> torch.Tensor:
         """B x N x (L + 1) the codec's own estimate of each patch's payload bits at each level."""
