@@ -147,10 +147,13 @@ def load_codec_weights(codec: LatentCodec, path: str | Path) -> None:
     if any(k.startswith("weights.") for k in state):
         state = {k[len("weights."):]: v for k, v in state.items() if k.startswith("weights.")}
     own = codec.state_dict()
-    state = {k: v.to(own[k].dtype) for k, v in state.items() if k in own}
-    missing, unexpected = codec.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("entropy.") for k in missing):
-        raise ValueError(f"{path} does not fit this codec: missing {missing[:4]}, unexpected {unexpected[:4]}")
+    misfit = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
+    unexpected = [k for k in state if k not in own]
+    missing = [k for k in own if k not in state and not k.startswith("entropy.")]
+    if misfit or unexpected or missing:
+        raise ValueError(f"{path} does not fit this codec: shapes differ for {misfit[:3]}, unexpected "
+                         f"{unexpected[:3]}, missing {missing[:3]}")
+    codec.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=False)
 
 
 def _optimizers(codec: LatentCodec, config: LatentTrainConfig):
@@ -245,7 +248,7 @@ def train_latent(config: LatentTrainConfig, train_split: ImageSplit, test_split:
             aux.backward()
             aux_opt.step()
             for key, value in (("loss", loss), ("ce", ce), ("bits", out.bits.mean()), ("aux", aux)):
-                sums[key] += float(value)
+                sums[key] += float(value.detach())
             if i % 20 == 0:
                 bar.set_postfix(ce=f"{sums['ce'] / (i + 1):.3f}", bits=f"{sums['bits'] / (i + 1):.0f}")
         record = dict(epoch=epoch + 1, schedule_epochs=config.epochs, steps=steps,
