@@ -116,8 +116,8 @@ def main() -> None:
                                                              "transform: fixed DCT (L3), fine-tuned server")
         rows["DCT (L3), entropy coding off, original server"] = (run("dct, entropy coding off", rule, dct_policy),
                                                                  "server: DCT (L3) with the original server")
-        rows["raw pixels, 2 bits each (pixel-iaq L2), original server"] = (
-            run("raw pixels (pixel-iaq), original server", rule, FixedLevel(2)), "server: DCT (L3) with the original server")
+        rows["raw pixels, 1 bit each (pixel-iaq L1; about the DCT's bits), original server"] = (
+            run("raw pixels (pixel-iaq), original server", rule, FixedLevel(1)), "server: DCT (L3) with the original server")
         for name, ((correct, bits), versus) in rows.items():
             compare = ""
             if versus is not None:

@@ -219,3 +219,24 @@ def test_format_md_worked_example_matches_the_code():
     assert string == documented
     received = pair.decode(string)
     assert received.positions.tolist() == [18, 19, 27, 45] and received.level.tolist() == [3, 2, 2, 1]
+
+
+def test_a_uniform_level_map_costs_one_flag_and_the_level():
+    layout = fmt.Layout(3, 64, 5)
+    level = [0] * 64
+    for i in range(0, 64, 4):
+        level[i] = 4
+    mixed = list(level)
+    mixed[0] = 3
+    uniform, varied = (fmt.pack(layout, fmt.Frame(3, lv, None, (), 0, b"\x80\0\0\0")) for lv in (level, mixed))
+    rows = {r["field"]: r["bits"] for r in fmt.dissect(uniform, layout)}
+    assert rows["uniform flag"] == 1 and rows["uniform level"] == 3 and "level count" not in rows
+    assert fmt.unpack(uniform, {3: layout}).level == level and fmt.unpack(varied, {3: layout}).level == mixed
+    # a uniform level beyond the codec's (7 of 5) is caught even with a valid CRC
+    writer = BitWriter()
+    for value, width in ((2, 4), (3, 4), (0, 1), (0, 6), (0, 6), (1, 1), (6, 3), (0, 3)):
+        writer.write(value, width)
+    writer.write_bytes(b"\x80\0\0\0")
+    body = writer.to_bytes()
+    with pytest.raises(BitstreamError, match="level 7 of a codec with 5 levels"):
+        fmt.unpack(body + fmt.crc16(body).to_bytes(2, "big"), {3: layout})

@@ -10,9 +10,11 @@ bits                  field
 1                     hint flag: the edge's prediction travels in the payload
 w(N)                  K - 1, the number of patches sent minus one
 ceil(log2 C(N, K))    positions: rank of the K-subset of the N patches
-level map             for m = 2..L: K_m, the patches at level m or above, in
-                      w(K_{m-1} + 1) bits, then the rank of that K_m-subset
-                      of the K_{m-1} patches at level m - 1 or above
+1                     uniform flag: every sent patch at the same level
+w(L)                  if uniform: that level - 1
+level map             otherwise, for m = 2..L: K_m, the patches at level m
+                      or above, in w(K_{m-1} + 1) bits, then the rank of that
+                      K_m-subset of the K_{m-1} patches at level m - 1 or above
 codec parameters      fixed-width fields the codec declares (may be none)
 hint                  if the hint flag is set: the edge's C class symbols,
                       each a codeword of a canonical Huffman code
@@ -212,6 +214,11 @@ def _write_level_map(writer: BitWriter, level: list[int], layout: Layout) -> Non
         raise ValueError("an offloaded image must send at least one patch")
     writer.write(len(sent) - 1, width_for(n))
     writer.write(subset_rank(sent, n), subset_bits(n, len(sent)))
+    levels = {level[i] for i in sent}
+    writer.write(int(len(levels) == 1), 1)
+    if len(levels) == 1:
+        writer.write(levels.pop() - 1, width_for(layout.levels))
+        return
     above = sent
     for m in range(2, layout.levels + 1):
         chosen = [j for j, i in enumerate(above) if level[i] >= m]
@@ -227,6 +234,13 @@ def _read_level_map(reader: BitReader, layout: Layout) -> list[int]:
         raise BitstreamError(f"corrupted: {k} patches sent, the grid has {n}")
     above = subset_unrank(reader.read(subset_bits(n, k), "positions"), n, k)
     level = [0] * n
+    if reader.read(1, "uniform flag"):
+        common = reader.read(width_for(layout.levels), "uniform level") + 1
+        if common > layout.levels:
+            raise BitstreamError(f"corrupted: level {common} of a codec with {layout.levels} levels")
+        for i in above:
+            level[i] = common
+        return level
     for i in above:
         level[i] = 1
     for m in range(2, layout.levels + 1):
