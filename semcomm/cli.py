@@ -189,7 +189,8 @@ def _export(args) -> int:
         from .rate.fitting import export_latent
 
         train_split = load_split("cifar10", "train", args.data_root).subset(10_000)
-        card = export_latent(args.preset, _run_dir(args), LATENT_PRESETS[args.preset].edge, train_split)
+        test_split = load_split("cifar10", "test", args.data_root)
+        card = export_latent(args.preset, _run_dir(args), LATENT_PRESETS[args.preset].edge, train_split, test_split)
         print(json.dumps(dict(name=card.name, sha256=card.sha256, history=card.history[-1:]), indent=2))
         return 0
 
@@ -202,10 +203,17 @@ def _export(args) -> int:
 def _zoo(args) -> int:
     from .models import list_checkpoints
 
+    from .rate.zoo import list_codec_cards
+
     print(f"{'name':24} {'architecture':26} {'dataset':10} {'params':>9} {'epochs':>6} {'test top-1':>10}")
     for card in list_checkpoints():
         acc = f"{100 * card.test_top1:.2f}%" if card.test_top1 is not None else "-"
         print(f"{card.name:24} {card.architecture:26} {card.dataset:10} {card.params:9,d} {card.epochs:6d} {acc:>10}")
+    print("\ncodec pairs (every patch sent, server alone: top-1 at bits per image, per level)")
+    for card in list_codec_cards():
+        levels = [f"L{m[1:]} {100 * v['top1']:.1f}% @ {v['bits_per_image']:,.0f}" for m, v in card.measured.items()
+                  if m.startswith("L") and isinstance(v, dict)]
+        print(f"{card.name:24} {card.kind:8} server {card.server:26} {'; '.join(levels) or 'not measured'}")
     return 0
 
 
@@ -232,7 +240,8 @@ def _fit(args) -> int:
         coder = fit_hint(args.edge, train_split)
         print(f"hint coder for {args.edge}: counts {coder.counts.tolist()}, code lengths {[n for _, n in coder.code]}")
     else:
-        card = fit_dct("dct-cifar10", train_split, args.edge, args.server)
+        card = fit_dct("dct-cifar10", train_split, args.edge, args.server,
+                       test_split=load_split("cifar10", "test", args.data_root))
         print(f"{card.name}: tables fitted on {train_split.name}, sha256 {card.sha256}")
     return 0
 

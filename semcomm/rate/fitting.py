@@ -22,7 +22,7 @@ from .entropy import SymbolTables
 from .hint import HintCoder
 from .latent import LatentCodec, LatentConfig
 from .latent_training import edge_view
-from .zoo import CodecCard, save_codec, save_hint
+from .zoo import CodecCard, save_codec, save_hint, write_card
 
 
 def fit_hint(edge: str, train_split: ImageSplit, step: float = 2.0, levels: int = 3) -> HintCoder:
@@ -33,8 +33,10 @@ def fit_hint(edge: str, train_split: ImageSplit, step: float = 2.0, levels: int 
     return coder
 
 
-def fit_dct(name: str, train_split: ImageSplit, edge: str, server: str, levels: int = 6) -> CodecCard:
-    """Fit and ship the DCT pair's tables on ``train_split``."""
+def fit_dct(name: str, train_split: ImageSplit, edge: str, server: str, levels: int = 6,
+            test_split: ImageSplit | None = None) -> CodecCard:
+    """Fit and ship the DCT pair's tables on ``train_split``; the card records :func:`measure_pair`
+    (with ``server``) on ``test_split`` when given."""
     pair = DCTPair(create_model(server), levels=levels)
     tables = pair.fit_tables(train_split.images)
     tensors = {**tables.state_dict("tables."), "distortion": pair.distortion}
@@ -42,7 +44,11 @@ def fit_dct(name: str, train_split: ImageSplit, edge: str, server: str, levels: 
                      config=dict(levels=levels, patch_size=pair.patch_size, codec_id=pair.layout.codec_id),
                      notes=f"rANS tables fitted on {train_split.name} ({len(train_split)} images), every patch at "
                            "every level")
-    return save_codec(card, tensors)
+    card = save_codec(card, tensors)
+    if test_split is not None:
+        card.measured = measure_pair(pair, edge, test_split)
+        write_card(card)
+    return card
 
 
 def latent_tables(codec: LatentCodec) -> SymbolTables:
@@ -82,9 +88,31 @@ def fit_latent_tables(codec: LatentCodec, edge, images: torch.Tensor,
     return tables, (error / len(y)).float()
 
 
+@torch.no_grad()
+def measure_pair(pair, edge_name: str, test_split: ImageSplit) -> dict:
+    """Top-1 of the pair's server alone and real bits per image with every patch of every image of
+    ``test_split`` sent, at each level (no hint): what a card records."""
+    from ..codec import EdgeEncoder, ServerDecoder
+    from ..selection import TopK
+    from .policies import FixedLevel
+
+    edge = create_model(edge_name)
+    encoder = EdgeEncoder(edge, TopK(edge.num_patches), gate=None, codec=pair)
+    analysis = encoder.analyze(test_split.images)
+    measured = dict(test_images=len(test_split), note="every patch sent, server alone (no fusion), bits as sent")
+    for level in range(1, pair.levels + 1):
+        encoder.policy = FixedLevel(level)
+        sent = encoder.encode(test_split.images, analysis=analysis)
+        logits = ServerDecoder(codec=pair).classify(sent.strings)
+        measured[f"L{level}"] = dict(top1=float((logits.argmax(-1) == test_split.labels).float().mean()),
+                                     bits_per_image=float(sent.bits.float().mean()))
+    return measured
+
+
 def export_latent(name: str, run_dir: str | Path, edge: str, train_split: ImageSplit,
-                  measured: dict | None = None) -> CodecCard:
-    """Ship a latent-codec training run: fp16 weights, fp32 medians, integer tables fitted on ``train_split``."""
+                  test_split: ImageSplit | None = None) -> CodecCard:
+    """Ship a latent-codec training run: fp16 weights, fp32 medians, integer tables fitted on
+    ``train_split``; the card records :func:`measure_pair` on ``test_split`` when given."""
     state = torch.load(Path(run_dir) / "state.pt", weights_only=False)
     config = LatentConfig.from_dict(state["config"]["codec"])
     codec = LatentCodec(config)
@@ -99,7 +127,12 @@ def export_latent(name: str, run_dir: str | Path, edge: str, train_split: ImageS
     tensors["distortion"] = distortion
     tensors.update(tables.state_dict("tables."))
     card = CodecCard(name=name, kind="latent", edge=edge, server=f"{name} (its own)", dataset=train_split.name.split("/")[0],
-                     config=dict(codec=asdict(config), codec_id=3, train=state["config"]), measured=measured or {},
-                     history=state["history"],
+                     config=dict(codec=asdict(config), codec_id=3, train=state["config"]), history=state["history"],
                      notes=f"`semcomm train {name} --export`; tables fitted on {train_split.name} ({len(train_split)} images)")
-    return save_codec(card, tensors)
+    card = save_codec(card, tensors)
+    if test_split is not None:
+        from .latent import LatentPair
+
+        card.measured = measure_pair(LatentPair.from_zoo(name, hint=False), edge, test_split)
+        write_card(card)
+    return card
