@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uniform-bits", type=_float_list, help="uniform-level payload budgets (IAQ's baseline)")
     p.add_argument("--thresholds", type=_float_list, help="gate thresholds, e.g. 0.4,0.8,1.2")
     p.add_argument("--codecs", type=_codec_list, help="reference codecs, e.g. jpeg-q50,webp-q20 (default: "
-                   "jpeg q10/90, webp q5/25/75); 'none' for no codecs")
+                   "webp q10/40/75, jpeg q50); 'none' for no codecs")
     p.add_argument("--no-fusion", action="store_true", help="do not send the edge's prediction and fuse it")
     p.add_argument("--no-twins", action="store_true", help="no equal-budget random twins")
     p.add_argument("--all-rows", action="store_true", help="print every point, not only frontiers and references")

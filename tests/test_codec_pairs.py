@@ -120,6 +120,9 @@ def test_encoder_and_decoder_agree_and_fuse(models, latent_pair, hint, tiny_imag
     torch.testing.assert_close(fused, fuse(plain, edge_log_probs))
     no_hint = EdgeEncoder(edge, SpreadTopK(12), gate=None, codec=latent_pair, policy=policy).encode(tiny_images)
     assert (sent.bits - no_hint.bits).min() >= 8 and (sent.bits - no_hint.bits).max() <= 8 * 3 + 8
+    symbols = hint.symbols(sent.edge_logits)
+    assert [latent_pair.with_hint(s, symbols[i]) for i, s in enumerate(no_hint.strings)] == sent.strings
+    assert [latent_pair.with_hint(s, None) for s in sent.strings] == no_hint.strings
 
 
 def test_server_decoder_reads_both_versions_and_flags_damage(models, latent_pair, tiny_images):

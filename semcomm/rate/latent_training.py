@@ -8,7 +8,8 @@ its patch embedding replaced by the latent embedding).
 Each batch keeps a random number of patches (a fraction in ``keep``, every
 patch with probability ``full_prob``), chosen at random or by the edge's
 attention (top-k or spread-top-k, the codec's own rules), each sent patch at
-a random level. Loss: cross-entropy (label smoothing) + ``kd`` x KL to the
+a random level (drawn with ``level_weights``: the fine levels, where the server must
+keep its accuracy, most often). Loss: cross-entropy (label smoothing) + ``kd`` x KL to the
 zoo server's answer on the full image (temperature 1) + ``rate`` x
 estimated kilobits per image; the entropy models' quantiles get CompressAI's
 auxiliary loss with their own optimizer.
@@ -43,10 +44,10 @@ class LatentTrainConfig:
     codec: LatentConfig = field(default_factory=LatentConfig)
     edge: str = "vit-edge-cifar10"
     server_init: str = "vit-server-cifar10"
-    epochs: int = 10
+    epochs: int = 6
     batch_size: int = 128
-    lr: float = 1e-3
-    server_lr: float = 1e-4
+    lr: float = 3e-4
+    server_lr: float = 5e-5
     density_lr: float = 5e-3
     min_lr: float = 1e-5
     weight_decay: float = 0.05
@@ -54,8 +55,9 @@ class LatentTrainConfig:
     label_smoothing: float = 0.1
     kd: float = 1.0
     rate: float = 0.3
-    keep: tuple[float, float] = (0.1, 1.0)
-    full_prob: float = 0.2
+    keep: tuple[float, float] = (0.25, 1.0)
+    full_prob: float = 0.3
+    level_weights: tuple[float, ...] | None = (0.05, 0.15, 0.3, 0.3, 0.2)
     guided_prob: float = 0.7
     bf16: bool = True
     seed: int = 0
@@ -66,6 +68,8 @@ class LatentTrainConfig:
         data = dict(data)
         data["codec"] = LatentConfig.from_dict(data["codec"])
         data["keep"] = tuple(data["keep"])
+        if data.get("level_weights") is not None:
+            data["level_weights"] = tuple(data["level_weights"])
         return cls(**data)
 
 
@@ -118,7 +122,11 @@ def training_levels(importance: torch.Tensor, config: LatentTrainConfig, grid: t
         mask = SpreadTopK(keep)(importance, grid, generator)
     else:
         mask = torch.rand(b, n, generator=generator).argsort(1).argsort(1) < keep
-    level = torch.randint(1, config.codec.levels + 1, (b, n), generator=generator)
+    if config.level_weights is None:
+        level = torch.randint(1, config.codec.levels + 1, (b, n), generator=generator)
+    else:
+        weights = torch.tensor(config.level_weights, dtype=torch.float64)
+        level = torch.multinomial(weights, b * n, replacement=True, generator=generator).view(b, n) + 1
     return torch.where(mask, level, torch.zeros_like(level))
 
 

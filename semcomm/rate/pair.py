@@ -151,6 +151,14 @@ class CodecPair(ABC):
             strings.append(fmt.pack(self.layout, frame, self.hint_coder))
         return strings
 
+    def with_hint(self, string: bytes, hint: torch.Tensor | None) -> bytes:
+        """The same string with the edge hint ``hint`` (C symbols; None: without one): re-framed, the
+        payload untouched, so no re-encoding."""
+        frame = fmt.unpack(string, {self.layout.codec_id: self.layout}, self.raw_payload_bits, self.hint_coder,
+                           self.num_classes)
+        frame.hint = hint
+        return fmt.pack(self.layout, frame, self.hint_coder)
+
     def decode(self, string: bytes) -> Received:
         """Parse and dequantize one string; :class:`BitstreamError` if it is malformed or corrupted."""
         frame = fmt.unpack(string, {self.layout.codec_id: self.layout}, self.raw_payload_bits, self.hint_coder,
