@@ -18,6 +18,7 @@ from semcomm import create_model
 from semcomm.codec import EdgeEncoder
 from semcomm.data import load_split
 from semcomm.rate import create_codec
+from semcomm.rate.entropy import rans_encode
 from semcomm.rate.format import dissect, unpack
 from semcomm.rate.policies import FixedLevel
 from semcomm.rate.zoo import load_hint
@@ -39,16 +40,18 @@ def main() -> None:
     analysis = encoder.analyze(split.images)
     sent = encoder.encode(split.images, analysis=analysis)
     fields = defaultdict(float)
-    real, estimate = 0, 0.0
+    real, estimate, one_set = 0, 0.0, 0
     source = pair.source(split.images, analysis.hidden)
     per_image = pair.symbols(source, sent.level)
-    for string, (symbols, indexes, _) in zip(sent.strings, per_image):
+    for string, (symbols, indexes, params) in zip(sent.strings, per_image):
         for row in dissect(string, pair.layout, hint, pair.num_classes):
             name = row["field"] if not row["field"].startswith("level") else "level map and counts"
             fields[name] += row["bits"]
         frame = unpack(string, {pair.layout.codec_id: pair.layout}, hint_coder=hint, classes=pair.num_classes)
         real += 8 * len(frame.payload)
-        estimate += pair.tables.estimated_bits(symbols, indexes)
+        estimate += pair.tables_for(params).estimated_bits(symbols, indexes)
+        if params and getattr(pair, "table_sets", None):  # the same symbols with the one pooled set, for comparison
+            one_set += 8 * len(rans_encode(pair.tables, symbols, indexes)[1])
     n = len(sent.strings)
     total = float(sent.bits.float().mean())
     print(f"# {args.codec}, spread-top-k {args.budget} at level {args.level}, {n} CIFAR-10 test images, "
@@ -59,9 +62,14 @@ def main() -> None:
         print(f"| {name} | {bits / n:.1f} | {100 * bits / n / total:.1f}% |")
     flush = real / n - estimate / n
     print(f"\nrANS payload: {real / n:.1f} real bits per string against an estimate of {estimate / n:.1f} "
-          f"(-sum log2 p under the shipped tables): ratio {real / estimate:.4f}, {flush:.1f} bits per string "
+          f"(-sum log2 p under the tables each string was coded with): ratio {real / estimate:.4f}, {flush:.1f} bits per string "
           f"above it (the coder's flushed initial state and word rounding); "
           f"over the whole split, {real:,} real bits for {estimate:,.0f} estimated.")
+    if one_set:
+        real += n * sum(pair.layout.param_widths)
+        print(f"\nSwitched tables: {real / n:.1f} bits per string (payload + the {sum(pair.layout.param_widths)} bits naming "
+              f"the set) against {one_set / n:.1f} with the one pooled set: {100 * (real - one_set) / one_set:+.1f}% "
+              "(the set's bits included).")
 
 
 if __name__ == "__main__":

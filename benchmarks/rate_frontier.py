@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/rate_frontier.py [--limit N] [--codec latent-cifar10] [--json PATH] [--plot PATH]
 
-A denser grid than ``make demo``: spread-top-k and top-k at 4..64 patches at levels 1-3, IAQ over all
-64 patches at payload budgets of 150..1400 bits; WebP at qualities 1..95 and JPEG at 5..95, each behind the same min-entropy gate
+A denser grid than ``make demo``: spread-top-k and top-k at 4..64 patches at levels 2-5, IAQ over all
+64 patches (a patch not sent or at level 2, or 3, and up) at payload budgets of 600..2400 bits; WebP at qualities 1..95 and JPEG at 5..95, each behind the same min-entropy gate
 (thresholds 0..3) with and without the edge's prediction fused in; random twins at equal budgets.
 Prints each scheme's Pareto frontier and the bits each needs at every accuracy from the edge's + 1 point to
 the server's full-image accuracy (same table as ``semcomm sweep``).
@@ -31,8 +31,9 @@ def main() -> None:
     args = parser.parse_args()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     config = SweepConfig(
-        codec=args.codec, rules=("spread-top-k", "top-k"), budgets=(4, 8, 16, 24, 32, 64), levels=(1, 2, 3),
-        policies=tuple(IAQ(b) for b in (150, 250, 400, 600, 900, 1400)), policy_budgets=(64,),
+        codec=args.codec, rules=("spread-top-k", "top-k"), budgets=(4, 8, 16, 32, 48, 64), levels=(2, 3, 4, 5),
+        policies=tuple(IAQ(b, min_level=2) for b in (600, 900, 1300, 1800, 2400))
+        + tuple(IAQ(b, min_level=3) for b in (1300, 1800, 2400)), policy_budgets=(64,),
         thresholds=THRESHOLDS,
         codecs=tuple(ImageCodec("webp", q) for q in (1, 5, 10, 20, 30, 40, 50, 60, 75, 90))
         + tuple(ImageCodec("jpeg", q) for q in (5, 25, 50, 75, 95)),

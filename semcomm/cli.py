@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train (or resume) a zoo model from a preset")
-    p.add_argument("preset", help="vit-edge-cifar10 or vit-server-cifar10")
+    p.add_argument("preset", help="vit-edge-cifar10, vit-server-cifar10, vit-server-dct-cifar10 or latent-cifar10")
     p.add_argument("--epochs", type=int, help="override the schedule length")
     p.add_argument("--run-dir", type=Path, help="training state directory (default: cache/runs/PRESET)")
     p.add_argument("--init-from", help="warm restart from a zoo checkpoint (continuing its schedule at the "

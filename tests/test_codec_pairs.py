@@ -16,7 +16,8 @@ from semcomm.gating import Gate
 from semcomm.models import create_model
 from semcomm.rate import create_codec, list_codecs
 from semcomm.rate.dct import DCTPair
-from semcomm.rate.fitting import latent_tables
+from semcomm.rate import format as fmt
+from semcomm.rate.fitting import fit_switched_tables, latent_tables
 from semcomm.rate.hint import HintCoder
 from semcomm.rate.latent import LatentCodec, LatentConfig, LatentPair
 from semcomm.rate.pixels import PixelIAQ
@@ -103,6 +104,37 @@ def test_latent_pair_strings_carry_the_rounded_latents(latent_pair, models, tiny
         medians = latent_pair._medians[lv - 1]
         expected = (torch.round(source[i][level[i] > 0] * gain - medians) + medians) / gain
         torch.testing.assert_close(received.values.double(), expected, atol=1e-5, rtol=0)
+
+
+def test_switched_tables_code_each_image_with_its_cheapest_set(latent_pair, models, tiny_images):
+    """Two fitted sets (k-means on code length): every string names the set that codes its symbols in
+    the fewest bits, in a 1-bit parameter, and decodes to the same values as the one-set pair."""
+    edge = models[0]
+    hidden = edge.forward_with_attention(tiny_images, (-1,), hidden=(2,)).hidden[2]
+    source = latent_pair.source(tiny_images, hidden)
+    config = latent_pair.config
+    symbols = torch.stack([latent_pair.quantize(source, torch.full((4, 64), m)) for m in range(1, config.levels + 1)], 1)
+    symbols = torch.cat([symbols, 3 * symbols]).numpy()  # 8 images: 4 smooth, 4 busy
+    sets, classes = fit_switched_tables(symbols, 2, iterations=3)
+    assert len(sets) == 2 and all(len(t) == len(latent_pair.tables) for t in sets)
+    assert classes[:4].tolist() != classes[4:].tolist()
+    switched = LatentPair(latent_pair.codec, latent_pair.tables, latent_pair._medians.float(), table_sets=sets,
+                          hint_coder=latent_pair.hint_coder, bf16=False)
+    assert switched.layout.param_widths == (1,)
+    level = torch.zeros(4, 64, dtype=torch.int64)
+    level[:, 3:40] = 2
+    for (symbols_i, indexes, params), string in zip(switched.symbols(source, level), switched.encode(source, level)):
+        costs = [t.estimated_bits(symbols_i, indexes) for t in sets]
+        assert params == (int(np.argmin(costs)),)
+        assert fmt.unpack(string, {3: switched.layout}, hint_coder=switched.hint_coder).params == params
+    for a, b in zip(switched.encode(source, level), latent_pair.encode(source, level)):
+        torch.testing.assert_close(switched.decode(a).values, latent_pair.decode(b).values)
+    corrupted = LatentPair(latent_pair.codec, latent_pair.tables, latent_pair._medians.float(), table_sets=sets * 2,
+                           bf16=False)  # 4 sets: a 2-bit field; set 3 of a 3-set pair is corrupted data
+    corrupted.table_sets = corrupted.table_sets[:3]
+    frame = fmt.Frame(3, level[0].tolist(), None, (3,), 0, b"\x80\x00\x00\x00")
+    with pytest.raises(BitstreamError, match="table set 3"):
+        corrupted.decode(fmt.pack(corrupted.layout, frame))
 
 
 @pytest.mark.parametrize("policy", [FixedLevel(2), UniformBudget(300), IAQ(300), IAQ(300, solver="greedy")])
@@ -235,3 +267,20 @@ def test_pca_init_gives_the_server_its_own_tokens(models, tiny_images):
     pca_init(sixteen, server.model, torch.cat([tiny_images] * 8))
     y = sixteen.bottleneck(patch_values(tiny_images, sixteen.config)).detach()
     assert (y.var((0, 1)).diff() <= 1e-4).all()  # principal components: variance in decreasing order
+
+
+@pytest.mark.parametrize("budget, level", [(64, 2), (64, 4), (16, 3), (8, 1)])
+def test_shipped_latent_strings_are_the_model_estimate(cifar_test, budget, level):
+    """On real test images, every rANS payload of the shipped pair lies within 4 bits of its tables'
+    estimate (-sum log2 p + the coder's 31-bit flush + 4 bits mean byte rounding); over the split,
+    within 3%."""
+    edge, pair = create_model("vit-edge-cifar10"), create_codec("latent-cifar10", hint=False)
+    images = cifar_test.images[:200]
+    encoder = EdgeEncoder(edge, SpreadTopK(budget), gate=None, codec=pair, policy=FixedLevel(level))
+    analysis = encoder.analyze(images)
+    sent = encoder.encode(images, analysis=analysis)
+    per_image = pair.symbols(pair.source(images, analysis.hidden), sent.level)
+    real = np.array([8 * len(fmt.unpack(s, {3: pair.layout}).payload) for s in sent.strings])
+    estimate = np.array([pair.tables_for(params).string_bits(symbols, indexes) for symbols, indexes, params in per_image])
+    assert np.abs(real - estimate).max() <= 4.01
+    assert abs(real.sum() / estimate.sum() - 1) < 0.03

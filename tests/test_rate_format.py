@@ -84,6 +84,16 @@ def test_rans_bits_are_the_estimate_plus_a_fixed_flush():
         assert real - 48 <= 1.03 * estimate and real <= estimate + 48, (count, real, estimate)
 
 
+@pytest.mark.parametrize("value", [-1, -9, 4, 5, 40, 1000, -70000, 2 ** 20])
+def test_escaped_values_cost_what_the_coder_writes(value):
+    """Out-of-range values go through the escape symbol and 4-bit bypass chunks; the estimate counts them
+    exactly, so 300 of them land within the coder's flush (31..39 bits) of it."""
+    symbols, indexes = np.full(300, value), np.zeros(300, dtype=np.int64)
+    _, data = rans_encode(TABLES, symbols, indexes)
+    assert 31 <= 8 * len(data) - TABLES.estimated_bits(symbols, indexes) <= 39.5
+    assert abs(8 * len(data) - TABLES.string_bits(symbols, indexes)) <= 4.5
+
+
 def test_rans_rejects_malformed_payloads():
     code, data = rans_encode(TABLES, [0, 1, 1], [0, 1, 0])
     with pytest.raises(BitstreamError, match="rANS payload"):

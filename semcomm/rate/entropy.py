@@ -11,8 +11,8 @@ CompressAI's rANS writes its 64-bit final state as 8 bytes ahead of its
 32-bit words. The state always lies in [2^31, 2^64), so :func:`rans_encode`
 stores it in 4..8 bytes with its length (3 bits) in the caller's header
 instead: about 2 bytes saved per string. What remains of the coder's
-overhead, about 32 bits per string (the initial state it flushes), is real
-and counted.
+overhead, 31 bits per string (the initial state it flushes) plus rounding
+to a whole byte, is real and counted (:meth:`SymbolTables.string_bits`).
 
 Two guards around the compiled coder: its encoder sizes its output buffer
 at one 32-bit word per symbol and overflows the heap on strings of fewer
@@ -35,6 +35,10 @@ from ..bitstream import BitstreamError
 PRECISION = 16
 STATE_LENGTH_BITS = 3  # the header field holding (state bytes - 4)
 PAD_SYMBOLS = 4
+# what rans_encode writes beyond -sum log2 p: the coder starts from the state 2^31, whose 31 bits carry no
+# information, and the compacted state ends on a whole byte (0..7 bits, about 4 on average)
+FLUSH_BITS = 31
+MEAN_ROUNDING_BITS = 4
 _PAD_CDF = [0, 2 ** PRECISION - 1, 2 ** PRECISION]  # one symbol (0) with probability 1 - 2^-16, and the escape
 _ENCODER, _DECODER = ans.RansEncoder(), ans.RansDecoder()
 
@@ -128,6 +132,14 @@ class SymbolTables:
         cdfs = [t.cdfs[i, : int(t.lengths[i])] for t in tables for i in range(len(t))]
         return cls.from_cdfs(cdfs, [int(o) for t in tables for o in t.offsets])
 
+    def split(self, parts: int) -> list["SymbolTables"]:
+        """``parts`` sets of len(self) / parts consecutive tables each (the inverse of :meth:`concat`)."""
+        if parts < 1 or len(self) % parts:
+            raise ValueError(f"{len(self)} tables do not split into {parts} equal sets")
+        size = len(self) // parts
+        return [SymbolTables.from_cdfs([self.cdfs[i, : int(self.lengths[i])] for i in range(a, a + size)],
+                                       self.offsets[a : a + size].tolist()) for a in range(0, len(self), size)]
+
     def state_dict(self, prefix: str) -> dict[str, torch.Tensor]:
         """The tables as three int32 tensors: every CDF back to back (no padding), lengths, offsets."""
         flat = torch.cat([self.cdfs[i, : int(n)] for i, n in enumerate(self.lengths)])
@@ -142,18 +154,27 @@ class SymbolTables:
 
     def cost(self, symbols: torch.Tensor, indexes: torch.Tensor) -> torch.Tensor:
         """Ideal code length in bits (-log2 p) of each symbol under its table (same shape); a value
-        outside a table's range costs its escape symbol plus 32 bits. An estimate, not what
-        :func:`rans_encode` writes."""
+        outside a table's range costs its escape symbol plus the coder's bypass bits (:func:`bypass_bits`).
+        An estimate, not what :func:`rans_encode` writes."""
         symbols, indexes = torch.as_tensor(symbols).long(), torch.as_tensor(indexes).long()
         value = symbols - self._offsets_long[indexes]
         last = self._last[indexes]
         inside = (value >= 0) & (value < last)
         slot = torch.where(inside, value, last)
-        return (self._flat_cost[self._starts[indexes] + slot] + 32.0 * ~inside).double()
+        cost = self._flat_cost[self._starts[indexes] + slot].double()
+        if not inside.all():
+            cost = cost + torch.where(inside, 0.0, bypass_bits(torch.where(value < 0, -2 * value - 1, 2 * (value - last))))
+        return cost
 
     def estimated_bits(self, symbols, indexes) -> float:
         """Sum of :meth:`cost`: the model's estimate of a payload's bits (coder overhead excluded)."""
         return float(self.cost(symbols, indexes).sum()) if len(symbols) else 0.0
+
+    def string_bits(self, symbols, indexes) -> float:
+        """The model's estimate of the payload :func:`rans_encode` writes for these symbols, in bits:
+        :meth:`estimated_bits` plus the coder's flush (:data:`FLUSH_BITS`) and mean byte rounding
+        (real strings land within 4 bits of it); 0 for no symbols."""
+        return self.estimated_bits(symbols, indexes) + FLUSH_BITS + MEAN_ROUNDING_BITS if len(symbols) else 0.0
 
     def encode(self, symbols, indexes) -> tuple[int, bytes]:
         """(state length code, bytes) of the symbols; see :func:`rans_encode`."""
@@ -161,6 +182,15 @@ class SymbolTables:
 
     def decode(self, state_code: int, data: bytes, indexes) -> list[int]:
         return rans_decode(self, state_code, data, indexes)
+
+
+def bypass_bits(raw: torch.Tensor) -> torch.Tensor:
+    """Bits CompressAI's coder spends on an escaped value beyond its escape symbol: the folded value
+    ``raw`` (``-2 v - 1`` below the table, ``2 (v - top)`` above) in n 4-bit chunks, after n itself
+    in 4-bit chunks of at most 15 (float64, same shape)."""
+    raw = raw.double()
+    nibbles = torch.where(raw > 0, torch.floor(torch.log2(raw.clamp_min(1)) / 4) + 1, 0.0)
+    return 4 * (torch.floor(nibbles / 15) + 1) + 4 * nibbles
 
 
 def rans_encode(tables: SymbolTables, symbols, indexes) -> tuple[int, bytes]:

@@ -8,7 +8,7 @@ Each writes into ``checkpoints/codecs/`` with a card (:mod:`semcomm.rate.zoo`).
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,12 +58,30 @@ def latent_tables(codec: LatentCodec) -> SymbolTables:
     return SymbolTables.from_entropy_bottlenecks(codec.entropy.models)
 
 
+@dataclass
+class LatentStatistics:
+    """What a latent pair ships besides its weights, fitted on a training split.
+
+    Attributes:
+        tables: L x C tables (level-major), fitted to every image's symbols.
+        distortion: (L + 1) mean squared error of a patch's latent at each level
+            (level 0, not sent: its spread about the mean latent).
+        table_sets: ``sets`` switched sets of L x C tables, or None for one set.
+        classes: the training images' set (B int64), or None.
+    """
+
+    tables: SymbolTables
+    distortion: torch.Tensor
+    table_sets: list[SymbolTables] | None = None
+    classes: np.ndarray | None = None
+
+
 @torch.no_grad()
-def fit_latent_tables(codec: LatentCodec, edge, images: torch.Tensor,
-                      batch: int = 250) -> tuple[SymbolTables, torch.Tensor]:
-    """Tables fitted to the symbols the codec actually produces on ``images``, one per (level, channel),
-    and the (L + 1) mean squared error of a patch's latent at each level (level 0, not sent: its
-    spread about the mean latent), for importance-aware allocation.
+def fit_latent_tables(codec: LatentCodec, edge, images: torch.Tensor, sets: int = 1,
+                      batch: int = 250) -> LatentStatistics:
+    """Tables fitted to the symbols the codec actually produces on ``images`` at every level, one per
+    (level, channel), the distortion per level for importance-aware allocation, and with ``sets`` > 1
+    switched table sets (:func:`fit_switched_tables`).
 
     Symbols are centred on the entropy models' medians, as in training; the
     counts, not the trained densities, set the probabilities (the densities
@@ -71,21 +89,64 @@ def fit_latent_tables(codec: LatentCodec, edge, images: torch.Tensor,
     """
     config = codec.config
     medians = codec.entropy.medians().detach().double()
-    symbols, indexes, latents = [], [], []
+    symbols, latents = [], []
     error = torch.zeros(config.levels + 1, dtype=torch.float64)
     for start in range(0, len(images), batch):
         y = codec.bottleneck(edge_view(edge, images[start : start + batch], config)[2].float()).double()
         latents.append(y.reshape(-1, config.channels))
+        per_level = []
         for m in range(1, config.levels + 1):
             gain = config.gain(m)
             q = torch.round(y * gain - medians[m - 1])
             error[m] += ((q + medians[m - 1]) / gain - y).pow(2).sum(-1).sum()
-            symbols.append(q.long().flatten().numpy())
-            indexes.append(((m - 1) * config.channels + torch.arange(config.channels)).expand_as(q).flatten().numpy())
+            per_level.append(q.to(torch.int32))
+        symbols.append(torch.stack(per_level, 1).numpy())  # b x L x N x C
     y = torch.cat(latents)
     error[0] = (y - y.mean(0)).pow(2).sum()
-    tables = SymbolTables.fit(np.concatenate(symbols), np.concatenate(indexes), config.levels * config.channels)
-    return tables, (error / len(y)).float()
+    symbols = np.concatenate(symbols)
+    index = _level_channel_index(symbols.shape)
+    tables = SymbolTables.fit(symbols, np.broadcast_to(index, symbols.shape), config.levels * config.channels)
+    stats = LatentStatistics(tables, (error / len(y)).float())
+    if sets > 1:
+        stats.table_sets, stats.classes = fit_switched_tables(symbols, sets)
+    return stats
+
+
+def _level_channel_index(shape: tuple[int, ...]) -> np.ndarray:
+    """1 x L x 1 x C table index (m - 1) C + c of symbols laid out B x L x N x C."""
+    _, levels, _, channels = shape
+    return (np.arange(levels)[:, None] * channels + np.arange(channels))[None, :, None, :]
+
+
+def fit_switched_tables(symbols: np.ndarray, sets: int, iterations: int = 6,
+                        chunk: int = 1000) -> tuple[list[SymbolTables], np.ndarray]:
+    """``sets`` sets of L x C tables for switched coding, and each image's set (B int64).
+
+    A k-means on code length: images start in ``sets`` classes by the
+    magnitude of their symbols at the middle level; then, ``iterations``
+    times, each class's tables are fitted to its images' symbols (every
+    level) and each image moves to the set that codes all its symbols in
+    the fewest bits.
+
+    Args:
+        symbols: B x L x N x C int symbols of every image's patches at every level.
+    """
+    b, levels, _, channels = symbols.shape
+    per_set = levels * channels
+    index = _level_channel_index(symbols.shape)  # 1 x L x 1 x C
+    energy = np.abs(symbols[:, levels // 2]).sum((1, 2))
+    classes = np.searchsorted(np.quantile(energy, np.linspace(0, 1, sets + 1)[1:-1]), energy)
+    for _ in range(iterations):
+        labels = classes[:, None, None, None] * per_set + index
+        stacked = SymbolTables.fit(symbols, np.broadcast_to(labels, symbols.shape), sets * per_set)
+        costs = np.zeros((b, sets))
+        for a in range(0, b, chunk):
+            part = torch.from_numpy(np.ascontiguousarray(symbols[a : a + chunk])).long()
+            flat_index = torch.from_numpy(np.broadcast_to(index, part.shape).copy()).long()
+            for s in range(sets):
+                costs[a : a + chunk, s] = stacked.cost(part, flat_index + s * per_set).flatten(1).sum(1).numpy()
+        classes = costs.argmin(1)
+    return stacked.split(sets), classes
 
 
 @torch.no_grad()
@@ -110,9 +171,10 @@ def measure_pair(pair, edge_name: str, test_split: ImageSplit) -> dict:
 
 
 def export_latent(name: str, run_dir: str | Path, edge: str, train_split: ImageSplit,
-                  test_split: ImageSplit | None = None) -> CodecCard:
-    """Ship a latent-codec training run: fp16 weights, fp32 medians, integer tables fitted on
-    ``train_split``; the card records :func:`measure_pair` on ``test_split`` when given."""
+                  test_split: ImageSplit | None = None, table_sets: int = 16) -> CodecCard:
+    """Ship a latent-codec training run: fp16 weights, fp32 medians, integer tables (and ``table_sets``
+    switched sets) fitted on ``train_split``; the card records :func:`measure_pair` on ``test_split``
+    when given."""
     state = torch.load(Path(run_dir) / "state.pt", weights_only=False)
     config = LatentConfig.from_dict(state["config"]["codec"])
     codec = LatentCodec(config)
@@ -121,14 +183,18 @@ def export_latent(name: str, run_dir: str | Path, edge: str, train_split: ImageS
     shipped = {k: v.detach().half() for k, v in codec.state_dict().items()
                if v.is_floating_point() and not k.startswith("entropy.")}
     codec.load_state_dict({k: v.float() for k, v in shipped.items()}, strict=False)  # fit on what ships
-    tables, distortion = fit_latent_tables(codec, create_model(edge), train_split.images)
+    stats = fit_latent_tables(codec, create_model(edge), train_split.images, sets=table_sets)
     tensors = {f"weights.{k}": v for k, v in shipped.items()}
     tensors["medians"] = codec.entropy.medians().detach().float()
-    tensors["distortion"] = distortion
-    tensors.update(tables.state_dict("tables."))
+    tensors["distortion"] = stats.distortion
+    tensors.update(stats.tables.state_dict("tables."))
+    if stats.table_sets:
+        tensors.update(SymbolTables.concat(*stats.table_sets).state_dict("switched."))
     card = CodecCard(name=name, kind="latent", edge=edge, server=f"{name} (its own)", dataset=train_split.name.split("/")[0],
-                     config=dict(codec=asdict(config), codec_id=3, train=state["config"]), history=state["history"],
-                     notes=f"`semcomm train {name} --export`; tables fitted on {train_split.name} ({len(train_split)} images)")
+                     config=dict(codec=asdict(config), codec_id=3, table_sets=table_sets, train=state["config"]),
+                     history=state["history"],
+                     notes=f"`semcomm train {name} --export`; tables ({table_sets} switched sets) fitted on "
+                           f"{train_split.name} ({len(train_split)} images)")
     card = save_codec(card, tensors)
     if test_split is not None:
         from .latent import LatentPair

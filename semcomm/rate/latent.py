@@ -230,16 +230,17 @@ class LatentForward:
 class LatentPair(TableCodedPair):
     """The latent codec as a codec pair: edge tokens in, server logits out (see the module docstring).
 
-    The rANS tables are the per-level entropy models' (one per level and
-    channel, level-major); each sent patch contributes C symbols
-    ``round(y g_m - median)``.
+    The rANS tables are fitted to the trained codec's symbols (one per level
+    and channel, level-major); each sent patch contributes C symbols
+    ``round(y g_m - median)``. With ``table_sets`` (switched tables, see
+    :class:`TableCodedPair`) each image is coded with the cheapest of S sets.
     """
 
     name = "latent"
 
     def __init__(self, codec: LatentCodec, tables: SymbolTables, medians: torch.Tensor, codec_id: int = 3,
                  hint_coder=None, bf16: bool = True, entropy_coding: bool = True,
-                 distortion: torch.Tensor | None = None):
+                 distortion: torch.Tensor | None = None, table_sets: list[SymbolTables] | None = None):
         config = codec.config
         self.codec = codec.eval()
         self.config = config
@@ -251,11 +252,15 @@ class LatentPair(TableCodedPair):
         num_patches = self.codec.server.vit.patch_embed.num_patches
         if not entropy_coding:  # the same quantizer, symbols in fixed-length fields: its own format
             codec_id, self.name = codec_id + 8, f"{self.name}-fixed"
-        self.layout = fmt.Layout(codec_id, num_patches, config.levels, entropy_coded=entropy_coding)
-        if len(tables) != config.levels * config.channels or tuple(medians.shape) != (config.levels, config.channels):
-            raise ValueError(f"a latent pair needs {config.levels} x {config.channels} tables and medians, got "
-                             f"{len(tables)} tables and medians of shape {tuple(medians.shape)}")
-        self.tables, self.distortion = tables, distortion
+        self.layout = fmt.Layout(codec_id, num_patches, config.levels, entropy_coded=entropy_coding,
+                                 param_widths=self.switched_widths(table_sets, entropy_coding))
+        expected = config.levels * config.channels
+        if (len(tables) != expected or any(len(t) != expected for t in table_sets or ())
+                or tuple(medians.shape) != (config.levels, config.channels)):
+            raise ValueError(f"a latent pair needs {config.levels} x {config.channels} tables (per set) and medians, "
+                             f"got {len(tables)} tables, sets of {[len(t) for t in table_sets or ()]} and medians "
+                             f"of shape {tuple(medians.shape)}")
+        self.tables, self.table_sets, self.distortion = tables, table_sets, distortion
         self._medians = medians.detach().double()
         self._medians_np = self._medians.numpy()
 
@@ -272,9 +277,11 @@ class LatentPair(TableCodedPair):
             raise CheckpointError(f"codec {name} does not fit its architecture: missing {missing[:3]}, "
                                   f"unexpected {unexpected[:3]}")
         tables = SymbolTables.from_state_dict(tensors, "tables.")
+        sets = card.config.get("table_sets", 1)
+        table_sets = SymbolTables.from_state_dict(tensors, "switched.").split(sets) if sets > 1 else None
         return cls(codec, tables, tensors["medians"], codec_id=card.config.get("codec_id", 3),
                    hint_coder=load_hint(card.edge) if hint else None, bf16=bf16, entropy_coding=entropy_coding,
-                   distortion=tensors.get("distortion"))
+                   distortion=tensors.get("distortion"), table_sets=table_sets)
 
     def source(self, images, hidden):
         if self.config.source == "pixels":

@@ -25,6 +25,7 @@ import torch
 from ..bitstream import BitstreamError
 from ..inference import autocast
 from . import format as fmt
+from .bits import width_for
 from .entropy import SymbolTables, rans_decode, rans_encode
 from .hint import HintCoder, fuse
 
@@ -115,6 +116,10 @@ class CodecPair(ABC):
     def levels(self) -> int:
         return self.layout.levels
 
+    def tables_for(self, params: tuple) -> SymbolTables:
+        """The tables an image's payload is coded with (its codec parameters may choose among several)."""
+        return self.tables
+
     def fixed_length(self, indexes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(offsets, widths) of the fixed-length code used when entropy coding is off: each symbol
         is written as ``symbol - offset`` in ``width`` bits, just enough for its table's range
@@ -143,7 +148,7 @@ class CodecPair(ABC):
         for i, (symbols, indexes, params) in enumerate(self.symbols(source, level)):
             frame = fmt.Frame(self.layout.codec_id, level[i].tolist(), None if hint is None else hint[i], params)
             if self.layout.entropy_coded:
-                frame.state_code, frame.payload = rans_encode(self.tables, symbols, indexes)
+                frame.state_code, frame.payload = rans_encode(self.tables_for(params), symbols, indexes)
             else:
                 offsets, widths = self.fixed_length(indexes)
                 values = np.clip(symbols - offsets, 0, (1 << widths) - 1)
@@ -168,7 +173,8 @@ class CodecPair(ABC):
         sent = level[positions]
         indexes = self.table_indexes(sent, frame.params)
         if self.layout.entropy_coded:
-            symbols = np.asarray(rans_decode(self.tables, frame.state_code, frame.payload, indexes), dtype=np.int64)
+            tables = self.tables_for(frame.params)
+            symbols = np.asarray(rans_decode(tables, frame.state_code, frame.payload, indexes), dtype=np.int64)
         else:
             offsets, widths = self.fixed_length(indexes)
             symbols = _unraw(frame.payload, widths) + offsets
@@ -212,13 +218,35 @@ class CodecPair(ABC):
 
 class TableCodedPair(CodecPair):
     """A pair whose patches are V symbols each, quantized at the patch's level, symbol v of level m
-    coded with table (m - 1) V + v. Subclasses set ``values_per_patch`` and implement :meth:`quantize`."""
+    coded with table (m - 1) V + v. Subclasses set ``values_per_patch`` and implement :meth:`quantize`.
+
+    Switched tables (optional, ``table_sets``): S alternative sets of the same
+    L x V tables, each fitted to one class of training images (smooth,
+    textured, ...). The edge codes each image with the set that gives its
+    sent symbols the fewest bits and writes the set's index as the codec
+    parameter (w(S) bits, counted); ``tables`` (one set fitted to all
+    images) still sizes the fixed-length code and gives the per-patch rate
+    estimates that the allocation solvers budget with.
+    """
 
     values_per_patch: int
+    table_sets: list[SymbolTables] | None = None
 
     @abstractmethod
     def quantize(self, source: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         """B x N x V int64 symbols of every patch at ``level`` (B x N; level 0 treated as 1)."""
+
+    @staticmethod
+    def switched_widths(table_sets: list[SymbolTables] | None, entropy_coded: bool = True) -> tuple[int, ...]:
+        """The codec-parameter field of switched tables: one w(S)-bit set index, or none."""
+        return (max(1, width_for(len(table_sets))),) if table_sets and entropy_coded else ()
+
+    def tables_for(self, params):
+        if not self.layout.param_widths:
+            return self.tables
+        if params[0] >= len(self.table_sets):
+            raise BitstreamError(f"corrupted: table set {params[0]} of {len(self.table_sets)}")
+        return self.table_sets[params[0]]
 
     def table_index(self, level: torch.Tensor) -> torch.Tensor:
         """(... x V) table of each symbol of patches at ``level``."""
@@ -226,8 +254,16 @@ class TableCodedPair(CodecPair):
         return (level.clamp_min(1) - 1)[..., None] * v + torch.arange(v)
 
     def symbols(self, source, level):
-        q, index, sent = self.quantize(source, level).numpy(), self.table_index(level).numpy(), (level > 0).numpy()
-        return [(q[i][sent[i]].ravel(), index[i][sent[i]].ravel(), ()) for i in range(len(q))]
+        q, index, sent = self.quantize(source, level), self.table_index(level), level > 0
+        if self.layout.param_widths:  # switched tables: the cheapest set for each image's sent symbols
+            image = sent.nonzero()[:, 0]
+            costs = torch.zeros(len(q), len(self.table_sets), dtype=torch.float64)
+            for s, tables in enumerate(self.table_sets):
+                costs[:, s].index_add_(0, image, tables.cost(q[sent], index[sent]).sum(-1))
+            choice = costs.argmin(1).tolist()
+        q, index, sent = q.numpy(), index.numpy(), sent.numpy()
+        return [(q[i][sent[i]].ravel(), index[i][sent[i]].ravel(),
+                 (choice[i],) if self.layout.param_widths else ()) for i in range(len(q))]
 
     def level_costs(self, source):
         b, n, _ = source.shape
