@@ -162,8 +162,10 @@ class SymbolTables:
         inside = (value >= 0) & (value < last)
         slot = torch.where(inside, value, last)
         cost = self._flat_cost[self._starts[indexes] + slot].double()
-        if not inside.all():
-            cost = cost + torch.where(inside, 0.0, bypass_bits(torch.where(value < 0, -2 * value - 1, 2 * (value - last))))
+        outside = ~inside
+        if outside.any():
+            v, top = value[outside], last[outside]
+            cost[outside] += bypass_bits(torch.where(v < 0, -2 * v - 1, 2 * (v - top)))
         return cost
 
     def estimated_bits(self, symbols, indexes) -> float:

@@ -256,10 +256,12 @@ class TableCodedPair(CodecPair):
     def symbols(self, source, level):
         q, index, sent = self.quantize(source, level), self.table_index(level), level > 0
         if self.layout.param_widths:  # switched tables: the cheapest set for each image's sent symbols
-            image = sent.nonzero()[:, 0]
-            costs = torch.zeros(len(q), len(self.table_sets), dtype=torch.float64)
-            for s, tables in enumerate(self.table_sets):
-                costs[:, s].index_add_(0, image, tables.cost(q[sent], index[sent]).sum(-1))
+            sets = len(self.table_sets)
+            if getattr(self, "_stacked_sets", None) is None:
+                self._stacked_sets = SymbolTables.concat(*self.table_sets)
+            shift = len(self.tables) * torch.arange(sets)[:, None, None]
+            cost = self._stacked_sets.cost(q[sent].expand(sets, -1, -1), index[sent] + shift).sum(-1)  # S x M
+            costs = torch.zeros(len(q), sets, dtype=torch.float64).index_add_(0, sent.nonzero()[:, 0], cost.T)
             choice = costs.argmin(1).tolist()
         q, index, sent = q.numpy(), index.numpy(), sent.numpy()
         return [(q[i][sent[i]].ravel(), index[i][sent[i]].ravel(),
