@@ -241,8 +241,13 @@ class TableCodedPair(CodecPair):
         """The codec-parameter field of switched tables: one w(S)-bit set index, or none."""
         return (max(1, width_for(len(table_sets))),) if table_sets and entropy_coded else ()
 
+    @property
+    def switched(self) -> bool:
+        """Whether strings name one of several table sets (entropy-coded pairs with ``table_sets``)."""
+        return bool(self.table_sets) and self.layout.entropy_coded
+
     def tables_for(self, params):
-        if not self.layout.param_widths:
+        if not self.switched:
             return self.tables
         if params[0] >= len(self.table_sets):
             raise BitstreamError(f"corrupted: table set {params[0]} of {len(self.table_sets)}")
@@ -255,7 +260,7 @@ class TableCodedPair(CodecPair):
 
     def symbols(self, source, level):
         q, index, sent = self.quantize(source, level), self.table_index(level), level > 0
-        if self.layout.param_widths:  # switched tables: the cheapest set for each image's sent symbols
+        if self.switched:  # the cheapest set for each image's sent symbols
             sets = len(self.table_sets)
             if getattr(self, "_stacked_sets", None) is None:
                 self._stacked_sets = SymbolTables.concat(*self.table_sets)
@@ -265,7 +270,7 @@ class TableCodedPair(CodecPair):
             choice = costs.argmin(1).tolist()
         q, index, sent = q.numpy(), index.numpy(), sent.numpy()
         return [(q[i][sent[i]].ravel(), index[i][sent[i]].ravel(),
-                 (choice[i],) if self.layout.param_widths else ()) for i in range(len(q))]
+                 (choice[i],) if self.switched else ()) for i in range(len(q))]
 
     def level_costs(self, source):
         b, n, _ = source.shape
