@@ -159,10 +159,8 @@ class SymbolTables:
         symbols, indexes = torch.as_tensor(symbols).long(), torch.as_tensor(indexes).long()
         value = symbols - self._offsets_long[indexes]
         last = self._last[indexes]
-        inside = (value >= 0) & (value < last)
-        slot = torch.where(inside, value, last)
-        cost = self._flat_cost[self._starts[indexes] + slot].double()
-        outside = ~inside
+        outside = (value < 0) | (value >= last)
+        cost = self._flat_cost[self._starts[indexes] + torch.where(outside, last, value)].double()
         if outside.any():
             v, top = value[outside], last[outside]
             cost[outside] += bypass_bits(torch.where(v < 0, -2 * v - 1, 2 * (v - top)))

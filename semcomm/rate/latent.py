@@ -263,6 +263,8 @@ class LatentPair(TableCodedPair):
         self.tables, self.table_sets, self.distortion = tables, table_sets, distortion
         self._medians = medians.detach().double()
         self._medians_np = self._medians.numpy()
+        self._gains = config.gain(torch.arange(config.levels + 1))  # (L + 1), index = level
+        self._inverse_gains_np = (1 / self._gains).numpy()
 
     @classmethod
     def from_zoo(cls, name: str, hint: bool = True, bf16: bool = True, entropy_coding: bool = True) -> "LatentPair":
@@ -295,11 +297,11 @@ class LatentPair(TableCodedPair):
 
     def quantize(self, latents: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         m = level.clamp_min(1)
-        return torch.round(latents * self.config.gain(m)[..., None] - self._medians[m - 1]).long()
+        return torch.round(latents * self._gains[m][..., None] - self._medians[m - 1]).long()
 
     def dequantize(self, symbols, level, params):
         q = symbols.reshape(len(level), -1)
-        values = (q + self._medians_np[level - 1]) / self.config.gain(level).numpy()[:, None]
+        values = (q + self._medians_np[level - 1]) * self._inverse_gains_np[level][:, None]
         return torch.from_numpy(values.astype(np.float32))
 
     def server_logits(self, values, positions, level):

@@ -274,11 +274,10 @@ class TableCodedPair(CodecPair):
 
     def level_costs(self, source):
         b, n, _ = source.shape
-        columns = [torch.zeros(b, n, dtype=torch.float64)]
-        for m in range(1, self.levels + 1):
-            level = torch.full((b, n), m)
-            columns.append(self.tables.cost(self.quantize(source, level), self.table_index(level)).sum(-1))
-        return torch.stack(columns, -1)
+        level = torch.arange(1, self.levels + 1).expand(b * n, -1).reshape(b, n * self.levels)
+        flat = source.repeat_interleave(self.levels, dim=1)  # every patch at every level, in one pass
+        cost = self.tables.cost(self.quantize(flat, level), self.table_index(level)).sum(-1).view(b, n, self.levels)
+        return torch.cat([torch.zeros(b, n, 1, dtype=torch.float64), cost], -1)
 
     def table_indexes(self, level, params):
         return ((level - 1)[:, None] * self.values_per_patch + np.arange(self.values_per_patch)).ravel()
