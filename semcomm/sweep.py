@@ -226,7 +226,7 @@ class SweepConfig:
     rules: tuple[str, ...] = ("spread-top-k",)
     budgets: tuple[int, ...] = (16, 32, 64)
     levels: tuple[int, ...] = (3,)
-    policies: tuple[LevelPolicy, ...] = (FixedLevel(2), FixedLevel(4))
+    policies: tuple[LevelPolicy, ...] = (FixedLevel(4),)
     policy_budgets: tuple[int, ...] = (64,)
     gate_kind: str = "min_entropy"
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
