@@ -37,11 +37,13 @@ class MatchedIAQ(LevelPolicy):
     def __init__(self, uniform: UniformBudget, solver: str = "lagrangian"):
         self.uniform, self.solver = uniform, solver
 
-    def __call__(self, mask, importance, rates):
+    def __call__(self, mask, importance, rates, distortion=None):
         level = self.uniform(mask, importance, rates)
         budget = rates.gather(-1, level[..., None])[..., 0].sum(1)
         solve = lagrangian_allocation if self.solver == "lagrangian" else greedy_allocation
-        iaq = solve(importance.double() * mask, rates, quantizer_distortion(rates.shape[-1] - 1), budget)
+        if distortion is None:
+            distortion = quantizer_distortion(rates.shape[-1] - 1)
+        iaq = solve(importance.double() * mask, rates, distortion, budget)
         return torch.where(iaq.amax(1, keepdim=True) > 0, iaq, level)
 
     @property
