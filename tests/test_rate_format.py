@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from semcomm.bitstream import BitstreamError
 from semcomm.rate import format as fmt
 from semcomm.rate.bits import BitReader, BitWriter, subset_bits, subset_rank, subset_unrank, width_for
-from semcomm.rate.entropy import SymbolTables, rans_decode, rans_encode
+from semcomm.rate.entropy import SetCosts, SymbolTables, rans_decode, rans_encode
 from semcomm.rate.hint import HintCoder, canonical_code, fuse, quantize_log_probs
 
 SETTINGS = settings(max_examples=60, deadline=None)
@@ -92,6 +92,15 @@ def test_escaped_values_cost_what_the_coder_writes(value):
     _, data = rans_encode(TABLES, symbols, indexes)
     assert 31 <= 8 * len(data) - TABLES.estimated_bits(symbols, indexes) <= 39.5
     assert abs(8 * len(data) - TABLES.string_bits(symbols, indexes)) <= 4.5
+
+
+def test_set_costs_price_every_symbol_under_every_set():
+    """SetCosts (one gather for all sets) agrees with each set's own cost, escapes and far values included."""
+    other = SymbolTables.from_pmfs([torch.tensor([0.1, 0.2, 0.7]), torch.tensor([0.5, 0.5]), torch.ones(5)], [0, -3, 4])
+    symbols = torch.tensor([[-1, 0, 2, 3, 40], [-16, 16, 5, 8, -70000]])
+    indexes = torch.tensor([[0, 1, 2, 0, 1], [2, 2, 2, 2, 0]])
+    expected = torch.stack([TABLES.cost(symbols, indexes), other.cost(symbols, indexes)], -1)
+    torch.testing.assert_close(SetCosts([TABLES, other])(symbols, indexes), expected, rtol=1e-6, atol=1e-5)
 
 
 def test_rans_rejects_malformed_payloads():

@@ -184,6 +184,42 @@ class SymbolTables:
         return rans_decode(self, state_code, data, indexes)
 
 
+class SetCosts:
+    """Code lengths of symbols under each of S sets of T tables at once, for choosing a set per string.
+
+    Holds, for every table index t, the cost of every value v in the window
+    spanned by t in any set, under each set (float32, T x W x S; escape and
+    bypass bits included), so one gather prices a symbol under all S sets;
+    values beyond the window fall back to :meth:`SymbolTables.cost`.
+    """
+
+    def __init__(self, sets: list[SymbolTables]):
+        self.sets, tables = len(sets), len(sets[0])
+        self._stacked = SymbolTables.concat(*sets)
+        offsets = torch.stack([t.offsets.long() for t in sets])  # S x T
+        tops = torch.stack([t.offsets.long() + t.lengths.long() - 2 for t in sets])
+        self._low = offsets.amin(0)  # T
+        width = int((tops.amax(0) - self._low).max()) + 1
+        values = self._low[:, None] + torch.arange(width)  # T x W
+        shift = tables * torch.arange(self.sets)
+        dense = self._stacked.cost(values[None].expand(self.sets, -1, -1),
+                                   (torch.arange(tables)[None, :, None] + shift[:, None, None]).expand(-1, -1, width))
+        self._dense = dense.permute(1, 2, 0).reshape(tables * width, self.sets).float().contiguous()
+        self._width, self._tables = width, tables
+
+    def __call__(self, symbols: torch.Tensor, indexes: torch.Tensor) -> torch.Tensor:
+        """(... x S) bits of each symbol under each set (float64)."""
+        symbols, indexes = torch.as_tensor(symbols).long(), torch.as_tensor(indexes).long()
+        slot = symbols - self._low[indexes]
+        inside = (slot >= 0) & (slot < self._width)
+        cost = self._dense[indexes * self._width + slot.clamp(0, self._width - 1)].double()
+        if not inside.all():
+            shift = self._tables * torch.arange(self.sets)
+            v, t = symbols[~inside][:, None], indexes[~inside][:, None] + shift
+            cost[~inside] = self._stacked.cost(v.expand_as(t), t)
+        return cost
+
+
 def bypass_bits(raw: torch.Tensor) -> torch.Tensor:
     """Bits CompressAI's coder spends on an escaped value beyond its escape symbol: the folded value
     ``raw`` (``-2 v - 1`` below the table, ``2 (v - top)`` above) in n 4-bit chunks, after n itself

@@ -26,7 +26,7 @@ from ..bitstream import BitstreamError
 from ..inference import autocast
 from . import format as fmt
 from .bits import width_for
-from .entropy import SymbolTables, rans_decode, rans_encode
+from .entropy import SetCosts, SymbolTables, rans_decode, rans_encode
 from .hint import HintCoder, fuse
 
 
@@ -261,12 +261,10 @@ class TableCodedPair(CodecPair):
     def symbols(self, source, level):
         q, index, sent = self.quantize(source, level), self.table_index(level), level > 0
         if self.switched:  # the cheapest set for each image's sent symbols
-            sets = len(self.table_sets)
-            if getattr(self, "_stacked_sets", None) is None:
-                self._stacked_sets = SymbolTables.concat(*self.table_sets)
-            shift = len(self.tables) * torch.arange(sets)[:, None, None]
-            cost = self._stacked_sets.cost(q[sent].expand(sets, -1, -1), index[sent] + shift).sum(-1)  # S x M
-            costs = torch.zeros(len(q), sets, dtype=torch.float64).index_add_(0, sent.nonzero()[:, 0], cost.T)
+            if getattr(self, "_set_costs", None) is None:
+                self._set_costs = SetCosts(self.table_sets)
+            cost = self._set_costs(q[sent], index[sent]).sum(1)  # M x S
+            costs = torch.zeros(len(q), len(self.table_sets), dtype=torch.float64).index_add_(0, sent.nonzero()[:, 0], cost)
             choice = costs.argmin(1).tolist()
         q, index, sent = q.numpy(), index.numpy(), sent.numpy()
         return [(q[i][sent[i]].ravel(), index[i][sent[i]].ravel(),
