@@ -32,7 +32,15 @@ def check_positive(name: str, value: Number, allow_zero: bool = False) -> None:
     bad = (t < 0).any() if allow_zero else (t <= 0).any()
     if bad:
         kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name} must be {kind}; got {value!r}")
+        raise ValueError(f"{name} must be {kind}; got {_describe(t, allow_zero)}")
+
+
+def _describe(t: torch.Tensor, allow_zero: bool) -> str:
+    """A short account of the offending values (never the whole tensor)."""
+    if t.dim() == 0:
+        return f"{t.item():g}"
+    bad = (t < 0) if allow_zero else (t <= 0)
+    return f"a tensor of shape {tuple(t.shape)} with {int(bad.sum())} such values (smallest {t.min().item():g})"
 
 
 def check_bits(bits: torch.Tensor, multiple_of: int = 1, name: str = "bits") -> None:

@@ -19,7 +19,7 @@ from typing import Optional, Union
 
 import torch
 
-from ._checks import check_bits, check_choice, check_positive
+from ._checks import check_bits, check_choice, check_finite, check_positive
 
 SUPPORTED_ORDERS = (2, 4, 16, 64, 256)
 DEMAP_METHODS = ("exact", "maxlog", "hard")
@@ -140,6 +140,9 @@ class Demapper:
 
     def __call__(self, y: torch.Tensor, no: Optional[Union[float, torch.Tensor]] = None) -> torch.Tensor:
         c = self.constellation
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"received symbols y must be a torch.Tensor; got {type(y).__name__}")
+        check_finite("received symbols y", y)
         if not torch.is_complex(y):
             y = torch.complex(y.float(), torch.zeros_like(y, dtype=torch.float32))
         dims = [y.real] if c.is_real else [y.real, y.imag]

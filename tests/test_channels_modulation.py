@@ -179,3 +179,20 @@ def test_bad_inputs():
         Demapper(4, "exact")(torch.zeros(2, dtype=torch.complex64))
     with pytest.raises(ValueError, match="positive"):
         Demapper(4, "exact")(torch.zeros(2, dtype=torch.complex64), -1.0)
+
+
+@pytest.mark.parametrize("method", ["hard", "maxlog", "exact"])
+def test_nan_symbols_are_named_not_an_index_error(method):
+    y = torch.tensor([1 + 1j, complex(float("nan"), 0.0)], dtype=torch.complex64)
+    with pytest.raises(ValueError, match="received symbols y must be finite"):
+        Demapper(16, method)(y, 0.1)
+
+
+def test_bad_noise_tensor_is_summarised_not_printed():
+    no = torch.full((1000,), 0.1)
+    no[17] = 0.0
+    with pytest.raises(ValueError, match=r"shape \(1000,\) with 1 such values \(smallest 0\)") as error:
+        Demapper(4, "exact")(torch.zeros(1000, dtype=torch.complex64), no)
+    assert len(str(error.value)) < 200
+    with pytest.raises(ValueError, match="non-negative; got -0.5"):
+        AWGN()(torch.zeros(4, dtype=torch.complex64), no=-0.5)
