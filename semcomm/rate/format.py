@@ -119,7 +119,7 @@ def pack(layout: Layout, frame: Frame, hint_coder=None) -> bytes:
     writer.write(VERSION, 4)
     writer.write(layout.codec_id, 4)
     writer.write(int(frame.hint is not None), 1)
-    _write_level_map(writer, level, layout)
+    write_level_map(writer, level, layout)
     for value, width in zip(frame.params, layout.param_widths):
         writer.write(value, width)
     if frame.hint is not None:
@@ -159,7 +159,7 @@ def unpack(string: bytes, layouts: dict[int, Layout], raw_payload_bits=None, hin
         raise BitstreamError(f"unknown codec id {codec_id}; this decoder knows {sorted(layouts)}")
     layout = layouts[codec_id]
     has_hint = bool(reader.read(1, "hint flag"))
-    level = _read_level_map(reader, layout)
+    level = read_level_map(reader, layout)
     params = tuple(reader.read(w, "codec parameter") for w in layout.param_widths)
     hint = None
     if has_hint:
@@ -207,7 +207,8 @@ def dissect(string: bytes, layout: Layout, hint_coder=None, classes: int = 0, ra
     return rows
 
 
-def _write_level_map(writer: BitWriter, level: list[int], layout: Layout) -> None:
+def write_level_map(writer: BitWriter, level: list[int], layout: Layout) -> None:
+    """The patch count, positions and levels of a level map (N levels, 0 = not sent), as in the table above."""
     n = layout.num_patches
     sent = [i for i, m in enumerate(level) if m > 0]
     if not sent:
@@ -227,7 +228,8 @@ def _write_level_map(writer: BitWriter, level: list[int], layout: Layout) -> Non
         above = [above[j] for j in chosen]
 
 
-def _read_level_map(reader: BitReader, layout: Layout) -> list[int]:
+def read_level_map(reader: BitReader, layout: Layout) -> list[int]:
+    """Inverse of :func:`write_level_map`; malformed fields raise :class:`BitstreamError`."""
     n = layout.num_patches
     k = reader.read(width_for(n), "patch count") + 1
     if k > n:

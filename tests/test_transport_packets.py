@@ -1,0 +1,124 @@
+"""Packets: a v2 string re-packed as a protected header and independently decodable data packets;
+lost or corrupted packets cost their patches, never raise."""
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from semcomm import create_model
+from semcomm.codec import EdgeEncoder
+from semcomm.rate import create_codec
+from semcomm.rate.policies import IAQ, FixedLevel
+from semcomm.rate.zoo import load_hint
+from semcomm.selection import SpreadTopK
+from semcomm.transport import Packetizer
+
+
+@pytest.fixture(scope="module")
+def sent(cifar_test):
+    """The shipped latent pair's strings (with the hint) for 16 real test images, two policies."""
+    edge, pair = create_model("vit-edge-cifar10"), create_codec("latent-cifar10")
+    images = cifar_test.images[:16]
+    strings = []
+    for policy in (FixedLevel(3), IAQ(600, min_level=2)):
+        encoder = EdgeEncoder(edge, SpreadTopK(32), gate=None, codec=pair, policy=policy, hint=load_hint("vit-edge-cifar10"))
+        strings += encoder.encode(images).strings
+    return pair, strings
+
+
+def test_all_packets_arrive_and_decode_to_the_string(sent):
+    pair, strings = sent
+    packetizer = Packetizer(pair, packet_bytes=48, header_copies=2)
+    for string in strings:
+        packets = packetizer.split(string)
+        assert all(len(p) <= 48 for p in packets[2:]) and packets[0] == packets[1]
+        assert len(packets) > 3  # the string needed several data packets
+        arrival = packetizer.join(packets)
+        whole = pair.decode(string)
+        assert arrival.packets_lost == 0 and len(arrival.missing) == 0
+        assert torch.equal(arrival.received.positions, whole.positions)
+        assert torch.equal(arrival.received.level, whole.level)
+        assert torch.equal(arrival.received.hint, whole.hint)
+        torch.testing.assert_close(arrival.received.values, whole.values)
+
+
+def test_a_lost_data_packet_costs_exactly_its_patches(sent):
+    pair, strings = sent
+    packetizer = Packetizer(pair, packet_bytes=48)
+    packets = packetizer.split(strings[0])
+    whole = pair.decode(strings[0])
+    full = packetizer.join(packets)
+    for lost in range(2, len(packets)):
+        arrival = packetizer.join([p if i != lost else None for i, p in enumerate(packets)])
+        kept = set(arrival.received.positions.tolist())
+        assert kept | set(arrival.missing.tolist()) == set(whole.positions.tolist())
+        assert kept.isdisjoint(arrival.missing.tolist()) and len(arrival.missing) > 0 and arrival.packets_lost == 1
+        rows = torch.isin(full.received.positions, arrival.received.positions)
+        torch.testing.assert_close(arrival.received.values, full.received.values[rows])
+
+
+def test_losing_every_header_loses_the_image_and_one_copy_is_enough(sent):
+    pair, strings = sent
+    packetizer = Packetizer(pair, packet_bytes=64, header_copies=3)
+    packets = packetizer.split(strings[3])
+    assert packetizer.join([None, None, None] + packets[3:]).received is None
+    assert packetizer.join([None, None] + packets[2:]).received is not None
+    corrupted = bytearray(packets[0])
+    corrupted[3] ^= 0x10
+    arrival = packetizer.join([bytes(corrupted), None] + packets[2:])  # CRC catches it; the third copy serves
+    assert arrival.received is not None and arrival.packets_lost == 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_random_losses_and_flips_never_raise(sent, data):
+    pair, strings = sent
+    packetizer = Packetizer(pair, packet_bytes=40)
+    string = strings[data.draw(st.integers(0, len(strings) - 1))]
+    packets = packetizer.split(string)
+    damaged = []
+    for packet in packets:
+        action = data.draw(st.sampled_from(["keep", "drop", "flip", "truncate"]))
+        if action == "drop":
+            damaged.append(None)
+        elif action == "flip":
+            raw = bytearray(packet)
+            bit = data.draw(st.integers(0, 8 * len(raw) - 1))
+            raw[bit // 8] ^= 1 << (bit % 8)
+            damaged.append(bytes(raw))
+        elif action == "truncate":
+            damaged.append(packet[: data.draw(st.integers(0, len(packet) - 1))])
+        else:
+            damaged.append(packet)
+    arrival = packetizer.join(damaged)
+    if arrival.received is not None:  # CRC-16 catches every single flip and (but for 2^-16) every truncation
+        sent_positions = set(pair.decode(string).positions.tolist())
+        assert set(arrival.received.positions.tolist()) | set(arrival.missing.tolist()) == sent_positions
+        assert torch.isfinite(arrival.received.values).all()
+    order = data.draw(st.permutations(range(len(damaged))))
+    shuffled = packetizer.join([damaged[i] for i in order])
+    assert (shuffled.received is None) == (arrival.received is None)
+
+
+def test_bad_packet_settings_are_named(sent):
+    pair, _ = sent
+    with pytest.raises(ValueError, match="smaller than a data packet's fields"):
+        Packetizer(pair, packet_bytes=8)
+    with pytest.raises(ValueError, match="packet_bytes must be a positive integer"):
+        Packetizer(pair, packet_bytes=0)
+    with pytest.raises(ValueError, match="header_copies"):
+        Packetizer(pair, header_copies=0)
+    with pytest.raises(ValueError, match="one patch does not fit"):
+        Packetizer(pair, packet_bytes=12).split(_sent_string(pair))
+    with pytest.raises(ValueError, match="entropy-coded"):
+        Packetizer(create_codec("latent-cifar10", entropy_coding=False))
+
+
+def _sent_string(pair) -> bytes:
+    """Four patches of large latents at the finest level: over 12 bytes each."""
+    level = torch.zeros(1, 64, dtype=torch.int64)
+    level[0, :4] = 5
+    return pair.encode(torch.randn(1, 64, pair.values_per_patch, generator=torch.Generator().manual_seed(0)) * 40,
+                       level)[0]
