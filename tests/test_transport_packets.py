@@ -13,7 +13,8 @@ from semcomm.rate import create_codec
 from semcomm.rate.policies import IAQ, FixedLevel
 from semcomm.rate.zoo import load_hint
 from semcomm.selection import SpreadTopK
-from semcomm.transport import Packetizer
+from channels import AWGN, BSC, DigitalLink, Uncoded
+from semcomm.transport import DigitalTransport, Packetizer
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +123,40 @@ def _sent_string(pair) -> bytes:
     level[0, :4] = 5
     return pair.encode(torch.randn(1, 64, pair.values_per_patch, generator=torch.Generator().manual_seed(0)) * 40,
                        level)[0]
+
+
+# --- over a digital link of `channels` --------------------------------------------------------------
+
+def test_an_error_free_link_delivers_every_packet_and_counts_channel_uses(sent):
+    pair, strings = sent
+    packetizer = Packetizer(pair, packet_bytes=64)
+    link = DigitalLink(Uncoded(200), channel=BSC(0.0), crc=None)
+    packets = [packetizer.split(s) for s in strings[:6]]
+    delivery = DigitalTransport(link).send(packets, generator=torch.Generator().manual_seed(0))
+    assert delivery.packets == packets
+    blocks = torch.tensor([sum(-(-8 * len(p) // 200) for p in image) for image in packets])
+    assert torch.equal(delivery.blocks, blocks) and torch.equal(delivery.channel_uses, 200 * blocks)
+    for string, arrived in zip(strings, delivery.packets):
+        torch.testing.assert_close(packetizer.join(arrived).received.values, pair.decode(string).values)
+
+
+def test_a_noisy_link_loses_packets_and_never_raises(sent):
+    """Uncoded QPSK over AWGN at 6 dB (bit error rate Q(sqrt(4)) = 2.3%): the link has no CRC, so
+    damaged packets arrive and the packets' own CRC-16 drops them; the same seed gives the same result."""
+    pair, strings = sent
+    packetizer = Packetizer(pair, packet_bytes=32)
+    link = DigitalLink(Uncoded(128), modulation=4, channel=AWGN(), crc=None)
+    packets = [packetizer.split(s) for s in strings]
+    runs = [DigitalTransport(link).send(packets, snr_db=6.0, generator=torch.Generator().manual_seed(1))
+            for _ in range(2)]
+    assert runs[0].packets == runs[1].packets
+    arrivals = [packetizer.join(arrived) for arrived in runs[0].packets]
+    lost = sum(a.packets_lost for a in arrivals)
+    total = sum(len(p) for p in packets)
+    assert 0.2 * total < lost < total  # 256-bit packets at 2.3% bit errors: most are hit
+    assert all(a.received is None or torch.isfinite(a.received.values).all() for a in arrivals)
+
+
+def test_transport_needs_a_digital_link():
+    with pytest.raises(TypeError, match="channels.DigitalLink"):
+        DigitalTransport("awgn")

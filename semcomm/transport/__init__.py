@@ -1,4 +1,5 @@
 """Carrying codec strings over links: packets with their own CRC and a protected header."""
+from .digital import Delivery, DigitalTransport
 from .packets import Arrival, Packetizer
 
-__all__ = ["Arrival", "Packetizer"]
+__all__ = ["Arrival", "Delivery", "DigitalTransport", "Packetizer"]
