@@ -8,13 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from semcomm import create_model
-from semcomm.codec import EdgeEncoder
+from semcomm.codec import EdgeEncoder, ServerDecoder, collaborative_predictions
+from semcomm.gating import Gate
 from semcomm.rate import create_codec
 from semcomm.rate.policies import IAQ, FixedLevel
 from semcomm.rate.zoo import load_hint
 from semcomm.selection import SpreadTopK
 from channels import AWGN, BSC, DigitalLink, Uncoded
-from semcomm.transport import DigitalTransport, Packetizer
+from semcomm.transport import DigitalTransport, Packetizer, over_link
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +161,24 @@ def test_a_noisy_link_loses_packets_and_never_raises(sent):
 def test_transport_needs_a_digital_link():
     with pytest.raises(TypeError, match="channels.DigitalLink"):
         DigitalTransport("awgn")
+
+
+def test_over_an_error_free_link_predictions_are_the_link_less_ones(cifar_test):
+    """Gate, packets, an error-free link and the join give exactly the predictions of the strings
+    decoded directly; a noisy link lowers accuracy without raising and falls back to the edge."""
+    edge, pair = create_model("vit-edge-cifar10"), create_codec("latent-cifar10")
+    images, labels = cifar_test.images[:120], cifar_test.labels[:120]
+    encoder = EdgeEncoder(edge, SpreadTopK(32), gate=Gate("min_entropy", 0.4), codec=pair, policy=FixedLevel(3),
+                          hint=load_hint("vit-edge-cifar10"))
+    sent = encoder.encode(images)
+    direct = collaborative_predictions(sent, ServerDecoder(codec=pair).classify([s for s in sent.strings if s]))
+    packetizer = Packetizer(pair, packet_bytes=64)
+    clean = over_link(sent, pair, packetizer, DigitalTransport(DigitalLink(Uncoded(256), channel=BSC(0.0), crc=None)))
+    assert torch.equal(clean.predictions, direct) and clean.packets_lost == 0 and clean.images_lost == 0
+    assert (clean.link_bits >= sent.bits).all() and (clean.channel_uses[~sent.offloaded] == 0).all()
+    noisy = over_link(sent, pair, packetizer, DigitalTransport(DigitalLink(Uncoded(256), channel=BSC(0.05), crc="crc16")),
+                      generator=torch.Generator().manual_seed(0))
+    assert noisy.packets_lost > 0 and noisy.images_lost > 0
+    lost_to_edge = (noisy.predictions == edge(images).argmax(-1)).float().mean()
+    assert lost_to_edge >= (direct == edge(images).argmax(-1)).float().mean()
+    assert 0 < (noisy.predictions == labels).float().mean() <= 1
