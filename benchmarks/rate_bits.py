@@ -51,7 +51,7 @@ def main() -> None:
         real += 8 * len(frame.payload)
         estimate += pair.tables_for(params).estimated_bits(symbols, indexes)
         string_estimate += pair.tables_for(params).string_bits(symbols, indexes)
-        if params and getattr(pair, "table_sets", None):  # the same symbols with the one pooled set, for comparison
+        if getattr(pair, "switched", False):  # the same symbols with the one pooled set, for comparison
             one_set += 8 * len(rans_encode(pair.tables, symbols, indexes)[1])
     n = len(sent.strings)
     total = float(sent.bits.float().mean())

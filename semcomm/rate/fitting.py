@@ -18,9 +18,9 @@ from ..data import ImageSplit
 from ..inference import predict_logits
 from ..models import create_model
 from .dct import DCTPair
-from .entropy import SymbolTables
+from .entropy import SetCosts, SymbolTables
 from .hint import HintCoder
-from .latent import LatentCodec, LatentConfig
+from .latent import WEIGHTS_PREFIX, LatentCodec, LatentConfig
 from .latent_training import edge_view
 from .zoo import CodecCard, save_codec, save_hint, write_card
 
@@ -119,7 +119,7 @@ def _level_channel_index(shape: tuple[int, ...]) -> np.ndarray:
 
 
 def fit_switched_tables(symbols: np.ndarray, sets: int, iterations: int = 6,
-                        chunk: int = 1000) -> tuple[list[SymbolTables], np.ndarray]:
+                        chunk: int = 200) -> tuple[list[SymbolTables], np.ndarray]:
     """``sets`` sets of L x C tables for switched coding, and each image's set (B int64).
 
     A k-means on code length: images start in ``sets`` classes by the
@@ -134,19 +134,19 @@ def fit_switched_tables(symbols: np.ndarray, sets: int, iterations: int = 6,
     b, levels, _, channels = symbols.shape
     per_set = levels * channels
     index = _level_channel_index(symbols.shape)  # 1 x L x 1 x C
+    table_index = torch.from_numpy(index)
     energy = np.abs(symbols[:, levels // 2]).sum((1, 2))
     classes = np.searchsorted(np.quantile(energy, np.linspace(0, 1, sets + 1)[1:-1]), energy)
     for _ in range(iterations):
         labels = classes[:, None, None, None] * per_set + index
-        stacked = SymbolTables.fit(symbols, np.broadcast_to(labels, symbols.shape), sets * per_set)
-        costs = np.zeros((b, sets))
+        table_sets = SymbolTables.fit(symbols, np.broadcast_to(labels, symbols.shape), sets * per_set).split(sets)
+        set_costs = SetCosts(table_sets)
+        costs = []
         for a in range(0, b, chunk):
-            part = torch.from_numpy(np.ascontiguousarray(symbols[a : a + chunk])).long()
-            flat_index = torch.from_numpy(np.broadcast_to(index, part.shape).copy()).long()
-            for s in range(sets):
-                costs[a : a + chunk, s] = stacked.cost(part, flat_index + s * per_set).flatten(1).sum(1).numpy()
-        classes = costs.argmin(1)
-    return stacked.split(sets), classes
+            part = torch.from_numpy(symbols[a : a + chunk])
+            costs.append(set_costs(part, table_index.expand(part.shape)).flatten(1, -2).sum(1))  # chunk x S
+        classes = torch.cat(costs).argmin(1).numpy()
+    return table_sets, classes
 
 
 @torch.no_grad()
@@ -184,7 +184,7 @@ def export_latent(name: str, run_dir: str | Path, edge: str, train_split: ImageS
                if v.is_floating_point() and not k.startswith("entropy.")}
     codec.load_state_dict({k: v.float() for k, v in shipped.items()}, strict=False)  # fit on what ships
     stats = fit_latent_tables(codec, create_model(edge), train_split.images, sets=table_sets)
-    tensors = {f"weights.{k}": v for k, v in shipped.items()}
+    tensors = {f"{WEIGHTS_PREFIX}{k}": v for k, v in shipped.items()}
     tensors["medians"] = codec.entropy.medians().detach().float()
     tensors["distortion"] = stats.distortion
     tensors.update(stats.tables.state_dict("tables."))

@@ -110,14 +110,24 @@ def read_version(string: bytes) -> int:
 
 def pack(layout: Layout, frame: Frame, hint_coder=None) -> bytes:
     """Write ``frame`` as a version-2 string (CRC included); ``hint_coder`` writes ``frame.hint``."""
+    writer = BitWriter()
+    writer.write(VERSION, 4)
+    writer.write(layout.codec_id, 4)
+    write_image_fields(writer, layout, frame, hint_coder)
+    if layout.entropy_coded:
+        write_rans_payload(writer, frame.state_code, frame.payload)
+    else:
+        writer.write(frame.payload, frame.payload_bits)
+    return seal(writer.to_bytes())
+
+
+def write_image_fields(writer: BitWriter, layout: Layout, frame: Frame, hint_coder=None) -> None:
+    """What every decoder needs before a payload: hint flag, level map, codec parameters and the hint."""
     level = [int(m) for m in frame.level]
     if len(level) != layout.num_patches or min(level) < 0 or max(level) > layout.levels:
         raise ValueError(f"level map must hold {layout.num_patches} levels in 0..{layout.levels}")
     if len(frame.params) != len(layout.param_widths):
         raise ValueError(f"codec {layout.codec_id} takes {len(layout.param_widths)} parameters, got {len(frame.params)}")
-    writer = BitWriter()
-    writer.write(VERSION, 4)
-    writer.write(layout.codec_id, 4)
     writer.write(int(frame.hint is not None), 1)
     write_level_map(writer, level, layout)
     for value, width in zip(frame.params, layout.param_widths):
@@ -126,13 +136,58 @@ def pack(layout: Layout, frame: Frame, hint_coder=None) -> bytes:
         if hint_coder is None:
             raise ValueError("a frame with a hint needs the hint coder")
         hint_coder.write(writer, frame.hint)
-    if layout.entropy_coded:
-        writer.write(frame.state_code, STATE_LENGTH_BITS)
-        writer.write_bytes(frame.payload)
-    else:
-        writer.write(frame.payload, frame.payload_bits)
-    body = writer.to_bytes()
+
+
+def read_image_fields(reader: BitReader, layout: Layout, hint_coder=None,
+                      classes: int = 0) -> tuple[list[int], tuple[int, ...], object]:
+    """Inverse of :func:`write_image_fields`: (level map, codec parameters, hint or None)."""
+    has_hint = bool(reader.read(1, "hint flag"))
+    level = read_level_map(reader, layout)
+    params = tuple(reader.read(w, "codec parameter") for w in layout.param_widths)
+    hint = None
+    if has_hint:
+        if hint_coder is None:
+            raise BitstreamError("the string carries an edge hint but this decoder has no hint coder")
+        hint = hint_coder.read(reader, classes)
+    return level, params, hint
+
+
+def write_rans_payload(writer: BitWriter, state_code: int, payload: bytes) -> None:
+    """The rANS state length field and the compacted rANS string (:func:`~semcomm.rate.entropy.rans_encode`)."""
+    writer.write(state_code, STATE_LENGTH_BITS)
+    writer.write_bytes(payload)
+
+
+def read_rans_payload(reader: BitReader) -> tuple[int, bytes]:
+    """(state code, payload bytes) up to the final zero padding, which is checked (:func:`read_end`)."""
+    state_code = reader.read(STATE_LENGTH_BITS, "rANS state length")
+    payload_bits = reader.remaining - (-reader.position % 8)  # the payload, then padding to a whole byte
+    if payload_bits < 0 or payload_bits % 8:
+        raise BitstreamError(f"corrupted: {reader.remaining} bits left for the payload and padding")
+    payload = reader.read_bytes(payload_bits // 8, "payload")
+    read_end(reader)
+    return state_code, payload
+
+
+def read_end(reader: BitReader) -> None:
+    """Only zero padding (fewer than 8 bits) may follow the last field."""
+    if reader.remaining >= 8 or (reader.remaining and reader.read(reader.remaining, "padding")):
+        raise BitstreamError("corrupted: trailing bits after the payload")
+
+
+def seal(body: bytes) -> bytes:
+    """``body`` followed by its CRC-16."""
     return body + crc16(body).to_bytes(2, "big")
+
+
+def unseal(string: bytes) -> bytes:
+    """The body of a sealed string; :class:`BitstreamError` if it is too short or its CRC-16 fails."""
+    if len(string) < 3:
+        raise BitstreamError(f"truncated: {len(string)} bytes, shorter than any sealed string")
+    body = string[:-2]
+    if crc16(body) != int.from_bytes(string[-2:], "big"):
+        raise BitstreamError("corrupted: CRC-16 mismatch")
+    return body
 
 
 def unpack(string: bytes, layouts: dict[int, Layout], raw_payload_bits=None, hint_coder=None,
@@ -147,40 +202,23 @@ def unpack(string: bytes, layouts: dict[int, Layout], raw_payload_bits=None, hin
     """
     if read_version(string) != VERSION:
         raise BitstreamError(f"unknown format: version {read_version(string)} (this parser reads {VERSION})")
-    if len(string) < 3:
-        raise BitstreamError(f"truncated: {len(string)} bytes, shorter than any version-2 string")
-    body, crc = string[:-2], int.from_bytes(string[-2:], "big")
-    if crc16(body) != crc:
-        raise BitstreamError("corrupted: CRC-16 mismatch")
+    body = unseal(string)
     reader = BitReader(body, trace=trace)
     reader.read(4, "version")
     codec_id = reader.read(4, "codec id")
     if codec_id not in layouts:
         raise BitstreamError(f"unknown codec id {codec_id}; this decoder knows {sorted(layouts)}")
     layout = layouts[codec_id]
-    has_hint = bool(reader.read(1, "hint flag"))
-    level = read_level_map(reader, layout)
-    params = tuple(reader.read(w, "codec parameter") for w in layout.param_widths)
-    hint = None
-    if has_hint:
-        if hint_coder is None:
-            raise BitstreamError("the string carries an edge hint but this decoder has no hint coder")
-        hint = hint_coder.read(reader, classes)
+    level, params, hint = read_image_fields(reader, layout, hint_coder, classes)
     frame = Frame(codec_id, level, hint, params)
     if layout.entropy_coded:
-        frame.state_code = reader.read(STATE_LENGTH_BITS, "rANS state length")
-        pad = -reader.position % 8
-        payload_bits = reader.remaining - pad
-        if payload_bits < 0 or payload_bits % 8:
-            raise BitstreamError(f"corrupted: {reader.remaining} bits left for the payload and padding")
-        frame.payload = reader.read_bytes(payload_bits // 8, "payload")
+        frame.state_code, frame.payload = read_rans_payload(reader)
     else:
         frame.payload_bits = raw_payload_bits(layout, level)
         frame.payload = reader.read(frame.payload_bits, "payload")
-    if reader.remaining >= 8 or (reader.remaining and reader.read(reader.remaining, "padding")):
-        raise BitstreamError("corrupted: trailing bits after the payload")
+        read_end(reader)
     if trace is not None:
-        trace.append(("CRC-16", 8 * len(body), CRC_BITS, crc))
+        trace.append(("CRC-16", 8 * len(body), CRC_BITS, int.from_bytes(string[-2:], "big")))
     return frame
 
 

@@ -92,6 +92,14 @@ class LatentConfig:
         return torch.exp2(torch.as_tensor(level, dtype=torch.float64) - 1 + self.gain_offset)
 
 
+WEIGHTS_PREFIX = "weights."  # a shipped pair's codec weights sit beside its tables under this prefix
+
+
+def shipped_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The codec's own state (prefix removed) among a shipped pair's tensors."""
+    return {k[len(WEIGHTS_PREFIX):]: v for k, v in tensors.items() if k.startswith(WEIGHTS_PREFIX)}
+
+
 class LatentBottleneck(nn.Module):
     """Edge side: B x N x in_dim values per patch -> B x N x C latents (before quantization).
 
@@ -273,7 +281,7 @@ class LatentPair(TableCodedPair):
 
         card, tensors = load_codec_tensors(name)
         codec = LatentCodec(LatentConfig.from_dict(card.config["codec"]))
-        weights = {k[len("weights."):]: v.float() for k, v in tensors.items() if k.startswith("weights.")}
+        weights = {k: v.float() for k, v in shipped_weights(tensors).items()}
         missing, unexpected = codec.load_state_dict(weights, strict=False)
         if unexpected or any(not k.startswith("entropy.") for k in missing):
             raise CheckpointError(f"codec {name} does not fit its architecture: missing {missing[:3]}, "

@@ -34,7 +34,7 @@ from ..inference import autocast
 from ..models import ViTAdapter, create_model
 from ..selection import SpreadTopK, TopK
 from ..training import TrainConfig, augment, learning_rate
-from .latent import LatentCodec, LatentConfig, patch_values
+from .latent import LatentCodec, LatentConfig, patch_values, shipped_weights
 
 
 @dataclass
@@ -152,8 +152,7 @@ def load_codec_weights(codec: LatentCodec, path: str | Path) -> None:
     from safetensors.torch import load_file
 
     state = load_file(str(path))
-    if any(k.startswith("weights.") for k in state):
-        state = {k[len("weights."):]: v for k, v in state.items() if k.startswith("weights.")}
+    state = shipped_weights(state) or state
     own = codec.state_dict()
     misfit = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
     unexpected = [k for k in state if k not in own]

@@ -17,6 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -246,6 +247,11 @@ class TableCodedPair(CodecPair):
         """Whether strings name one of several table sets (entropy-coded pairs with ``table_sets``)."""
         return bool(self.table_sets) and self.layout.entropy_coded
 
+    @cached_property
+    def _set_costs(self) -> SetCosts:
+        """Prices a string's symbols under every table set at once (built on first use)."""
+        return SetCosts(self.table_sets)
+
     def tables_for(self, params):
         if not self.switched:
             return self.tables
@@ -261,8 +267,6 @@ class TableCodedPair(CodecPair):
     def symbols(self, source, level):
         q, index, sent = self.quantize(source, level), self.table_index(level), level > 0
         if self.switched:  # the cheapest set for each image's sent symbols
-            if getattr(self, "_set_costs", None) is None:
-                self._set_costs = SetCosts(self.table_sets)
             cost = self._set_costs(q[sent], index[sent]).sum(1)  # M x S
             costs = torch.zeros(len(q), len(self.table_sets), dtype=torch.float64).index_add_(0, sent.nonzero()[:, 0], cost)
             choice = costs.argmin(1).tolist()

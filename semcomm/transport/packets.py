@@ -111,49 +111,50 @@ class Packetizer:
         symbols = np.asarray(rans_decode(tables, frame.state_code, frame.payload, indexes.ravel()),
                              dtype=np.int64).reshape(len(sent), -1)
         runs = self._runs(tables, symbols, indexes)
-        header = self._header(frame, len(runs))
-        data = [self._data(frame.codec_id, number, first, count, *rans_encode(tables, symbols[first : first + count].ravel(),
-                                                                           indexes[first : first + count].ravel()))
-                for number, (first, count) in enumerate(runs)]
-        return [header] * self.header_copies + data
+        data = [self._data(frame.codec_id, number, first, count, coded)
+                for number, (first, count, coded) in enumerate(runs)]
+        return [self._header(frame, len(runs))] * self.header_copies + data
 
-    def _runs(self, tables, symbols: np.ndarray, indexes: np.ndarray) -> list[tuple[int, int]]:
-        """(first, count) runs of consecutive sent patches, each as long as fits one data packet."""
+    def _runs(self, tables, symbols: np.ndarray, indexes: np.ndarray) -> list[tuple[int, int, tuple[int, bytes]]]:
+        """(first, count, rANS-coded run) of consecutive sent patches, each run as long as fits one data packet."""
+        fields = (self._data_fields + 7) // 8 + 2  # bytes besides the rANS string (an upper bound), CRC included
+
+        def code(first, count):
+            return rans_encode(tables, symbols[first : first + count].ravel(), indexes[first : first + count].ravel())
+
         runs, first = [], 0
         while first < len(symbols):
-            count = 1
-            while first + count < len(symbols) and self._fits(tables, symbols, indexes, first, count + 1):
-                count += 1
-            if not self._fits(tables, symbols, indexes, first, count):
+            count, coded = 1, code(first, 1)
+            if fields + len(coded[1]) > self.packet_bytes:
                 raise ValueError(f"one patch does not fit a data packet of {self.packet_bytes} bytes")
-            runs.append((first, count))
+            while first + count < len(symbols):
+                longer = code(first, count + 1)
+                if fields + len(longer[1]) > self.packet_bytes:
+                    break
+                count, coded = count + 1, longer
+            runs.append((first, count, coded))
             first += count
         return runs
 
-    def _fits(self, tables, symbols, indexes, first, count) -> bool:
-        _, payload = rans_encode(tables, symbols[first : first + count].ravel(), indexes[first : first + count].ravel())
-        return (self._data_fields + 7) // 8 + len(payload) + 2 <= self.packet_bytes
-
     def _header(self, frame: fmt.Frame, packets: int) -> bytes:
-        layout = self.pair.layout
-        writer = BitWriter()
-        for value, width in ((VERSION, 4), (HEADER, 1), (frame.codec_id, 4), (int(frame.hint is not None), 1)):
-            writer.write(value, width)
-        fmt.write_level_map(writer, frame.level, layout)
-        for value, width in zip(frame.params, layout.param_widths):
-            writer.write(value, width)
-        if frame.hint is not None:
-            self.pair.hint_coder.write(writer, frame.hint)
+        writer = self._start(HEADER, frame.codec_id)
+        fmt.write_image_fields(writer, self.pair.layout, frame, self.pair.hint_coder)
         writer.write(packets - 1, self._w)
-        return _with_crc(writer)
+        return fmt.seal(writer.to_bytes())
 
-    def _data(self, codec_id: int, number: int, first: int, count: int, state_code: int, payload: bytes) -> bytes:
+    def _data(self, codec_id: int, number: int, first: int, count: int, coded: tuple[int, bytes]) -> bytes:
+        writer = self._start(DATA, codec_id)
+        for value in (number, first, count - 1):
+            writer.write(value, self._w)
+        fmt.write_rans_payload(writer, *coded)
+        return fmt.seal(writer.to_bytes())
+
+    @staticmethod
+    def _start(kind: int, codec_id: int) -> BitWriter:
         writer = BitWriter()
-        for value, width in ((VERSION, 4), (DATA, 1), (codec_id, 4), (number, self._w), (first, self._w),
-                             (count - 1, self._w), (state_code, STATE_LENGTH_BITS)):
+        for value, width in ((VERSION, 4), (kind, 1), (codec_id, 4)):
             writer.write(value, width)
-        writer.write_bytes(payload)
-        return _with_crc(writer)
+        return writer
 
     # ---- server ----------------------------------------------------------------------------------
     def join(self, packets: list[bytes | None]) -> Arrival:
@@ -199,42 +200,24 @@ class Packetizer:
 
     def _parse(self, packet: bytes | None):
         """(kind, fields) of a packet, or None if it is missing, corrupted or not one of this pair's."""
-        if not isinstance(packet, (bytes, bytearray)) or len(packet) < 3:
+        if not isinstance(packet, (bytes, bytearray)):
             return None
-        body, crc = packet[:-2], int.from_bytes(packet[-2:], "big")
-        if fmt.crc16(body) != crc:
-            return None
-        pair, reader = self.pair, BitReader(body)
+        pair = self.pair
         try:
+            reader = BitReader(fmt.unseal(packet))
             if reader.read(4, "version") != VERSION:
                 return None
             kind = reader.read(1, "kind")
             if reader.read(4, "codec id") != pair.layout.codec_id:
                 return None
             if kind == HEADER:
-                has_hint = reader.read(1, "hint flag")
-                if has_hint and pair.hint_coder is None:
-                    return None
-                level = fmt.read_level_map(reader, pair.layout)
-                params = tuple(reader.read(w, "codec parameter") for w in pair.layout.param_widths)
-                hint = pair.hint_coder.read(reader, pair.num_classes) if has_hint else None
+                level, params, hint = fmt.read_image_fields(reader, pair.layout, pair.hint_coder, pair.num_classes)
                 packets = reader.read(self._w, "data packets") + 1
+                fmt.read_end(reader)
                 pair.tables_for(params)  # a set index out of range is corruption
                 return HEADER, dict(level=level, params=params, hint=hint, packets=packets)
-            number, first = reader.read(self._w, "packet number"), reader.read(self._w, "first patch")
-            count = reader.read(self._w, "patch count") + 1
-            state_code = reader.read(STATE_LENGTH_BITS, "rANS state length")
-            payload_bits = reader.remaining - (-reader.position % 8)  # the payload, then zero padding
-            if payload_bits < 0 or payload_bits % 8:
-                return None
-            payload = reader.read_bytes(payload_bits // 8, "payload")
-            if reader.remaining and reader.read(reader.remaining, "padding"):
-                return None
-            return DATA, dict(number=number, first=first, count=count, state_code=state_code, payload=payload)
+            number, first, count = (reader.read(self._w, name) for name in ("packet number", "first patch", "count"))
+            state_code, payload = fmt.read_rans_payload(reader)
+            return DATA, dict(number=number, first=first, count=count + 1, state_code=state_code, payload=payload)
         except BitstreamError:
             return None
-
-
-def _with_crc(writer: BitWriter) -> bytes:
-    body = writer.to_bytes()
-    return body + fmt.crc16(body).to_bytes(2, "big")
