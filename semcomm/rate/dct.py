@@ -58,12 +58,12 @@ class DCTPair(PixelPair, TableCodedPair):
     name = "dct"
 
     def __init__(self, server: ViTAdapter, tables: SymbolTables | None = None, levels: int = 6, codec_id: int = 2,
-                 hint_coder=None, entropy_coding: bool = True):
+                 hint_coder=None, entropy_coding: bool = True, distortion: torch.Tensor | None = None):
         super().__init__(server)
         if not entropy_coding:  # the same quantizer, symbols in fixed-length fields: its own format
             codec_id, self.name = codec_id + 8, f"{self.name}-fixed"
         self.layout = fmt.Layout(codec_id, server.num_patches, levels, entropy_coded=entropy_coding)
-        self.tables, self.hint_coder = tables, hint_coder
+        self.tables, self.hint_coder, self.distortion = tables, hint_coder, distortion
         p = self.patch_size
         self._dct = dct_matrix(p)
         self._steps = base_steps(p).flatten()  # V = 3 P^2, channel-major (c, u, v)
@@ -140,8 +140,6 @@ def dct_cifar10(server: str | ViTAdapter = "vit-server-cifar10", hint: bool = Tr
 
     card, tensors = load_codec_tensors("dct-cifar10")
     server = create_model(server) if isinstance(server, str) else server
-    pair = DCTPair(server, SymbolTables.from_state_dict(tensors, "tables."), levels=card.config["levels"],
+    return DCTPair(server, SymbolTables.from_state_dict(tensors, "tables."), levels=card.config["levels"],
                    codec_id=card.config["codec_id"], hint_coder=load_hint(card.edge) if hint else None,
-                   entropy_coding=entropy_coding)
-    pair.distortion = tensors.get("distortion")
-    return pair
+                   entropy_coding=entropy_coding, distortion=tensors.get("distortion"))
