@@ -8,7 +8,7 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .data import default_cache_dir, load_split
+from .data import default_cache_dir, evaluation_split, load_split
 from .models.zoo import CheckpointError
 from .rate import list_codecs
 from .sweep import IMPORTANCE_METHODS
@@ -167,7 +167,7 @@ def _train(args) -> int:
         config = replace(config, epochs=args.epochs)
     dataset = PRESET_DATASETS[args.preset]
     train_split = load_split(dataset, "train", args.data_root)
-    test_split = load_split(dataset, "test", args.data_root)
+    test_split = load_split(dataset, evaluation_split(dataset), args.data_root)
     init_from, start_epoch, earlier_history = args.init_from, 0, None
     if init_from is not None and not Path(init_from).is_file():
         from .models import model_card
@@ -194,7 +194,8 @@ def _export(args) -> int:
         print(json.dumps(dict(name=card.name, sha256=card.sha256, history=card.history[-1:]), indent=2))
         return 0
 
-    test_split = load_split(PRESET_DATASETS[args.preset], "test", args.data_root)
+    dataset = PRESET_DATASETS[args.preset]
+    test_split = load_split(dataset, evaluation_split(dataset), args.data_root)
     card = export(args.preset, _run_dir(args), test_split)
     print(json.dumps(asdict(card), indent=2))
     return 0

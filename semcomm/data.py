@@ -38,6 +38,14 @@ TORCHVISION_CIFAR = {
 }
 
 
+EVALUATION_SPLITS = {"imagenette": "val"}  # data sets whose held-out split is not called "test"
+
+
+def evaluation_split(name: str) -> str:
+    """The held-out split a data set's models are scored on (``"test"`` unless known otherwise)."""
+    return EVALUATION_SPLITS.get(name, "test")
+
+
 class DataNotFoundError(FileNotFoundError):
     """No data set could be found in any of the places searched."""
 

@@ -1,8 +1,13 @@
 """Training recipe for the zoo's ViTs: resumable, deterministic given a seed.
 
-Recipe: random crop (4-pixel reflect padding) and horizontal flip, AdamW,
-linear warm-up then cosine decay per step, label smoothing, optional bf16
-autocast on CPU, and optional random token dropping (each batch keeps a
+Recipe: augmentation (CIFAR's padded random crop and flip, or for ViTs
+trained from scratch at ImageNet geometry DeiT's recipe from timm:
+random-resized crop, flip, RandAugment, Mixup / CutMix; see
+:mod:`semcomm.augmentation`), AdamW, linear warm-up then cosine decay per
+step, label smoothing, optional bf16 autocast on CPU, an optional
+low-resolution phase (the first epochs train on smaller crops, with the
+position embeddings resampled: fewer tokens, several times faster per
+epoch, as in progressive resizing / FixRes), and optional random token dropping (each batch keeps a
 random fraction of its patches, each image its own random subset) so that a
 server model learns to classify from partial patch sets. With a ``guide``
 (an edge model), a share of those batches keeps the patches the edge's
@@ -28,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .augmentation import ImageNetAugment, pad_crop_flip
 from .data import ImageSplit
 from .inference import autocast, predict_logits, top1
 from .importance import attention_layers, patch_importance
@@ -54,6 +60,12 @@ class TrainConfig:
             is replaced by what the server decodes from it, each patch at a
             random level in ``codec_levels`` (quantization-aware training).
         eval_images: test images scored after each epoch (progress only).
+        augment: ``"pad-crop-flip"`` (CIFAR) or ``"deit"`` (random-resized crop
+            with area in ``crop_scale``, flip, RandAugment ``rand_augment``,
+            Mixup ``mixup`` / CutMix ``cutmix`` alphas, soft-target loss).
+        low_res: (side, epochs): the first ``epochs`` epochs train on
+            side x side crops (architectures built with ``dynamic_img_size``).
+        drop_path: stochastic-depth rate (timm's ``drop_path_rate``).
     """
 
     architecture: str
@@ -74,12 +86,19 @@ class TrainConfig:
     bf16: bool = True
     seed: int = 0
     eval_images: int = 2000
+    augment: str = "pad-crop-flip"
+    crop_scale: tuple[float, float] = (0.35, 1.0)
+    rand_augment: str | None = "rand-m9-mstd0.5-inc1-mmax9"
+    mixup: float = 0.8
+    cutmix: float = 1.0
+    low_res: tuple[int, int] | None = None
+    drop_path: float = 0.0
 
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         """Inverse of ``dataclasses.asdict`` (lists from JSON become tuples)."""
-        for key in ("token_keep", "codec_levels"):
+        for key in ("token_keep", "codec_levels", "crop_scale", "low_res"):
             if data.get(key) is not None:
                 data = {**data, key: tuple(data[key])}
         return cls(**data)
@@ -92,19 +111,30 @@ class TrainHistory:
     epochs: list[dict] = field(default_factory=list)
 
 
-def augment(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Random crop after reflect padding, and random horizontal flip, of B x 3 x H x W uint8 images."""
-    b, _, h, w = images.shape
-    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="reflect")
-    dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)
-    rows = (dy + torch.arange(h)).view(b, 1, h, 1)
-    cols = (dx + torch.arange(w)).view(b, 1, 1, w)
-    flip = torch.rand(b, generator=generator) < 0.5
-    cols = torch.where(flip.view(b, 1, 1, 1), cols.flip(-1), cols)
-    batch = torch.arange(b).view(b, 1, 1, 1)
-    channel = torch.arange(3).view(1, 3, 1, 1)
-    return padded[batch, channel, rows, cols].to(torch.uint8)
+def training_batch(config: TrainConfig, split: ImageSplit, index: torch.Tensor, epoch: int,
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmented images (B x 3 x S x S, uint8 or float in [0, 1]) and targets of one batch.
+
+    Targets are class indices (B, int64) for ``pad-crop-flip`` and soft
+    targets (B x C) for ``deit``; S is the low-resolution side during the
+    ``low_res`` phase, else the data's.
+    """
+    images, labels = split.images[index], split.labels[index]
+    if config.augment == "pad-crop-flip":
+        return pad_crop_flip(images, generator), labels
+    if config.augment == "deit":
+        size = config.low_res[0] if config.low_res and epoch < config.low_res[1] else images.shape[-1]
+        recipe = ImageNetAugment(config.num_classes, config.crop_scale, config.rand_augment, config.mixup,
+                                 config.cutmix, config.label_smoothing)
+        return recipe(images, labels, size, generator)
+    raise ValueError(f"unknown augment {config.augment!r}; choose 'pad-crop-flip' or 'deit'")
+
+
+def training_loss(logits: torch.Tensor, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """Cross-entropy against class indices (label-smoothed) or soft targets (Mixup / CutMix)."""
+    if targets.ndim == 2:
+        return torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+    return F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
 
 
 def random_positions(batch: int, num_patches: int, keep: int, generator: torch.Generator) -> torch.Tensor:
@@ -124,7 +154,7 @@ def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float
 
 def build(config: TrainConfig, init_from: str | Path | None = None) -> TimmViT:
     torch.manual_seed(config.seed)
-    model = timm.create_model(config.architecture, num_classes=config.num_classes)
+    model = timm.create_model(config.architecture, num_classes=config.num_classes, drop_path_rate=config.drop_path)
     if init_from is not None:
         load_weights(model, init_from)
     return TimmViT(model)
@@ -184,19 +214,19 @@ def train(
     for epoch in range(start_epoch, end_epoch):
         started = time.time()
         generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        torch.manual_seed(config.seed * 100_003 + epoch)  # timm's stochastic depth draws from the global generator
         order = torch.randperm(len(train_split), generator=generator)
         model.train()
         losses = []
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
         for i in bar:
             index = order[i * config.batch_size : (i + 1) * config.batch_size]
-            images = augment(train_split.images[index], generator)
-            labels = train_split.labels[index]
+            images, targets = training_batch(config, train_split, index, epoch, generator)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, epoch * steps_per_epoch + i, steps_per_epoch)
             with autocast(config.bf16):
                 logits = _forward_training(model, images, config, generator, guide, codec)
-                loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+                loss = training_loss(logits, targets, config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -226,21 +256,40 @@ def _pixel_codec(name: str, server: TimmViT):
 def _forward_training(model: TimmViT, images: torch.Tensor, config: TrainConfig, generator: torch.Generator,
                       guide: TimmViT | None = None, codec=None):
     seen = images
+    if tuple(images.shape[-2:]) != model.image_size:  # the low-resolution phase: the model's own checks do not apply
+        return _forward_low_res(model, images, config, generator)
     if codec is not None:  # what the server will decode: each patch at a random level
         low, high = config.codec_levels
         level = torch.randint(low, high + 1, (len(images), model.num_patches), generator=generator)
         with torch.no_grad():
             seen = codec.roundtrip(images, level)
-    if config.token_keep is None or torch.rand(1, generator=generator).item() < config.full_image_prob:
+    keep = _tokens_to_keep(config, model.num_patches, generator)
+    if keep is None:
         return model(seen)
-    low, high = config.token_keep
-    fraction = low + (high - low) * torch.rand(1, generator=generator).item()
-    keep = max(1, round(fraction * model.num_patches))
     if guide is not None and torch.rand(1, generator=generator).item() < config.guided_prob:
         positions = guided_positions(guide, images, keep, generator)  # the edge sees the original
     else:
         positions = random_positions(len(images), model.num_patches, keep, generator)
     return model.forward_tokens(seen, positions)
+
+
+def _forward_low_res(model: TimmViT, images: torch.Tensor, config: TrainConfig, generator: torch.Generator):
+    if config.codec is not None or config.guide is not None:
+        raise ValueError("the low-resolution phase trains on pixels only (no codec, no guide)")
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    patches = (images.shape[-2] // model.patch_size) * (images.shape[-1] // model.patch_size)
+    keep = _tokens_to_keep(config, patches, generator)
+    positions = None if keep is None else random_positions(len(images), patches, keep, generator)
+    return model._forward_tokens((x - model.mean) / model.std, positions)
+
+
+def _tokens_to_keep(config: TrainConfig, num_patches: int, generator: torch.Generator) -> int | None:
+    """How many patches this batch keeps under random token dropping (None: all of them)."""
+    if config.token_keep is None or torch.rand(1, generator=generator).item() < config.full_image_prob:
+        return None
+    low, high = config.token_keep
+    fraction = low + (high - low) * torch.rand(1, generator=generator).item()
+    return max(1, round(fraction * num_patches))
 
 
 @torch.no_grad()
@@ -260,7 +309,15 @@ PRESETS = {
 # the server fine-tuned on what the DCT pair delivers: warm-start it with --init-from vit-server-cifar10.pt weights
 PRESETS["vit-server-dct-cifar10"] = replace(PRESETS["vit-server-cifar10"], epochs=6, lr=3e-4, warmup_epochs=0.5,
                                            codec="dct-cifar10", codec_levels=(1, 6))
-PRESET_DATASETS = {"vit-edge-cifar10": "cifar10", "vit-server-cifar10": "cifar10", "vit-server-dct-cifar10": "cifar10"}
+# ImageNet geometry from scratch on Imagenette (9,469 training images): DeiT's augmentation, stochastic depth, and
+# most epochs at 128 x 128 (64 tokens) before the last ones at 224 x 224 (196 tokens)
+_IMAGENETTE = dict(augment="deit", warmup_epochs=5.0, eval_images=1000)
+PRESETS["vit-edge-imagenette"] = TrainConfig("semcomm_vit_edge_p16_224", epochs=120, low_res=(128, 90), drop_path=0.05,
+                                             **_IMAGENETTE)
+PRESETS["vit-server-imagenette"] = TrainConfig("semcomm_vit_server_p16_224", epochs=150, low_res=(128, 110),
+                                               drop_path=0.1, token_keep=(0.25, 1.0), full_image_prob=0.5,
+                                               **_IMAGENETTE)
+PRESET_DATASETS = {name: name.rsplit("-", 1)[-1] for name in PRESETS}
 
 
 def export(name: str, run_dir: str | Path, test_split: ImageSplit) -> ModelCard:

@@ -4,19 +4,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from semcomm.training import TrainConfig, augment, learning_rate, random_positions, train
+from semcomm.augmentation import pad_crop_flip
+from semcomm.training import TrainConfig, learning_rate, random_positions, train
 
 
 def test_augment_is_a_crop_or_its_mirror():
     images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    out = augment(images, torch.Generator().manual_seed(1))
+    out = pad_crop_flip(images, torch.Generator().manual_seed(1))
     assert out.shape == images.shape and out.dtype == torch.uint8
     padded = torch.nn.functional.pad(images.float(), (4, 4, 4, 4), mode="reflect")
     for img, src in zip(out.float(), padded):
         found = any(torch.equal(img, cand[:, dy : dy + 32, dx : dx + 32])
                     for cand in (src, src.flip(-1)) for dy in range(9) for dx in range(9))
         assert found
-    assert torch.equal(augment(images, torch.Generator().manual_seed(1)), out)
+    assert torch.equal(pad_crop_flip(images, torch.Generator().manual_seed(1)), out)
 
 
 def test_learning_rate_warms_up_then_decays_to_min():
@@ -99,3 +100,57 @@ def test_export_ships_fp16_weights_with_a_measured_card(tmp_path, cifar_test, mo
     shipped = create_model("tiny-edge")
     assert top1(predict_logits(shipped, data.images, bf16=False), data.labels) == card.test_top1
     assert zoo.model_card("tiny-edge") == card
+
+
+def test_deit_augmentation_is_reproducible_and_leaves_global_generators_alone():
+    import random
+
+    import numpy as np
+
+    from semcomm.augmentation import ImageNetAugment
+
+    images = torch.randint(0, 256, (8, 3, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(8) % 4
+    recipe = ImageNetAugment(num_classes=4)
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    out, targets = recipe(images, labels, 32, torch.Generator().manual_seed(3))
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == _draws_after_seed(1)
+    again, _ = recipe(images, labels, 32, torch.Generator().manual_seed(3))
+    assert out.shape == (8, 3, 32, 32) and out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
+    assert torch.equal(out, again)
+    assert targets.shape == (8, 4) and torch.allclose(targets.sum(1), torch.ones(8))
+
+
+def _draws_after_seed(seed: int):
+    import random
+
+    import numpy as np
+
+    random.seed(seed), np.random.seed(seed), torch.manual_seed(seed)
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def test_deit_recipe_with_a_low_resolution_phase_resumes_exactly(tmp_path):
+    from semcomm.data import ImageSplit
+
+    generator = torch.Generator().manual_seed(0)
+    data = ImageSplit(torch.randint(0, 256, (8, 3, 224, 224), dtype=torch.uint8, generator=generator),
+                      torch.arange(8) % 10, [str(i) for i in range(10)], "synthetic")
+    config = TrainConfig("semcomm_vit_edge_p16_224", epochs=2, batch_size=4, augment="deit", low_res=(64, 1),
+                         drop_path=0.1, token_keep=(0.3, 0.6), full_image_prob=0.5, eval_images=4, bf16=False)
+    straight, history = train(config, data, data, tmp_path / "a", progress=False)
+    train(config, data, data, tmp_path / "b", stop_after=1, progress=False)
+    resumed, _ = train(config, data, data, tmp_path / "b", progress=False)
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert all(0 < e["loss"] < 10 for e in history.epochs)
+
+
+def test_imagenette_presets_train_on_imagenette_and_score_on_its_val_split():
+    from semcomm.data import evaluation_split
+    from semcomm.training import PRESET_DATASETS, PRESETS
+
+    for name in ("vit-edge-imagenette", "vit-server-imagenette"):
+        assert PRESET_DATASETS[name] == "imagenette" and PRESETS[name].augment == "deit"
+    assert evaluation_split("imagenette") == "val" and evaluation_split("cifar10") == "test"
+    assert PRESET_DATASETS["vit-server-dct-cifar10"] == "cifar10"

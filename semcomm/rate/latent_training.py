@@ -33,7 +33,8 @@ from ..importance import patch_importance
 from ..inference import autocast
 from ..models import ViTAdapter, create_model
 from ..selection import SpreadTopK, TopK
-from ..training import TrainConfig, augment, learning_rate
+from ..augmentation import pad_crop_flip
+from ..training import TrainConfig, learning_rate
 from .latent import LatentCodec, LatentConfig, patch_values, shipped_weights
 
 
@@ -230,7 +231,7 @@ def train_latent(config: LatentTrainConfig, train_split: ImageSplit, test_split:
         bar = tqdm(range(steps), desc=f"latent epoch {epoch + 1}/{config.epochs}", disable=not progress)
         for i in bar:
             index = order[i * config.batch_size : (i + 1) * config.batch_size]
-            images = augment(train_split.images[index], generator)
+            images = pad_crop_flip(train_split.images[index], generator)
             labels = train_split.labels[index]
             scale = _lr_scale(config, epoch * steps_per_epoch + i, steps_per_epoch)
             for group in main_opt.param_groups:
