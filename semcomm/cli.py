@@ -73,6 +73,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", type=Path, help="write the accuracy-versus-bits plot here (PNG or PDF)")
     _data_args(p)
 
+    p = sub.add_parser("link", help="accuracy against SNR and channel uses: the codec and image codecs over a link")
+    p.add_argument("--channel", default="awgn", help="ideal, awgn, rayleigh (block fading), rayleigh-fast, bsc, bec "
+                   "or gilbert-elliott")
+    p.add_argument("--snrs", type=_float_list, help="channel conditions: Es/N0 in dB (awgn, rayleigh*), or crossover / "
+                   "erasure / block loss probabilities (bsc, bec, gilbert-elliott); default 0,1,2,3,4,6,10 dB")
+    p.add_argument("--modulation", type=int, default=4, help="QAM order: 2 (BPSK), 4 (QPSK), 16, 64, 256")
+    p.add_argument("--code-rate", default="1/2", help="802.11n LDPC rate: 1/2, 2/3, 3/4, 5/6")
+    p.add_argument("--block", type=int, default=648, help="LDPC block length: 648, 1296, 1944")
+    p.add_argument("--dataset", default="cifar10")
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int, help="a fixed subset of N images (seed 0)")
+    p.add_argument("--edge", default="vit-edge-cifar10")
+    p.add_argument("--server", default="vit-server-cifar10", help="pixel server of the image codecs")
+    p.add_argument("--codec", default="latent-cifar10", help=f"semantic codec pair ({', '.join(list_codecs())})")
+    p.add_argument("--budgets", type=_int_list, help="spread-top-k patches per image, e.g. 16,32,64 (at --levels)")
+    p.add_argument("--levels", type=_int_list, help="codec levels, e.g. 3,4")
+    p.add_argument("--thresholds", type=_float_list, help="min-entropy gate thresholds")
+    p.add_argument("--codecs", type=_codec_list, help="image codecs, e.g. webp-q10,webp-q40; 'none' for none")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, help="write the results here (a .partial file beside it lets a run resume)")
+    p.add_argument("--plot", type=Path, help="write accuracy vs SNR and vs channel uses here (PNG or PDF)")
+    _data_args(p)
+
     sub.add_parser("codecs", help="list the registered codec pairs and the shipped ones")
 
     p = sub.add_parser("fit", help="fit the training-split statistics a codec pair ships with")
@@ -84,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     commands = {"train": _train, "export": _export, "zoo": _zoo, "evaluate": _evaluate, "sweep": _sweep,
-                "codecs": _codecs, "fit": _fit}
+                "codecs": _codecs, "fit": _fit, "link": _link}
     try:
         for name in ("json", "plot"):
             if getattr(args, name, None) is not None:
@@ -284,6 +307,37 @@ def _sweep(args) -> int:
         result.to_json(args.json)
     if args.plot:
         plot_sweep(result, args.plot)
+    return 0
+
+
+def _link(args) -> int:
+    from .plots import plot_link
+    from .transport.links import LinkSpec
+    from .transport.sweep import LinkSweep, LinkSweepConfig
+
+    if args.codec not in list_codecs():
+        raise KeyError(f"unknown codec {args.codec!r}; choose from {', '.join(list_codecs())}")
+    link = LinkSpec(args.channel, modulation=args.modulation, code_rate=args.code_rate, block=args.block)
+    config = LinkSweepConfig(link=link, edge=args.edge, server=args.server, codec=args.codec, seed=args.seed,
+                             conditions=tuple(args.snrs) if args.snrs else
+                             ((0.0,) if args.channel == "ideal" else LinkSweepConfig.conditions))
+    if args.budgets or args.levels:
+        config = replace(config, settings=tuple(("spread-top-k", k, m) for k in args.budgets or (16, 32, 64)
+                                                for m in args.levels or (3,)))
+    for name, value in (("thresholds", args.thresholds), ("codecs", args.codecs)):
+        if value is not None:
+            config = replace(config, **{name: value})
+    split = load_split(args.dataset, args.split, args.data_root, limit=args.limit)
+    state = args.json.with_suffix(".partial") if args.json else None
+    result = LinkSweep(config).run(split, state_path=state)
+    print(f"{result.link}: the semantic codec against the best image codec at equal channel uses per image\n")
+    print(result.table())
+    print(f"\nedge alone {100 * result.edge_accuracy:.2f}%; {result.images} images of {result.dataset} in "
+          f"{result.seconds:.0f} s ({result.machine})")
+    if args.json:
+        result.to_json(args.json)
+    if args.plot:
+        plot_link(result, args.plot)
     return 0
 
 

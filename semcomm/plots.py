@@ -11,6 +11,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from .sweep import SweepResult
+from .transport.sweep import LinkSweepResult
 
 SCHEME_COLORS = {"webp": "tab:orange", "jpeg": "tab:brown", "raw8": "tab:gray"}
 
@@ -63,6 +64,47 @@ def plot_sweep(result: SweepResult, path: str | Path | None = None) -> Figure:
     right.set_title("frontiers near the top (edge - 1 point and up)")
     fig.suptitle(f"{result.dataset}, {result.images} images: edge {result.edge}, codec {result.codec or 'raw8'}, "
                  f"server {result.server}")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_link(result: LinkSweepResult, path: str | Path | None = None) -> Figure:
+    """Left: each scheme's best top-1 (over its settings and gate thresholds) against the channel
+    condition, showing the digital cliff. Right: top-1 against mean channel uses per image at the
+    best and the worst condition (each scheme's frontier). The edge alone is a dotted line.
+    """
+    fig = Figure(figsize=(14, 5.5))
+    left, right = fig.subplots(1, 2)
+    schemes = list(dict.fromkeys(p.scheme for p in result.points if p.scheme != "edge"))
+    conditions = sorted({p.condition for p in result.points})
+    colors = dict(SCHEME_COLORS)
+    cycle = iter(["tab:blue", "tab:green", "tab:red", "tab:purple"])
+    for scheme in schemes:
+        colors.setdefault(scheme, next(cycle, "black"))
+        best = [100 * max(p.accuracy for p in result.points if p.scheme == scheme and p.condition == c)
+                for c in conditions]
+        left.plot(conditions, best, marker="o", color=colors[scheme], label=scheme)
+    for ax in (left, right):
+        ax.axhline(100 * result.edge_accuracy, color="grey", lw=0.8, ls=":", label="edge alone")
+        ax.grid(True, alpha=0.3)
+    left.set_xlabel(result.condition_name)
+    left.set_ylabel("top-1 accuracy (%), best setting and gate")
+    left.set_title(f"{result.link}: accuracy against the channel")
+    left.legend(fontsize=8)
+    for condition, style in ((conditions[-1], "-"), (conditions[0], "--")):
+        for scheme in schemes:
+            points = [p for p in result.frontier(scheme, condition) if p.channel_uses_per_image > 0]
+            if points:
+                right.plot([p.channel_uses_per_image for p in points], [100 * p.accuracy for p in points], style,
+                           drawstyle="steps-post", marker="o", ms=3, color=colors[scheme],
+                           label=f"{scheme} at {condition:g}")
+    right.set_xscale("log")
+    right.set_xlabel("mean channel uses per image (headers, hints, CRC, parity and padding included)")
+    right.set_title("frontiers: accuracy against channel uses")
+    right.legend(fontsize=8)
+    fig.suptitle(f"{result.dataset}, {result.images} images")
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)

@@ -7,6 +7,11 @@ the link's own CRC). A packet arrives when every block of it passes the
 link's CRC (or, on a link without CRC, always, possibly damaged: then the
 packet's own CRC-16 decides, at :meth:`~semcomm.transport.Packetizer.join`).
 Channel uses per image are its blocks times the link's uses per block.
+
+Two variants share the accounting: ``ideal=True`` delivers every block
+unaltered (channel uses still those of ``link``), and ``erasures`` (a
+:class:`channels.PacketErasure`, e.g. Gilbert-Elliott) additionally loses
+whole blocks, drawn over all blocks in the order they are sent.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from channels import DigitalLink
+from channels import DigitalLink, PacketErasure
 
 
 @dataclass
@@ -36,10 +41,12 @@ class Delivery:
 class DigitalTransport:
     """Sends packets over ``link`` (a :class:`channels.DigitalLink`); see the module docstring."""
 
-    def __init__(self, link: DigitalLink):
+    def __init__(self, link: DigitalLink, ideal: bool = False, erasures: PacketErasure | None = None):
         if not isinstance(link, DigitalLink):
             raise TypeError(f"link must be a channels.DigitalLink, got {type(link).__name__}")
-        self.link = link
+        if erasures is not None and not isinstance(erasures, PacketErasure):
+            raise TypeError(f"erasures must be a channels.PacketErasure, got {type(erasures).__name__}")
+        self.link, self.ideal, self.erasures = link, ideal, erasures
 
     def blocks_for(self, packet: bytes) -> int:
         """Link blocks one packet occupies."""
@@ -60,10 +67,15 @@ class DigitalTransport:
             raw = np.unpackbits(np.frombuffer(packet, dtype=np.uint8)).astype(np.float32)
             bits[start : start + len(raw)] = raw
             start += blocks * k
-        noise = {} if self.link.bit_channel else {"snr_db": snr_db}
-        out = self.link(torch.from_numpy(bits), generator=generator, **noise)
-        received = out.bits.reshape(-1).numpy() > 0.5
-        ok = out.crc_ok.reshape(-1).numpy() if self.link.crc is not None else np.ones(sum(counts), dtype=bool)
+        if self.ideal:
+            received, ok = bits > 0.5, np.ones(sum(counts), dtype=bool)
+        else:
+            noise = {} if self.link.bit_channel else {"snr_db": snr_db}
+            out = self.link(torch.from_numpy(bits), generator=generator, **noise)
+            received = out.bits.reshape(-1).numpy() > 0.5
+            ok = out.crc_ok.reshape(-1).numpy() if self.link.crc is not None else np.ones(sum(counts), dtype=bool)
+        if self.erasures is not None:
+            ok = ok & ~self.erasures.sample((sum(counts),), generator).numpy()
         arrived, start, block = [], 0, 0
         for packet, blocks in zip(flat, counts):
             if ok[block : block + blocks].all():

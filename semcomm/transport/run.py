@@ -31,6 +31,7 @@ class LinkOutcome:
         packets_sent: packets sent, over all images.
         images_lost: offloaded images of which no header or no data packet arrived.
         patches_missing: sent patches lost with their packets, over all images.
+        lost: B booleans, True for an offloaded image answered by the edge because nothing usable arrived.
     """
 
     predictions: torch.Tensor
@@ -40,17 +41,31 @@ class LinkOutcome:
     packets_sent: int
     images_lost: int
     patches_missing: int
+    lost: torch.Tensor | None = None
 
 
 def over_link(sent: Transmission, pair: CodecPair, packetizer: Packetizer, transport: DigitalTransport,
               snr_db: float | None = None, generator: torch.Generator | None = None,
-              batch_size: int = 256) -> LinkOutcome:
-    """Carry ``sent`` (version-2 strings of ``pair``) over ``transport`` at ``snr_db`` and classify."""
+              batch_size: int = 256, min_arrived: float = 0.0) -> LinkOutcome:
+    """Carry ``sent`` (version-2 strings of ``pair``) over ``transport`` at ``snr_db`` and classify.
+
+    Args:
+        min_arrived: the share of an image's sent patches that must arrive for the server to
+            answer; below it the image counts as lost and the edge answers (a server that sees a
+            few patches can do worse than the edge; measured in BENCHMARKS.md).
+    """
+    if not 0.0 <= min_arrived <= 1.0:
+        raise ValueError(f"min_arrived must be a share in [0, 1], got {min_arrived!r}")
     offloaded = sent.offloaded.nonzero().flatten().tolist()
     packets = [packetizer.split(sent.strings[i]) for i in offloaded]
     delivery = transport.send(packets, snr_db=snr_db, generator=generator)
     arrivals = [packetizer.join(arrived) for arrived in delivery.packets]
+    for a in arrivals:
+        if a.received is not None and len(a.received.positions) < min_arrived * (len(a.received.positions) + len(a.missing)):
+            a.received = None
     server_logits = pair.classify([a.received for a in arrivals], batch_size)
+    lost = torch.zeros(len(sent.strings), dtype=torch.bool)
+    lost[offloaded] = torch.tensor([a.received is None for a in arrivals], dtype=torch.bool)
     link_bits = torch.zeros(len(sent.strings), dtype=torch.int64)
     channel_uses = torch.zeros(len(sent.strings), dtype=torch.int64)
     if offloaded:
@@ -59,4 +74,4 @@ def over_link(sent: Transmission, pair: CodecPair, packetizer: Packetizer, trans
     return LinkOutcome(collaborative_predictions(sent, server_logits), link_bits, channel_uses,
                        packets_lost=sum(a.packets_lost for a in arrivals), packets_sent=sum(map(len, packets)),
                        images_lost=sum(a.received is None for a in arrivals),
-                       patches_missing=sum(len(a.missing) for a in arrivals))
+                       patches_missing=sum(len(a.missing) for a in arrivals), lost=lost)

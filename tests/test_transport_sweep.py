@@ -1,0 +1,126 @@
+"""The link sweep: links by name, the ideal link against the link-less sweep, SNR monotonicity, resuming."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from semcomm.baselines import ImageCodec
+from semcomm.cli import main
+from semcomm.sweep import Sweep, SweepConfig
+from semcomm.transport.links import LinkSpec
+from semcomm.transport.sweep import LinkSweep, LinkSweepConfig, LinkSweepResult
+
+SETTING = ("spread-top-k", 16, 3)
+WEBP = ImageCodec("webp", 40)
+
+
+@pytest.fixture(scope="module")
+def images(cifar_test):
+    return cifar_test.subset(120)
+
+
+@pytest.fixture(scope="module")
+def link_sweep():
+    config = LinkSweepConfig(link=LinkSpec("ideal"), conditions=(0.0,), settings=(SETTING,), codecs=(WEBP,),
+                             thresholds=(0.4, 0.8))
+    return LinkSweep(config, progress=False)
+
+
+def run(link_sweep, images, link, conditions, **changes):
+    link_sweep.config = LinkSweepConfig(link=link, conditions=conditions, settings=(SETTING,), codecs=(WEBP,),
+                                        thresholds=(0.4, 0.8), **changes)
+    return link_sweep.run(images)
+
+
+def test_ideal_link_reproduces_the_linkless_sweep_exactly(link_sweep, images):
+    over_link = run(link_sweep, images, LinkSpec("ideal"), (0.0,))
+    config = SweepConfig(rules=("spread-top-k",), budgets=(16,), levels=(3,), policies=(), thresholds=(0.4, 0.8),
+                         twins=False, full_images=False, codecs=(WEBP,))
+    linkless = Sweep(config, progress=False).run(images)
+    for label in ("spread-top-k 16 L3", "webp-q40"):
+        for gate in ("none", "min_entropy 0.4", "min_entropy 0.8"):
+            assert over_link.find(label, 0.0, gate).accuracy == linkless.find(label, gate, fusion=True).accuracy
+    assert over_link.find("webp-q40", 0.0).packet_loss == 0 and over_link.find("spread-top-k 16 L3", 0.0).images_lost == 0
+    # packets cost more than the bare string: headers twice, per-packet fields, CRCs
+    assert over_link.find("spread-top-k 16 L3", 0.0).bits_per_image > linkless.find("spread-top-k 16 L3", fusion=True).bits_per_image
+
+
+def test_accuracy_does_not_fall_as_the_snr_rises(link_sweep, images):
+    result = run(link_sweep, images, LinkSpec("awgn"), (-1.0, 1.5, 6.0))
+    for label in ("spread-top-k 16 L3", "webp-q40"):
+        accuracy = [result.find(label, snr).accuracy for snr in (-1.0, 1.5, 6.0)]
+        tolerance = 2 * math.sqrt(0.25 / len(images))  # two binomial standard errors at worst
+        assert accuracy[0] <= accuracy[1] + tolerance and accuracy[1] <= accuracy[2] + tolerance
+        # below the LDPC cliff nothing arrives and the edge answers; far above it everything does
+        assert result.find(label, -1.0).images_lost == 1.0 and result.find(label, 6.0).packet_loss == 0
+        assert accuracy[0] == result.edge_accuracy
+    uses = {result.find("spread-top-k 16 L3", snr).channel_uses_per_image for snr in (-1.0, 1.5, 6.0)}
+    assert len(uses) == 1  # a fixed-rate link spends the same channel uses at every SNR
+
+
+def test_erasure_and_bit_channels_go_through_the_same_path(link_sweep, images):
+    clean = run(link_sweep, images, LinkSpec("bec"), (0.0,)).find("spread-top-k 16 L3", 0.0)
+    ideal = run(link_sweep, images, LinkSpec("ideal"), (0.0,)).find("spread-top-k 16 L3", 0.0)
+    assert clean.accuracy == ideal.accuracy
+    for link, condition in ((LinkSpec("gilbert-elliott"), 1.0), (LinkSpec("bsc"), 0.5)):
+        lost = run(link_sweep, images, link, (condition,)).find("spread-top-k 16 L3", condition)
+        assert lost.images_lost == 1.0 and lost.accuracy == link_sweep.run(images).edge_accuracy
+    bursty = run(link_sweep, images, LinkSpec("gilbert-elliott", burst=4), (0.2,)).find("webp-q40", 0.2)
+    assert 0.05 < bursty.packet_loss < 0.5
+
+
+def test_a_sweep_resumes_from_its_state(link_sweep, images, tmp_path, monkeypatch):
+    link_sweep.config = LinkSweepConfig(link=LinkSpec("ideal"), conditions=(0.0,), settings=(SETTING,), codecs=(WEBP,))
+    first = link_sweep.run(images, state_path=tmp_path / "state")
+    monkeypatch.setattr(LinkSweep, "_semantic", lambda *a: pytest.fail("recomputed a finished setting"))
+    monkeypatch.setattr(LinkSweep, "_image_codec", lambda *a: pytest.fail("recomputed a finished codec"))
+    again = link_sweep.run(images, state_path=tmp_path / "state")
+    assert [p.accuracy for p in again.points] == [p.accuracy for p in first.points]
+    first.to_json(tmp_path / "r.json")
+    assert LinkSweepResult.from_json(tmp_path / "r.json").points == first.points
+
+
+@pytest.mark.parametrize("spec, message", [
+    (dict(channel="wifi"), "unknown channel 'wifi'"),
+    (dict(modulation=8), "unsupported modulation order 8"),
+    (dict(code_rate="1/3"), "unsupported code rate"),
+    (dict(block=1000), "unsupported LDPC block length"),
+])
+def test_bad_link_names_are_clear_errors(spec, message):
+    with pytest.raises(ValueError, match=message):
+        LinkSpec(**spec)
+
+
+@pytest.mark.parametrize("link, condition, message", [
+    (LinkSpec("awgn"), float("nan"), "SNR must be a finite number"),
+    (LinkSpec("rayleigh"), None, "SNR must be a finite number"),
+    (LinkSpec("bsc"), 1.5, "crossover probability must be a probability"),
+])
+def test_bad_channel_conditions_are_clear_errors(link, condition, message):
+    with pytest.raises(ValueError, match=message):
+        LinkSweepConfig(link=link, conditions=(condition,))
+
+
+def test_cli_names_a_bad_channel_and_a_bad_snr(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["link", "--channel", "wifi"])
+    assert exit_info.value.code == 2 and "unknown channel 'wifi'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["link", "--snrs", "nan"])
+    assert exit_info.value.code == 2 and "SNR must be a finite number" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["link", "--modulation", "8"])
+    assert exit_info.value.code == 2 and "unsupported modulation order 8" in capsys.readouterr().err
+
+
+def test_cli_link_writes_json_and_plot(tmp_path, capsys):
+    code = main(["link", "--channel", "awgn", "--snrs", "0,6", "--limit", "40", "--budgets", "16", "--codecs",
+                 "webp-q40", "--thresholds", "0.8", "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")])
+    assert code == 0
+    result = LinkSweepResult.from_json(tmp_path / "r.json")
+    assert result.images == 40 and {p.condition for p in result.points} == {0.0, 6.0}
+    assert (tmp_path / "r.png").stat().st_size > 10_000
+    assert "equal channel uses" in capsys.readouterr().out
+    assert torch.isfinite(torch.tensor([p.accuracy for p in result.points])).all()
