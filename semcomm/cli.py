@@ -81,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modulation", type=int, default=4, help="QAM order: 2 (BPSK), 4 (QPSK), 16, 64, 256")
     p.add_argument("--code-rate", default="1/2", help="802.11n LDPC rate: 1/2, 2/3, 3/4, 5/6")
     p.add_argument("--block", type=int, default=648, help="LDPC block length: 648, 1296, 1944")
+    p.add_argument("--adaptive", action="store_true", help="link adaptation: the fastest modulation and code whose "
+                   "measured block error rate at each SNR is at most --target-bler")
+    p.add_argument("--target-bler", type=float, default=0.01, help="link adaptation's block error target")
+    p.add_argument("--min-arrived", type=float, default=0.5, help="share of an image's patches that must arrive for "
+                   "the server to answer (else the edge does)")
     p.add_argument("--dataset", default="cifar10")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, help="a fixed subset of N images (seed 0)")
@@ -317,8 +322,10 @@ def _link(args) -> int:
 
     if args.codec not in list_codecs():
         raise KeyError(f"unknown codec {args.codec!r}; choose from {', '.join(list_codecs())}")
-    link = LinkSpec(args.channel, modulation=args.modulation, code_rate=args.code_rate, block=args.block)
+    link = LinkSpec(args.channel, modulation=args.modulation, code_rate=args.code_rate, block=args.block,
+                    adaptive=args.adaptive, target_bler=args.target_bler)
     config = LinkSweepConfig(link=link, edge=args.edge, server=args.server, codec=args.codec, seed=args.seed,
+                             min_arrived=args.min_arrived,
                              conditions=tuple(args.snrs) if args.snrs else
                              ((0.0,) if args.channel == "ideal" else LinkSweepConfig.conditions))
     if args.budgets or args.levels:

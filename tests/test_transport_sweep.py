@@ -124,3 +124,17 @@ def test_cli_link_writes_json_and_plot(tmp_path, capsys):
     assert (tmp_path / "r.png").stat().st_size > 10_000
     assert "equal channel uses" in capsys.readouterr().out
     assert torch.isfinite(torch.tensor([p.accuracy for p in result.points])).all()
+
+
+def test_link_adaptation_speeds_up_with_the_snr_and_keeps_its_error_target():
+    from semcomm.transport.links import MCS_TABLE, LinkAdaptation
+
+    adaptation = LinkAdaptation(LinkSpec("awgn", adaptive=True, target_bler=0.01), max_blocks=400)
+    chosen = [adaptation.choose(snr) for snr in (-2.0, 5.0, 25.0)]
+    assert chosen[0] == MCS_TABLE[0] and chosen[-1] == MCS_TABLE[-1]
+    assert [MCS_TABLE.index(c) for c in chosen] == sorted(MCS_TABLE.index(c) for c in chosen)
+    assert adaptation.bler(*chosen[1], 5.0) <= 0.01 < adaptation.bler(*MCS_TABLE[MCS_TABLE.index(chosen[1]) + 1], 5.0)
+    transport, snr = LinkSpec("awgn", adaptive=True).transport(25.0)
+    assert snr == 25.0 and transport.link.constellation.order == 64 and transport.link.rate > 4.5  # 64-QAM at rate 5/6: 5 coded bits per use, less the CRC
+    with pytest.raises(ValueError, match="link adaptation needs an SNR channel"):
+        LinkSpec("bsc", adaptive=True)
