@@ -138,3 +138,16 @@ def test_link_adaptation_speeds_up_with_the_snr_and_keeps_its_error_target():
     assert snr == 25.0 and transport.link.constellation.order == 64 and transport.link.rate > 4.5  # 64-QAM at rate 5/6: 5 coded bits per use, less the CRC
     with pytest.raises(ValueError, match="link adaptation needs an SNR channel"):
         LinkSpec("bsc", adaptive=True)
+
+
+def test_rate_control_offloads_nothing_below_the_cliff_and_respects_the_channel_use_budget(link_sweep, images):
+    result = run(link_sweep, images, LinkSpec("awgn"), (-1.0, 6.0))
+    below = result.operating_point(-1.0)
+    assert below.label == "edge alone" and below.channel_uses_per_image == 0
+    above = result.operating_point(6.0)
+    assert above.channel_uses_per_image > 0 and above.accuracy > result.edge_accuracy
+    budget = 0.5 * above.channel_uses_per_image
+    cheap = result.operating_point(6.0, max_channel_uses=budget, schemes=("latent",))
+    assert cheap.channel_uses_per_image <= budget and cheap.scheme in ("latent", "edge")
+    with pytest.raises(ValueError, match="was not swept"):
+        result.operating_point(3.0)

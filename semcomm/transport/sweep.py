@@ -165,6 +165,23 @@ class LinkSweepResult:
         return sorted((p for p in self.points if p.frontier and p.condition == condition and p.scheme in (scheme, "edge")),
                       key=lambda p: p.channel_uses_per_image)
 
+    def operating_point(self, condition: float, max_channel_uses: float = math.inf,
+                        schemes: tuple[str, ...] | None = None) -> LinkPoint:
+        """Rate control and a link-aware gate: the most accurate point at ``condition`` that spends at most
+        ``max_channel_uses`` per image on average (the edge alone, 0 uses, when nothing else fits or helps).
+
+        Choose on a calibration split, then read the same label, gate and condition from a sweep of the
+        images it will serve (:meth:`find`): choosing on the images scored flatters the choice.
+
+        Args:
+            schemes: restrict to these schemes (e.g. the codec pair's name); the edge alone always qualifies.
+        """
+        if condition not in {p.condition for p in self.points}:
+            raise ValueError(f"condition {condition!r} was not swept; swept: {sorted({p.condition for p in self.points})}")
+        fits = [p for p in self.points if p.condition == condition and p.channel_uses_per_image <= max_channel_uses
+                and (schemes is None or p.scheme in schemes or p.scheme == "edge")]
+        return max(fits, key=lambda p: (p.accuracy, -p.channel_uses_per_image))
+
     def table(self) -> str:
         """Markdown: the semantic codec against the best image codec at equal channel uses, per condition."""
         rows = [f"| {self.condition_name} | image-codec frontier points | semantic >= image codec at each | "
