@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adaptive", action="store_true", help="link adaptation: the fastest modulation and code whose "
                    "measured block error rate at each SNR is at most --target-bler")
     p.add_argument("--target-bler", type=float, default=0.01, help="link adaptation's block error target")
+    p.add_argument("--header-copies", type=int, default=2, help="copies of each image's header packet")
+    p.add_argument("--packet-bytes", type=int, help="data packet size in bytes (default: one code block's payload)")
     p.add_argument("--min-arrived", type=float, default=0.5, help="share of an image's patches that must arrive for "
                    "the server to answer (else the edge does)")
     p.add_argument("--dataset", default="cifar10")
@@ -325,7 +327,8 @@ def _link(args) -> int:
     link = LinkSpec(args.channel, modulation=args.modulation, code_rate=args.code_rate, block=args.block,
                     adaptive=args.adaptive, target_bler=args.target_bler)
     config = LinkSweepConfig(link=link, edge=args.edge, server=args.server, codec=args.codec, seed=args.seed,
-                             min_arrived=args.min_arrived,
+                             min_arrived=args.min_arrived, header_copies=args.header_copies,
+                             packet_bytes=args.packet_bytes,
                              conditions=tuple(args.snrs) if args.snrs else
                              ((0.0,) if args.channel == "ideal" else LinkSweepConfig.conditions))
     if args.budgets or args.levels:

@@ -90,6 +90,12 @@ class LinkSweepConfig:
         for rule, k, level in self.settings:
             if rule not in ("spread-top-k", "top-k"):
                 raise ValueError(f"unknown selection rule {rule!r} in settings; choose spread-top-k or top-k")
+        for name in ("header_copies",) + (("packet_bytes",) if self.packet_bytes is not None else ()):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0 <= self.min_arrived <= 1:
+            raise ValueError(f"min_arrived must be a share in [0, 1], got {self.min_arrived!r}")
         for condition in self.conditions:
             self.link.transport(condition)  # names a bad SNR or probability before anything runs
 
