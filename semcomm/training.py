@@ -320,8 +320,10 @@ PRESETS["vit-server-imagenette"] = TrainConfig("semcomm_vit_server_p16_224", epo
 PRESET_DATASETS = {name: name.rsplit("-", 1)[-1] for name in PRESETS}
 
 
-def export(name: str, run_dir: str | Path, test_split: ImageSplit) -> ModelCard:
-    """Ship a run's weights into the zoo as fp16 safetensors with a model card.
+def export(name: str, run_dir: str | Path, test_split: ImageSplit, directory: str | Path | None = None) -> ModelCard:
+    """Ship a run's weights into a zoo directory as fp16 safetensors with a model card.
+
+    ``directory`` defaults to the checkpoints shipped inside the package.
 
     The card's ``test_top1`` is measured on all of ``test_split``, in fp32, on
     the fp16 weights as shipped; ``history`` is the run's per-epoch record.
@@ -330,7 +332,8 @@ def export(name: str, run_dir: str | Path, test_split: ImageSplit) -> ModelCard:
     config = TrainConfig.from_dict(state["config"])
     model = build(config)
     model.load_state_dict(state["model"])
-    weights = CHECKPOINT_DIR / f"{name}.safetensors"
+    directory = Path(directory or CHECKPOINT_DIR)
+    weights = directory / f"{name}.safetensors"
     save_weights(model.model, weights)
     shipped = create_model(config.architecture, num_classes=config.num_classes, weights=weights)
     accuracy = top1(predict_logits(shipped, test_split.images, bf16=False, desc=f"testing {name}"), test_split.labels)
@@ -343,5 +346,5 @@ def export(name: str, run_dir: str | Path, test_split: ImageSplit) -> ModelCard:
         notes=f"`semcomm train {name}`; test_top1 in fp32 on the fp16 weights as shipped; "
               "history test_top1 is on a fixed test subset in bf16, during training",
     )
-    write_card(card)
+    write_card(card, directory)
     return card

@@ -17,7 +17,7 @@ def random_attention(batch, heads, tokens, generator, layers=3, dtype=torch.floa
 
 
 def output(attentions, prefix=1):
-    logits = torch.zeros(attentions[0].shape[0], 10)
+    logits = torch.zeros(len(next(a for a in attentions if a is not None)), 10)
     return ViTOutput(logits, attentions, prefix)
 
 
@@ -136,3 +136,64 @@ def test_unknown_method_names_the_choices():
         patch_importance(output(random_attention(1, 1, N + 1, g, layers=1)), "max")
     for method in METHODS:
         assert method in str(info.value)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_head_averaged_maps_count_as_one_head(method):
+    """A B x T x T map (averaged over heads) is stored as B x 1 x T x T and scores like the per-head maps."""
+    g = torch.Generator().manual_seed(8)
+    attn = random_attention(B, HEADS, N + 1, g)
+    averaged = output([a.mean(dim=1) for a in attn])
+    assert [a.shape for a in averaged.attentions] == [(B, 1, N + 1, N + 1)] * 3
+    torch.testing.assert_close(patch_importance(averaged, method), patch_importance(output(attn), method))
+
+
+def test_rollout_and_mean_layers_need_every_layer():
+    g = torch.Generator().manual_seed(9)
+    attn = random_attention(B, HEADS, N + 1, g)
+    partial = output([None, None, attn[-1]])
+    assert patch_importance(partial, "mean").shape == (B, N)
+    for method in ("rollout", "mean_layers"):
+        with pytest.raises(ValueError, match=rf"'{method}' reads the attention of every layer, but the attention of "
+                                             r"layer 0 was not recorded \(recorded: \[2\] of 3 layers\)"):
+            patch_importance(partial, method)
+    with pytest.raises(ValueError, match=r"every layer; got 3 entries, None at \[0, 1\]"):
+        attention_rollout(partial.attentions)
+    with pytest.raises(ValueError, match="got 0 entries"):
+        attention_rollout([])
+
+
+def test_a_single_map_is_not_taken_for_a_list_of_layers():
+    """Iterating over a B x heads x T x T tensor would walk the batch, not the layers: refused, not guessed."""
+    g = torch.Generator().manual_seed(10)
+    (attn,) = random_attention(B, HEADS, N + 1, g, layers=1)
+    with pytest.raises(TypeError, match="attention_rollout takes a list with one B x heads x T x T map per layer"):
+        attention_rollout(attn)
+    with pytest.raises(TypeError, match=r"ViTOutput.attentions must be a list .* got a tensor of shape \(3, 4, 17, 17"):
+        output(attn)
+    assert torch.equal(attention_rollout([attn]), attention_rollout((attn,)))  # a one-layer model
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda a: ViTOutput(torch.zeros(B, 10), [a[0], a[1][..., :-1, :-1]], 1), ValueError,
+     r"different token counts T across layers: \[17, 16\]"),
+    (lambda a: ViTOutput(torch.zeros(B, 10), [a[0][..., :-1]], 1), ValueError,
+     r"attentions\[0\] is a tensor of shape \(3, 4, 17, 16\); expected B x heads x T x T"),
+    (lambda a: ViTOutput(torch.zeros(2, 10), a, 1), ValueError, r"with B = 2"),
+    (lambda a: ViTOutput(torch.zeros(B, 10), [a[0].tolist()], 1), TypeError, r"attentions\[0\] is a list of length 3"),
+    (lambda a: ViTOutput(torch.zeros(B), a, 1), ValueError, r"ViTOutput.logits is a tensor of shape \(3,\); expected"),
+    (lambda a: ViTOutput(torch.zeros(B, 10), a, -1), ValueError, r"num_prefix_tokens must be >= 0, got -1"),
+    (lambda a: ViTOutput(torch.zeros(B, 10), a, 17), ValueError, r"num_prefix_tokens = 17 leaves no patch tokens"),
+])
+def test_inconsistent_outputs_are_named(make, error, message):
+    g = torch.Generator().manual_seed(11)
+    with pytest.raises(error, match=message):
+        make(random_attention(B, HEADS, N + 1, g, layers=2))
+
+
+def test_importance_needs_a_class_token():
+    g = torch.Generator().manual_seed(12)
+    out = output(random_attention(B, HEADS, N, g), prefix=0)
+    for method in METHODS:
+        with pytest.raises(ValueError, match="CLS token.s attention row, but ViTOutput.num_prefix_tokens is 0"):
+            patch_importance(out, method)

@@ -178,3 +178,44 @@ def test_zoo_verifies_sha256_and_refuses_non_finite_weights(tmp_path, monkeypatc
     save_file(state, str(weights))
     with pytest.raises(CheckpointError, match="NaN or infinite"):
         create_model("semcomm_vit_edge_p4_32", weights=weights)
+
+
+def test_project_architectures_at_any_geometry_register_on_first_use():
+    import timm
+
+    from semcomm.models.architectures import register_architecture, vit_architecture
+
+    name = vit_architecture("edge", 64, 8)
+    assert name == "semcomm_vit_edge_p8_64" and timm.is_model(name)
+    model = create_model(name, num_classes=7)
+    assert model.num_patches == 64 and model.patch_size == 8 and model.num_classes == 7
+    assert len(model.model.blocks) == 6  # the shape of the registered edge whose grid is closest (p4_32: 64 patches)
+    assert vit_architecture("edge", 64, 8) == name  # registered once
+    assert register_architecture("semcomm_vit_server_p16_96") and not register_architecture("vit_small_patch16_224")
+    for bad, message in [(("huge", 64, 8), "unknown ViT size"), (("edge", 64, 7), "does not divide"),
+                         (("edge", 8, 16), "patch <= image")]:
+        with pytest.raises(ValueError, match=message):
+            vit_architecture(*bad)
+
+
+def test_user_zoo_is_searched_before_the_shipped_checkpoints(tmp_path, monkeypatch):
+    from semcomm.models import zoo
+
+    monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path / "mine"))
+    model = create_model("semcomm_vit_edge_p4_32", num_classes=3)
+    save_weights(model, tmp_path / "mine" / "my-edge.safetensors")  # a wrapper saves as the timm model it wraps
+    card = zoo.ModelCard(name="my-edge", architecture="semcomm_vit_edge_p4_32", dataset="mine", num_classes=3,
+                         params=sum(p.numel() for p in model.parameters()), epochs=1, test_top1=0.5,
+                         test_images=10, classes=["a", "b", "c"],
+                         sha256=zoo.file_sha256(tmp_path / "mine" / "my-edge.safetensors"))
+    assert zoo.write_card(card) == tmp_path / "mine" / "my-edge.json"  # default: the first user zoo directory
+    assert zoo.zoo_dirs() == [tmp_path / "mine", zoo.CHECKPOINT_DIR]
+    listed = {c.name: c for c in zoo.list_checkpoints()}
+    assert not listed["my-edge"].shipped and listed["vit-edge-cifar10"].shipped
+    assert zoo.model_card("my-edge").classes == ["a", "b", "c"]
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for loaded in (create_model("my-edge"), create_model(str(tmp_path / "mine" / "my-edge.json"))):
+            torch.testing.assert_close(loaded.eval()(images), model(images), atol=2e-2, rtol=0)
+    with pytest.raises(KeyError, match="searched"):
+        zoo.model_card("not-mine")

@@ -1,20 +1,28 @@
 """The small interface the codec needs from a Vision Transformer.
 
-Anything that subclasses :class:`ViTAdapter` and implements its three
-``_``-methods can serve as an edge encoder or a server model, whether it is
-built on timm or not (see ``README.md``, "Plugging in your own ViT").
+Anything that subclasses :class:`ViTAdapter` and implements its two
+abstract ``_``-methods (and, for the latent codec, :meth:`ViTAdapter._record_hidden`)
+can serve as an edge encoder or a server model, whether it is built on timm
+or not (see ``README.md``, "Plugging in your own ViT").
 
 Conventions:
     images: B x 3 x H x W, uint8 in [0, 255] or float in [0, 1]; H and W
         equal the model's ``image_size`` (a whole number of patches).
     positions: B x K int64 indices into the patch grid, row-major
         (index ``r * grid_w + c``), distinct within each row.
-    attention: one tensor per layer, B x heads x T x T with T the number of
-        tokens (prefix tokens such as CLS first, then the patches); None for
-        a layer the caller did not ask for (see ``forward_with_attention``).
+    tokens: T = ``num_prefix_tokens`` + N, the prefix tokens (CLS, a
+        distillation token, registers) first, then the N patches.
+    attention: one entry per layer, B x heads x T x T (a B x T x T map
+        averaged over heads is taken as one head); None for a layer the
+        caller did not ask for (see ``forward_with_attention``).
+
+What a subclass returns is checked at the boundary (shapes only, no extra
+forward): a wrong type or shape raises a TypeError / ValueError that names
+what came back and what was expected.
 """
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,19 +37,54 @@ class ViTOutput:
 
     Attributes:
         logits: B x C.
-        attentions: one B x heads x T x T tensor per layer, rows sum to 1;
-            None for a layer whose attention was not recorded.
+        attentions: one entry per layer: a B x heads x T x T tensor whose
+            rows sum to 1 (the softmax output of that block's attention), or
+            None for a layer whose attention was not recorded. A B x T x T
+            map (already averaged over heads) is accepted and stored as
+            B x 1 x T x T.
         num_prefix_tokens: tokens before the patches (1 for CLS, 2 for CLS +
-            distillation token).
+            distillation token); T = num_prefix_tokens + N.
         hidden: block index -> B x N x D patch tokens after that block
             (prefix tokens dropped), for the blocks asked for via ``hidden``
             in ``forward_with_attention``; the latent codec reads them.
+
+    Construction checks the parts against each other (types, 2-D logits,
+    square maps of one T and the logits' batch size); the adapter checks
+    them against the model.
     """
 
     logits: torch.Tensor
-    attentions: list[torch.Tensor]
+    attentions: list[torch.Tensor | None]
     num_prefix_tokens: int
     hidden: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.logits, torch.Tensor) or self.logits.ndim != 2:
+            raise _error(ValueError if isinstance(self.logits, torch.Tensor) else TypeError,
+                         "ViTOutput.logits is", self.logits, "a B x C tensor")
+        self.num_prefix_tokens = _count("ViTOutput.num_prefix_tokens", self.num_prefix_tokens, minimum=0)
+        if not isinstance(self.attentions, (list, tuple)):
+            raise TypeError(f"ViTOutput.attentions must be a list with one B x heads x T x T tensor (or None) per "
+                            f"layer, got {_describe(self.attentions)}; wrap a one-layer model's map in a list")
+        self.attentions = [_as_heads(a, f"ViTOutput.attentions[{i}]", len(self.logits))
+                           for i, a in enumerate(self.attentions)]
+        sizes = {a.shape[-1] for a in self.attentions if a is not None}
+        if len(sizes) > 1:
+            raise ValueError(f"ViTOutput.attentions have different token counts T across layers: "
+                             f"{[None if a is None else a.shape[-1] for a in self.attentions]}")
+        if sizes and self.num_prefix_tokens >= sizes.pop():
+            raise ValueError(f"ViTOutput.num_prefix_tokens = {self.num_prefix_tokens} leaves no patch tokens in "
+                             f"attention maps of T = {self.num_tokens} tokens")
+
+    @property
+    def num_tokens(self) -> int | None:
+        """T, the tokens per attention map (None if no layer was recorded)."""
+        return next((a.shape[-1] for a in self.attentions if a is not None), None)
+
+    @property
+    def recorded(self) -> list[int]:
+        """Indices of the layers whose attention was recorded."""
+        return [i for i, a in enumerate(self.attentions) if a is not None]
 
     def cls_attention(self, layer: int = -1) -> torch.Tensor:
         """B x heads x N: attention from the first (CLS) token to each patch in ``layer``."""
@@ -49,10 +92,9 @@ class ViTOutput:
 
     def attention(self, layer: int) -> torch.Tensor:
         """B x heads x T x T attention of ``layer``; a clear error if it was not recorded."""
-        maps = self.attentions[layer]
+        maps = self.attentions[_layer_index(layer, len(self.attentions))]
         if maps is None:
-            recorded = [i for i, a in enumerate(self.attentions) if a is not None]
-            raise ValueError(f"the attention of layer {layer} was not recorded (recorded: {recorded}); "
+            raise ValueError(f"the attention of layer {layer} was not recorded (recorded: {self.recorded}); "
                              "ask forward_with_attention for it via `layers`")
         return maps
 
@@ -60,22 +102,28 @@ class ViTOutput:
 class ViTAdapter(nn.Module, ABC):
     """A ViT the codec can use: logits, attention and forwards on patch subsets.
 
-    Subclasses set ``image_size`` (H, W), ``patch_size``, ``num_classes``,
-    ``mean`` and ``std`` (per-channel normalisation of [0, 1] pixels) and
-    implement :meth:`_forward_with_attention` and :meth:`_forward_tokens` on
-    normalised float images; this base class validates inputs and converts
-    uint8 pixels.
+    Subclasses pass ``image_size`` (H, W, or one int for a square image),
+    ``patch_size``, ``num_classes``, ``mean`` and ``std`` (per-channel
+    normalisation of [0, 1] pixels) and ``num_prefix_tokens`` (tokens before
+    the patches: 1 for a CLS token) to ``__init__``, and implement
+    :meth:`_forward_with_attention` and :meth:`_forward_tokens` on
+    normalised float images. This base class validates the images and
+    positions that come in, converts uint8 pixels, and checks what the two
+    methods return (types and shapes).
     """
 
     image_size: tuple[int, int]
     patch_size: int
     num_classes: int
+    num_prefix_tokens: int
 
-    def __init__(self, image_size, patch_size: int, num_classes: int, mean, std):
+    def __init__(self, image_size: int | Sequence[int], patch_size: int, num_classes: int, mean, std,
+                 num_prefix_tokens: int = 1):
         super().__init__()
-        self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.patch_size = int(patch_size)
-        self.num_classes = int(num_classes)
+        self.image_size = _image_size(image_size)
+        self.patch_size = _count("patch_size", patch_size, minimum=1)
+        self.num_classes = _count("num_classes", num_classes, minimum=1)
+        self.num_prefix_tokens = _count("num_prefix_tokens", num_prefix_tokens, minimum=0)
         if self.image_size[0] % self.patch_size or self.image_size[1] % self.patch_size:
             raise ValueError(f"image size {self.image_size} is not a whole number of {self.patch_size}-pixel patches")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
@@ -88,15 +136,17 @@ class ViTAdapter(nn.Module, ABC):
 
     @property
     def num_patches(self) -> int:
+        """N, the patches per image (rows x columns of the grid)."""
         return self.grid_size[0] * self.grid_size[1]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """B x C logits of full images."""
-        return self._forward_tokens(self.normalize(images), None)
+        """B x C logits of full B x 3 x H x W images."""
+        x = self.normalize(images)
+        return self._checked_logits(self._forward_tokens(x, None), len(x), "_forward_tokens returned")
 
     def forward_with_attention(self, images: torch.Tensor, layers: Sequence[int] | None = None,
                                hidden: Sequence[int] = ()) -> ViTOutput:
-        """Logits and attention for full images.
+        """Logits and attention for full B x 3 x H x W images.
 
         Args:
             layers: the layers whose attention the caller needs (indices,
@@ -104,7 +154,7 @@ class ViTAdapter(nn.Module, ABC):
                 attention costs time (explicit softmax maps instead of fused
                 attention), so e.g. last-layer importance asks for ``[-1]``
                 only; the other entries of ``attentions`` are then None. An
-                adapter may record more layers than asked.
+                adapter may record more layers than asked, never fewer.
             hidden: block indices (0-based, negative from the end) whose
                 output patch tokens to return in ``ViTOutput.hidden`` (keyed
                 by the 0-based index); adapters implement
@@ -112,28 +162,31 @@ class ViTAdapter(nn.Module, ABC):
         """
         x = self.normalize(images)
         if not hidden:
-            return self._forward_with_attention(x, layers)
+            return self._checked_output(self._forward_with_attention(x, layers), len(x), layers)
         with self._record_hidden(tuple(hidden)) as states:
-            output = self._forward_with_attention(x, layers)
-        output.hidden = dict(states)
+            output = self._checked_output(self._forward_with_attention(x, layers), len(x), layers)
+        output.hidden = self._checked_hidden(dict(states), hidden, len(x), len(output.attentions))
         return output
 
     def forward_tokens(self, images: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """B x C logits from only the patches at ``positions`` (B x K).
+        """B x C logits from only the patches at ``positions`` (B x K, distinct within a row).
 
         Pixels outside the kept patches are ignored: each kept patch is
         embedded with its own position embedding, the prefix tokens are
-        prepended, and the encoder runs on those 1 + K tokens.
+        prepended, and the encoder runs on those prefix + K tokens.
         """
-        return self._forward_tokens(self.normalize(images), self.check_positions(positions, len(images)))
+        x = self.normalize(images)
+        logits = self._forward_tokens(x, self.check_positions(positions, len(x)))
+        return self._checked_logits(logits, len(x), "_forward_tokens returned")
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Validate B x 3 x H x W images and map them to normalised float32."""
+        """Validate B x 3 x H x W images and map them to normalised float32 (``(x / 255 - mean) / std``)."""
         check_images(images, self.image_size)
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
         return (x - self.mean) / self.std
 
     def check_positions(self, positions: torch.Tensor, batch: int) -> torch.Tensor:
+        """B x K int64 ``positions``, checked: integers in [0, N), at least one per row, none repeated in a row."""
         if not isinstance(positions, torch.Tensor) or positions.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"positions must be an int64 tensor of patch indices, got {type(positions).__name__} "
                             f"{getattr(positions, 'dtype', '')}")
@@ -144,20 +197,86 @@ class ViTAdapter(nn.Module, ABC):
         if positions.min() < 0 or positions.max() >= self.num_patches:
             raise ValueError(f"positions must lie in [0, {self.num_patches}), got "
                              f"[{int(positions.min())}, {int(positions.max())}]")
+        ordered = positions.sort(dim=1).values
+        repeated = ordered[:, 1:] == ordered[:, :-1]
+        if repeated.any():
+            row = int(repeated.any(dim=1).nonzero()[0])
+            patch = int(ordered[row, 1:][repeated[row]][0])
+            raise ValueError(f"positions repeat patch {patch} in row {row}: each row must list distinct patch indices")
         return positions.long()
 
     @abstractmethod
     def _forward_with_attention(self, x: torch.Tensor, layers: Sequence[int] | None = None) -> ViTOutput:
-        """Full forward on normalised float images, recording attention of ``layers`` (None: all)."""
+        """Full forward on normalised B x 3 x H x W float images -> :class:`ViTOutput`.
+
+        Record, for at least the layers in ``layers`` (None: every layer), the
+        softmax output of the block's attention (B x heads x T x T, or
+        B x T x T averaged over heads), with None for the others: one entry
+        per layer.
+        """
 
     def _record_hidden(self, blocks: tuple[int, ...]):
-        """A context manager yielding a dict that fills, during a forward, with block index -> B x N x D tokens."""
+        """A context manager yielding a dict that fills, during a forward, with block index -> B x N x D tokens.
+
+        Keys are 0-based block indices (``blocks`` may be negative, from the
+        end); values are the patch tokens after that block, prefix tokens dropped.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not expose hidden token states; implement "
                                   "_record_hidden to use the latent codec with it")
 
     @abstractmethod
     def _forward_tokens(self, x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
-        """Logits from the patches at ``positions`` (all patches when None)."""
+        """B x C logits from the patches at ``positions`` (B x K int64; all patches, in order, when None)."""
+
+    # ---- checks of what the subclass returned (shapes only: this is the codec's hot path) ----------------
+
+    def _checked_logits(self, logits, batch: int, what: str) -> torch.Tensor:
+        """``logits`` if it is a B x C tensor, else a TypeError / ValueError saying ``what`` (e.g.
+        ``"_forward_tokens returned"``) gave instead."""
+        expected = f"B x num_classes = {batch} x {self.num_classes} logits"
+        if not isinstance(logits, torch.Tensor):
+            raise _error(TypeError, f"{type(self).__name__}.{what}", logits, f"a tensor of {expected}")
+        if tuple(logits.shape) != (batch, self.num_classes):
+            raise _error(ValueError, f"{type(self).__name__}.{what}", logits, expected)
+        return logits
+
+    def _checked_output(self, output, batch: int, layers: Sequence[int] | None) -> ViTOutput:
+        """``output`` if it is a :class:`ViTOutput` that fits this model and records ``layers``."""
+        name = f"{type(self).__name__}._forward_with_attention"
+        if not isinstance(output, ViTOutput):
+            raise _error(TypeError, f"{name} returned", output,
+                         "a semcomm.models.ViTOutput(logits, attentions, num_prefix_tokens)")
+        self._checked_logits(output.logits, batch, "_forward_with_attention returned ViTOutput.logits:")
+        self._check_tokens(output, name)
+        _check_recorded(output, layers, name)
+        return output
+
+    def _check_tokens(self, output: ViTOutput, name: str) -> None:
+        """Raise unless ``output``'s prefix tokens are the adapter's and its maps have T = prefix + N tokens."""
+        if output.num_prefix_tokens != self.num_prefix_tokens:
+            raise ValueError(f"{name} returned ViTOutput.num_prefix_tokens = {output.num_prefix_tokens} but the "
+                             f"adapter has num_prefix_tokens = {self.num_prefix_tokens}; pass "
+                             f"num_prefix_tokens={output.num_prefix_tokens} to ViTAdapter.__init__ if that is right")
+        tokens = self.num_prefix_tokens + self.num_patches
+        if output.num_tokens is not None and output.num_tokens != tokens:
+            shape = next(tuple(a.shape) for a in output.attentions if a is not None)
+            raise ValueError(f"{name} returned attention maps of shape {shape} (T = {output.num_tokens}); expected "
+                             f"T = num_prefix_tokens + num_patches = {self.num_prefix_tokens} + {self.num_patches} "
+                             f"= {tokens} (prefix tokens first, then the patches; check num_prefix_tokens)")
+
+    def _checked_hidden(self, states: dict, blocks: Sequence[int], batch: int, depth: int) -> dict[int, torch.Tensor]:
+        """``states`` if it holds B x N x D patch tokens for every block in ``blocks``."""
+        name = f"{type(self).__name__}._record_hidden"
+        for block in blocks:
+            key = _layer_index(block, depth)
+            if key not in states:
+                raise ValueError(f"{name} recorded blocks {sorted(states)}, not block {key} (asked for {list(blocks)})")
+            tokens = states[key]
+            shape = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else ()
+            if len(shape) != 3 or shape[:2] != (batch, self.num_patches):
+                raise _error(ValueError, f"{name} gave block {key}", tokens,
+                             f"B x N x D = {batch} x {self.num_patches} x D patch tokens (prefix tokens dropped)")
+        return states
 
 
 def check_images(images: torch.Tensor, image_size: tuple[int, int] | None = None) -> None:
@@ -182,3 +301,70 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """8-bit pixels of uint8 or [0, 1] float images (rounded)."""
     check_images(images)
     return images if images.dtype == torch.uint8 else (images * 255).round().to(torch.uint8)
+
+
+def _check_recorded(output: ViTOutput, layers: Sequence[int] | None, name: str) -> None:
+    """Raise unless ``output`` has one entry per layer and a map for each of ``layers`` (None: every layer)."""
+    depth = len(output.attentions)
+    if not depth:
+        raise ValueError(f"{name} returned no attention (ViTOutput.attentions is empty); expected one entry per layer")
+    wanted = range(depth) if layers is None else layers
+    missing = [i for i in wanted if output.attentions[_layer_index(i, depth)] is None]
+    if missing:
+        raise ValueError(f"{name} was asked for the attention of layers "
+                         f"{'all (layers=None)' if layers is None else list(layers)} but did not record {missing} "
+                         f"(recorded: {output.recorded} of {depth}); return one entry per layer, None only for "
+                         "layers not asked for")
+
+
+def _layer_index(layer: int, depth: int) -> int:
+    """0-based index of ``layer`` (negative from the end) in a ``depth``-layer model."""
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise TypeError(f"layers must be integer layer indices, got {layer!r}")
+    if not -depth <= layer < depth:
+        raise ValueError(f"layer {layer} out of range for a {depth}-layer model")
+    return layer % depth
+
+
+def _as_heads(maps, name: str, batch: int | None) -> torch.Tensor | None:
+    """One layer's attention (called ``name`` in errors) as B x heads x T x T: a B x T x T map becomes one
+    head, None stays None. ``batch``: the B it must have (None: any)."""
+    expected = f"B x heads x T x T (or B x T x T averaged over heads){'' if batch is None else f' with B = {batch}'}"
+    if maps is None:
+        return None
+    if not isinstance(maps, torch.Tensor):
+        raise _error(TypeError, f"{name} is", maps, f"a tensor, {expected}, or None")
+    if maps.ndim not in (3, 4) or maps.shape[-1] != maps.shape[-2] or batch not in (None, maps.shape[0]):
+        raise _error(ValueError, f"{name} is", maps, expected)
+    return maps.unsqueeze(1) if maps.ndim == 3 else maps
+
+
+def _image_size(size) -> tuple[int, int]:
+    """(H, W) from an int (square) or a pair of ints."""
+    pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+    if not isinstance(pair, Sequence) or isinstance(pair, str) or len(pair) != 2:
+        raise TypeError(f"image_size must be an int (square) or (H, W), got {size!r}")
+    return _count("image_size[0]", pair[0], minimum=1), _count("image_size[1]", pair[1], minimum=1)
+
+
+def _count(name: str, value, minimum: int) -> int:
+    """``value`` as an int >= ``minimum`` (whole-valued numbers accepted), else a clear error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != int(value):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _describe(value) -> str:
+    """What ``value`` is, for an error message: its type, and its shape or length."""
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of length {len(value)}"
+    return f"a {type(value).__name__}"
+
+
+def _error(kind: type[Exception], what: str, value, expected: str) -> Exception:
+    """``kind("{what} {value described}; expected {expected}")``."""
+    return kind(f"{what} {_describe(value)}; expected {expected}")

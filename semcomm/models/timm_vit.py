@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from .adapter import ViTAdapter, ViTOutput
+from .adapter import ViTAdapter, ViTOutput, _layer_index
 
 
 class TimmViT(ViTAdapter):
@@ -34,15 +34,12 @@ class TimmViT(ViTAdapter):
             num_classes=model.num_classes,
             mean=cfg.get("mean", (0.5, 0.5, 0.5)),
             std=cfg.get("std", (0.5, 0.5, 0.5)),
+            num_prefix_tokens=model.num_prefix_tokens,
         )
         for block in model.blocks:
             if not hasattr(block.attn, "attn_drop") or not hasattr(block.attn, "fused_attn"):
                 raise TypeError(f"block attention {type(block.attn).__name__} exposes no attention probabilities")
         self.model = model
-
-    @property
-    def num_prefix_tokens(self) -> int:
-        return self.model.num_prefix_tokens
 
     def _forward_with_attention(self, x: torch.Tensor, layers: Sequence[int] | None = None) -> ViTOutput:
         with self._recording_attention(layers) as attentions:
@@ -98,11 +95,3 @@ class TimmViT(ViTAdapter):
                 blocks[i].attn.fused_attn = was_fused
             for handle in handles:
                 handle.remove()
-
-
-def _layer_index(layer: int, depth: int) -> int:
-    if isinstance(layer, bool) or not isinstance(layer, int):
-        raise TypeError(f"layers must be integer layer indices, got {layer!r}")
-    if not -depth <= layer < depth:
-        raise ValueError(f"layer {layer} out of range for a {depth}-layer model")
-    return layer % depth
