@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adaptive", action="store_true", help="link adaptation: the fastest modulation and code whose "
                    "measured block error rate at each SNR is at most --target-bler")
     p.add_argument("--target-bler", type=float, default=0.01, help="link adaptation's block error target")
+    p.add_argument("--framings", type=_str_list, help="the semantic codec's framing: packets (independently "
+                   "decodable, protected header) and/or whole (the string as one packet); default both")
     p.add_argument("--header-copies", type=int, default=2, help="copies of each image's header packet")
     p.add_argument("--packet-bytes", type=int, help="data packet size in bytes (default: one code block's payload)")
     p.add_argument("--min-arrived", type=float, default=0.5, help="share of an image's patches that must arrive for "
@@ -138,6 +140,10 @@ def _check_output(path: Path, option: str) -> None:
 
 def _int_list(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def _float_list(text: str) -> tuple[float, ...]:
@@ -334,7 +340,7 @@ def _link(args) -> int:
     if args.budgets or args.levels:
         config = replace(config, settings=tuple(("spread-top-k", k, m) for k in args.budgets or (16, 32, 64)
                                                 for m in args.levels or (3,)))
-    for name, value in (("thresholds", args.thresholds), ("codecs", args.codecs)):
+    for name, value in (("thresholds", args.thresholds), ("codecs", args.codecs), ("framings", args.framings)):
         if value is not None:
             config = replace(config, **{name: value})
     split = load_split(args.dataset, args.split, args.data_root, limit=args.limit)

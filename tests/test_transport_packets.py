@@ -15,7 +15,7 @@ from semcomm.rate.policies import IAQ, FixedLevel
 from semcomm.rate.zoo import load_hint
 from semcomm.selection import SpreadTopK
 from channels import AWGN, BSC, DigitalLink, Uncoded
-from semcomm.transport import DigitalTransport, Packetizer, over_link
+from semcomm.transport import DigitalTransport, Packetizer, WholeString, over_link
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +182,17 @@ def test_over_an_error_free_link_predictions_are_the_link_less_ones(cifar_test):
     lost_to_edge = (noisy.predictions == edge(images).argmax(-1)).float().mean()
     assert lost_to_edge >= (direct == edge(images).argmax(-1)).float().mean()
     assert 0 < (noisy.predictions == labels).float().mean() <= 1
+
+
+def test_the_whole_string_arrives_whole_or_not_at_all(sent):
+    pair, strings = sent
+    framing = WholeString(pair)
+    for string in strings[:4]:
+        (packet,) = framing.split(string)
+        assert packet == string  # not one bit added
+        arrival, whole = framing.join([packet]), pair.decode(string)
+        assert arrival.packets_lost == 0 and torch.equal(arrival.received.positions, whole.positions)
+        torch.testing.assert_close(arrival.received.values, whole.values)
+        for damaged in ([None], [packet[: len(packet) // 2]], [bytes([packet[0] ^ 0x40]) + packet[1:]], []):
+            arrival = framing.join(damaged)
+            assert arrival.received is None and arrival.packets_lost == 1 and len(arrival.missing) == 0

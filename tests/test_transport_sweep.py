@@ -29,19 +29,25 @@ def link_sweep():
 
 
 def run(link_sweep, images, link, conditions, **changes):
+    changes.setdefault("framings", ("packets",))
     link_sweep.config = LinkSweepConfig(link=link, conditions=conditions, settings=(SETTING,), codecs=(WEBP,),
                                         thresholds=(0.4, 0.8), **changes)
     return link_sweep.run(images)
 
 
 def test_ideal_link_reproduces_the_linkless_sweep_exactly(link_sweep, images):
-    over_link = run(link_sweep, images, LinkSpec("ideal"), (0.0,))
+    over_link = run(link_sweep, images, LinkSpec("ideal"), (0.0,), framings=("packets", "whole"))
     config = SweepConfig(rules=("spread-top-k",), budgets=(16,), levels=(3,), policies=(), thresholds=(0.4, 0.8),
                          twins=False, full_images=False, codecs=(WEBP,))
     linkless = Sweep(config, progress=False).run(images)
     for label in ("spread-top-k 16 L3", "webp-q40"):
         for gate in ("none", "min_entropy 0.4", "min_entropy 0.8"):
             assert over_link.find(label, 0.0, gate).accuracy == linkless.find(label, gate, fusion=True).accuracy
+        assert (over_link.find("spread-top-k 16 L3 whole", 0.0, gate).accuracy
+                == linkless.find("spread-top-k 16 L3", gate, fusion=True).accuracy)
+    # the whole string is exactly the link-less sweep's bits; packets cost more (below)
+    assert over_link.find("spread-top-k 16 L3 whole", 0.0).bits_per_image == pytest.approx(
+        linkless.find("spread-top-k 16 L3", fusion=True).bits_per_image, rel=1e-6)  # the link-less mean is float32
     assert over_link.find("webp-q40", 0.0).packet_loss == 0 and over_link.find("spread-top-k 16 L3", 0.0).images_lost == 0
     # packets cost more than the bare string: headers twice, per-packet fields, CRCs
     assert over_link.find("spread-top-k 16 L3", 0.0).bits_per_image > linkless.find("spread-top-k 16 L3", fusion=True).bits_per_image
@@ -151,3 +157,14 @@ def test_rate_control_offloads_nothing_below_the_cliff_and_respects_the_channel_
     assert cheap.channel_uses_per_image <= budget and cheap.scheme in ("latent", "edge")
     with pytest.raises(ValueError, match="was not swept"):
         result.operating_point(3.0)
+
+
+def test_the_whole_string_framing_costs_fewer_channel_uses_and_falls_with_its_first_lost_block(link_sweep, images):
+    result = run(link_sweep, images, LinkSpec("awgn"), (0.5, 6.0), framings=("packets", "whole"))
+    packets, whole = (result.find(label, 6.0) for label in ("spread-top-k 16 L3", "spread-top-k 16 L3 whole"))
+    assert whole.channel_uses_per_image < 0.85 * packets.channel_uses_per_image  # no header copies, fields, CRCs
+    assert whole.accuracy == packets.accuracy  # nothing lost far above the cliff
+    near = [result.find(label, 0.5) for label in ("spread-top-k 16 L3", "spread-top-k 16 L3 whole")]
+    assert near[1].images_lost >= near[0].images_lost  # near the cliff, all or nothing loses more images
+    with pytest.raises(ValueError, match="framings must be some of packets, whole"):
+        LinkSweepConfig(framings=("frames",))

@@ -40,6 +40,12 @@ w(N)        patches it carries - 1
 
 Every bit of every packet counts on the link: :attr:`Arrival` reports
 what arrived, and ``sum(8 * len(p) for p in packets)`` is what was sent.
+
+Independent packets cost bits: each data packet carries its fields, a rANS
+state and a CRC, and each header copy fills a link block of its own (about
+a third more channel uses than the string itself on CIFAR-10; BENCHMARKS.md).
+:class:`WholeString` is the other framing, the one the image codecs get:
+the version-2 string as one packet, all or nothing.
 """
 from __future__ import annotations
 
@@ -221,3 +227,29 @@ class Packetizer:
             return DATA, dict(number=number, first=first, count=count + 1, state_code=state_code, payload=payload)
         except BitstreamError:
             return None
+
+
+class WholeString:
+    """The version-2 string as one packet, all or nothing (the framing the image codecs' files get).
+
+    Same interface as :class:`Packetizer`: no header copies, no per-packet
+    fields, so no bits beyond the string; a packet lost or damaged anywhere
+    loses the image (the edge answers).
+    """
+
+    def __init__(self, pair: CodecPair):
+        self.pair = pair
+
+    def split(self, string: bytes) -> list[bytes]:
+        """``[string]``: one packet."""
+        return [bytes(string)]
+
+    def join(self, packets: list[bytes | None]) -> Arrival:
+        """The decoded string if its packet arrived intact, else nothing (``received`` None)."""
+        nothing = torch.zeros(0, dtype=torch.int64)
+        if len(packets) == 1 and isinstance(packets[0], (bytes, bytearray)):
+            try:
+                return Arrival(self.pair.decode(bytes(packets[0])), nothing, 0)
+            except BitstreamError:
+                pass
+        return Arrival(None, nothing, max(len(packets), 1))

@@ -11,8 +11,11 @@ accuracies equal the link-less sweep's with fusion; tested).
 
 Schemes:
 
-* the semantic codec (a codec pair) at each selection setting, as packets
-  (:class:`~semcomm.transport.Packetizer`);
+* the semantic codec (a codec pair) at each selection setting and framing:
+  ``packets``, independently decodable packets with a protected header
+  (:class:`~semcomm.transport.Packetizer`), or ``whole``, the string as one
+  packet like an image codec's file (:class:`~semcomm.transport.WholeString`);
+  both are points of the codec's frontier, labelled by framing;
 * image codecs (WebP, JPEG) of whole images: the edge hint and the file as
   one packet spanning as many link blocks as it needs; it arrives whole or
   is lost (then the edge answers);
@@ -48,8 +51,12 @@ from ..rate.policies import FixedLevel
 from ..selection import SpreadTopK, TopK
 from ..sweep import DEFAULT_THRESHOLDS, Sweep, SweepConfig
 from .links import LinkSpec
-from .packets import Packetizer
+from .packets import Packetizer, WholeString
 from .run import over_link
+
+
+FRAMINGS = ("packets", "whole")
+_SEMANTIC = {"packets": "semantic", "whole": "semantic-whole"}  # unit kinds of the two framings
 
 
 @dataclass
@@ -63,7 +70,8 @@ class LinkSweepConfig:
         settings: (rule, patches, level) of the semantic codec; rule ``spread-top-k`` or ``top-k``.
         thresholds: min-entropy gate thresholds; the edge alone is always a point.
         codecs: whole-image codecs (default WebP 10/40/75 and JPEG 50).
-        packet_bytes: data packet size; default one link block's payload.
+        framings: how the semantic codec's strings are framed: ``packets`` and/or ``whole``.
+        packet_bytes: data packet size (``packets`` framing); default one link block's payload.
         header_copies: copies of each image's header packet.
         min_arrived: share of an image's sent patches that must arrive for the server to answer
             (else the edge does; see :func:`~semcomm.transport.over_link`). Half is the default:
@@ -79,6 +87,7 @@ class LinkSweepConfig:
                                                   ("spread-top-k", 64, 3), ("spread-top-k", 64, 4))
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
     codecs: tuple[ImageCodec, ...] = field(default_factory=lambda: tuple(standard_codecs()))
+    framings: tuple[str, ...] = FRAMINGS
     packet_bytes: int | None = None
     header_copies: int = 2
     min_arrived: float = 0.5
@@ -90,6 +99,8 @@ class LinkSweepConfig:
         for rule, k, level in self.settings:
             if rule not in ("spread-top-k", "top-k"):
                 raise ValueError(f"unknown selection rule {rule!r} in settings; choose spread-top-k or top-k")
+        if not self.framings or set(self.framings) - set(FRAMINGS):
+            raise ValueError(f"framings must be some of {', '.join(FRAMINGS)}, got {self.framings!r}")
         for name in ("header_copies",) + (("packet_bytes",) if self.packet_bytes is not None else ()):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -217,13 +228,14 @@ class LinkSweep:
         analysis = self.sweep.edge_analysis(split)
         edge_correct = analysis.logits.argmax(-1) == labels
         state = _load_state(state_path, cfg.key(split))
-        units = [("semantic", s) for s in cfg.settings] + [("codec", c) for c in cfg.codecs]
+        units = ([(_SEMANTIC[f], s) for f in cfg.framings for s in cfg.settings]
+                 + [("codec", c) for c in cfg.codecs])
         for kind, setting in tqdm(units, desc="link sweep", disable=not self.progress):
             todo = [c for c in cfg.conditions if _unit_key(kind, setting, c) not in state["outcomes"]]
             if not todo:
                 continue
-            outcomes = (self._semantic(split, analysis, setting, todo) if kind == "semantic"
-                        else self._image_codec(split, analysis, setting, todo))
+            outcomes = (self._image_codec(split, analysis, setting, todo) if kind == "codec"
+                        else self._semantic(split, analysis, setting, todo, whole=kind == _SEMANTIC["whole"]))
             for condition, outcome in zip(todo, outcomes):
                 state["outcomes"][_unit_key(kind, setting, condition)] = outcome
             _save_state(state_path, state)
@@ -245,7 +257,7 @@ class LinkSweep:
         result.seconds = time.time() - started
         return result
 
-    def _semantic(self, split, analysis, setting, conditions) -> list[dict]:
+    def _semantic(self, split, analysis, setting, conditions, whole: bool) -> list[dict]:
         cfg = self.config
         rule_name, k, level = setting
         rule = (SpreadTopK if rule_name == "spread-top-k" else TopK)(k)
@@ -254,12 +266,13 @@ class LinkSweep:
         importance = analysis.importance[self.sweep.config.importance]
         mask = rule(importance, self.sweep.edge.grid_size, torch.Generator().manual_seed(cfg.seed))
         sent = encoder.transmit(split.images, analysis.logits, mask, importance, analysis.hidden)
-        label = f"{rule.label} L{level}"
+        label = f"{rule.label} L{level}" + (" whole" if whole else "")
         outcomes = []
         for condition in conditions:
             transport, snr = cfg.link.transport(condition)
             packet_bytes = cfg.packet_bytes or transport.link.payload_bits // 8
-            packetizer = Packetizer(self.codec, packet_bytes=packet_bytes, header_copies=cfg.header_copies)
+            packetizer = (WholeString(self.codec) if whole
+                          else Packetizer(self.codec, packet_bytes=packet_bytes, header_copies=cfg.header_copies))
             out = over_link(sent, self.codec, packetizer, transport, snr_db=snr,
                             generator=torch.Generator().manual_seed(cfg.seed), min_arrived=cfg.min_arrived)
             outcomes.append(dict(scheme=self.codec.name, label=label, correct=(out.predictions == split.labels).tolist(),
