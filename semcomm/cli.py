@@ -27,11 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stop-after", type=int, help="train at most N epochs in this call; run again to continue")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--export", action="store_true", help="export to the zoo when done")
+    _export_args(p)
     _data_args(p)
 
     p = sub.add_parser("export", help="write a run's weights and model card into the zoo")
     p.add_argument("preset")
     p.add_argument("--run-dir", type=Path)
+    _export_args(p)
     _data_args(p)
 
     sub.add_parser("zoo", help="list the shipped checkpoints and their measured accuracy")
@@ -142,6 +144,11 @@ def _int_list(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
 
 
+def _export_args(p) -> None:
+    p.add_argument("--to", type=Path, help="zoo folder to write the weights and card into (default: the user zoo, "
+                   "$SEMCOMM_ZOO or ~/.cache/semcomm/zoo; the project ships with --to semcomm/models/checkpoints)")
+
+
 def _str_list(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
@@ -232,8 +239,9 @@ def _export(args) -> int:
 
     dataset = PRESET_DATASETS[args.preset]
     test_split = load_split(dataset, evaluation_split(dataset), args.data_root)
-    card = export(args.preset, _run_dir(args), test_split)
-    print(json.dumps(asdict(card), indent=2))
+    card = export(args.preset, _run_dir(args), test_split, directory=args.to)
+    print(json.dumps(card.to_dict(), indent=2))
+    print(f"wrote {card.weights_path} and its card")
     return 0
 
 

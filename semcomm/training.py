@@ -38,7 +38,7 @@ from .data import ImageSplit
 from .inference import autocast, predict_logits, top1
 from .importance import attention_layers, patch_importance
 from .models import TimmViT, create_model, load_weights
-from .models.zoo import CHECKPOINT_DIR, ModelCard, file_sha256, save_weights, write_card
+from .models.zoo import ModelCard, file_sha256, save_weights, user_zoo_dirs, write_card
 from .selection import SpreadTopK, TopK
 
 
@@ -321,9 +321,11 @@ PRESET_DATASETS = {name: name.rsplit("-", 1)[-1] for name in PRESETS}
 
 
 def export(name: str, run_dir: str | Path, test_split: ImageSplit, directory: str | Path | None = None) -> ModelCard:
-    """Ship a run's weights into a zoo directory as fp16 safetensors with a model card.
+    """Write a run's weights into a zoo directory as fp16 safetensors with a model card.
 
-    ``directory`` defaults to the checkpoints shipped inside the package.
+    ``directory`` defaults to the first user zoo directory (``$SEMCOMM_ZOO`` or
+    ``~/.cache/semcomm/zoo``), never the installed package; the project ships
+    its own checkpoints by passing ``semcomm/models/checkpoints``.
 
     The card's ``test_top1`` is measured on all of ``test_split``, in fp32, on
     the fp16 weights as shipped; ``history`` is the run's per-epoch record.
@@ -332,7 +334,7 @@ def export(name: str, run_dir: str | Path, test_split: ImageSplit, directory: st
     config = TrainConfig.from_dict(state["config"])
     model = build(config)
     model.load_state_dict(state["model"])
-    directory = Path(directory or CHECKPOINT_DIR)
+    directory = Path(directory) if directory else user_zoo_dirs()[0]
     weights = directory / f"{name}.safetensors"
     save_weights(model.model, weights)
     shipped = create_model(config.architecture, num_classes=config.num_classes, weights=weights)

@@ -88,8 +88,7 @@ def test_export_ships_fp16_weights_with_a_measured_card(tmp_path, cifar_test, mo
     from semcomm import create_model
     from semcomm.inference import predict_logits, top1
 
-    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path / "zoo")
-    monkeypatch.setattr(training, "CHECKPOINT_DIR", tmp_path / "zoo")
+    monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path / "zoo"))  # exports go to the user zoo, not the package
     data = cifar_test.subset(64)
     config = TrainConfig("semcomm_vit_edge_p4_32", epochs=1, batch_size=32, eval_images=32, bf16=False)
     train(config, data, data, tmp_path / "run", progress=False)
