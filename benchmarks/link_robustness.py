@@ -38,7 +38,8 @@ def main() -> None:
              "BPSK 1/2": LinkSpec(args.channel, modulation=2), "adaptive (BLER <= 1%)": LinkSpec(args.channel, adaptive=True)}
 
     def config(link, conditions):
-        return LinkSweepConfig(link=link, conditions=conditions, settings=(SETTING,), codecs=(), thresholds=(0.6,))
+        return LinkSweepConfig(link=link, conditions=conditions, settings=(SETTING,), codecs=(), thresholds=(0.6,),
+                               framings=("packets",))
 
     sweep = LinkSweep(config(LinkSpec("ideal"), (0.0,)), progress=False)
     ideal = sweep.run(split)  # every packet arrives: the same for every link
