@@ -139,6 +139,10 @@ def test_an_error_free_link_delivers_every_packet_and_counts_channel_uses(sent):
     assert torch.equal(delivery.blocks, blocks) and torch.equal(delivery.channel_uses, 200 * blocks)
     for string, arrived in zip(strings, delivery.packets):
         torch.testing.assert_close(packetizer.join(arrived).received.values, pair.decode(string).values)
+    chunked = DigitalTransport(link, chunk_blocks=3).send(packets, generator=torch.Generator().manual_seed(0))
+    assert chunked.packets == packets and torch.equal(chunked.blocks, blocks)  # chunks only bound memory
+    with pytest.raises(ValueError, match="chunk_blocks must be a positive integer"):
+        DigitalTransport(link, chunk_blocks=0)
 
 
 def test_a_noisy_link_loses_packets_and_never_raises(sent):
@@ -182,6 +186,26 @@ def test_over_an_error_free_link_predictions_are_the_link_less_ones(cifar_test):
     lost_to_edge = (noisy.predictions == edge(images).argmax(-1)).float().mean()
     assert lost_to_edge >= (direct == edge(images).argmax(-1)).float().mean()
     assert 0 < (noisy.predictions == labels).float().mean() <= 1
+
+
+def test_reusing_the_logits_of_intact_arrivals_changes_nothing(cifar_test):
+    """Given the sent strings' logits, images that arrived intact skip the server: same outcome exactly."""
+    edge, pair = create_model("vit-edge-cifar10"), create_codec("latent-cifar10")
+    encoder = EdgeEncoder(edge, SpreadTopK(32), gate=Gate("min_entropy", 0.4), codec=pair, policy=FixedLevel(3),
+                          hint=load_hint("vit-edge-cifar10"))
+    sent = encoder.encode(cifar_test.images[:64])
+    intact = torch.full((64, pair.num_classes), float("nan"))
+    intact[sent.offloaded] = pair.classify([pair.decode(s) for s in sent.strings if s])
+    link = DigitalTransport(DigitalLink(Uncoded(256), channel=BSC(0.002), crc="crc16"))
+    runs = [over_link(sent, pair, Packetizer(pair, packet_bytes=32), link, generator=torch.Generator().manual_seed(3),
+                      min_arrived=0.5, intact_logits=logits) for logits in (None, intact)]
+    assert 0 < runs[0].packets_lost < runs[0].packets_sent  # some images intact, some not
+    for name in ("predictions", "link_bits", "channel_uses", "lost"):
+        assert torch.equal(getattr(runs[0], name), getattr(runs[1], name)), name
+    for name in ("packets_lost", "packets_sent", "images_lost", "patches_missing"):
+        assert getattr(runs[0], name) == getattr(runs[1], name), name
+    with pytest.raises(ValueError, match="intact_logits must be B x C"):
+        over_link(sent, pair, Packetizer(pair), link, intact_logits=intact[:10])
 
 
 def test_the_whole_string_arrives_whole_or_not_at_all(sent):

@@ -12,6 +12,10 @@ Two variants share the accounting: ``ideal=True`` delivers every block
 unaltered (channel uses still those of ``link``), and ``erasures`` (a
 :class:`channels.PacketErasure`, e.g. Gilbert-Elliott) additionally loses
 whole blocks, drawn over all blocks in the order they are sent.
+
+Blocks go through the link ``chunk_blocks`` at a time (one batch of the
+decoder), which bounds memory: belief propagation keeps several message
+tables of about 10 kB per 648-bit block each.
 """
 from __future__ import annotations
 
@@ -41,12 +45,15 @@ class Delivery:
 class DigitalTransport:
     """Sends packets over ``link`` (a :class:`channels.DigitalLink`); see the module docstring."""
 
-    def __init__(self, link: DigitalLink, ideal: bool = False, erasures: PacketErasure | None = None):
+    def __init__(self, link: DigitalLink, ideal: bool = False, erasures: PacketErasure | None = None,
+                 chunk_blocks: int = 4096):
         if not isinstance(link, DigitalLink):
             raise TypeError(f"link must be a channels.DigitalLink, got {type(link).__name__}")
         if erasures is not None and not isinstance(erasures, PacketErasure):
             raise TypeError(f"erasures must be a channels.PacketErasure, got {type(erasures).__name__}")
-        self.link, self.ideal, self.erasures = link, ideal, erasures
+        if isinstance(chunk_blocks, bool) or not isinstance(chunk_blocks, int) or chunk_blocks < 1:
+            raise ValueError(f"chunk_blocks must be a positive integer, got {chunk_blocks!r}")
+        self.link, self.ideal, self.erasures, self.chunk_blocks = link, ideal, erasures, chunk_blocks
 
     def blocks_for(self, packet: bytes) -> int:
         """Link blocks one packet occupies."""
@@ -70,10 +77,7 @@ class DigitalTransport:
         if self.ideal:
             received, ok = bits > 0.5, np.ones(sum(counts), dtype=bool)
         else:
-            noise = {} if self.link.bit_channel else {"snr_db": snr_db}
-            out = self.link(torch.from_numpy(bits), generator=generator, **noise)
-            received = out.bits.reshape(-1).numpy() > 0.5
-            ok = out.crc_ok.reshape(-1).numpy() if self.link.crc is not None else np.ones(sum(counts), dtype=bool)
+            received, ok = self._through_link(bits, snr_db, generator)
         if self.erasures is not None:
             ok = ok & ~self.erasures.sample((sum(counts),), generator).numpy()
         arrived, start, block = [], 0, 0
@@ -90,3 +94,16 @@ class DigitalTransport:
             i += len(image)
         blocks = torch.tensor(blocks_per_image, dtype=torch.int64)
         return Delivery(per_image, blocks, blocks * self.link.uses_per_packet)
+
+    def _through_link(self, bits: np.ndarray, snr_db, generator) -> tuple[np.ndarray, np.ndarray]:
+        """Blocks' bits (flat, float32) through the link in chunks of ``chunk_blocks`` (bounded memory):
+        the received bits (bool, flat) and each block's CRC verdict (bool, one per block)."""
+        k = self.link.payload_bits
+        noise = {} if self.link.bit_channel else {"snr_db": snr_db}
+        received, ok = [], []
+        for start in range(0, len(bits), self.chunk_blocks * k):
+            out = self.link(torch.from_numpy(bits[start : start + self.chunk_blocks * k]), generator=generator, **noise)
+            received.append(out.bits.reshape(-1).numpy() > 0.5)
+            ok.append(out.crc_ok.reshape(-1).numpy() if self.link.crc is not None
+                      else np.ones(out.crc_ok.numel(), dtype=bool))
+        return np.concatenate(received), np.concatenate(ok)

@@ -6,6 +6,12 @@ of version-2 strings), carries every offloaded image's packets through a
 arrived with the codec pair's server (fused with the edge's hint where its
 header arrived); an image with no header or no data packet left is answered
 by the edge, and counted in :attr:`LinkOutcome.images_lost`.
+
+An image whose packets all arrived byte for byte is what the edge sent: given
+``intact_logits`` (the server's logits of the sent strings, e.g. from the
+error-free pass of a sweep), such images reuse them instead of being decoded
+and classified again, which is exact and makes a sweep over many SNRs cost
+one server pass plus the damaged images.
 """
 from __future__ import annotations
 
@@ -46,32 +52,43 @@ class LinkOutcome:
 
 def over_link(sent: Transmission, pair: CodecPair, packetizer: Packetizer, transport: DigitalTransport,
               snr_db: float | None = None, generator: torch.Generator | None = None,
-              batch_size: int = 256, min_arrived: float = 0.0) -> LinkOutcome:
+              batch_size: int = 256, min_arrived: float = 0.0,
+              intact_logits: torch.Tensor | None = None) -> LinkOutcome:
     """Carry ``sent`` (version-2 strings of ``pair``) over ``transport`` at ``snr_db`` and classify.
 
     Args:
         min_arrived: the share of an image's sent patches that must arrive for the server to
             answer; below it the image counts as lost and the edge answers (a server that sees a
             few patches can do worse than the edge; measured in BENCHMARKS.md).
+        intact_logits: B x C server logits (hint fused) of the strings as sent, or None; rows of
+            images that were not offloaded are not read (see the module docstring).
     """
     if not 0.0 <= min_arrived <= 1.0:
         raise ValueError(f"min_arrived must be a share in [0, 1], got {min_arrived!r}")
+    if intact_logits is not None and tuple(intact_logits.shape) != (len(sent.strings), pair.num_classes):
+        raise ValueError(f"intact_logits must be B x C = {len(sent.strings)} x {pair.num_classes}, "
+                         f"got {tuple(intact_logits.shape)}")
     offloaded = sent.offloaded.nonzero().flatten().tolist()
     packets = [packetizer.split(sent.strings[i]) for i in offloaded]
     delivery = transport.send(packets, snr_db=snr_db, generator=generator)
-    arrivals = [packetizer.join(arrived) for arrived in delivery.packets]
+    intact = [intact_logits is not None and got == image for got, image in zip(delivery.packets, packets)]
+    arrivals = [None if whole else packetizer.join(arrived) for whole, arrived in zip(intact, delivery.packets)]
     for a in arrivals:
-        if a.received is not None and len(a.received.positions) < min_arrived * (len(a.received.positions) + len(a.missing)):
+        if a is not None and a.received is not None and \
+                len(a.received.positions) < min_arrived * (len(a.received.positions) + len(a.missing)):
             a.received = None
-    server_logits = pair.classify([a.received for a in arrivals], batch_size)
+    server_logits = pair.classify([None if a is None else a.received for a in arrivals], batch_size)
+    for j, whole in enumerate(intact):
+        if whole:
+            server_logits[j] = intact_logits[offloaded[j]]
     lost = torch.zeros(len(sent.strings), dtype=torch.bool)
-    lost[offloaded] = torch.tensor([a.received is None for a in arrivals], dtype=torch.bool)
+    lost[offloaded] = torch.tensor([a is not None and a.received is None for a in arrivals], dtype=torch.bool)
     link_bits = torch.zeros(len(sent.strings), dtype=torch.int64)
     channel_uses = torch.zeros(len(sent.strings), dtype=torch.int64)
     if offloaded:
         link_bits[offloaded] = torch.tensor([sum(8 * len(p) for p in image) for image in packets])
         channel_uses[offloaded] = delivery.channel_uses
     return LinkOutcome(collaborative_predictions(sent, server_logits), link_bits, channel_uses,
-                       packets_lost=sum(a.packets_lost for a in arrivals), packets_sent=sum(map(len, packets)),
-                       images_lost=sum(a.received is None for a in arrivals),
-                       patches_missing=sum(len(a.missing) for a in arrivals), lost=lost)
+                       packets_lost=sum(a.packets_lost for a in arrivals if a is not None),
+                       packets_sent=sum(map(len, packets)), images_lost=int(lost.sum()),
+                       patches_missing=sum(len(a.missing) for a in arrivals if a is not None), lost=lost)

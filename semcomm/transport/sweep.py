@@ -25,6 +25,10 @@ Per condition, each scheme's Pareto frontier of mean channel uses per image
 against top-1 is kept, and the semantic frontier is compared with the best
 image codec's at every image-codec frontier point (equal channel uses).
 
+The server classifies each setting's strings once as sent; at every condition only
+the images that arrived damaged or in part are classified again (exact: an intact
+arrival is the sent string).
+
 A run can resume: every finished (setting, condition) is saved in
 ``state_path`` with the configuration it belongs to.
 """
@@ -267,6 +271,9 @@ class LinkSweep:
         mask = rule(importance, self.sweep.edge.grid_size, torch.Generator().manual_seed(cfg.seed))
         sent = encoder.transmit(split.images, analysis.logits, mask, importance, analysis.hidden)
         label = f"{rule.label} L{level}" + (" whole" if whole else "")
+        offloaded = sent.offloaded.nonzero().flatten().tolist()
+        intact_logits = torch.full((len(sent.strings), self.codec.num_classes), float("nan"))
+        intact_logits[offloaded] = self.codec.classify([self.codec.decode(sent.strings[i]) for i in offloaded])
         outcomes = []
         for condition in conditions:
             transport, snr = cfg.link.transport(condition)
@@ -274,7 +281,8 @@ class LinkSweep:
             packetizer = (WholeString(self.codec) if whole
                           else Packetizer(self.codec, packet_bytes=packet_bytes, header_copies=cfg.header_copies))
             out = over_link(sent, self.codec, packetizer, transport, snr_db=snr,
-                            generator=torch.Generator().manual_seed(cfg.seed), min_arrived=cfg.min_arrived)
+                            generator=torch.Generator().manual_seed(cfg.seed), min_arrived=cfg.min_arrived,
+                            intact_logits=intact_logits)
             outcomes.append(dict(scheme=self.codec.name, label=label, correct=(out.predictions == split.labels).tolist(),
                                  uses=out.channel_uses.tolist(), bits=out.link_bits.tolist(),
                                  packets_lost=out.packets_lost, packets_sent=out.packets_sent,
