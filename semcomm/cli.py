@@ -1,14 +1,22 @@
-"""The ``semcomm`` command line: train, export, zoo, evaluate, sweep."""
+"""The ``semcomm`` command line: train, export, zoo, evaluate, sweep, link, fit, codecs.
+
+Every command that reads data takes ``--dataset NAME`` (looked for in the
+data roots) or ``--data PATH`` (a data set's own folder or archive), and
+``--data-root``; images are loaded at the side the model takes (shorter side
+resized, centre cropped).
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
-from .data import default_cache_dir, evaluation_split, load_split
+from .data import default_cache_dir, evaluation_split, load_split, locate
+from .models.architectures import SIZES
 from .models.zoo import CheckpointError
 from .rate import list_codecs
 from .sweep import IMPORTANCE_METHODS
@@ -18,8 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="semcomm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train (or resume) a zoo model from a preset")
-    p.add_argument("preset", help="vit-edge-cifar10, vit-server-cifar10, vit-server-dct-cifar10 or latent-cifar10")
+    p = sub.add_parser("train", help="train (or resume) a zoo model from a preset, or a ViT on any ImageFolder data")
+    p.add_argument("preset", nargs="?", help="a preset (vit-edge-cifar10, vit-server-cifar10, vit-server-dct-cifar10, "
+                   "vit-edge-imagenette, vit-server-imagenette, latent-cifar10) or vit-<edge|server>-<dataset>"
+                   "[-<image>p<patch>]; without it, --data, --size and --geometry name the run")
+    p.add_argument("--size", choices=SIZES, help="the project's edge or server ViT")
+    p.add_argument("--geometry", type=_geometry, help="IMAGE/PATCH sides in pixels, e.g. 64/8 (default: the preset's)")
+    p.add_argument("--batch-size", type=int, help="override the batch size")
     p.add_argument("--epochs", type=int, help="override the schedule length")
     p.add_argument("--run-dir", type=Path, help="training state directory (default: cache/runs/PRESET)")
     p.add_argument("--init-from", help="warm restart from a zoo checkpoint (continuing its schedule at the "
@@ -28,28 +41,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--export", action="store_true", help="export to the zoo when done")
     _export_args(p)
-    _data_args(p)
+    _data_args(p, dataset=False)
 
     p = sub.add_parser("export", help="write a run's weights and model card into the zoo")
-    p.add_argument("preset")
+    p.add_argument("preset", help="the run's name, as `semcomm train` printed it")
     p.add_argument("--run-dir", type=Path)
     _export_args(p)
-    _data_args(p)
+    _data_args(p, dataset=False)
 
     sub.add_parser("zoo", help="list the shipped checkpoints and their measured accuracy")
 
     p = sub.add_parser("evaluate", help="top-1 accuracy of one model on a data split")
     p.add_argument("model", help="zoo checkpoint name")
-    p.add_argument("--dataset", default="cifar10")
-    p.add_argument("--split", default="test")
+    _split_args(p)
     p.add_argument("--limit", type=int, help="a fixed subset of N images (seed 0)")
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     p.add_argument("--json", type=Path, help="write the result here")
     _data_args(p)
 
     p = sub.add_parser("sweep", help="bitrate-accuracy sweep of the semantic codec and its references (the main job)")
-    p.add_argument("--dataset", default="cifar10")
-    p.add_argument("--split", default="test")
+    _split_args(p)
     p.add_argument("--limit", type=int, help="a fixed subset of N images (seed 0), for a quick look")
     p.add_argument("--edge", default="vit-edge-cifar10")
     p.add_argument("--server", default="vit-server-cifar10", help="pixel server (references, image codecs, raw8)")
@@ -92,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--packet-bytes", type=int, help="data packet size in bytes (default: one code block's payload)")
     p.add_argument("--min-arrived", type=float, default=0.5, help="share of an image's patches that must arrive for "
                    "the server to answer (else the edge does)")
-    p.add_argument("--dataset", default="cifar10")
-    p.add_argument("--split", default="test")
+    _split_args(p)
     p.add_argument("--limit", type=int, help="a fixed subset of N images (seed 0)")
     p.add_argument("--edge", default="vit-edge-cifar10")
     p.add_argument("--server", default="vit-server-cifar10", help="pixel server of the image codecs")
@@ -123,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("json", "plot"):
             if getattr(args, name, None) is not None:
                 _check_output(getattr(args, name), f"--{name}")
+        _check_inputs(args)
         return commands[args.command](args)
     except (OSError, KeyError, ValueError, CheckpointError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
@@ -138,6 +149,26 @@ def _check_output(path: Path, option: str) -> None:
         raise ValueError(f"{option} {path}: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise ValueError(f"{option} {path}: the folder {parent} is not writable")
+
+
+def _check_inputs(args) -> None:
+    """Fail before any work if --data-root or --data names nothing usable."""
+    if getattr(args, "data_root", None) is not None and not args.data_root.is_dir():
+        raise ValueError(f"--data-root {args.data_root} " + ("is not a directory" if args.data_root.exists()
+                                                            else "does not exist"))
+    if getattr(args, "data", None) is not None:
+        if not args.data.exists():
+            raise ValueError(f"--data {args.data} does not exist")
+        locate(args.data)  # a folder or an archive
+
+
+def _geometry(text: str) -> tuple[int, int]:
+    """``IMAGE/PATCH`` -> (image side, patch side) in pixels."""
+    image, _, patch = text.partition("/")
+    if not (image.isdigit() and patch.isdigit() and 0 < int(patch) <= int(image) and int(image) % int(patch) == 0):
+        raise argparse.ArgumentTypeError(f"geometry {text!r} is not IMAGE/PATCH with the patch side dividing the "
+                                         "image side, e.g. 64/8")
+    return int(image), int(patch)
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -174,8 +205,97 @@ def _codec_list(text: str):
     return tuple(codecs)
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
+def _data_args(p: argparse.ArgumentParser, dataset: bool = True) -> None:
+    """--data-root, and --data PATH (for commands without a preset, --dataset NAME as the alternative)."""
     p.add_argument("--data-root", type=Path, help="directory holding the data sets (default: SEMCOMM_DATA or ../shared/data)")
+    data_help = ("a data set by path: its folder (<split>/<class>/.../<image>, or <split>/*annotations.txt) or "
+                 "its archive (.tar.gz, .tgz, .tar, .zip)")
+    if not dataset:
+        p.add_argument("--data", type=Path, help=data_help)
+        return
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--dataset", default="cifar10", help="a data set by name, looked for in the data roots")
+    group.add_argument("--data", type=Path, help=data_help)
+
+
+def _split_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split", help="the split to use (default: the data set's val split if it has one, else test)")
+
+
+def _dataset(args):
+    """The data set the command reads: --data's path, else --dataset's name."""
+    return args.data if args.data is not None else args.dataset
+
+
+def _load(args, split: str | None, image_size: int, limit: int | None = None, dataset=None):
+    """One split of the command's data set at ``image_size`` (default split: the data set's evaluation split)."""
+    dataset = dataset if dataset is not None else _dataset(args)
+    split = split or evaluation_split(dataset, args.data_root)
+    return load_split(dataset, split, args.data_root, limit=limit, image_size=image_size)
+
+
+def _zoo_card(model: str):
+    """The model card of a zoo checkpoint (by name or card path), or None for anything else."""
+    from .models import model_card
+
+    try:
+        return model_card(model)
+    except KeyError:
+        return None
+
+
+def _geometry_of(model: str) -> tuple[int, int]:
+    """(image side, patch side) in pixels of a zoo model, model card or timm architecture (square images only)."""
+    card = _zoo_card(model)
+    architecture = card.architecture if card is not None else model
+    match = re.fullmatch(r"semcomm_vit_\w+_p(\d+)_(\d+)", architecture)
+    if match:
+        return int(match[2]), int(match[1])
+    from .models import create_model
+
+    built = create_model(model)  # any other timm ViT: ask the model itself
+    if built.image_size[0] != built.image_size[1]:
+        raise ValueError(f"{model} takes {built.image_size[0]} x {built.image_size[1]} images; data are loaded as "
+                         "squares only")
+    return built.image_size[0], built.patch_size
+
+
+def _image_side(model: str) -> int:
+    """Side in pixels of the square images ``model`` takes: what its data are resized and cropped to."""
+    return _geometry_of(model)[0]
+
+
+def _check_codec(codec: str | None, edge: str, split, instead: str) -> None:
+    """Refuse a shipped codec pair fitted to another data set or patch grid (its tables and server would not fit)."""
+    from .rate.zoo import codec_card
+
+    try:
+        card = codec_card(codec) if codec else None
+    except KeyError:
+        return  # registered but not shipped: built for whatever it is given
+    data = split.name.split("/")[0]
+    if card is not None and (card.dataset != data or _geometry_of(card.edge) != _geometry_of(edge)):
+        raise ValueError(f"codec pair {codec} was fitted to {card.dataset} at the geometry of {card.edge}; it does not "
+                         f"fit {edge} on {data}: {instead}")
+
+
+def _check_hint(edge: str) -> None:
+    """Fusion needs the edge's hint coder, fitted on its training split."""
+    from .rate.zoo import hint_path
+
+    if not hint_path(edge).is_file():
+        raise ValueError(f"no hint coder for edge {edge} (fusion): fit one with `semcomm fit hint --edge {edge} "
+                         "--data PATH`, or pass --no-fusion")
+
+
+def _check_classes(model: str, split) -> None:
+    """Refuse a zoo model whose classes are not the data's (its labels would mean other things)."""
+    card = _zoo_card(model)
+    if card is None:
+        return
+    if card.num_classes != len(split.classes) or (card.classes and card.classes != split.classes):
+        raise ValueError(f"{model} classifies {card.num_classes} classes of {card.dataset}, but {split.name} has "
+                         f"{len(split.classes)} classes{' (other ones)' if card.num_classes == len(split.classes) else ''}")
 
 
 def _run_dir(args) -> Path:
@@ -185,13 +305,15 @@ def _run_dir(args) -> Path:
 def _train(args) -> int:
     import torch
 
-    from .training import PRESET_DATASETS, PRESETS, train
+    from .rate.latent_training import LATENT_PRESETS, train_latent
+    from .training import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from .rate.latent_training import LATENT_PRESETS, train_latent
-
     if args.preset in LATENT_PRESETS:
+        if args.data or args.size or args.geometry or args.batch_size:
+            raise ValueError(f"{args.preset} trains the CIFAR-10 codec pair as configured; --data, --size, --geometry "
+                             "and --batch-size are for ViT runs")
         config = LATENT_PRESETS[args.preset]
         if args.epochs:
             config = replace(config, epochs=args.epochs)
@@ -203,14 +325,16 @@ def _train(args) -> int:
                              f"shipped pair's), got {init_from}")
         train_latent(config, train_split, test_split, _run_dir(args), stop_after=args.stop_after, init_from=init_from)
         return _export(args) if args.export else 0
-    if args.preset not in PRESETS:
-        raise KeyError(f"unknown preset {args.preset!r}; choose from {', '.join([*PRESETS, *LATENT_PRESETS])}")
-    config = PRESETS[args.preset]
-    if args.epochs:
-        config = replace(config, epochs=args.epochs)
-    dataset = PRESET_DATASETS[args.preset]
-    train_split = load_split(dataset, "train", args.data_root)
-    test_split = load_split(dataset, evaluation_split(dataset), args.data_root)
+    name, config, dataset, side = _training_run(args)
+    args.preset = name  # the run's name: its state directory and its zoo name
+    train_split = load_split(dataset, "train", args.data_root, image_size=side)
+    test_split = _load(args, None, side, dataset=dataset)
+    config = replace(config, num_classes=len(train_split.classes))
+    for option, value in (("epochs", args.epochs), ("batch_size", args.batch_size)):
+        if value:
+            config = replace(config, **{option: value})
+    print(f"run {name}: {config.architecture}, {len(train_split.classes)} classes, {len(train_split)} training images "
+          f"of {train_split.name} at {side} x {side}, scored on {test_split.name}; state in {_run_dir(args)}", flush=True)
     init_from, start_epoch, earlier_history = args.init_from, 0, None
     if init_from is not None and not Path(init_from).is_file():
         from .models import model_card
@@ -224,9 +348,51 @@ def _train(args) -> int:
     return 0
 
 
+def _training_run(args):
+    """(run name, config, data set (name or path), image side) that `semcomm train`'s arguments ask for."""
+    from .training import PRESET_DATASETS, PRESETS, parse_run_name, recipe
+
+    data_name = locate(args.data).name if args.data else None
+    if args.preset is None:
+        if not (args.data and args.size and args.geometry):
+            raise ValueError("give a preset (e.g. vit-edge-cifar10), or --data PATH with --size edge|server and "
+                             "--geometry IMAGE/PATCH")
+        size, dataset, geometry, base = args.size, data_name, args.geometry, None
+    elif args.preset in PRESETS:
+        size, dataset, base = parse_run_name(args.preset)[0], PRESET_DATASETS[args.preset], args.preset
+        geometry = args.geometry or _geometry_of(PRESETS[args.preset].architecture)
+    else:
+        parsed = parse_run_name(args.preset)
+        if parsed is None:
+            raise KeyError(f"unknown preset {args.preset!r}; choose from {', '.join(_preset_names())}, or "
+                           "vit-<edge|server>-<dataset> with --geometry IMAGE/PATCH, or --data PATH --size "
+                           "edge|server --geometry IMAGE/PATCH")
+        size, dataset, geometry = parsed
+        if geometry and args.geometry and geometry != args.geometry:
+            raise ValueError(f"{args.preset} names geometry {geometry[0]}/{geometry[1]} but --geometry is "
+                             f"{args.geometry[0]}/{args.geometry[1]}")
+        geometry, base = geometry or args.geometry, None
+        if geometry is None:
+            raise ValueError(f"no preset trains {args.preset}: give its geometry, e.g. --geometry 64/8")
+    if args.size and args.size != size:
+        raise ValueError(f"{args.preset} trains the {size} ViT but --size is {args.size}")
+    if data_name and data_name != dataset:
+        raise ValueError(f"{args.preset} trains on {dataset} but --data {args.data} is {data_name}; name the run "
+                         "after the data with --data PATH --size edge|server --geometry IMAGE/PATCH")
+    name, config = recipe(size, dataset, geometry, base)
+    return name, config, args.data or dataset, geometry[0]
+
+
+def _preset_names() -> list[str]:
+    from .rate.latent_training import LATENT_PRESETS
+    from .training import PRESETS
+
+    return [*PRESETS, *LATENT_PRESETS]
+
+
 def _export(args) -> int:
     from .rate.latent_training import LATENT_PRESETS
-    from .training import PRESET_DATASETS, export
+    from .training import PRESET_DATASETS, TrainConfig, export, parse_run_name
 
     if args.preset in LATENT_PRESETS:
         from .rate.fitting import export_latent
@@ -237,10 +403,19 @@ def _export(args) -> int:
         print(json.dumps(dict(name=card.name, sha256=card.sha256, history=card.history[-1:]), indent=2))
         return 0
 
-    dataset = PRESET_DATASETS[args.preset]
-    test_split = load_split(dataset, evaluation_split(dataset), args.data_root)
-    card = export(args.preset, _run_dir(args), test_split, directory=args.to)
-    print(json.dumps(card.to_dict(), indent=2))
+    parsed = parse_run_name(args.preset)
+    if args.preset not in PRESET_DATASETS and parsed is None:
+        raise KeyError(f"unknown run {args.preset!r}; give the name `semcomm train` printed "
+                       f"(presets: {', '.join(_preset_names())}, or vit-<edge|server>-<dataset>-<image>p<patch>)")
+    run_dir = _run_dir(args)
+    if not (run_dir / "config.json").is_file():
+        raise ValueError(f"no training run in {run_dir}: train it first (semcomm train {args.preset} ...)")
+    config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    dataset = args.data or PRESET_DATASETS.get(args.preset) or parsed[1]
+    test_split = _load(args, None, _image_side(config.architecture), dataset=dataset)
+    card = export(args.preset, run_dir, test_split, directory=args.to)
+    shown = {**card.to_dict(), "classes": f"{len(card.classes)} classes", "history": card.history[-1:]}
+    print(json.dumps(shown, indent=2))
     print(f"wrote {card.weights_path} and its card")
     return 0
 
@@ -250,10 +425,14 @@ def _zoo(args) -> int:
 
     from .rate.zoo import list_codec_cards
 
-    print(f"{'name':24} {'architecture':26} {'dataset':10} {'params':>9} {'epochs':>6} {'test top-1':>10}")
-    for card in list_checkpoints():
+    cards = list_checkpoints()
+    name, arch, data = (max([width, *(len(getattr(c, field)) for c in cards)])
+                        for field, width in (("name", 24), ("architecture", 26), ("dataset", 10)))
+    print(f"{'name':{name}} {'architecture':{arch}} {'dataset':{data}} {'params':>9} {'epochs':>6} {'test top-1':>10}")
+    for card in cards:
         acc = f"{100 * card.test_top1:.2f}%" if card.test_top1 is not None else "-"
-        print(f"{card.name:24} {card.architecture:26} {card.dataset:10} {card.params:9,d} {card.epochs:6d} {acc:>10}")
+        print(f"{card.name:{name}} {card.architecture:{arch}} {card.dataset:{data}} {card.params:9,d} {card.epochs:6d} "
+              f"{acc:>10}")
     print("\ncodec pairs (every patch sent, server alone: top-1 at bits per image, per level)")
     for card in list_codec_cards():
         levels = [f"L{m[1:]} {100 * v['top1']:.1f}% @ {v['bits_per_image']:,.0f}" for m, v in card.measured.items()
@@ -267,9 +446,11 @@ def _evaluate(args) -> int:
     from .models import create_model
 
     model = create_model(args.model)
-    split = load_split(args.dataset, args.split, args.data_root, limit=args.limit)
+    split_name = args.split or evaluation_split(_dataset(args), args.data_root)
+    split = _load(args, split_name, _image_side(args.model), limit=args.limit)
+    _check_classes(args.model, split)
     logits = predict_logits(model, split.images, bf16=not args.fp32, desc=args.model)
-    result = dict(model=args.model, dataset=args.dataset, split=args.split, images=len(split),
+    result = dict(model=args.model, dataset=split.name.split("/")[0], split=split_name, images=len(split),
                   top1=top1(logits, split.labels), bf16=not args.fp32)
     print(json.dumps(result, indent=2))
     if args.json:
@@ -280,13 +461,16 @@ def _evaluate(args) -> int:
 def _fit(args) -> int:
     from .rate.fitting import fit_dct, fit_hint
 
-    train_split = load_split("cifar10", "train", args.data_root).subset(args.images)
+    if args.what == "dct" and (args.data is not None or args.dataset != "cifar10"):
+        raise ValueError("fit dct fits the dct-cifar10 pair on cifar10; --data and --dataset are for fit hint")
+    train_split = _load(args, "train", _image_side(args.edge), limit=args.images)
+    _check_classes(args.edge, train_split)
     if args.what == "hint":
         coder = fit_hint(args.edge, train_split)
         print(f"hint coder for {args.edge}: counts {coder.counts.tolist()}, code lengths {[n for _, n in coder.code]}")
     else:
         card = fit_dct("dct-cifar10", train_split, args.edge, args.server,
-                       test_split=load_split("cifar10", "test", args.data_root))
+                       test_split=_load(args, "test", train_split.images.shape[-1]))
         print(f"{card.name}: tables fitted on {train_split.name}, sha256 {card.sha256}")
     return 0
 
@@ -317,7 +501,12 @@ def _sweep(args) -> int:
                         ("policy_budgets", args.iaq_budgets)):
         if value is not None:
             config = replace(config, **{name: value})
-    split = load_split(args.dataset, args.split, args.data_root, limit=args.limit)
+    split = _load(args, args.split, _image_side(args.edge), limit=args.limit)
+    for model in (args.edge, args.server):
+        _check_classes(model, split)
+    _check_codec(codec, args.edge, split, "use --codec raw8")
+    if config.fusion:
+        _check_hint(args.edge)
     result = Sweep(config).run(split)
     print(result.table(everything=args.all_rows))
     print(f"\n{result.images} images of {result.dataset} in {result.seconds:.0f} s ({result.machine})")
@@ -351,7 +540,11 @@ def _link(args) -> int:
     for name, value in (("thresholds", args.thresholds), ("codecs", args.codecs), ("framings", args.framings)):
         if value is not None:
             config = replace(config, **{name: value})
-    split = load_split(args.dataset, args.split, args.data_root, limit=args.limit)
+    split = _load(args, args.split, _image_side(args.edge), limit=args.limit)
+    for model in (args.edge, args.server):
+        _check_classes(model, split)
+    _check_codec(args.codec, args.edge, split, "the link needs a codec pair fitted to this data")
+    _check_hint(args.edge)
     state = args.json.with_suffix(".partial") if args.json else None
     result = LinkSweep(config).run(split, state_path=state)
     print(f"{result.link}: the semantic codec against the best image codec at equal channel uses per image\n")

@@ -19,11 +19,16 @@ The full training state (fp32 weights, optimizer, history) is saved to
 same ``run_dir`` resumes from it. Every random draw of epoch ``e`` comes from
 a generator seeded with ``(seed, e)``, so a resumed run matches an
 uninterrupted one.
+
+``PRESETS`` holds the tuned recipes behind the zoo; :func:`recipe` extends
+them to any size x geometry x data set (run names
+``vit-<size>-<dataset>[-<image>p<patch>]``, :func:`parse_run_name`).
 """
 from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -38,6 +43,7 @@ from .data import ImageSplit
 from .inference import autocast, predict_logits, top1
 from .importance import attention_layers, patch_importance
 from .models import TimmViT, create_model, load_weights
+from .models.architectures import vit_architecture
 from .models.zoo import ModelCard, file_sha256, save_weights, user_zoo_dirs, write_card
 from .selection import SpreadTopK, TopK
 
@@ -185,6 +191,9 @@ def train(
         stop_after: train at most this many epochs in this call (the
             schedule still spans ``config.epochs``; call again to go on).
     """
+    if len(train_split) < config.batch_size:
+        raise ValueError(f"the training split has {len(train_split)} images, fewer than one batch of "
+                         f"{config.batch_size}; use a smaller batch size")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     model = build(config, init_from)
@@ -318,6 +327,38 @@ PRESETS["vit-server-imagenette"] = TrainConfig("semcomm_vit_server_p16_224", epo
                                                drop_path=0.1, token_keep=(0.25, 1.0), full_image_prob=0.5,
                                                **_IMAGENETTE)
 PRESET_DATASETS = {name: name.rsplit("-", 1)[-1] for name in PRESETS}
+_RUN_NAME = re.compile(r"vit-(edge|server)-(.+?)(?:-(\d+)p(\d+))?")
+
+
+def parse_run_name(name: str) -> tuple[str, str, tuple[int, int] | None] | None:
+    """(size, data set, (image, patch) or None) of a name ``vit-<size>-<dataset>[-<image>p<patch>]``; None otherwise."""
+    match = _RUN_NAME.fullmatch(name)
+    if match is None:
+        return None
+    return match[1], match[2], (int(match[3]), int(match[4])) if match[3] else None
+
+
+def recipe(size: str, dataset: str, geometry: tuple[int, int], base: str | None = None) -> tuple[str, TrainConfig]:
+    """Run name and config for the project's ``size`` ViT at ``geometry`` (image, patch side in pixels) on ``dataset``.
+
+    ``base`` is the preset whose hyper-parameters are used (default
+    ``vit-<size>-<dataset>`` if that is a preset). At the preset's own
+    geometry the result is the preset itself, under its own name. Otherwise
+    the run is named ``vit-<size>-<dataset>-<image>p<patch>`` and uses the
+    preset's recipe (for a data set without one: Imagenette's DeiT recipe
+    at 64 pixels and up, CIFAR's below) on the architecture at that geometry,
+    without a guide or a low-resolution phase. ``num_classes`` is left for
+    the caller to set from the data.
+    """
+    architecture = vit_architecture(size, *geometry)
+    base = base or f"vit-{size}-{dataset}"
+    if base in PRESETS and PRESETS[base].architecture == architecture:
+        return base, PRESETS[base]
+    if base in PRESETS and PRESETS[base].codec is not None:
+        raise ValueError(f"preset {base} trains on what its codec delivers at its own geometry only")
+    family = base if base in PRESETS else f"vit-{size}-{'imagenette' if geometry[0] >= 64 else 'cifar10'}"
+    config = replace(PRESETS[family], architecture=architecture, guide=None, low_res=None)
+    return f"vit-{size}-{dataset}-{geometry[0]}p{geometry[1]}", config
 
 
 def export(name: str, run_dir: str | Path, test_split: ImageSplit, directory: str | Path | None = None) -> ModelCard:
@@ -343,7 +384,7 @@ def export(name: str, run_dir: str | Path, test_split: ImageSplit, directory: st
         name=name, architecture=config.architecture, dataset=test_split.name.split("/")[0],
         num_classes=config.num_classes, params=sum(p.numel() for p in shipped.parameters()), epochs=state["epoch"],
         test_top1=accuracy, test_images=len(test_split), recipe=json.loads(json.dumps(asdict(config))),
-        history=state["history"],
+        history=state["history"], classes=list(test_split.classes),
         sha256=file_sha256(weights),
         notes=f"`semcomm train {name}`; test_top1 in fp32 on the fp16 weights as shipped; "
               "history test_top1 is on a fixed test subset in bf16, during training",

@@ -33,7 +33,7 @@ def test_image_folder_converts_grayscale_and_checks_sizes(tmp_path):
     Image.fromarray(rng.integers(0, 255, (9, 9, 3), dtype=np.uint8)).save(tmp_path / "dog" / "odd.png")
     with pytest.raises(ValueError, match="differ in size"):
         load_image_folder(tmp_path)
-    assert load_image_folder(tmp_path, resize=8).images.shape == (8, 3, 8, 8)
+    assert load_image_folder(tmp_path, image_size=8).images.shape == (8, 3, 8, 8)
 
 
 def test_torchvision_cifar_format(tmp_path):
@@ -55,6 +55,7 @@ def test_torchvision_cifar_format(tmp_path):
 
 def test_missing_data_names_every_place_searched(tmp_path, monkeypatch):
     monkeypatch.setenv("SEMCOMM_DATA", str(tmp_path / "env"))
+    (tmp_path / "given").mkdir()
     with pytest.raises(DataNotFoundError) as err:
         load_split("nosuchset", "test", data_root=tmp_path / "given", cache_dir=tmp_path / "cache")
     message = str(err.value)
@@ -65,3 +66,8 @@ def test_missing_data_names_every_place_searched(tmp_path, monkeypatch):
 def test_limit_must_be_positive(cifar_test):
     with pytest.raises(ValueError, match="positive"):
         cifar_test.subset(0)
+
+
+def test_a_data_root_that_does_not_exist_is_an_error(tmp_path):
+    with pytest.raises(DataNotFoundError, match="data root .*nowhere is not a directory"):
+        load_split("cifar10", "test", data_root=tmp_path / "nowhere", cache_dir=tmp_path / "cache")
