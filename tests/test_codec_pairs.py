@@ -59,6 +59,13 @@ def test_registry_lists_the_shipped_pairs():
         create_codec("jpeg-xl")
 
 
+def test_every_registered_pair_builds_with_and_without_the_hint():
+    """What the sweeps call (``hint=False``) and the default both work for every shipped pair."""
+    for name in ("pixel-iaq", "dct-cifar10", "latent-cifar10"):
+        assert create_codec(name, hint=False).hint_coder is None
+        assert isinstance(create_codec(name).hint_coder, HintCoder)
+
+
 def test_pixel_iaq_decodes_to_the_quantizer_cells(models, tiny_images):
     pair = PixelIAQ(models[1])
     level = torch.zeros(4, 64, dtype=torch.int64)

@@ -86,6 +86,12 @@ class PixelIAQ(PixelPair):
 
 
 @register_codec
-def pixel_iaq(server: str | ViTAdapter = "vit-server-cifar10", **kwargs) -> PixelIAQ:
-    """Raw-pixel IAQ (the IAQ paper's scheme) with a zoo server."""
-    return PixelIAQ(create_model(server) if isinstance(server, str) else server, **kwargs)
+def pixel_iaq(server: str | ViTAdapter = "vit-server-cifar10", hint: bool = True, edge: str = "vit-edge-cifar10",
+              **kwargs) -> PixelIAQ:
+    """Raw-pixel IAQ (the IAQ paper's scheme) with a zoo server; ``hint``: strings can carry the
+    prediction of the zoo model ``edge`` (its shipped hint coder)."""
+    from .zoo import load_hint
+
+    pair = PixelIAQ(create_model(server) if isinstance(server, str) else server, **kwargs)
+    pair.hint_coder = load_hint(edge) if hint else None
+    return pair
