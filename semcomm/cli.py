@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--edge", default="vit-edge-cifar10")
     p.add_argument("--server", default="vit-server-cifar10", help="(dct) the pair's default pixel server")
     p.add_argument("--images", type=int, default=10_000, help="training images to fit on (a fixed subset)")
+    p.add_argument("--to", type=Path, help="(hint) write it into this folder (default: the user zoo's codecs/)")
     _data_args(p)
 
     args = parser.parse_args(argv)
@@ -460,14 +461,16 @@ def _evaluate(args) -> int:
 
 def _fit(args) -> int:
     from .rate.fitting import fit_dct, fit_hint
+    from .rate.zoo import hint_path
 
     if args.what == "dct" and (args.data is not None or args.dataset != "cifar10"):
         raise ValueError("fit dct fits the dct-cifar10 pair on cifar10; --data and --dataset are for fit hint")
     train_split = _load(args, "train", _image_side(args.edge), limit=args.images)
     _check_classes(args.edge, train_split)
     if args.what == "hint":
-        coder = fit_hint(args.edge, train_split)
-        print(f"hint coder for {args.edge}: counts {coder.counts.tolist()}, code lengths {[n for _, n in coder.code]}")
+        coder = fit_hint(args.edge, train_split, directory=args.to)
+        print(f"hint coder for {args.edge}: counts {coder.counts.tolist()}, code lengths {[n for _, n in coder.code]}; "
+              f"written to {hint_path(args.edge) if args.to is None else args.to}")
     else:
         card = fit_dct("dct-cifar10", train_split, args.edge, args.server,
                        test_split=_load(args, "test", train_split.images.shape[-1]))

@@ -199,9 +199,13 @@ def test_command_line_trains_exports_evaluates_and_sweeps_own_data(tmp_path, cac
     result = json.loads(evaluated.read_text())
     assert (result["dataset"], result["split"], result["images"]) == ("tiny", "val", 6)
 
+    code, out, err = _cli(["fit", "hint", "--edge", "vit-edge-tiny-16p4", "--data", data, "--images", "15"], capsys)
+    assert code == 0, err
+    assert (zoo / "codecs" / "hint-vit-edge-tiny-16p4.json").is_file()  # the user zoo, not the package
+
     swept = tmp_path / "sweep.json"
     code, out, err = _cli(["sweep", "--data", data, "--edge", "vit-edge-tiny-16p4", "--server", "vit-server-tiny-16p4",
-                           "--codec", "raw8", "--no-fusion", "--no-twins", "--budgets", "4", "--rules", "top-k",
+                           "--codec", "raw8", "--no-twins", "--budgets", "4", "--rules", "top-k",
                            "--thresholds", "0", "--codecs", "none", "--limit", "4", "--json", swept], capsys)
     assert code == 0, err
     from semcomm.sweep import SweepResult

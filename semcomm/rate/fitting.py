@@ -25,11 +25,14 @@ from .latent_training import edge_view
 from .zoo import CodecCard, save_codec, save_hint, write_card
 
 
-def fit_hint(edge: str, train_split: ImageSplit, step: float = 2.0, levels: int = 3) -> HintCoder:
-    """Fit and ship the hint coder of zoo edge ``edge`` on ``train_split`` (edge in fp32, as the encoder runs it)."""
+def fit_hint(edge: str, train_split: ImageSplit, step: float = 2.0, levels: int = 3,
+             directory: str | Path | None = None) -> HintCoder:
+    """Fit the hint coder of zoo edge ``edge`` on ``train_split`` (edge in fp32, as the encoder runs it) and
+    save it into ``directory`` (default: the user zoo; see :func:`~semcomm.rate.zoo.save_hint`)."""
     logits = predict_logits(create_model(edge), train_split.images, bf16=False, desc=f"{edge} on {train_split.name}")
     coder = HintCoder.fit(logits, levels=levels, step=step)
-    save_hint(edge, coder, notes=f"fitted on {train_split.name} ({len(train_split)} images), edge in fp32")
+    save_hint(edge, coder, notes=f"fitted on {train_split.name} ({len(train_split)} images), edge in fp32",
+              directory=directory)
     return coder
 
 

@@ -5,7 +5,8 @@ exactly as both ends code with them, fp16 neural weights, fp32 medians) and
 ``<name>.json``, a :class:`CodecCard`: kind, the edge and server it belongs
 to, how it was fitted or trained, what was measured, and the SHA-256 of the
 tensors file, verified on every load. The edge's hint coder (the code for its
-predictions, fitted on the training split) is ``checkpoints/codecs/hint-<edge>.json``.
+predictions, fitted on the training split) is ``codecs/hint-<edge>.json`` in the user zoo
+(``semcomm fit hint``) or in the shipped ``checkpoints``.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..models.zoo import CHECKPOINT_DIR, CheckpointError, file_sha256, read_card, verify_sha256, write_json
+from ..models.zoo import CHECKPOINT_DIR, CheckpointError, file_sha256, read_card, user_zoo_dirs, verify_sha256, write_json
 from .hint import HintCoder
 
 CODEC_DIR = CHECKPOINT_DIR / "codecs"
@@ -89,21 +90,33 @@ def load_codec_tensors(name: str) -> tuple[CodecCard, dict[str, torch.Tensor]]:
     return card, tensors
 
 
+def hint_dirs() -> list[Path]:
+    """Where hint coders are looked for, first match wins: ``codecs/`` in each user zoo directory
+    (``$SEMCOMM_ZOO`` or ``<cache>/zoo``), then the shipped ``checkpoints/codecs``."""
+    return [directory / "codecs" for directory in user_zoo_dirs()] + [CODEC_DIR]
+
+
 def hint_path(edge: str) -> Path:
-    return CODEC_DIR / f"hint-{edge}.json"
+    """The hint coder file of ``edge``: the first that exists in :func:`hint_dirs`, else where
+    :func:`save_hint` would write it."""
+    paths = [directory / f"hint-{edge}.json" for directory in hint_dirs()]
+    return next((path for path in paths if path.is_file()), paths[0])
 
 
 def load_hint(edge: str) -> HintCoder:
-    """The shipped hint coder of an edge model."""
+    """The hint coder of an edge model (the user zoo's, else the shipped one)."""
     path = hint_path(edge)
     if not path.is_file():
-        raise KeyError(f"no hint coder shipped for edge {edge!r} (looked for {path})")
+        raise KeyError(f"no hint coder for edge {edge!r} (looked in {', '.join(map(str, hint_dirs()))}); "
+                       f"fit one with `semcomm fit hint --edge {edge}`")
     data = json.loads(path.read_text())
     return HintCoder(np.asarray(data["counts"]), data["step"], data["weight"])
 
 
-def save_hint(edge: str, coder: HintCoder, notes: str = "") -> Path:
-    path = hint_path(edge)
+def save_hint(edge: str, coder: HintCoder, notes: str = "", directory: str | Path | None = None) -> Path:
+    """Write ``edge``'s hint coder into ``directory`` (default: the first user zoo's ``codecs/``,
+    never the installed package); returns the file written."""
+    path = Path(directory or hint_dirs()[0]) / f"hint-{edge}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(edge=edge, counts=coder.counts.tolist(), step=coder.step, weight=coder.weight,
                                     code_lengths=[length for _, length in coder.code], notes=notes), indent=2) + "\n")
