@@ -1,0 +1,94 @@
+"""The fusion network of a class-partitioned backend: sub-models' logits -> logits over all classes.
+
+Input: the N sub-models' logits concatenated in group order (C values per
+image, each sub-model's for its own classes). Output: C logits in the
+data set's class order,
+
+    fused = place(z) + MLP(z),   MLP = LayerNorm -> Linear(C, hidden) -> GELU -> Linear(hidden, C),
+
+where ``place`` puts each sub-model logit at its class's index. The MLP's
+last layer starts at zero, so an untrained fusion answers each class with
+its own sub-model's logit; training teaches it to compare logits across
+sub-models, which see different classes and are not calibrated against
+each other.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..selection import as_generator
+from .grouping import ClassGroups
+
+
+class FusionNetwork(nn.Module):
+    """Fuse N sub-models' logits (see the module docstring).
+
+    >>> fusion = FusionNetwork(ClassGroups([[1, 2], [0]], 3))
+    >>> fusion([torch.tensor([[5.0, 6.0]]), torch.tensor([[7.0]])])   # untrained: each logit at its class
+    tensor([[7., 5., 6.]], grad_fn=<AddBackward0>)
+    """
+
+    def __init__(self, groups: ClassGroups, hidden: int = 64):
+        super().__init__()
+        if not isinstance(groups, ClassGroups):
+            raise TypeError(f"groups must be a ClassGroups, got {type(groups).__name__}")
+        if hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {hidden}")
+        self.groups = groups
+        c = groups.num_classes
+        self.register_buffer("order", groups.order(), persistent=False)
+        self.mlp = nn.Sequential(nn.LayerNorm(c), nn.Linear(c, hidden), nn.GELU(), nn.Linear(hidden, c))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """B x C logits from one B x len(group) tensor per group, in group order."""
+        if len(outputs) != len(self.groups):
+            raise ValueError(f"fusion expects {len(self.groups)} sub-model outputs, got {len(outputs)}")
+        for i, (out, group) in enumerate(zip(outputs, self.groups)):
+            if out.ndim != 2 or out.shape[1] != len(group) or len(out) != len(outputs[0]):
+                raise ValueError(f"sub-model {i} output has shape {tuple(out.shape)}, expected B x {len(group)}")
+        z = torch.cat([o.float() for o in outputs], dim=1)
+        placed = torch.empty_like(z).index_copy_(1, self.order, z)
+        return placed + self.mlp(z)
+
+
+def train_fusion(fusion: FusionNetwork, outputs: Sequence[torch.Tensor], labels: torch.Tensor, steps: int,
+                 batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 generator: torch.Generator | int | None = None) -> list[float]:
+    """Train the fusion network alone on fixed sub-model outputs (cross-entropy, AdamW).
+
+    Args:
+        outputs: per group, N x len(group) logits of its sub-model on the training images.
+        labels: N int64 classes in 0..C-1.
+        steps: optimiser steps on ``batch_size`` rows drawn with ``generator``.
+
+    Returns:
+        the training loss of every step.
+    """
+    c = fusion.groups.num_classes
+    if labels.ndim != 1 or any(len(o) != len(labels) for o in outputs):
+        raise ValueError(f"need one row of sub-model outputs per label, got {[len(o) for o in outputs]} rows "
+                         f"for {len(labels)} labels")
+    if len(labels) == 0:
+        raise ValueError("no training rows for the fusion network")
+    if labels.min() < 0 or labels.max() >= c:
+        raise ValueError(f"labels hold classes {int(labels.min())}..{int(labels.max())} but the fusion network "
+                         f"covers {c} classes: mismatched class counts between the backend and the data set")
+    gen = as_generator(generator)
+    optimizer = torch.optim.AdamW(fusion.parameters(), lr=lr, weight_decay=weight_decay)
+    fusion.train()
+    losses = []
+    for _ in range(steps):
+        index = torch.randint(len(labels), (min(batch_size, len(labels)),), generator=gen)
+        loss = F.cross_entropy(fusion([o[index] for o in outputs]), labels[index].long())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    fusion.eval()
+    return losses

@@ -1,0 +1,213 @@
+"""The class-partitioned backend (ED-ViT): N pruned sub-models on N devices, a fusion network on the host.
+
+Building one (:func:`build_partitioned`), in order:
+
+1. group the classes (:mod:`~semcomm.backends.grouping`): by the server's
+   confusion (confusable classes share a sub-model) or at random;
+2. one sub-model per group, the server with its head restricted to the
+   group (:class:`~semcomm.backends.submodels.ClassSubModel`), fine-tuned on
+   the group's images;
+3. place the sub-models on the devices greedily and give each a parameter
+   budget (:mod:`~semcomm.backends.assignment`);
+4. prune each sub-model's heads and MLP units class-wise to its budget
+   (:mod:`~semcomm.backends.pruning`), then fine-tune it again to recover;
+5. train the fusion network on the sub-models' outputs
+   (:mod:`~semcomm.backends.fusion`).
+
+Every step's length is an argument (0 skips the training steps), so the same
+function builds a tiny backend in a test and the shipped ones in a recipe.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..inference import predict_logits
+from ..models.timm_vit import TimmViT
+from ..selection import as_generator
+from .assignment import Assignment, assign_greedy
+from .base import Backend, Stage, check_labels
+from .devices import DeviceConfig
+from .fusion import FusionNetwork, train_fusion
+from .grouping import ClassGroups, confusion_matrix, group_by_confusion, group_randomly
+from .pruning import full_plan, minimal_plan, plan_for_budget, prune_vit, pruned_parameters, unit_importance
+from .registry import register_backend
+from .submodels import ClassSubModel, finetune_submodel
+
+
+class PartitionedBackend(Backend):
+    """N class sub-models, each on its device, and a fusion network over their logits on the host.
+
+    Args:
+        submodels: one per group, the groups covering all classes exactly once.
+        fusion: the fusion network over those groups.
+        devices: the devices.
+        placement: per sub-model, the name of its device.
+        bytes_per_param: bytes per parameter when checking each device's memory.
+    """
+
+    def __init__(self, submodels: Sequence[ClassSubModel], fusion: FusionNetwork, devices: DeviceConfig,
+                 placement: Sequence[str], bytes_per_param: int = 4):
+        if not submodels or not all(isinstance(s, ClassSubModel) for s in submodels):
+            raise TypeError("submodels must be a non-empty list of ClassSubModel")
+        if not isinstance(fusion, FusionNetwork):
+            raise TypeError(f"fusion must be a FusionNetwork, got {type(fusion).__name__}")
+        groups = ClassGroups(tuple(s.classes for s in submodels), fusion.groups.num_classes)
+        if groups != fusion.groups:
+            raise ValueError(f"the sub-models answer for groups {groups.to_list()} but the fusion network was "
+                             f"built for {fusion.groups.to_list()}")
+        first = submodels[0].vit
+        for i, sub in enumerate(submodels):
+            if (sub.vit.image_size, sub.vit.patch_size) != (first.image_size, first.patch_size):
+                raise ValueError(f"sub-model {i} reads {sub.vit.image_size} images in {sub.vit.patch_size}-pixel "
+                                 f"patches, sub-model 0 {first.image_size} in {first.patch_size}")
+        if len(placement) != len(submodels):
+            raise ValueError(f"placement names {len(placement)} devices for {len(submodels)} sub-models")
+        super().__init__(first.image_size, first.patch_size, groups.num_classes, devices)
+        self.submodels = nn.ModuleList(submodels)
+        self.fusion = fusion
+        self.assigned = tuple(placement)
+        self.check_stages(bytes_per_param)
+        self.eval()
+
+    @property
+    def groups(self) -> ClassGroups:
+        return self.fusion.groups
+
+    @property
+    def stages(self) -> list[Stage]:
+        return [Stage(f"group{i}", sub, device) for i, (sub, device) in enumerate(zip(self.submodels, self.assigned))]
+
+    def fuse(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.fusion(outputs)
+
+    @torch.no_grad()
+    def stage_outputs(self, images: torch.Tensor, positions: torch.Tensor | None = None,
+                      batch_size: int = 256) -> list[torch.Tensor]:
+        """Per sub-model, its B x len(group) logits (in this process, batched), e.g. to train the fusion."""
+        outs = [[] for _ in self.submodels]
+        for start in range(0, len(images), batch_size):
+            part = slice(start, start + batch_size)
+            for i, sub in enumerate(self.submodels):
+                outs[i].append(sub(images[part], None if positions is None else positions[part]).float())
+        return [torch.cat(o) for o in outs]
+
+
+@dataclass
+class PartitionedBuild:
+    """What :func:`build_partitioned` made and measured.
+
+    Attributes:
+        backend: the backend.
+        assignment: devices and parameter budgets (bytes) of the sub-models.
+        keep_fractions: per sub-model, the fraction of heads and MLP units kept.
+        parameters: per sub-model, its parameters after pruning.
+        losses: training losses by phase (``finetune/<i>``, ``recover/<i>``, ``fusion``).
+    """
+
+    backend: PartitionedBackend
+    assignment: Assignment
+    keep_fractions: list[float]
+    parameters: list[int]
+    losses: dict[str, list[float]] = field(default_factory=dict)
+
+
+def make_groups(server: TimmViT, groups: str | ClassGroups, num_groups: int, images: torch.Tensor,
+                labels: torch.Tensor, generator: torch.Generator) -> ClassGroups:
+    """``groups`` itself, or groups made by ``"confusion"`` (the server's soft confusion on the images) or
+    ``"random"``."""
+    if isinstance(groups, ClassGroups):
+        if groups.num_classes != server.num_classes:
+            raise ValueError(f"the groups cover {groups.num_classes} classes but the server has "
+                             f"{server.num_classes}: mismatched class counts")
+        return groups
+    if groups == "random":
+        return group_randomly(server.num_classes, num_groups, generator)
+    if groups == "confusion":
+        logits = predict_logits(server, images, bf16=False)
+        return group_by_confusion(confusion_matrix(logits, labels, server.num_classes), num_groups)
+    raise ValueError(f"groups must be 'confusion', 'random' or a ClassGroups, got {groups!r}")
+
+
+def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tensor, labels: torch.Tensor,
+                      groups: str | ClassGroups = "confusion", num_groups: int | None = None,
+                      finetune_steps: int = 0, recovery_steps: int = 0, fusion_steps: int = 0,
+                      importance_images: int = 256, fusion_images: int | None = None, batch_size: int = 64,
+                      lr: float = 1e-4, fusion_lr: float = 1e-3, fusion_hidden: int = 64, keep: int | None = None,
+                      bytes_per_param: int = 4, generator: torch.Generator | int | None = None) -> PartitionedBuild:
+    """Build a class-partitioned backend from a server ViT (steps in the module docstring).
+
+    Args:
+        server: the trained server (a TimmViT).
+        devices: the devices; by default one group per device.
+        images: N x 3 x H x W training images (uint8 or [0, 1] float).
+        labels: N int64 classes of the server's label space.
+        groups: ``"confusion"``, ``"random"`` or explicit :class:`ClassGroups`.
+        num_groups: groups to make (default: the number of devices).
+        finetune_steps, recovery_steps, fusion_steps: optimiser steps before pruning, after it, and of the fusion.
+        importance_images: images of the group's classes the pruning criterion averages over.
+        fusion_images: training images the fusion network sees (default: all).
+        keep: if set, fine-tuning keeps a random ``keep`` patches per image.
+        bytes_per_param: bytes a parameter takes in device memory (4: float32).
+        generator: every random draw (grouping, batches, subsets).
+    """
+    if not isinstance(server, TimmViT):
+        raise TypeError(f"a partitioned backend is built from a TimmViT server, got {type(server).__name__}")
+    if not isinstance(devices, DeviceConfig):
+        raise TypeError(f"devices must be a DeviceConfig, got {type(devices).__name__}")
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    labels = check_labels(labels, server.num_classes, "training labels")
+    gen = as_generator(generator)
+    server = server.eval()
+    groups = make_groups(server, groups, num_groups or len(devices), images, labels, gen)
+    subs = [ClassSubModel.from_server(server, group) for group in groups]
+    assignment = assign_greedy(
+        [len(g) for g in groups],
+        [bytes_per_param * pruned_parameters(s.vit, minimal_plan(s.vit)) for s in subs],
+        devices,
+        [bytes_per_param * pruned_parameters(s.vit, full_plan(s.vit)) for s in subs],
+    )
+    losses: dict[str, list[float]] = {}
+    fractions, sizes = [], []
+    for i, sub in enumerate(subs):
+        losses[f"finetune/{i}"] = finetune_submodel(sub, images, labels, finetune_steps, batch_size, lr,
+                                                    keep=keep, generator=gen) if finetune_steps else []
+        mine, local = sub.local_labels(labels)
+        local_of = torch.full((len(labels),), -1, dtype=torch.int64)
+        local_of[mine] = local
+        chosen = mine.nonzero().flatten()
+        chosen = chosen[torch.randperm(len(chosen), generator=gen)[:importance_images]]
+        importance = unit_importance(sub.vit, images[chosen], local_of[chosen], batch_size)
+        plan, fraction = plan_for_budget(sub.vit, importance, assignment.budgets[i] // bytes_per_param)
+        subs[i] = sub = ClassSubModel(prune_vit(sub.vit, plan), sub.classes)
+        losses[f"recover/{i}"] = finetune_submodel(sub, images, labels, recovery_steps, batch_size, lr,
+                                                   keep=keep, generator=gen) if recovery_steps else []
+        fractions.append(fraction)
+        sizes.append(sum(p.numel() for p in sub.parameters()))
+    fusion = FusionNetwork(groups, fusion_hidden)
+    backend = PartitionedBackend(subs, fusion, devices, assignment.devices, bytes_per_param)
+    if fusion_steps:
+        rows = torch.randperm(len(images), generator=gen)[:fusion_images or len(images)]
+        outputs = backend.stage_outputs(images[rows])
+        losses["fusion"] = train_fusion(fusion, outputs, labels[rows], fusion_steps, lr=fusion_lr, generator=gen)
+    backend.eval()
+    return PartitionedBuild(backend, assignment, fractions, sizes, losses)
+
+
+@register_backend
+def partitioned(server: str | TimmViT = "vit-server-cifar10", devices: DeviceConfig | dict | None = None,
+                images: torch.Tensor | None = None, labels: torch.Tensor | None = None, **kwargs) -> PartitionedBackend:
+    """A class-partitioned backend built from ``server`` on ``devices`` (a config or its dict) with training
+    ``images`` and ``labels``; ``kwargs`` go to :func:`build_partitioned`."""
+    from ..models import create_model
+
+    if devices is None or images is None or labels is None:
+        raise ValueError("the partitioned backend is built from a device config and training images and labels: "
+                         "pass devices=, images=, labels=")
+    devices = devices if isinstance(devices, DeviceConfig) else DeviceConfig.from_dict(devices)
+    server = create_model(server) if isinstance(server, str) else server
+    return build_partitioned(server, devices, images, labels, **kwargs).backend

@@ -1,0 +1,143 @@
+"""The Ray engine: one local Ray instance for the module (2 CPUs, 100 MiB object store), shut down at the end.
+
+Ray and the local engine give the same logits and the same bytes; a device's
+actor killed mid-request is restarted and the request answered correctly,
+or, with no restarts allowed, the request fails with a clear error; an
+unreachable address and an undeclared device are clear errors too.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import pytest
+import torch
+
+from backend_helpers import random_positions, tiny_data, tiny_vit
+from semcomm.backends import DeviceConfig, EngineError, LocalEngine, MonolithicBackend, RayEngine, build_partitioned
+from semcomm.backends.devices import Device
+
+ray = pytest.importorskip("ray")
+
+DEVICES = DeviceConfig.from_dict([{"name": "fast", "memory_mb": 0.07, "speed": 2.0, "cpus": 0.5},
+                                  {"name": "slow", "memory_mb": 0.045, "speed": 1.0, "cpus": 0.5, "link_mbps": 10.0}])
+START = time.monotonic()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, object_store_memory=100 * 2 ** 20, include_dashboard=False,
+             resources=DEVICES.ray_resources(), log_to_driver=False)
+    yield
+    ray.shutdown()
+    assert time.monotonic() - START < 120, "the Ray tests must finish within 2 minutes"
+
+
+@pytest.fixture(scope="module")
+def backend():
+    images, labels = tiny_data()
+    return build_partitioned(tiny_vit(), DEVICES, images, labels, groups="random", fusion_steps=2,
+                             batch_size=16, generator=0).backend
+
+
+@pytest.fixture(scope="module")
+def engine():
+    engine = RayEngine()
+    yield engine
+    engine.shutdown()
+
+
+@pytest.mark.parametrize("whole, as_float", [(False, False), (True, True)])
+def test_ray_and_local_engines_give_the_same_logits_and_bytes(backend, engine, whole, as_float):
+    images, _ = tiny_data(8, seed=1)
+    images = images.float() / 255 if as_float else images
+    positions = None if whole else random_positions(8, 6)
+    local = LocalEngine().run(backend, images, positions)
+    remote = engine.run(backend, images, positions)
+    torch.testing.assert_close(remote.logits, local.logits, rtol=0, atol=1e-5)
+    assert remote.report.engine == "ray" and remote.report.bytes_exchanged == local.report.bytes_exchanged
+    assert [d.bytes_in for d in remote.report.devices] == [d.bytes_in for d in local.report.devices]
+    assert all(d.compute_s > 0 for d in remote.report.devices)
+    assert remote.report.latency_s == pytest.approx(max(d.latency_s for d in remote.report.devices)
+                                                    + remote.report.fusion_s)
+    assert engine.history[-1] is remote.report
+
+
+def test_the_monolithic_backend_runs_on_one_actor(engine):
+    server = tiny_vit(seed=3)
+    backend = MonolithicBackend(server, Device("fast", memory_mb=1.0, cpus=0.5))
+    images, _ = tiny_data(4, seed=2)
+    positions = random_positions(4, 9)
+    out = engine.run(backend, images, positions)
+    with torch.no_grad():
+        torch.testing.assert_close(out.logits, server.forward_tokens(images, positions), rtol=0, atol=1e-5)
+    assert [d.device for d in out.report.devices] == ["fast"]
+    engine.release(backend)
+
+
+def test_an_actor_killed_mid_request_is_restarted_and_the_answer_is_right(backend, engine):
+    images, _ = tiny_data(8, seed=4)
+    positions = random_positions(8, 5)
+    expected = LocalEngine().run(backend, images, positions).logits
+    actor = engine.actors(backend)["fast"]
+    pid = ray.get(actor.pid.remote())
+    pending = engine.submit(backend, images, positions)
+    os.kill(pid, signal.SIGKILL)
+    torch.testing.assert_close(pending.result().logits, expected, rtol=0, atol=1e-5)
+    assert ray.get(actor.pid.remote()) != pid  # a new process serves the device
+    torch.testing.assert_close(engine.run(backend, images, positions).logits, expected, rtol=0, atol=1e-5)
+
+
+def test_an_actor_that_dies_with_no_restarts_left_fails_the_request_clearly(backend):
+    engine = RayEngine(max_restarts=0)
+    images, _ = tiny_data(4, seed=5)
+    try:
+        expected = engine.run(backend, images).logits
+        ray.kill(engine.actors(backend)["slow"], no_restart=False)
+        with pytest.raises(EngineError, match="device 'slow': its Ray actor died .* the request has no answer"):
+            engine.run(backend, images)
+        torch.testing.assert_close(engine.run(backend, images).logits, expected, rtol=0, atol=1e-5)  # new actors
+    finally:
+        engine.shutdown()
+
+
+def test_weights_changed_in_place_reach_the_actors_before_the_next_request(engine):
+    server = tiny_vit(seed=6)
+    backend = MonolithicBackend(server, Device("slow", memory_mb=1.0, cpus=0.5))
+    images, _ = tiny_data(3, seed=6)
+    before = engine.run(backend, images).logits
+    with torch.no_grad():
+        server.model.head.bias.add_(1.0)
+    after = engine.run(backend, images).logits
+    torch.testing.assert_close(after, before + 1.0, rtol=0, atol=1e-5)
+    engine.release(backend)
+
+
+def test_an_unreachable_address_is_a_clear_error():
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(EngineError, match=f"cannot reach a Ray cluster at '127.0.0.1:{port}'"):
+        RayEngine(address=f"127.0.0.1:{port}", connect_timeout_s=2).connect()
+    with pytest.raises(EngineError, match="is not host:port"):
+        RayEngine(address="no-port-here").connect()
+
+
+def test_a_device_the_cluster_does_not_declare_is_a_clear_error():
+    backend = MonolithicBackend(tiny_vit(seed=7), Device("phone", memory_mb=1.0, cpus=0.5))
+    engine = RayEngine()
+    with pytest.raises(EngineError, match=r"declares no resource \['semcomm_device_phone'\]"):
+        engine.run(backend, tiny_data(2)[0])
+
+
+def test_the_callers_autocast_reaches_the_actors(backend, engine):
+    """ServerDecoder runs its server under bf16 autocast: the actors must compute in bf16 too."""
+    images, _ = tiny_data(4, seed=8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        local = LocalEngine().run(backend, images).logits
+        remote = engine.run(backend, images).logits
+    full = LocalEngine().run(backend, images).logits
+    torch.testing.assert_close(remote, local, rtol=0, atol=1e-3)
+    assert (remote - full).abs().max() > 1e-4  # bf16 really was used
