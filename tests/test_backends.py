@@ -289,6 +289,8 @@ def test_greedy_assignment_puts_the_largest_group_on_the_fastest_device_within_m
                                           {"name": "fast", "memory_mb": 1, "speed": 3.0}])
     assert assign_greedy([4, 3], [200_000] * 2, much_faster).devices == ("fast", "fast")  # 7 / 3 < 3 / 0.5
     assert assign_greedy([4, 3], [600_000] * 2, much_faster).devices == ("fast", "slow")  # memory decides
+    twice = DeviceConfig.from_dict([{"name": "a", "memory_mb": 9, "speed": 2.0}, {"name": "b", "memory_mb": 1}])
+    assert assign_greedy([5, 5], [100_000] * 2, twice).devices == ("a", "b")  # a tie: the idle device takes it
     shared = assign_greedy([4, 3, 3, 2], [300_000] * 4, DeviceConfig.from_dict(
         [{"name": "big", "memory_mb": 1, "speed": 2.0}, {"name": "small", "memory_mb": 0.4}]))
     for device in ("big", "small"):

@@ -6,7 +6,8 @@ the number of classes it answers for: its share of the label space) and a
 smallest size it can be pruned to. Sub-models are placed largest work
 first (ties: lower index); each goes to the device, among those whose free
 memory still holds its smallest size, that would finish earliest,
-(load + work) / speed; ties go to the device with more free memory, then
+(load + work) / speed; ties go to the device holding fewer sub-models (a
+shared device must shrink each of them), then to more free memory, then to
 the earlier one in the config. The largest sub-model goes to the fastest
 device; a much faster device takes a second one when it would still finish
 before a slow device running it alone.
@@ -59,6 +60,7 @@ def assign_greedy(work: Sequence[float], min_bytes: Sequence[int], devices: Devi
     load = {d.name: 0.0 for d in devices}
     speed = {d.name: d.speed for d in devices}
     order = {d.name: i for i, d in enumerate(devices)}
+    count = {d.name: 0 for d in devices}
     placed: list[str | None] = [None] * n
     for i in sorted(range(n), key=lambda i: (-work[i], i)):
         fits = [name for name in free if free[name] >= min_bytes[i]]
@@ -68,7 +70,9 @@ def assign_greedy(work: Sequence[float], min_bytes: Sequence[int], devices: Devi
             raise ValueError(f"the device config cannot hold {what}: sub-model {i} needs at least "
                              f"{min_bytes[i] / 1e6:.3f} MB even pruned to one head and one MLP unit per layer, "
                              f"free memory is " + ", ".join(f"{k} {v / 1e6:.3f} MB" for k, v in free.items()))
-        best = min(fits, key=lambda name: ((load[name] + work[i]) / speed[name], -free[name], order[name]))
+        best = min(fits, key=lambda name: ((load[name] + work[i]) / speed[name], count[name], -free[name],
+                                           order[name]))
+        count[best] += 1
         placed[i] = best
         load[best] += work[i]
         free[best] -= min_bytes[i]

@@ -59,7 +59,8 @@ class ClassSubModel(ViTStage):
 
     def local_labels(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mask of the B labels in this group, their indices among its outputs)."""
-        lookup = torch.full((max(max(self.classes), int(labels.max()) if labels.numel() else 0) + 1,), -1, dtype=torch.int64)
+        size = max(max(self.classes), int(labels.max()) if labels.numel() else 0) + 1
+        lookup = torch.full((size,), -1, dtype=torch.int64)
         lookup[torch.tensor(self.classes)] = torch.arange(len(self.classes))
         local = lookup[labels.long()]
         return local >= 0, local[local >= 0]
