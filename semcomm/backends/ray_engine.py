@@ -54,8 +54,9 @@ class DeviceActor:
 class _Deployment:
     """The actors serving one backend, and what they were built from."""
 
-    def __init__(self, backend, actors: dict, fingerprints: dict[str, str], versions: tuple[int, ...]):
+    def __init__(self, backend, actors: dict, fingerprints: dict[str, str], versions: tuple[int, ...], weights: list):
         self.backend, self.actors, self.fingerprints, self.versions = backend, actors, fingerprints, versions
+        self.weights = weights  # object references of the actors' constructor arguments
 
 
 def import_ray():
@@ -166,16 +167,17 @@ class RayEngine(Engine):
             raise EngineError(f"the devices ask for {cpus:g} CPUs but the Ray cluster has "
                               f"{available.get('CPU', 0):g}; lower the devices' cpus")
         remote = ray.remote(DeviceActor)
-        actors, prints = {}, {}
+        actors, prints, weights = {}, {}, []
         for device_name, stages in placement.items():
             device = backend.devices[device_name]
             modules = {s.name: s.module for s in stages}
             prints[device_name] = fingerprint(modules)
+            weights.append(ray.put(modules))  # held by the deployment, so a restart can always rebuild the actor
             actors[device_name] = remote.options(
                 num_cpus=device.cpus, resources={device.resource: RESOURCE_SHARE}, max_restarts=self.max_restarts,
                 max_task_retries=self.max_task_retries,
-            ).remote(modules, max(1, int(device.cpus)))
-        self._deployments[id(backend)] = _Deployment(backend, actors, prints, _versions(backend))
+            ).remote(weights[-1], max(1, int(device.cpus)))
+        self._deployments[id(backend)] = _Deployment(backend, actors, prints, _versions(backend), weights)
         waiting = {actor.pid.remote(): name for name, actor in actors.items()}
         ready, late = ray.wait(list(waiting), num_returns=len(waiting), timeout=self.deploy_timeout_s)
         try:
