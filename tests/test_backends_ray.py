@@ -141,3 +141,19 @@ def test_the_callers_autocast_reaches_the_actors(backend, engine):
     full = LocalEngine().run(backend, images).logits
     torch.testing.assert_close(remote, local, rtol=0, atol=1e-3)
     assert (remote - full).abs().max() > 1e-4  # bf16 really was used
+
+
+def test_an_engine_with_no_ray_running_starts_a_bounded_local_instance_and_stops_it(backend):
+    """Last in the module: it stops the module's instance first."""
+    ray.shutdown()
+    engine = RayEngine(num_cpus=2, object_store_memory=80 * 2 ** 20)
+    images, _ = tiny_data(4, seed=9)
+    try:
+        out = engine.run(backend, images)
+        resources = ray.cluster_resources()
+        assert resources["object_store_memory"] == pytest.approx(80 * 2 ** 20, rel=0.01)
+        assert resources["semcomm_device_fast"] == resources["semcomm_device_slow"] == 1
+        torch.testing.assert_close(out.logits, LocalEngine().run(backend, images).logits, rtol=0, atol=1e-5)
+    finally:
+        engine.shutdown()
+    assert not ray.is_initialized()

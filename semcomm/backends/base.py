@@ -33,6 +33,7 @@ from torch import nn
 
 from ..models.adapter import ViTAdapter
 from .devices import DeviceConfig
+from .request import Request
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,11 @@ class Backend(nn.Module, ABC):
     @abstractmethod
     def fuse(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
         """B x C logits from the stages' outputs (one tensor per stage, in :attr:`stages` order), on the host."""
+
+    def request(self, images: torch.Tensor, positions: torch.Tensor | None = None) -> Request:
+        """What the host ships to each device for B images (see :mod:`~semcomm.backends.request`); a stage is
+        called as ``module(*request.unpack())``."""
+        return Request.pack(images, positions, self.image_size, self.patch_size)
 
     # ---- the contract -------------------------------------------------------------------------
     @property

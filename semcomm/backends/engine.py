@@ -1,6 +1,7 @@
 """Engines run a backend's stages on its devices and report each request.
 
-An engine ships the request (:class:`~semcomm.backends.request.Request`) to
+An engine ships the request (``backend.request(images, positions)``, a
+:class:`~semcomm.backends.request.Request` for pixel backends) to
 every device that runs a stage, each device runs its stages one after the
 other, sends their outputs back to the host, and the host fuses them. What
 each request costs is reported in a :class:`RequestReport`:
@@ -117,11 +118,11 @@ def run_stages(modules: dict[str, nn.Module], names: Sequence[str], request: Req
                dtype: torch.dtype | None, fingerprint: str) -> DeviceResult:
     """A device's work: unpack ``request`` and run the stages ``names`` one after the other, timed."""
     start = time.perf_counter()
-    images, positions = request.unpack()
+    inputs = request.unpack()  # (images, positions) for a pixel Request
     outputs = {}
     with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
         for name in names:
-            outputs[name] = modules[name](images, positions).float()
+            outputs[name] = modules[name](*inputs).float()
     return DeviceResult(outputs, time.perf_counter() - start, fingerprint)
 
 
@@ -157,7 +158,7 @@ class Engine(ABC):
     def submit(self, backend, images: torch.Tensor, positions: torch.Tensor | None = None) -> "Pending":
         """Start a request; :meth:`Pending.result` waits for its :class:`Execution`."""
         start = time.perf_counter()
-        request = Request.pack(images, positions, backend.image_size, backend.patch_size)
+        request = backend.request(images, positions)
         placement = {device: tuple(s.name for s in stages) for device, stages in backend.placement().items()}
         waiting = self._start(backend, placement, request, autocast_dtype())
         return Pending(self, backend, placement, request, waiting, start)

@@ -54,9 +54,11 @@ class DeviceActor:
 class _Deployment:
     """The actors serving one backend, and what they were built from."""
 
-    def __init__(self, backend, actors: dict, fingerprints: dict[str, str], versions: tuple[int, ...], weights: list):
+    def __init__(self, backend, actors: dict, fingerprints: dict[str, str], versions: tuple[int, ...], weights: list,
+                 session: str):
         self.backend, self.actors, self.fingerprints, self.versions = backend, actors, fingerprints, versions
         self.weights = weights  # object references of the actors' constructor arguments
+        self.session = session  # the Ray connection the actors belong to
 
 
 def import_ray():
@@ -85,6 +87,11 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     except OSError as err:
         raise EngineError(f"cannot reach a Ray cluster at {address!r} ({err}); start one there with "
                           "`ray start --head`, or leave the address unset to run a local Ray instance") from None
+
+
+def _session(ray) -> str | None:
+    """The current Ray connection (None when Ray is not running): actors of another one are gone."""
+    return ray.get_runtime_context().get_job_id() if ray.is_initialized() else None
 
 
 def _versions(backend) -> tuple[int, ...]:
@@ -177,7 +184,8 @@ class RayEngine(Engine):
                 num_cpus=device.cpus, resources={device.resource: RESOURCE_SHARE}, max_restarts=self.max_restarts,
                 max_task_retries=self.max_task_retries,
             ).remote(weights[-1], max(1, int(device.cpus)))
-        self._deployments[id(backend)] = _Deployment(backend, actors, prints, _versions(backend), weights)
+        self._deployments[id(backend)] = _Deployment(backend, actors, prints, _versions(backend), weights,
+                                                     _session(ray))
         waiting = {actor.pid.remote(): name for name, actor in actors.items()}
         ready, late = ray.wait(list(waiting), num_returns=len(waiting), timeout=self.deploy_timeout_s)
         try:
@@ -195,13 +203,17 @@ class RayEngine(Engine):
     def actors(self, backend) -> dict:
         """Device name -> the Ray actor serving ``backend`` (deploying it first if needed)."""
         deployment = self._deployments.get(id(backend))
-        return dict(deployment.actors) if deployment is not None else self.deploy(backend)
+        if deployment is None or deployment.session != _session(import_ray()):
+            return self.deploy(backend)
+        return dict(deployment.actors)
 
     def release(self, backend) -> None:
         """Stop the actors serving ``backend`` (if any)."""
         deployment = self._deployments.pop(id(backend), None)
         if deployment is not None:
             ray = import_ray()
+            if deployment.session != _session(ray):
+                return  # Ray was shut down or restarted since: those actors are gone
             for actor in deployment.actors.values():
                 ray.kill(actor, no_restart=True)
 
@@ -218,11 +230,11 @@ class RayEngine(Engine):
 
     # ---- requests -------------------------------------------------------------------------------
     def _start(self, backend, placement, request, dtype):
+        ray = import_ray()
         deployment = self._deployments.get(id(backend))
-        if deployment is None or deployment.versions != _versions(backend):
+        if deployment is None or deployment.versions != _versions(backend) or deployment.session != _session(ray):
             self.deploy(backend)
             deployment = self._deployments[id(backend)]
-        ray = import_ray()
         ref = ray.put(request)
         return {device: deployment.actors[device].run.remote(names, ref, dtype) for device, names in placement.items()}
 
