@@ -236,15 +236,16 @@ class RayEngine(Engine):
             self.deploy(backend)
             deployment = self._deployments[id(backend)]
         ref = ray.put(request)
-        return {device: deployment.actors[device].run.remote(names, ref, dtype) for device, names in placement.items()}
+        return deployment, {device: deployment.actors[device].run.remote(names, ref, dtype)
+                            for device, names in placement.items()}
 
     def _wait(self, backend, waiting) -> dict[str, DeviceResult]:
         ray = import_ray()
         from ray import exceptions as rx
 
-        deployment = self._deployments[id(backend)]
+        deployment, refs = waiting
         results = {}
-        for device, ref in waiting.items():
+        for device, ref in refs.items():
             try:
                 results[device] = ray.get(ref, timeout=self.timeout_s)
             except rx.RayActorError as err:
