@@ -394,3 +394,19 @@ def test_unknown_backends_are_named():
         create_backend("huge")
     with pytest.raises(ValueError, match="pass devices=, images=, labels="):
         create_backend("partitioned")
+
+
+def test_building_draws_every_random_number_from_its_generator_and_leaves_the_global_one_alone(server, data):
+    images, labels = data
+    devices = DeviceConfig.from_dict(TWO_DEVICES)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first = build_partitioned(server, devices, images, labels, groups="random", finetune_steps=1, fusion_steps=1,
+                              batch_size=8, generator=5)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(999)
+    second = build_partitioned(server, devices, images, labels, groups="random", finetune_steps=1, fusion_steps=1,
+                               batch_size=8, generator=5)
+    assert first.losses == second.losses and first.backend.groups == second.backend.groups
+    for a, b in zip(first.backend.state_dict().values(), second.backend.state_dict().values()):
+        assert torch.equal(a, b)

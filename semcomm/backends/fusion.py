@@ -14,6 +14,7 @@ each other.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -32,7 +33,7 @@ class FusionNetwork(nn.Module):
     tensor([[7., 5., 6.]], grad_fn=<AddBackward0>)
     """
 
-    def __init__(self, groups: ClassGroups, hidden: int = 64):
+    def __init__(self, groups: ClassGroups, hidden: int = 64, generator: torch.Generator | int | None = None):
         super().__init__()
         if not isinstance(groups, ClassGroups):
             raise TypeError(f"groups must be a ClassGroups, got {type(groups).__name__}")
@@ -41,9 +42,16 @@ class FusionNetwork(nn.Module):
         self.groups = groups
         c = groups.num_classes
         self.register_buffer("order", groups.order(), persistent=False)
-        self.mlp = nn.Sequential(nn.LayerNorm(c), nn.Linear(c, hidden), nn.GELU(), nn.Linear(hidden, c))
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
+        first = nn.utils.skip_init(nn.Linear, c, hidden)
+        bound = 1 / math.sqrt(c)  # nn.Linear's own initialisation, drawn from ``generator``
+        gen = as_generator(generator)
+        with torch.no_grad():
+            nn.init.kaiming_uniform_(first.weight, a=math.sqrt(5), generator=gen)
+            first.bias.uniform_(-bound, bound, generator=gen)
+        last = nn.utils.skip_init(nn.Linear, hidden, c)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.mlp = nn.Sequential(nn.LayerNorm(c), first, nn.GELU(), last)
 
     def forward(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
         """B x C logits from one B x len(group) tensor per group, in group order."""

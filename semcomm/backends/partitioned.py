@@ -188,7 +188,7 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
                                                    keep=keep, generator=gen) if recovery_steps else []
         fractions.append(fraction)
         sizes.append(sum(p.numel() for p in sub.parameters()))
-    fusion = FusionNetwork(groups, fusion_hidden)
+    fusion = FusionNetwork(groups, fusion_hidden, generator=gen)
     backend = PartitionedBackend(subs, fusion, devices, assignment.devices, bytes_per_param)
     if fusion_steps:
         rows = torch.randperm(len(images), generator=gen)[:fusion_images or len(images)]

@@ -218,7 +218,7 @@ def _sliced(linear: nn.Linear, rows: torch.Tensor | None = None, cols: torch.Ten
         bias = None if bias is None else bias[rows]
     if cols is not None:
         weight = weight[:, cols]
-    out = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
+    out = nn.utils.skip_init(nn.Linear, weight.shape[1], weight.shape[0], bias=bias is not None, dtype=weight.dtype)
     with torch.no_grad():
         out.weight.copy_(weight)
         if bias is not None:

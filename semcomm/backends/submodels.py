@@ -47,7 +47,7 @@ class ClassSubModel(ViTStage):
             raise TypeError(f"the server's head is {type(head).__name__}; restricting it needs an nn.Linear")
         vit = copy.deepcopy(server)
         index = torch.tensor(classes)
-        restricted = nn.Linear(head.in_features, len(classes), bias=head.bias is not None)
+        restricted = nn.utils.skip_init(nn.Linear, head.in_features, len(classes), bias=head.bias is not None)
         with torch.no_grad():
             restricted.weight.copy_(head.weight[index])
             if head.bias is not None:
