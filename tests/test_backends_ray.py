@@ -18,6 +18,8 @@ import torch
 from backend_helpers import random_positions, tiny_data, tiny_vit
 from semcomm.backends import DeviceConfig, EngineError, LocalEngine, MonolithicBackend, RayEngine, build_partitioned
 from semcomm.backends.devices import Device
+from semcomm.codec import EdgeEncoder, ServerDecoder
+from semcomm.selection import TopK
 
 ray = pytest.importorskip("ray")
 
@@ -141,6 +143,18 @@ def test_the_callers_autocast_reaches_the_actors(backend, engine):
     full = LocalEngine().run(backend, images).logits
     torch.testing.assert_close(remote, local, rtol=0, atol=1e-3)
     assert (remote - full).abs().max() > 1e-4  # bf16 really was used
+
+
+def test_the_codec_reads_strings_through_a_backend_on_ray(backend, engine):
+    images, _ = tiny_data(6, seed=10)
+    strings = EdgeEncoder(tiny_vit(seed=11), TopK(5), gate=None).encode(images).strings
+XX
+    backend.engine = engine
+    try:
+        torch.testing.assert_close(ServerDecoder(backend, bf16=False).classify(strings), expected, rtol=0, atol=1e-5)
+        assert engine.history[-1].engine == "ray"
+    finally:
+        backend.engine = None
 
 
 def test_an_engine_with_no_ray_running_starts_a_bounded_local_instance_and_stops_it(backend):
