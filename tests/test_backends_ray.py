@@ -148,7 +148,7 @@ def test_the_callers_autocast_reaches_the_actors(backend, engine):
 def test_the_codec_reads_strings_through_a_backend_on_ray(backend, engine):
     images, _ = tiny_data(6, seed=10)
     strings = EdgeEncoder(tiny_vit(seed=11), TopK(5), gate=None).encode(images).strings
-XX
+    expected = ServerDecoder(backend, bf16=False).classify(strings)  # default engine: in-process
     backend.engine = engine
     try:
         torch.testing.assert_close(ServerDecoder(backend, bf16=False).classify(strings), expected, rtol=0, atol=1e-5)
