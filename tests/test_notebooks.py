@@ -16,7 +16,8 @@ CELL_TIMEOUT = 240  # seconds per cell
 
 
 def test_notebooks_exist():
-    assert {p.name for p in PATHS} >= {"quickstart.ipynb", "frontier.ipynb", "channels.ipynb"}
+    assert {p.name for p in PATHS} >= {"quickstart.ipynb", "frontier.ipynb", "channels.ipynb", "iaq.ipynb",
+                                       "own_data_and_vit.ipynb"}
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
