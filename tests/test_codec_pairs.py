@@ -64,6 +64,8 @@ def test_every_registered_pair_builds_with_and_without_the_hint():
     for name in ("pixel-iaq", "dct-cifar10", "latent-cifar10"):
         assert create_codec(name, hint=False).hint_coder is None
         assert isinstance(create_codec(name).hint_coder, HintCoder)
+    own = HintCoder(np.array([10, 5, 80]), step=2.0)
+    assert create_codec("pixel-iaq", hint=own).hint_coder is own  # a user's edge brings its own
 
 
 def test_pixel_iaq_decodes_to_the_quantizer_cells(models, tiny_images):

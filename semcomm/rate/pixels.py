@@ -18,6 +18,7 @@ from ..bitstream import patchify, unpatchify
 from ..models import ViTAdapter, create_model
 from ..models.adapter import to_uint8
 from . import format as fmt
+from .hint import HintCoder
 from .pair import CodecPair, register_codec
 
 
@@ -86,12 +87,13 @@ class PixelIAQ(PixelPair):
 
 
 @register_codec
-def pixel_iaq(server: str | ViTAdapter = "vit-server-cifar10", hint: bool = True, edge: str = "vit-edge-cifar10",
-              **kwargs) -> PixelIAQ:
-    """Raw-pixel IAQ (the IAQ paper's scheme) with a zoo server; ``hint``: strings can carry the
-    prediction of the zoo model ``edge`` (its shipped hint coder)."""
+def pixel_iaq(server: str | ViTAdapter = "vit-server-cifar10", hint: bool | HintCoder = True,
+              edge: str = "vit-edge-cifar10", **kwargs) -> PixelIAQ:
+    """Raw-pixel IAQ (the IAQ paper's scheme) with a zoo or user server. ``hint``: True, strings can
+    carry the prediction of the zoo model ``edge`` (its hint coder); a :class:`HintCoder` (e.g.
+    ``HintCoder.fit(logits)`` of your own edge), that one; False, none."""
     from .zoo import load_hint
 
     pair = PixelIAQ(create_model(server) if isinstance(server, str) else server, **kwargs)
-    pair.hint_coder = load_hint(edge) if hint else None
+    pair.hint_coder = hint if isinstance(hint, HintCoder) else load_hint(edge) if hint else None
     return pair
