@@ -372,6 +372,12 @@ def _registered(name, server, data):
     images, labels = data
     if name == "monolithic":
         return create_backend(name, server=server)
+    if name == "experts":
+        return create_backend(name, edge=tiny_vit(seed=2), server=server, devices=TWO_DEVICES, images=images,
+                              labels=labels, subsets="random", generator=1)
+    if name == "devit":
+        return create_backend(name, server=server, devices=TWO_DEVICES, images=images, labels=labels,
+                              student={"embed_dim": 16, "depth": 1, "num_heads": 2}, generator=1)
     return create_backend(name, server=server, devices=TWO_DEVICES, images=images, labels=labels, groups="random",
                           generator=1)
 
@@ -389,8 +395,9 @@ def test_every_registered_backend_keeps_the_contract(name, server, data):
 
 
 def test_unknown_backends_are_named():
-    assert {"monolithic", "partitioned"} <= set(list_backends())
-    with pytest.raises(KeyError, match="unknown backend 'huge'; registered: monolithic, partitioned"):
+    assert {"devit", "experts", "monolithic", "partitioned"} <= set(list_backends())
+    with pytest.raises(KeyError, match="unknown backend 'huge'; registered: devit, experts, monolithic, partitioned; "
+                                       "saved: "):
         create_backend("huge")
     with pytest.raises(ValueError, match="pass devices=, images=, labels="):
         create_backend("partitioned")

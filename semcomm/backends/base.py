@@ -11,7 +11,8 @@ network combines (:class:`~semcomm.backends.partitioned.PartitionedBackend`).
 Internally a backend is a list of :class:`Stage` s, each a module placed on
 one device of its :class:`~semcomm.backends.devices.DeviceConfig`, that maps
 the request to a tensor, and a :meth:`Backend.fuse` that the host runs on
-the stages' outputs. An engine (:class:`~semcomm.backends.engine.LocalEngine`
+the stages' outputs (a routed backend overrides :meth:`Backend.dispatch` and
+:meth:`Backend.combine` instead, so each image reaches one stage only). An engine (:class:`~semcomm.backends.engine.LocalEngine`
 in this process, :class:`~semcomm.backends.ray_engine.RayEngine` with one Ray
 actor per device) executes the stages and reports each request's
 critical-path latency and the bytes exchanged.
@@ -69,7 +70,7 @@ class Backend(nn.Module, ABC):
 
     Subclasses call ``__init__`` with the geometry, the number of classes and
     the devices, register their modules, and implement :attr:`stages` and
-    :meth:`fuse`. Inference only: engines run under ``torch.no_grad``.
+    :meth:`fuse` (or :meth:`dispatch` and :meth:`combine`). Inference only: engines run under ``torch.no_grad``.
 
     Args:
         image_size: (H, W) pixels.
@@ -94,14 +95,27 @@ class Backend(nn.Module, ABC):
     def stages(self) -> list[Stage]:
         """The stages, in the order their outputs reach :meth:`fuse`."""
 
-    @abstractmethod
     def fuse(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
-        """B x C logits from the stages' outputs (one tensor per stage, in :attr:`stages` order), on the host."""
+        """B x C logits from the stages' outputs (one tensor per stage, in :attr:`stages` order), on the host.
+
+        Every backend whose stages all run on the whole request implements it; a routed backend implements
+        :meth:`combine` instead."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither fuse nor combine")
 
     def request(self, images: torch.Tensor, positions: torch.Tensor | None = None) -> Request:
         """What the host ships to each device for B images (see :mod:`~semcomm.backends.request`); a stage is
         called as ``module(*request.unpack())``."""
         return Request.pack(images, positions, self.image_size, self.patch_size)
+
+    def dispatch(self, request) -> dict[str, tuple[tuple[str, ...], Request]]:
+        """Device name -> (the stages it runs, the request it is sent) for one request. By default every device
+        runs all its stages on the whole request; a routed backend sends each device only its images."""
+        return {device: (tuple(s.name for s in stages), request) for device, stages in self.placement().items()}
+
+    def combine(self, outputs: dict[str, torch.Tensor], request) -> torch.Tensor:
+        """B x C logits on the host from the outputs of the stages that ran (stage name -> output); by default
+        :meth:`fuse` on them in :attr:`stages` order."""
+        return self.fuse([outputs[s.name] for s in self.stages])
 
     # ---- the contract -------------------------------------------------------------------------
     @property
@@ -117,19 +131,21 @@ class Backend(nn.Module, ABC):
     def engine(self, engine) -> None:
         self._engine = engine
 
-    def run(self, images: torch.Tensor, positions: torch.Tensor | None = None, engine=None):
+    def run(self, images: torch.Tensor, positions: torch.Tensor | None = None, engine=None, **inputs):
         """Classify and report: an :class:`~semcomm.backends.engine.Execution` (logits, latency, bytes).
 
         Args:
             images: B x 3 x H x W, uint8 or float in [0, 1].
             positions: B x K int64 indices of the patches that arrived (row-major), or None for whole images.
             engine: the engine to run on (default :attr:`engine`).
+            inputs: what else this backend's :meth:`request` takes (e.g. ``edge_logits`` for expert routing).
         """
-        return (engine or self.engine).run(self, images, positions)
+        return (engine or self.engine).run(self, images, positions, **inputs)
 
-    def classify(self, images: torch.Tensor, positions: torch.Tensor | None = None, engine=None) -> torch.Tensor:
+    def classify(self, images: torch.Tensor, positions: torch.Tensor | None = None, engine=None,
+                 **inputs) -> torch.Tensor:
         """B x C logits over all classes from what arrived (see :meth:`run`)."""
-        return self.run(images, positions, engine).logits
+        return self.run(images, positions, engine, **inputs).logits
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """B x C logits of whole B x 3 x H x W images (the ViT adapter's ``forward``)."""

@@ -1,13 +1,16 @@
 """Engines run a backend's stages on its devices and report each request.
 
-An engine ships the request (``backend.request(images, positions)``, a
-:class:`~semcomm.backends.request.Request` for pixel backends) to
-every device that runs a stage, each device runs its stages one after the
-other, sends their outputs back to the host, and the host fuses them. What
-each request costs is reported in a :class:`RequestReport`:
+An engine builds the request (``backend.request(images, positions, **inputs)``,
+a :class:`~semcomm.backends.request.Request` for pixel backends), asks the
+backend which device gets what (``backend.dispatch(request)``: by default
+every device that runs a stage gets the whole request; a routed backend
+sends each device only the images routed to it), each device runs its
+stages one after the other and sends their outputs back, and the host
+combines them (``backend.combine``). What each request costs is reported in
+a :class:`RequestReport`:
 
-* ``bytes_exchanged``: the request's bytes times the devices it goes to,
-  plus every stage output's bytes (raw tensor sizes, no framing);
+* ``bytes_exchanged``: the bytes of what each device was sent plus every
+  stage output's bytes (raw tensor sizes, no framing);
 * ``latency_s``, the critical path: devices work in parallel, so it is the
   slowest device's (transfer in + compute / speed + transfer out) plus the
   host's fusion time. Compute times are measured on this machine (in this
@@ -44,6 +47,7 @@ class DeviceReport:
     Attributes:
         device: its name.
         stages: the stages it ran.
+        images: how many of the request's images it ran them on.
         compute_s: measured seconds of its stages on this machine (request unpacking included).
         simulated_compute_s: ``compute_s`` / the device's speed.
         bytes_in: request bytes sent to it.
@@ -54,6 +58,7 @@ class DeviceReport:
 
     device: str
     stages: tuple[str, ...]
+    images: int
     compute_s: float
     simulated_compute_s: float
     bytes_in: int
@@ -92,10 +97,12 @@ class RequestReport:
 
 @dataclass
 class Execution:
-    """A request's answer: B x C ``logits`` and its :class:`RequestReport`."""
+    """A request's answer: B x C ``logits``, its :class:`RequestReport`, and for a routed backend the B int64
+    indices of the stage each image was sent to (``route``, else None)."""
 
     logits: torch.Tensor
     report: RequestReport
+    route: torch.Tensor | None = None
 
 
 @dataclass
@@ -145,55 +152,58 @@ class Engine(ABC):
     def __init__(self):
         self.history: list[RequestReport] = []
 
-    def run(self, backend, images: torch.Tensor, positions: torch.Tensor | None = None) -> Execution:
+    def run(self, backend, images: torch.Tensor, positions: torch.Tensor | None = None, **inputs) -> Execution:
         """Classify B images on ``backend``: :class:`Execution` with B x C logits and the request's report.
 
         Args:
             backend: a :class:`~semcomm.backends.base.Backend`.
             images: B x 3 x H x W, uint8 or float in [0, 1].
             positions: B x K int64 indices of the patches that arrived, or None for whole images.
+            inputs: what else the backend's ``request`` takes (e.g. ``edge_logits`` of a routed backend).
         """
-        return self.submit(backend, images, positions).result()
+        return self.submit(backend, images, positions, **inputs).result()
 
-    def submit(self, backend, images: torch.Tensor, positions: torch.Tensor | None = None) -> "Pending":
+    def submit(self, backend, images: torch.Tensor, positions: torch.Tensor | None = None, **inputs) -> "Pending":
         """Start a request; :meth:`Pending.result` waits for its :class:`Execution`."""
         start = time.perf_counter()
-        request = backend.request(images, positions)
-        placement = {device: tuple(s.name for s in stages) for device, stages in backend.placement().items()}
-        waiting = self._start(backend, placement, request, autocast_dtype())
-        return Pending(self, backend, placement, request, waiting, start)
+        request = backend.request(images, positions, **inputs)
+        jobs = backend.dispatch(request)
+        waiting = self._start(backend, jobs, autocast_dtype())
+        return Pending(self, backend, jobs, request, waiting, start)
 
     @abstractmethod
-    def _start(self, backend, placement: dict[str, tuple[str, ...]], request: Request, dtype: torch.dtype | None):
-        """Start the devices' work; returns what :meth:`_wait` needs."""
+    def _start(self, backend, jobs: dict[str, tuple[tuple[str, ...], Request]], dtype: torch.dtype | None):
+        """Start the devices' work (device -> its stages and the request it gets); returns what :meth:`_wait`
+        needs."""
 
     @abstractmethod
     def _wait(self, backend, waiting) -> dict[str, DeviceResult]:
         """Device name -> its :class:`DeviceResult`, once every device has answered (or :class:`EngineError`)."""
 
-    def _finish(self, backend, placement, request, results: dict[str, DeviceResult], start: float) -> Execution:
+    def _finish(self, backend, jobs, request, results: dict[str, DeviceResult], start: float) -> Execution:
         reports = []
-        for device_name, names in placement.items():
+        for device_name, (names, sent) in jobs.items():
             device, result = backend.devices[device_name], results[device_name]
             bytes_out = sum(tensor_bytes(result.outputs[n]) for n in names)
-            transfer = device.transfer_s(request.nbytes) + device.transfer_s(bytes_out)
+            transfer = device.transfer_s(sent.nbytes) + device.transfer_s(bytes_out)
             simulated = result.compute_s / device.speed
-            reports.append(DeviceReport(device_name, names, result.compute_s, simulated, request.nbytes, bytes_out,
-                                        transfer, transfer + simulated))
-        outputs = [results[stage.device].outputs[stage.name] for stage in backend.stages]
+            reports.append(DeviceReport(device_name, names, sent.batch, result.compute_s, simulated, sent.nbytes,
+                                        bytes_out, transfer, transfer + simulated))
+        outputs = {name: out for device in jobs for name, out in results[device].outputs.items()}
         fusion_start = time.perf_counter()
         with torch.no_grad():
-            logits = backend.fuse(outputs).float()
+            logits = backend.combine(outputs, request).float()
         fusion_s = time.perf_counter() - fusion_start
         expected = (request.batch, backend.num_classes)
         if tuple(logits.shape) != expected:
-            raise EngineError(f"{type(backend).__name__}.fuse returned shape {tuple(logits.shape)}, expected "
-                              f"B x C = {expected}")
-        report = RequestReport(self.name, request.batch, max(r.latency_s for r in reports) + fusion_s,
+            raise EngineError(f"{type(backend).__name__} combined its outputs to shape {tuple(logits.shape)}, "
+                              f"expected B x C = {expected}")
+        slowest = max((r.latency_s for r in reports), default=0.0)
+        report = RequestReport(self.name, request.batch, slowest + fusion_s,
                                sum(r.bytes_in + r.bytes_out for r in reports), fusion_s,
                                time.perf_counter() - start, tuple(reports))
         self.history.append(report)
-        return Execution(logits, report)
+        return Execution(logits, report, getattr(request, "route", None))
 
 
 @dataclass
@@ -202,8 +212,8 @@ class Pending:
 
     engine: Engine
     backend: object
-    placement: dict
-    request: Request
+    jobs: dict
+    request: object
     waiting: object
     start: float
     _done: Execution | None = field(default=None, repr=False)
@@ -211,7 +221,7 @@ class Pending:
     def result(self) -> Execution:
         if self._done is None:
             results = self.engine._wait(self.backend, self.waiting)
-            self._done = self.engine._finish(self.backend, self.placement, self.request, results, self.start)
+            self._done = self.engine._finish(self.backend, self.jobs, self.request, results, self.start)
         return self._done
 
 
@@ -228,10 +238,10 @@ class LocalEngine(Engine):
 
     name = "local"
 
-    def _start(self, backend, placement, request, dtype):
-        return placement, request, dtype
+    def _start(self, backend, jobs, dtype):
+        return jobs, dtype
 
     def _wait(self, backend, waiting):
-        placement, request, dtype = waiting
+        jobs, dtype = waiting
         modules = {s.name: s.module for s in backend.stages}
-        return {device: run_stages(modules, names, request, dtype, "") for device, names in placement.items()}
+        return {device: run_stages(modules, names, sent, dtype, "") for device, (names, sent) in jobs.items()}

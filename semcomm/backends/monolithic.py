@@ -9,6 +9,7 @@ from ..models.adapter import ViTAdapter
 from .base import Backend, Stage, ViTStage
 from .devices import Device, DeviceConfig, host_device
 from .registry import register_backend
+from .vitspec import ViTSpec
 
 
 class MonolithicBackend(Backend):
@@ -25,6 +26,8 @@ class MonolithicBackend(Backend):
     torch.Size([2, 10])
     """
 
+    kind = "monolithic"
+
     def __init__(self, server: ViTAdapter, device: Device | None = None, bytes_per_param: int = 4):
         devices = host_device() if device is None else DeviceConfig((device,))
         if not isinstance(server, ViTAdapter):
@@ -40,6 +43,16 @@ class MonolithicBackend(Backend):
 
     def fuse(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return outputs[0]
+
+    # ---- saving (see semcomm.backends.storage) ----------------------------------------------------
+    def describe(self) -> dict:
+        """The structure (no weights) that :meth:`skeleton` rebuilds (the server must be a TimmViT)."""
+        return {"server": ViTSpec.of(self.server.vit).to_dict()}
+
+    @classmethod
+    def skeleton(cls, description: dict, devices: DeviceConfig, placement: Sequence[str]) -> "MonolithicBackend":
+        """A backend of the described structure with placeholder weights (to be loaded)."""
+        return cls(ViTSpec.from_dict(description["server"]).build(), devices[placement[0]])
 
 
 @register_backend

@@ -36,6 +36,7 @@ from .grouping import ClassGroups, confusion_matrix, group_by_confusion, group_r
 from .pruning import full_plan, minimal_plan, plan_for_budget, prune_vit, pruned_parameters, unit_importance
 from .registry import register_backend
 from .submodels import ClassSubModel, finetune_submodel
+from .vitspec import ViTSpec
 
 
 class PartitionedBackend(Backend):
@@ -48,6 +49,8 @@ class PartitionedBackend(Backend):
         placement: per sub-model, the name of its device.
         bytes_per_param: bytes per parameter when checking each device's memory.
     """
+
+    kind = "partitioned"
 
     def __init__(self, submodels: Sequence[ClassSubModel], fusion: FusionNetwork, devices: DeviceConfig,
                  placement: Sequence[str], bytes_per_param: int = 4):
@@ -94,6 +97,20 @@ class PartitionedBackend(Backend):
             for i, sub in enumerate(self.submodels):
                 outs[i].append(sub(images[part], None if positions is None else positions[part]).float())
         return [torch.cat(o) for o in outs]
+
+    # ---- saving (see semcomm.backends.storage) ----------------------------------------------------
+    def describe(self) -> dict:
+        """The structure (no weights) that :meth:`skeleton` rebuilds: each sub-model's pruned per-layer shape."""
+        return {"submodels": [ViTSpec.of(s.vit).to_dict() for s in self.submodels], "classes": self.groups.to_list(),
+                "fusion_hidden": self.fusion.mlp[1].out_features}
+
+    @classmethod
+    def skeleton(cls, description: dict, devices: DeviceConfig, placement: Sequence[str]) -> "PartitionedBackend":
+        """A backend of the described structure with placeholder weights (to be loaded)."""
+        subs = [ClassSubModel(ViTSpec.from_dict(spec).build(), classes)
+                for spec, classes in zip(description["submodels"], description["classes"])]
+        groups = ClassGroups(tuple(description["classes"]), sum(len(c) for c in description["classes"]))
+        return cls(subs, FusionNetwork(groups, description["fusion_hidden"], generator=0), devices, placement)
 
 
 @dataclass

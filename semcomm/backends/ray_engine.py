@@ -229,15 +229,18 @@ class RayEngine(Engine):
             self._started = False
 
     # ---- requests -------------------------------------------------------------------------------
-    def _start(self, backend, placement, request, dtype):
+    def _start(self, backend, jobs, dtype):
         ray = import_ray()
         deployment = self._deployments.get(id(backend))
         if deployment is None or deployment.versions != _versions(backend) or deployment.session != _session(ray):
             self.deploy(backend)
             deployment = self._deployments[id(backend)]
-        ref = ray.put(request)
-        return deployment, {device: deployment.actors[device].run.remote(names, ref, dtype)
-                            for device, names in placement.items()}
+        refs = {}  # one object per distinct request (usually the same one for every device)
+        for _, sent in jobs.values():
+            if id(sent) not in refs:
+                refs[id(sent)] = ray.put(sent)
+        return deployment, {device: deployment.actors[device].run.remote(names, refs[id(sent)], dtype)
+                            for device, (names, sent) in jobs.items()}
 
     def _wait(self, backend, waiting) -> dict[str, DeviceResult]:
         ray = import_ray()

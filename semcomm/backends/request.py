@@ -66,6 +66,11 @@ class Request:
         canvas.scatter_(1, self.positions[..., None].expand(-1, -1, p), self.patches)
         return unpatchify(canvas, self.patch_size, grid), self.positions
 
+    def select(self, rows: torch.Tensor) -> "Request":
+        """The request for the images at ``rows`` (1-D int64 indices into the batch) only."""
+        pick = (lambda t: None if t is None else t[rows].contiguous())
+        return Request(self.image_size, self.patch_size, pick(self.images), pick(self.patches), pick(self.positions))
+
     @property
     def batch(self) -> int:
         return len(self.images if self.positions is None else self.positions)

@@ -1,0 +1,175 @@
+"""Knowledge distillation of a student ViT from a teacher ViT: soft labels plus q/k/v token relations (DeViT).
+
+Per batch, with the teacher frozen and both models seeing the same images and
+the same patches,
+
+    loss = (1 - alpha) CE(student, y) + alpha T^2 KL(softmax(t / T) || softmax(s / T)) + beta L_rel,
+
+where s and t are the student's and teacher's logits over the same classes,
+y the true class (the CE term is taken over the images that have one among
+those classes: ``targets >= 0``), T the temperature, and L_rel the relation
+loss of :mod:`~semcomm.backends.relations` (q, k and v token relations of
+the paired blocks). Optional per-batch augmentation: a horizontal flip of
+each image with probability 1/2, and keeping a random subset of patches
+(the server receives partial images).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..inference import autocast
+from ..models.timm_vit import TimmViT
+from ..selection import as_generator
+from .relations import layer_pairs, recording_qkv, relation_kl
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """The distillation loss's settings (module docstring).
+
+    Attributes:
+        temperature: T of the soft labels (> 0).
+        alpha: weight of the soft-label term in [0, 1]; 1 - alpha goes to the true labels.
+        relation_weight: beta, the weight of the relation loss (0 switches it off).
+        layers: ``"last"``, ``"uniform"`` or (student block, teacher block) pairs (see :func:`layer_pairs`).
+        relation_heads: R, the relation heads (divides both models' attention widths).
+    """
+
+    temperature: float = 4.0
+    alpha: float = 0.5
+    relation_weight: float = 1.0
+    layers: str | tuple = "last"
+    relation_heads: int = 1
+
+    def __post_init__(self):
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be a positive number, got {self.temperature!r}")
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must lie in [0, 1], got {self.alpha!r}")
+        if not self.relation_weight >= 0:
+            raise ValueError(f"relation_weight must be >= 0, got {self.relation_weight!r}")
+        if isinstance(self.relation_heads, bool) or not isinstance(self.relation_heads, int) or self.relation_heads < 1:
+            raise ValueError(f"relation_heads must be a positive integer, got {self.relation_heads!r}")
+        if not isinstance(self.layers, str):
+            object.__setattr__(self, "layers", tuple(tuple(p) for p in self.layers))
+
+
+def soft_label_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 x mean over the B rows of KL(softmax(t / T) || softmax(s / T)); both B x C."""
+    t = temperature
+    return F.kl_div((student_logits.float() / t).log_softmax(-1), (teacher_logits.float() / t).log_softmax(-1),
+                    log_target=True, reduction="batchmean") * t * t
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+                      student_qkv: dict, teacher_qkv: dict, pairs: Sequence[tuple[int, int]],
+                      config: DistillConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of the module docstring and its parts (``ce``, ``kd``, ``relation``, as floats).
+
+    Args:
+        student_logits, teacher_logits: B x C over the same classes.
+        targets: B int64 class indices into those C, or -1 for an image of none of them (no CE term).
+        student_qkv, teacher_qkv: recorded q, k, v per block (:func:`~semcomm.backends.relations.recording_qkv`).
+        pairs: the (student block, teacher block) pairs of the relation loss.
+    """
+    known = targets >= 0
+    ce = F.cross_entropy(student_logits[known].float(), targets[known]) if known.any() else student_logits.sum() * 0
+    kd = soft_label_kl(student_logits, teacher_logits, config.temperature)
+    rel = relation_kl(teacher_qkv, student_qkv, pairs, config.relation_heads) if config.relation_weight else kd * 0
+    loss = (1 - config.alpha) * ce + config.alpha * kd + config.relation_weight * rel
+    return loss, {"ce": float(ce.detach()), "kd": float(kd.detach()), "relation": float(rel.detach())}
+
+
+def augment(images: torch.Tensor, num_patches: int, flip: bool, token_keep: tuple[float, float] | None,
+            generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(images, positions) of one training batch: each image flipped left-right with probability 1/2 (if
+    ``flip``), and K random patches per image kept, K = round(f N) with f ~ U(token_keep) per batch
+    (positions None when all are kept or ``token_keep`` is None)."""
+    if flip:
+        mirrored = torch.rand(len(images), generator=generator) < 0.5
+        images = torch.where(mirrored[:, None, None, None], images.flip(-1), images)
+    if token_keep is None:
+        return images, None
+    lo, hi = token_keep
+    keep = max(1, round((lo + (hi - lo) * float(torch.rand(1, generator=generator))) * num_patches))
+    if keep >= num_patches:
+        return images, None
+    positions = torch.rand(len(images), num_patches, generator=generator).argsort(1)[:, :keep].sort(1).values
+    return images, positions
+
+
+def check_token_keep(token_keep) -> tuple[float, float] | None:
+    """``token_keep`` as a (lo, hi) pair with 0 < lo <= hi <= 1, or None."""
+    if token_keep is None:
+        return None
+    lo, hi = (float(v) for v in token_keep)
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"token_keep is a range (lo, hi) of kept-patch fractions with 0 < lo <= hi <= 1, "
+                         f"got {token_keep!r}")
+    return lo, hi
+
+
+def distill(student: TimmViT, teacher: TimmViT, images: torch.Tensor, targets: torch.Tensor, steps: int,
+            config: DistillConfig = DistillConfig(), batch_size: int = 64, lr: float = 5e-4,
+            weight_decay: float = 0.05, flip: bool = True, token_keep: tuple[float, float] | None = None,
+            bf16: bool = False, generator: torch.Generator | int | None = None) -> list[float]:
+    """Distil ``teacher`` into ``student`` (AdamW on the student only); the teacher is left unchanged.
+
+    Args:
+        student, teacher: ViTs with the same number of outputs, reading the same image and patch sizes.
+        images: N x 3 x H x W training images (uint8 or [0, 1] float).
+        targets: N int64 true classes among the models' outputs, -1 where the image has none of them.
+        steps: optimiser steps, each on ``batch_size`` images drawn with ``generator``.
+        token_keep: if set, the (lo, hi) range of kept-patch fractions (see :func:`augment`).
+        bf16: run the forwards under CPU bf16 autocast (the losses are computed in float32).
+
+    Returns:
+        the loss of every step.
+    """
+    if student.num_classes != teacher.num_classes:
+        raise ValueError(f"the student has {student.num_classes} outputs but the teacher {teacher.num_classes}: "
+                         "distillation matches logits over the same classes")
+    if (student.image_size, student.patch_size) != (teacher.image_size, teacher.patch_size):
+        raise ValueError(f"the student reads {student.image_size} images in {student.patch_size}-pixel patches, the "
+                         f"teacher {teacher.image_size} in {teacher.patch_size}: token relations need the same tokens")
+    if steps < 0 or batch_size < 1:
+        raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps} and {batch_size}")
+    if len(images) == 0 or len(images) != len(targets):
+        raise ValueError(f"need matching, non-empty images and targets, got {len(images)} and {len(targets)}")
+    if targets.max() >= student.num_classes or targets.min() < -1:
+        raise ValueError(f"targets must lie in -1..{student.num_classes - 1}, got {int(targets.min())}.."
+                         f"{int(targets.max())}")
+    token_keep = check_token_keep(token_keep)
+    pairs = layer_pairs(len(student.model.blocks), len(teacher.model.blocks), config.layers)
+    gen = as_generator(generator)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
+    teacher.eval()
+    losses = []
+    with torch.random.fork_rng(devices=[]):  # dropout / stochastic depth drawn from ``generator`` too
+        torch.manual_seed(int(torch.randint(2 ** 62, (1,), generator=gen)))
+        student.train()
+        try:
+            for _ in range(steps):
+                index = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
+                batch, positions = augment(images[index], student.num_patches, flip, token_keep, gen)
+                with torch.no_grad(), autocast(bf16), recording_qkv(teacher, [t for _, t in pairs]) as t_qkv:
+                    t_logits = _forward(teacher, batch, positions)
+                with autocast(bf16), recording_qkv(student, [s for s, _ in pairs]) as s_qkv:
+                    s_logits = _forward(student, batch, positions)
+                loss, _ = distillation_loss(s_logits, t_logits, targets[index], s_qkv, t_qkv, pairs, config)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+        finally:
+            student.eval()
+    return losses
+
+
+def _forward(vit: TimmViT, images: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+    return vit(images) if positions is None else vit.forward_tokens(images, positions)

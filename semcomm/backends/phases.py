@@ -1,0 +1,67 @@
+"""Resumable build phases: a long backend build saves each finished phase and skips it when run again.
+
+A build is a sequence of named phases (``student0``, ``fusion``, ...). With a
+run directory, :meth:`Phases.run` stores what a phase returned (modules,
+losses: anything ``torch.save`` takes) together with the state of the build's
+generator in ``<run_dir>/<phase>.pt``; a second run with the same settings
+loads it and restores the generator instead of running the phase, so an
+interrupted build continues where it stopped and ends exactly as an
+uninterrupted one. The settings are kept in ``<run_dir>/settings.json``; a run
+directory made with other settings is refused. Without a run directory
+phases simply run.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class Phases:
+    """Run (or reload) the phases of one build (module docstring).
+
+    Args:
+        run_dir: where finished phases are kept (None: nothing is kept).
+        settings: JSON-able description of the build; must match the run directory's.
+        generator: the build's generator, saved after each phase and restored when it is skipped.
+        progress: print a line per phase.
+    """
+
+    def __init__(self, run_dir: str | Path | None, settings: dict, generator: torch.Generator,
+                 progress: bool = False):
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.generator, self.progress = generator, progress
+        if self.run_dir is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(settings, indent=2, sort_keys=True, default=str)
+        path = self.run_dir / "settings.json"
+        if path.exists() and path.read_text() != text:
+            raise ValueError(f"{self.run_dir} holds phases of a build with other settings (see {path}); use another "
+                             "run directory or delete it")
+        path.write_text(text)
+
+    def done(self, name: str) -> bool:
+        """True when phase ``name`` finished in an earlier run."""
+        return self.run_dir is not None and (self.run_dir / f"{name}.pt").exists()
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        """``fn()``, or what it returned in an earlier run (with the generator as it was after it)."""
+        if self.done(name):
+            saved = torch.load(self.run_dir / f"{name}.pt", weights_only=False)
+            self.generator.set_state(saved["generator"])
+            if self.progress:
+                print(f"phase {name}: reloaded from {self.run_dir}", flush=True)
+            return saved["result"]
+        result = fn()
+        if self.run_dir is not None:
+            path = self.run_dir / f"{name}.pt"
+            tmp = path.with_suffix(".tmp")
+            torch.save({"result": result, "generator": self.generator.get_state()}, tmp)
+            tmp.replace(path)
+        if self.progress:
+            print(f"phase {name}: done", flush=True)
+        return result
