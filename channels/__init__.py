@@ -22,7 +22,7 @@ from .fec import (CRC, QCLDPC, BPDecoder, ConvolutionalCode, IdealCode, LDPC8021
                   union_bound_ber)
 from .link import AnalogLink, AnalogResult, DigitalLink, DigitalResult
 from .modulation import Constellation, Demapper, Mapper, hard_decisions
-from .montecarlo import BERResult, SNRPoint, clopper_pearson, run_ber
+from .montecarlo import BERResult, RayRunner, SNRPoint, batch_generator, clopper_pearson, run_ber
 from .utils import (awgn_capacity, bec_capacity, binary_entropy, bsc_capacity, db2lin, ebnodb2no,
                     ebnodb2snrdb, lin2db, qfunc, snrdb2no)
 
@@ -31,6 +31,7 @@ __all__ = [
     "CRC", "BPDecoder", "ConvolutionalCode", "IdealCode", "LDPC80211n", "LDPC80216e", "QCLDPC", "Uncoded",
     "union_bound_ber",
     "AnalogLink", "AnalogResult", "DigitalLink", "DigitalResult", "Constellation", "Demapper", "Mapper",
-    "hard_decisions", "BERResult", "SNRPoint", "clopper_pearson", "run_ber", "awgn_capacity", "bec_capacity",
-    "binary_entropy", "bsc_capacity", "db2lin", "ebnodb2no", "ebnodb2snrdb", "lin2db", "qfunc", "snrdb2no",
+    "hard_decisions", "BERResult", "RayRunner", "SNRPoint", "batch_generator", "clopper_pearson", "run_ber",
+    "awgn_capacity", "bec_capacity", "binary_entropy", "bsc_capacity", "db2lin", "ebnodb2no", "ebnodb2snrdb",
+    "lin2db", "qfunc", "snrdb2no",
 ]
