@@ -1,6 +1,7 @@
 """Tiny ViTs built with the project's own architecture code, shared by the backend tests."""
 from __future__ import annotations
 
+import pytest
 import timm
 import torch
 
@@ -27,3 +28,12 @@ def random_positions(batch: int, keep: int, num_patches: int = 16, seed: int = 0
     """B x keep distinct patch indices per row, ascending."""
     g = torch.Generator().manual_seed(seed)
     return torch.rand(batch, num_patches, generator=g).argsort(1)[:, :keep].sort(1).values
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Torch on one thread for the module (tiny models; the machine's cores are shared), restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -445,6 +445,12 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
         students.append(stage)
         losses.update(history)
     sizes = [sum(p.numel() for p in s.parameters()) for s in students]
+    largest = max(d.memory_bytes for d in devices)
+    for i, size in enumerate(sizes):
+        if size * bytes_per_param > largest:
+            raise ValueError(f"student {i} has {size * bytes_per_param / 1e6:.3f} MB of parameters but the largest "
+                             f"device holds {largest / 1e6:.3f} MB; make the students smaller (student=, "
+                             "student_depth=, student_keep=)")
     assignment = assign_greedy(sizes, [parameter_bytes(s, bytes_per_param) for s in students], devices)
     fusion = TokenFusion([s.width for s in students], server.num_classes, fusion_hidden, generator=gen)
     backend = DecomposedBackend(students, fusion, devices, assignment.devices, bytes_per_param)

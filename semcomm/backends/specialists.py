@@ -72,6 +72,15 @@ class ProgressiveSchedule:
         return [self.share(s * self.phases // steps, natural) for s in range(steps)]
 
 
+def domain_batch(inside: torch.Tensor, outside: torch.Tensor, share: float, batch_size: int,
+                 generator: torch.Generator) -> torch.Tensor:
+    """``batch_size`` image indices: round(share x batch_size) drawn (with replacement) from ``inside``, the
+    rest from ``outside`` (all from ``inside`` when ``outside`` is empty)."""
+    n_in = batch_size if len(outside) == 0 else round(share * batch_size)
+    return torch.cat([inside[torch.randint(len(inside), (n_in,), generator=generator)],
+                      outside[torch.randint(max(1, len(outside)), (batch_size - n_in,), generator=generator)]])
+
+
 def train_specialist(expert: ExpertStage, images: torch.Tensor, labels: torch.Tensor, steps: int,
                      schedule: ProgressiveSchedule = ProgressiveSchedule(), routed: torch.Tensor | None = None,
                      teacher: TimmViT | None = None, kd_weight: float = 0.0, temperature: float = 4.0,
@@ -118,10 +127,7 @@ def train_specialist(expert: ExpertStage, images: torch.Tensor, labels: torch.Te
         expert.train()
         try:
             for share in shares:
-                b = min(batch_size, len(labels))
-                n_in = b if len(outside) == 0 else round(share * b)
-                index = torch.cat([inside[torch.randint(len(inside), (n_in,), generator=gen)],
-                                   outside[torch.randint(max(1, len(outside)), (b - n_in,), generator=gen)]])
+                index = domain_batch(inside, outside, share, min(batch_size, len(labels)), gen)
                 batch, positions = augment(images[index], expert.vit.num_patches, flip, token_keep, gen)
                 with autocast(bf16):
                     logits = expert(batch, positions)
