@@ -284,6 +284,12 @@ def test_students_too_big_for_their_devices_are_refused(server, data):
         build_decomposed(server, tiny, *data, student={"embed_dim": 32, "depth": 2, "num_heads": 4})
 
 
+def test_students_that_do_not_fit_the_devices_together_are_refused(server, data):
+    devices = DeviceConfig.from_dict([{"name": "a", "memory_mb": 0.1}, {"name": "b", "memory_mb": 0.01}])
+    with pytest.raises(ValueError, match=r"the students \(0.096, 0.096 MB\) do not fit the devices \(a 0.1, b 0.01 MB\)"):
+        build_decomposed(server, devices, *data, student={"embed_dim": 32, "depth": 2, "num_heads": 4})
+
+
 def test_random_groups_follow_their_seed_and_the_build_its_generator(server, data):
     images, labels = data
     first = build_decomposed(server, DEVICES, images, labels, student=SMALL, distill_steps=1, fusion_steps=1,

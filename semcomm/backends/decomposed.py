@@ -451,7 +451,12 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
             raise ValueError(f"student {i} has {size * bytes_per_param / 1e6:.3f} MB of parameters but the largest "
                              f"device holds {largest / 1e6:.3f} MB; make the students smaller (student=, "
                              "student_depth=, student_keep=)")
-    assignment = assign_greedy(sizes, [parameter_bytes(s, bytes_per_param) for s in students], devices)
+    try:
+        assignment = assign_greedy(sizes, [parameter_bytes(s, bytes_per_param) for s in students], devices)
+    except ValueError as err:
+        raise ValueError(f"the students ({', '.join(f'{bytes_per_param * n / 1e6:.3f}' for n in sizes)} MB) do not "
+                         f"fit the devices ({', '.join(f'{d.name} {d.memory_mb:g}' for d in devices)} MB); make them "
+                         "smaller (student=, student_depth=, student_keep=)") from err
     fusion = TokenFusion([s.width for s in students], server.num_classes, fusion_hidden, generator=gen)
     backend = DecomposedBackend(students, fusion, devices, assignment.devices, bytes_per_param)
     if fusion_steps:
