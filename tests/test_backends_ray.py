@@ -16,7 +16,10 @@ import pytest
 import torch
 
 from backend_helpers import random_positions, tiny_data, tiny_vit
-from semcomm.backends import DeviceConfig, EngineError, LocalEngine, MonolithicBackend, RayEngine, build_partitioned
+from semcomm.backends import (
+    DeviceConfig, EngineError, ExpertBackend, ExpertStage, LocalEngine, MonolithicBackend, RayEngine, build_decomposed,
+    build_partitioned,
+)
 from semcomm.backends.devices import Device
 from semcomm.codec import EdgeEncoder, ServerDecoder
 from semcomm.selection import TopK
@@ -155,6 +158,39 @@ def test_the_codec_reads_strings_through_a_backend_on_ray(backend, engine):
         assert engine.history[-1].engine == "ray"
     finally:
         backend.engine = None
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_a_decomposed_backend_gives_the_same_logits_and_bytes_on_ray(engine, whole):
+    images, labels = tiny_data()
+    devit = build_decomposed(tiny_vit(), DEVICES, images, labels, student={"embed_dim": 16, "depth": 1, "num_heads": 2},
+                             fusion_steps=2, batch_size=16, generator=0).backend
+    positions = None if whole else random_positions(6, 5)
+    local = LocalEngine().run(devit, images[:6], positions)
+    remote = engine.run(devit, images[:6], positions)
+    torch.testing.assert_close(remote.logits, local.logits, rtol=0, atol=1e-5)
+    assert remote.report.bytes_exchanged == local.report.bytes_exchanged
+    assert [d.bytes_out for d in remote.report.devices] == [6 * 16 * 4] * 2  # the class tokens
+    engine.release(devit)
+
+
+def test_an_expert_backend_sends_each_image_to_its_one_expert_on_ray(engine):
+    edge = tiny_vit(seed=12, embed_dim=16, num_heads=2)
+    experts = [ExpertStage(tiny_vit(seed=13 + i, embed_dim=16, num_heads=2), subset)
+               for i, subset in enumerate([[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]])]
+    routed = ExpertBackend(edge, experts, DEVICES, ["fast", "slow"], top_k=2)
+    images, _ = tiny_data(6, seed=14)
+    positions = random_positions(6, 7)
+    for route in ([0, 1, 1, 0, 1, 1], [1] * 6):
+        route = torch.tensor(route)
+        local = LocalEngine().run(routed, images, positions, route=route)
+        remote = engine.run(routed, images, positions, route=route)
+        torch.testing.assert_close(remote.logits, local.logits, rtol=0, atol=1e-5)
+        assert torch.equal(remote.route, route)
+        assert {d.device: d.images for d in remote.report.devices} == \
+            {name: int((route == i).sum()) for i, name in enumerate(["fast", "slow"]) if (route == i).any()}
+        assert remote.report.bytes_exchanged == local.report.bytes_exchanged
+    engine.release(routed)
 
 
 def test_an_engine_with_no_ray_running_starts_a_bounded_local_instance_and_stops_it(backend):
