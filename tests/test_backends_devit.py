@@ -142,7 +142,7 @@ def test_distillation_really_trains_the_student_and_follows_its_generator(server
         student = fresh()
         before = _distill_loss_on(student, teacher.vit, images, none, config)[part]
         distill(student, teacher.vit, images, targets_used, steps=40, config=config, batch_size=30, lr=3e-3,
-                flip=False, generator=1)
+                augmentation="none", generator=1)
         assert _distill_loss_on(student, teacher.vit, images, none, config)[part] < 0.5 * before
     # the full loss: labels, soft labels and relations together; the teacher is left as it was
     config = DistillConfig(layers="uniform")
@@ -286,7 +286,7 @@ def test_students_too_big_for_their_devices_are_refused(server, data):
 
 def test_students_that_do_not_fit_the_devices_together_are_refused(server, data):
     devices = DeviceConfig.from_dict([{"name": "a", "memory_mb": 0.1}, {"name": "b", "memory_mb": 0.01}])
-    with pytest.raises(ValueError, match=r"the students \(0.096, 0.096 MB\) do not fit the devices \(a 0.1, b 0.01 MB\)"):
+    with pytest.raises(ValueError, match=r"students \(0.096, 0.096 MB\) do not fit the devices \(a 0.1, b 0.01 MB\)"):
         build_decomposed(server, devices, *data, student={"embed_dim": 32, "depth": 2, "num_heads": 4})
 
 

@@ -27,8 +27,8 @@ def _build(kind):
     if kind == "partitioned":  # pruned to the devices: per-layer shapes differ from the server's
         return build_partitioned(server, DEVICES, images, labels, fusion_steps=2, batch_size=16, generator=0).backend
     if kind == "devit":
-        return build_decomposed(server, DeviceConfig.uniform(2, 0.1), images, labels, student=tiny_vit(seed=1), student_depth=1, student_keep=0.5,
-                                fusion_steps=2, batch_size=16, generator=0).backend
+        return build_decomposed(server, DeviceConfig.uniform(2, 0.1), images, labels, student=tiny_vit(seed=1),
+                                student_depth=1, student_keep=0.5, fusion_steps=2, batch_size=16, generator=0).backend
     return build_experts(tiny_vit(seed=2, embed_dim=16, num_heads=2), server, DEVICES, images, labels,
                          subsets="random", generator=0).backend
 

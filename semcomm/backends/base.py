@@ -12,9 +12,10 @@ Internally a backend is a list of :class:`Stage` s, each a module placed on
 one device of its :class:`~semcomm.backends.devices.DeviceConfig`, that maps
 the request to a tensor, and a :meth:`Backend.fuse` that the host runs on
 the stages' outputs (a routed backend overrides :meth:`Backend.dispatch` and
-:meth:`Backend.combine` instead, so each image reaches one stage only). An engine (:class:`~semcomm.backends.engine.LocalEngine`
-in this process, :class:`~semcomm.backends.ray_engine.RayEngine` with one Ray
-actor per device) executes the stages and reports each request's
+:meth:`Backend.combine` instead, so each image reaches one stage only). An
+engine (:class:`~semcomm.backends.engine.LocalEngine` in this process,
+:class:`~semcomm.backends.ray_engine.RayEngine` with one Ray actor per
+device) executes the stages and reports each request's
 critical-path latency and the bytes exchanged.
 
 A backend has the attributes and the two forwards of a pixel server ViT

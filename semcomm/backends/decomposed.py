@@ -109,7 +109,7 @@ class TokenFusion(nn.Module):
                              f"{list(self.widths)}, {num_classes} classes, hidden {hidden}")
         gen = as_generator(generator)
         total = sum(self.widths)
-        sizes = [(total, self.num_classes)] if not self.hidden else [(total, self.hidden), (self.hidden, self.num_classes)]
+        sizes = [(total, self.hidden), (self.hidden, self.num_classes)] if self.hidden else [(total, self.num_classes)]
         layers = []
         for i, (fan_in, fan_out) in enumerate(sizes):
             linear = nn.utils.skip_init(nn.Linear, fan_in, fan_out)
@@ -248,7 +248,7 @@ def train_token_fusion(fusion: TokenFusion, tokens: Sequence[torch.Tensor], labe
 
 def finetune_jointly(backend: DecomposedBackend, server: TimmViT, images: torch.Tensor, labels: torch.Tensor,
                      steps: int, alpha: float = 0.5, temperature: float = 4.0, batch_size: int = 64,
-                     lr: float = 1e-4, weight_decay: float = 0.05, flip: bool = True,
+                     lr: float = 1e-4, weight_decay: float = 0.05, augmentation: str = "flip",
                      token_keep: tuple[float, float] | None = None, bf16: bool = False,
                      generator: torch.Generator | int | None = None) -> list[float]:
     """Fine-tune the students and the fusion head together, end to end: (1 - alpha) CE(fused, label) +
@@ -269,7 +269,7 @@ def finetune_jointly(backend: DecomposedBackend, server: TimmViT, images: torch.
         try:
             for _ in range(steps):
                 index = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
-                batch, positions = augment(images[index], backend.num_patches, flip, token_keep, gen)
+                batch, positions = augment(images[index], backend.num_patches, augmentation, token_keep, gen)
                 with torch.no_grad(), autocast(bf16):
                     target = server(batch) if positions is None else server.forward_tokens(batch, positions)
                 with autocast(bf16):
@@ -356,7 +356,8 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
                      fusion_steps: int = 0, joint_steps: int = 0, distill_config: DistillConfig = DistillConfig(),
                      data: str = "all", fusion_images: int | None = None, fusion_hidden: int = 0,
                      batch_size: int = 64, lr: float = 5e-4, fusion_lr: float = 1e-3, joint_lr: float = 1e-4,
-                     subteacher_lr: float = 1e-4, token_keep: tuple[float, float] | None = None, flip: bool = True, bf16: bool = False,
+                     subteacher_lr: float = 1e-4, token_keep: tuple[float, float] | None = None,
+                     augmentation: str = "flip", bf16: bool = False,
                      bytes_per_param: int = 4, run_dir: str | Path | None = None, progress: bool = False,
                      generator: torch.Generator | int | None = None) -> DecomposedBuild:
     """Build a DeViT backend from a server ViT (steps in the module docstring).
@@ -404,11 +405,12 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
         student = {"embed_dim": max(m.blocks[0].attn.head_dim, m.embed_dim // 2), "depth": max(1, len(m.blocks) // 2),
                    "num_heads": max(1, m.blocks[0].attn.num_heads // 2), "mlp_ratio": 2.0}
     settings = dict(kind="devit", n=n, groups=groups if isinstance(groups, str) else groups.to_list(),
-                    group_seed=group_seed, student=student if isinstance(student, dict) else ViTSpec.of(student).to_dict(),
+                    group_seed=group_seed,
+                    student=student if isinstance(student, dict) else ViTSpec.of(student).to_dict(),
                     student_depth=student_depth, student_keep=student_keep, steps=[subteacher_steps, distill_steps,
                     fusion_steps, joint_steps], distill=repr(distill_config), data=data, fusion_images=fusion_images,
                     fusion_hidden=fusion_hidden, batch_size=batch_size, lr=[lr, fusion_lr, joint_lr, subteacher_lr],
-                    token_keep=token_keep, flip=flip, bf16=bf16, images=len(images))
+                    token_keep=token_keep, augmentation=augmentation, bf16=bf16, images=len(images))
     phases = Phases(run_dir, settings, gen, progress)
     if isinstance(groups, ClassGroups):
         if groups.num_classes != server.num_classes or len(groups) != n:
@@ -438,7 +440,7 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
             pool = slice(None) if data == "all" else mine
             history[f"distill/{i}"] = distill(
                 stage.vit, teacher.vit, images[pool], targets[pool], distill_steps, distill_config, batch_size, lr,
-                flip=flip, token_keep=token_keep, bf16=bf16, generator=gen) if distill_steps else []
+                augmentation=augmentation, token_keep=token_keep, bf16=bf16, generator=gen) if distill_steps else []
             return stage, history
 
         stage, history = phases.run(f"student{i}", one_student)
@@ -464,8 +466,8 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
             rows = torch.randperm(len(images), generator=gen)[:fusion_images or len(images)]
             tokens = backend.stage_outputs(images[rows], bf16=bf16)
             teacher_logits = predict_logits(server, images[rows], bf16=bf16)
-            history = train_token_fusion(fusion, tokens, labels[rows], fusion_steps, teacher_logits, distill_config.alpha,
-                                         distill_config.temperature, lr=fusion_lr, generator=gen)
+            history = train_token_fusion(fusion, tokens, labels[rows], fusion_steps, teacher_logits,
+                                         distill_config.alpha, distill_config.temperature, lr=fusion_lr, generator=gen)
             return fusion.state_dict(), history
 
         state, losses["fusion"] = phases.run("fusion", fit_fusion)
@@ -473,8 +475,8 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
     if joint_steps:
         def joint():
             history = finetune_jointly(backend, server, images, labels, joint_steps, distill_config.alpha,
-                                       distill_config.temperature, batch_size, joint_lr, flip=flip, token_keep=token_keep,
-                                       bf16=bf16, generator=gen)
+                                       distill_config.temperature, batch_size, joint_lr, augmentation=augmentation,
+                                       token_keep=token_keep, bf16=bf16, generator=gen)
             return backend.state_dict(), history
 
         state, losses["joint"] = phases.run("joint", joint)

@@ -9,9 +9,9 @@ where s and t are the student's and teacher's logits over the same classes,
 y the true class (the CE term is taken over the images that have one among
 those classes: ``targets >= 0``), T the temperature, and L_rel the relation
 loss of :mod:`~semcomm.backends.relations` (q, k and v token relations of
-the paired blocks). Optional per-batch augmentation: a horizontal flip of
-each image with probability 1/2, and keeping a random subset of patches
-(the server receives partial images).
+the paired blocks). Optional per-batch augmentation (:func:`augment`): a
+horizontal flip or CIFAR's pad-crop-flip, and keeping a random subset of
+patches (the server receives partial images).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..augmentation import pad_crop_flip
 from ..inference import autocast
 from ..models.timm_vit import TimmViT
 from ..selection import as_generator
@@ -85,14 +86,27 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return loss, {"ce": float(ce.detach()), "kd": float(kd.detach()), "relation": float(rel.detach())}
 
 
-def augment(images: torch.Tensor, num_patches: int, flip: bool, token_keep: tuple[float, float] | None,
+AUGMENTATIONS = ("none", "flip", "pad-crop-flip")
+
+
+def augment(images: torch.Tensor, num_patches: int, augmentation: str, token_keep: tuple[float, float] | None,
             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(images, positions) of one training batch: each image flipped left-right with probability 1/2 (if
-    ``flip``), and K random patches per image kept, K = round(f N) with f ~ U(token_keep) per batch
-    (positions None when all are kept or ``token_keep`` is None)."""
-    if flip:
+    """(images, positions) of one training batch.
+
+    ``augmentation``: ``"none"``; ``"flip"``, each image flipped left-right with probability 1/2;
+    ``"pad-crop-flip"``, CIFAR's random crop after 4-pixel reflect padding, then the flip (uint8 images).
+    Then K random patches per image are kept, K = round(f N) with f ~ U(token_keep) drawn per batch
+    (positions None when all are kept or ``token_keep`` is None).
+    """
+    if augmentation == "flip":
         mirrored = torch.rand(len(images), generator=generator) < 0.5
         images = torch.where(mirrored[:, None, None, None], images.flip(-1), images)
+    elif augmentation == "pad-crop-flip":
+        if images.dtype != torch.uint8:
+            raise ValueError(f"pad-crop-flip augments uint8 images, got {images.dtype}")
+        images = pad_crop_flip(images, generator)
+    elif augmentation != "none":
+        raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {augmentation!r}")
     if token_keep is None:
         return images, None
     lo, hi = token_keep
@@ -116,7 +130,7 @@ def check_token_keep(token_keep) -> tuple[float, float] | None:
 
 def distill(student: TimmViT, teacher: TimmViT, images: torch.Tensor, targets: torch.Tensor, steps: int,
             config: DistillConfig = DistillConfig(), batch_size: int = 64, lr: float = 5e-4,
-            weight_decay: float = 0.05, flip: bool = True, token_keep: tuple[float, float] | None = None,
+            weight_decay: float = 0.05, augmentation: str = "flip", token_keep: tuple[float, float] | None = None,
             bf16: bool = False, generator: torch.Generator | int | None = None) -> list[float]:
     """Distil ``teacher`` into ``student`` (AdamW on the student only); the teacher is left unchanged.
 
@@ -125,6 +139,7 @@ def distill(student: TimmViT, teacher: TimmViT, images: torch.Tensor, targets: t
         images: N x 3 x H x W training images (uint8 or [0, 1] float).
         targets: N int64 true classes among the models' outputs, -1 where the image has none of them.
         steps: optimiser steps, each on ``batch_size`` images drawn with ``generator``.
+        augmentation: ``"none"``, ``"flip"`` or ``"pad-crop-flip"`` (see :func:`augment`).
         token_keep: if set, the (lo, hi) range of kept-patch fractions (see :func:`augment`).
         bf16: run the forwards under CPU bf16 autocast (the losses are computed in float32).
 
@@ -156,7 +171,7 @@ def distill(student: TimmViT, teacher: TimmViT, images: torch.Tensor, targets: t
         try:
             for _ in range(steps):
                 index = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
-                batch, positions = augment(images[index], student.num_patches, flip, token_keep, gen)
+                batch, positions = augment(images[index], student.num_patches, augmentation, token_keep, gen)
                 with torch.no_grad(), autocast(bf16), recording_qkv(teacher, [t for _, t in pairs]) as t_qkv:
                     t_logits = _forward(teacher, batch, positions)
                 with autocast(bf16), recording_qkv(student, [s for s, _ in pairs]) as s_qkv:

@@ -230,7 +230,8 @@ class ExpertBackend(Backend):
         if route is None:
             if edge_logits is None:
                 with torch.no_grad():
-                    edge_logits = self.edge(images) if positions is None else self.edge.forward_tokens(images, positions)
+                    edge_logits = self.edge(images) if positions is None else \
+                        self.edge.forward_tokens(images, positions)
             if len(edge_logits) != request.batch:
                 raise ValueError(f"edge_logits has {len(edge_logits)} rows for {request.batch} images")
             route = self.router(edge_logits)

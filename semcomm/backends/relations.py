@@ -65,7 +65,8 @@ def token_relations(x: torch.Tensor, relation_heads: int = 1) -> torch.Tensor:
     return (chunks @ chunks.transpose(-1, -2) / math.sqrt(d)).log_softmax(-1)
 
 
-def relation_kl(teacher: dict, student: dict, pairs: Sequence[tuple[int, int]], relation_heads: int = 1) -> torch.Tensor:
+def relation_kl(teacher: dict, student: dict, pairs: Sequence[tuple[int, int]],
+                relation_heads: int = 1) -> torch.Tensor:
     """The relation loss (module docstring) from recorded q, k, v (see :func:`recording_qkv`).
 
     Args:
@@ -85,7 +86,8 @@ def relation_kl(teacher: dict, student: dict, pairs: Sequence[tuple[int, int]], 
     return total / len(pairs)
 
 
-def layer_pairs(student_depth: int, teacher_depth: int, layers: str | Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+def layer_pairs(student_depth: int, teacher_depth: int,
+                layers: str | Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """(student layer, teacher layer) pairs whose token relations are matched (0-based block indices).
 
     ``"last"``: the last block of each; ``"uniform"``: student block i with teacher block

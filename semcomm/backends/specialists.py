@@ -84,7 +84,7 @@ def domain_batch(inside: torch.Tensor, outside: torch.Tensor, share: float, batc
 def train_specialist(expert: ExpertStage, images: torch.Tensor, labels: torch.Tensor, steps: int,
                      schedule: ProgressiveSchedule = ProgressiveSchedule(), routed: torch.Tensor | None = None,
                      teacher: TimmViT | None = None, kd_weight: float = 0.0, temperature: float = 4.0,
-                     batch_size: int = 64, lr: float = 1e-4, weight_decay: float = 0.05, flip: bool = True,
+                     batch_size: int = 64, lr: float = 1e-4, weight_decay: float = 0.05, augmentation: str = "flip",
                      token_keep: tuple[float, float] | None = None, bf16: bool = False,
                      generator: torch.Generator | int | None = None) -> list[float]:
     """Fine-tune ``expert`` progressively toward its domain (module docstring; AdamW).
@@ -128,7 +128,7 @@ def train_specialist(expert: ExpertStage, images: torch.Tensor, labels: torch.Te
         try:
             for share in shares:
                 index = domain_batch(inside, outside, share, min(batch_size, len(labels)), gen)
-                batch, positions = augment(images[index], expert.vit.num_patches, flip, token_keep, gen)
+                batch, positions = augment(images[index], expert.vit.num_patches, augmentation, token_keep, gen)
                 with autocast(bf16):
                     logits = expert(batch, positions)
                 loss = F.cross_entropy(logits.float(), labels[index])
@@ -185,7 +185,7 @@ def build_experts(edge: TimmViT, server: TimmViT, devices: DeviceConfig, images:
                   num_experts: int | None = None, subsets: str | ExpertClasses = "confusion", top_k: int = 3,
                   init: TimmViT | None = None, steps: int = 0, schedule: ProgressiveSchedule = ProgressiveSchedule(),
                   use_routes: bool = True, kd_weight: float = 0.0, temperature: float = 4.0, batch_size: int = 64,
-                  lr: float = 1e-4, token_keep: tuple[float, float] | None = None, flip: bool = True,
+                  lr: float = 1e-4, token_keep: tuple[float, float] | None = None, augmentation: str = "flip",
                   bf16: bool = False, bytes_per_param: int = 4, run_dir: str | Path | None = None,
                   importance_images: int = 256, progress: bool = False,
                   generator: torch.Generator | int | None = None) -> ExpertBuild:
@@ -231,7 +231,8 @@ def build_experts(edge: TimmViT, server: TimmViT, devices: DeviceConfig, images:
     settings = dict(kind="experts", n=e, subsets=subsets if isinstance(subsets, str) else subsets.to_list(),
                     top_k=top_k, init=None if init is None else ViTSpec.of(init).to_dict(), steps=steps,
                     schedule=repr(schedule), use_routes=use_routes, kd_weight=kd_weight, temperature=temperature,
-                    batch_size=batch_size, lr=lr, token_keep=token_keep, flip=flip, bf16=bf16, images=len(images),
+                    batch_size=batch_size, lr=lr, token_keep=token_keep, augmentation=augmentation, bf16=bf16,
+                    images=len(images),
                     importance_images=importance_images, devices=devices.to_dict())
     phases = Phases(run_dir, settings, gen, progress)
     classes = make_subsets(edge.eval(), subsets, e, images, labels, bf16, gen)
@@ -257,7 +258,7 @@ def build_experts(edge: TimmViT, server: TimmViT, devices: DeviceConfig, images:
             history = train_specialist(expert, images, labels, steps, schedule,
                                        routed=(route == i) if use_routes else None,
                                        teacher=server.eval() if kd_weight else None, kd_weight=kd_weight,
-                                       temperature=temperature, batch_size=batch_size, lr=lr, flip=flip,
+                                       temperature=temperature, batch_size=batch_size, lr=lr, augmentation=augmentation,
                                        token_keep=token_keep, bf16=bf16, generator=gen) if steps else []
             return expert, history
 
