@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -33,6 +34,7 @@ from .base import Backend, Stage, check_labels
 from .devices import DeviceConfig
 from .fusion import FusionNetwork, train_fusion
 from .grouping import ClassGroups, confusion_matrix, group_by_confusion, group_randomly
+from .phases import Phases
 from .pruning import full_plan, minimal_plan, plan_for_budget, prune_vit, pruned_parameters, unit_importance
 from .registry import register_backend
 from .submodels import ClassSubModel, finetune_submodel
@@ -154,7 +156,8 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
                       finetune_steps: int = 0, recovery_steps: int = 0, fusion_steps: int = 0,
                       importance_images: int = 256, fusion_images: int | None = None, batch_size: int = 64,
                       lr: float = 1e-4, fusion_lr: float = 1e-3, fusion_hidden: int = 64, keep: int | None = None,
-                      bytes_per_param: int = 4, generator: torch.Generator | int | None = None) -> PartitionedBuild:
+                      bytes_per_param: int = 4, run_dir: str | Path | None = None, progress: bool = False,
+                      generator: torch.Generator | int | None = None) -> PartitionedBuild:
     """Build a class-partitioned backend from a server ViT (steps in the module docstring).
 
     Args:
@@ -169,6 +172,8 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
         fusion_images: training images the fusion network sees (default: all).
         keep: if set, fine-tuning keeps a random ``keep`` patches per image.
         bytes_per_param: bytes a parameter takes in device memory (4: float32).
+        run_dir: keep each finished sub-model and the fusion there and resume from them (see
+            :mod:`~semcomm.backends.phases`).
         generator: every random draw (grouping, batches, subsets).
     """
     if not isinstance(server, TimmViT):
@@ -188,29 +193,44 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
         devices,
         [bytes_per_param * pruned_parameters(s.vit, full_plan(s.vit)) for s in subs],
     )
+    settings = dict(kind="partitioned", groups=groups.to_list(), devices=devices.to_dict(),
+                    steps=[finetune_steps, recovery_steps, fusion_steps], importance_images=importance_images,
+                    fusion_images=fusion_images, batch_size=batch_size, lr=[lr, fusion_lr],
+                    fusion_hidden=fusion_hidden, keep=keep, bytes_per_param=bytes_per_param, images=len(images))
+    phases = Phases(run_dir, settings, gen, progress)
     losses: dict[str, list[float]] = {}
     fractions, sizes = [], []
     for i, sub in enumerate(subs):
-        losses[f"finetune/{i}"] = finetune_submodel(sub, images, labels, finetune_steps, batch_size, lr,
-                                                    keep=keep, generator=gen) if finetune_steps else []
-        mine, local = sub.local_labels(labels)
-        local_of = torch.full((len(labels),), -1, dtype=torch.int64)
-        local_of[mine] = local
-        chosen = mine.nonzero().flatten()
-        chosen = chosen[torch.randperm(len(chosen), generator=gen)[:importance_images]]
-        importance = unit_importance(sub.vit, images[chosen], local_of[chosen], batch_size)
-        plan, fraction = plan_for_budget(sub.vit, importance, assignment.budgets[i] // bytes_per_param)
-        subs[i] = sub = ClassSubModel(prune_vit(sub.vit, plan), sub.classes)
-        losses[f"recover/{i}"] = finetune_submodel(sub, images, labels, recovery_steps, batch_size, lr,
-                                                   keep=keep, generator=gen) if recovery_steps else []
+        def one_submodel(i=i, sub=sub):
+            history = {f"finetune/{i}": finetune_submodel(sub, images, labels, finetune_steps, batch_size, lr,
+                                                          keep=keep, generator=gen) if finetune_steps else []}
+            mine, local = sub.local_labels(labels)
+            local_of = torch.full((len(labels),), -1, dtype=torch.int64)
+            local_of[mine] = local
+            chosen = mine.nonzero().flatten()
+            chosen = chosen[torch.randperm(len(chosen), generator=gen)[:importance_images]]
+            importance = unit_importance(sub.vit, images[chosen], local_of[chosen], batch_size)
+            plan, fraction = plan_for_budget(sub.vit, importance, assignment.budgets[i] // bytes_per_param)
+            pruned = ClassSubModel(prune_vit(sub.vit, plan), sub.classes)
+            history[f"recover/{i}"] = finetune_submodel(pruned, images, labels, recovery_steps, batch_size, lr,
+                                                        keep=keep, generator=gen) if recovery_steps else []
+            return pruned, fraction, history
+
+        subs[i], fraction, history = phases.run(f"submodel{i}", one_submodel)
+        losses.update(history)
         fractions.append(fraction)
-        sizes.append(sum(p.numel() for p in sub.parameters()))
+        sizes.append(sum(p.numel() for p in subs[i].parameters()))
     fusion = FusionNetwork(groups, fusion_hidden, generator=gen)
     backend = PartitionedBackend(subs, fusion, devices, assignment.devices, bytes_per_param)
     if fusion_steps:
-        rows = torch.randperm(len(images), generator=gen)[:fusion_images or len(images)]
-        outputs = backend.stage_outputs(images[rows])
-        losses["fusion"] = train_fusion(fusion, outputs, labels[rows], fusion_steps, lr=fusion_lr, generator=gen)
+        def fit_fusion():
+            rows = torch.randperm(len(images), generator=gen)[:fusion_images or len(images)]
+            outputs = backend.stage_outputs(images[rows])
+            history = train_fusion(fusion, outputs, labels[rows], fusion_steps, lr=fusion_lr, generator=gen)
+            return fusion.state_dict(), history
+
+        state, losses["fusion"] = phases.run("fusion", fit_fusion)
+        fusion.load_state_dict(state)
     backend.eval()
     return PartitionedBuild(backend, assignment, fractions, sizes, losses)
 

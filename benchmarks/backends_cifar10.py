@@ -1,0 +1,84 @@
+"""Backends for CIFAR-10 on N = 2 and N = 5 devices: build (resumably), measure, save into the user zoo.
+
+For each kind (class-partitioned ED-ViT, DeViT, expert routing) and each N, runs
+``semcomm.backends.recipes.run_recipe`` on the recipe ``cifar10_recipe(kind, N)``:
+built from the shipped ``vit-server-cifar10`` / ``vit-edge-cifar10`` on the
+CIFAR-10 train split (every phase kept under ``~/.cache/semcomm/runs/backend-<name>/``,
+so running the script again resumes), measured on the test split, and saved as
+``<kind>-cifar10-n<N>`` in the user zoo (``$SEMCOMM_ZOO`` or ``~/.cache/semcomm/zoo``).
+Prints one table of accuracy, parameters per device and in-process critical-path
+latency against the server, and for expert routing one of accuracy at equal offload
+rates with the share of offloaded images each expert served. All results also go
+to ``--json``.
+
+    .venv/bin/python benchmarks/backends_cifar10.py [--kinds devit,experts,partitioned] [--devices 2,5]
+        [--scale 1.0] [--train-limit N] [--test-limit N] [--threads 1] [--json PATH] [--no-save]
+
+Full scale takes hours on two cores (DeViT: 4 distillation epochs per student);
+``--scale 0.002 --train-limit 2000 --test-limit 300`` checks the whole path in minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from semcomm.backends.recipes import KINDS, cifar10_recipe, run_recipe
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--devices", default="2,5", help="comma-separated N")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies every training step count")
+    parser.add_argument("--train-limit", type=int, help="a fixed subset of the train split")
+    parser.add_argument("--test-limit", type=int, help="a fixed subset of the test split")
+    parser.add_argument("--latency-requests", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads while measuring latency")
+    parser.add_argument("--runs", type=Path, help="parent of the run directories (default ~/.cache/semcomm/runs)")
+    parser.add_argument("--zoo", type=Path, help="save into <zoo>/backends/<name> instead of the user zoo")
+    parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    kinds = [k for k in args.kinds.split(",") if k]
+    counts = [int(n) for n in args.devices.split(",") if n]
+    rows = []
+    for kind in kinds:
+        for n in counts:
+            trial = args.scale != 1.0 or args.train_limit is not None  # not the shipped recipe: another name
+            name = f"{kind}-cifar10-n{n}" + (f"-trial-s{args.scale:g}-t{args.train_limit or 'all'}" if trial else "")
+            recipe = cifar10_recipe(kind, n, args.scale, name=name, train_limit=args.train_limit,
+                                    test_limit=args.test_limit)
+            run_dir = None if args.runs is None else args.runs / f"backend-{recipe.name}"
+            print(f"# {recipe.name}", flush=True)
+            rows.append(run_recipe(recipe, run_dir, save=not args.no_save, zoo_dir=args.zoo,
+                                   latency_requests=args.latency_requests, threads=args.threads))
+            if args.json:
+                args.json.write_text(json.dumps(rows, indent=2, default=str))
+
+    print(f"\ntorch threads while timing: {args.threads}; latency is the in-process critical path "
+          "(devices in parallel, slowest device + fusion), median over requests of whole test images\n")
+    print("| backend | N | top-1 | server top-1 | change | largest device (params) | host params | "
+          "batch 1 ms (server ms) | speed-up | batch 64 speed-up | bytes / image |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        one, many = r["latency"]["batch1"], r["latency"]["batch64"]
+        print(f"| {r['name']} | {r['num_devices']} | {100 * r['top1']:.2f}% | {100 * r['server_top1']:.2f}% | "
+              f"{100 * (r['top1'] - r['server_top1']):+.2f} | {max(r['parameters_per_device'].values()):,} | "
+              f"{r['host_parameters']:,} | {one['backend']['critical_path_ms']:.2f} "
+              f"({one['server']['critical_path_ms']:.2f}) | {one['speedup']:.2f}x | {many['speedup']:.2f}x | "
+              f"{r['bytes_per_image']:,.0f} |")
+    routed = [r for r in rows if "offload" in r]
+    if routed:
+        print("\n| backend | offload | edge alone | edge + server | edge + experts | share served per expert |")
+        print("|---|---:|---:|---:|---:|---|")
+        for r in routed:
+            for o in r["offload"]:
+                shares = ", ".join(f"{100 * v:.0f}%" for v in (o["share_served"] or {}).values())
+                print(f"| {r['name']} | {100 * o['offload_rate']:.1f}% | {100 * o['edge_top1']:.2f}% | "
+                      f"{100 * o['server_top1']:.2f}% | {100 * o['top1']:.2f}% | {shares} |")
+
+
+if __name__ == "__main__":
+    main()

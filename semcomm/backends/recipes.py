@@ -1,0 +1,263 @@
+"""Full-size recipes: class-partitioned, DeViT and expert-routed backends for CIFAR-10 on N = 2 or 5 devices.
+
+A recipe (:func:`cifar10_recipe`) builds one backend from the shipped
+``vit-server-cifar10`` (and ``vit-edge-cifar10``: the DeViT students start
+from it, and it is the experts' generalist) on the CIFAR-10 train split, then
+:func:`run_recipe` measures it on the test split and saves it:
+
+* top-1 of the backend on whole test images, and of the server and the edge
+  on the same images;
+* parameters per device (and on the host);
+* in-process (:class:`~semcomm.backends.engine.LocalEngine`) critical-path
+  latency of single-image and batched requests, the server's (as a
+  one-device backend) measured the same way, and bytes exchanged per image;
+* for expert routing, at each offload rate of a gate calibrated on the edge's
+  logits: top-1 of edge + experts and of edge + server on exactly the same
+  offloaded images, and the share of offloaded images each expert served.
+
+Building is resumable: each phase (a sub-model, a student, an expert, the
+fusion) is kept under ``<cache>/runs/backend-<name>/`` and skipped when the
+recipe runs again (see :mod:`~semcomm.backends.phases`); the measurements go
+to ``results.json`` there, and the backend into the user zoo as ``<name>``
+(``<kind>-cifar10-n<N>``) with them on its card. ``scale`` multiplies every
+step count (``0.01`` for a quick check of the whole path).
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..data import default_cache_dir, load_split
+from ..gating import Gate
+from ..inference import predict_logits, top1
+from .collaborate import collaborate
+from .decomposed import build_decomposed
+from .devices import Device, DeviceConfig
+from .distillation import DistillConfig
+from .engine import LocalEngine
+from .monolithic import MonolithicBackend
+from .partitioned import build_partitioned
+from .specialists import ProgressiveSchedule, build_experts
+from .storage import save_backend
+
+KINDS = ("partitioned", "devit", "experts")
+EPOCH = 781  # optimiser steps of 64 images in one pass over CIFAR-10's 50,000 training images
+
+
+@dataclass(frozen=True)
+class BackendRecipe:
+    """One backend to build and measure (module docstring).
+
+    Attributes:
+        name: its zoo name.
+        kind: ``partitioned``, ``devit`` or ``experts``.
+        devices: the device config (``DeviceConfig.to_dict()``).
+        build: keyword arguments of the build function (steps, learning rates, ...).
+        server, edge: zoo names of the models it is built from.
+        dataset: the data set (its ``train`` split builds, ``test`` measures).
+        train_limit, test_limit: fixed subsets of the splits (None: all).
+        offload_rates: the gate's offload rates at which expert routing is compared with the server.
+        seed: the build's generator seed.
+    """
+
+    name: str
+    kind: str
+    devices: dict
+    build: dict = field(default_factory=dict)
+    server: str = "vit-server-cifar10"
+    edge: str = "vit-edge-cifar10"
+    dataset: str = "cifar10"
+    train_limit: int | None = None
+    test_limit: int | None = None
+    offload_rates: tuple = (0.2, 0.4, 0.6)
+    seed: int = 0
+
+
+def cifar10_recipe(kind: str, num_devices: int, scale: float = 1.0, **changes) -> BackendRecipe:
+    """The recipe of ``kind`` for ``num_devices`` identical devices (N = 2 or 5 are the shipped ones).
+
+    Devices: partitioned, each holds 1.25 / N of the server's float32 bytes (so sub-models are pruned);
+    DeViT, 4 MB each (an edge-sized student); experts, 16 MB each (a copy of the server). ``scale``
+    multiplies every step count; ``changes`` replace recipe fields.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown backend kind {kind!r}; choose from {', '.join(KINDS)}")
+    if isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 1:
+        raise ValueError(f"the number of devices must be an integer >= 1, got {num_devices!r}")
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+
+    def steps(n: float) -> int:
+        return max(1, round(n * scale))
+
+    n = num_devices
+    if kind == "partitioned":
+        memory = 1.25 * 4 * 3_362_890 / 1e6 / n
+        build = dict(groups="confusion", finetune_steps=steps(2 * EPOCH), recovery_steps=steps(2 * EPOCH),
+                     fusion_steps=steps(4 * EPOCH), importance_images=512, batch_size=64, lr=1e-4)
+    elif kind == "devit":
+        memory = 4.0
+        build = dict(groups="random", group_seed=42, student_depth=None if n <= 2 else 4,
+                     student_keep=1.0 if n <= 2 else 0.5, distill_steps=steps(4 * EPOCH),
+                     fusion_steps=steps(4 * EPOCH), joint_steps=steps(2 * EPOCH), data="all", batch_size=64,
+                     lr=3e-4, joint_lr=5e-5, augmentation="pad-crop-flip", bf16=True)
+    else:
+        memory = 16.0
+        build = dict(subsets="confusion", top_k=3, steps=steps(3 * EPOCH), schedule=(3, 0.9), kd_weight=0.5,
+                     batch_size=64, lr=5e-5, augmentation="pad-crop-flip", bf16=True)
+    devices = DeviceConfig.uniform(n, round(memory, 3), cpus=max(0.25, round(1 / n, 2))).to_dict()
+    recipe = BackendRecipe(f"{kind}-cifar10-n{n}", kind, devices, build)
+    return BackendRecipe(**{**asdict(recipe), **changes})
+
+
+def build_backend(recipe: BackendRecipe, server, edge, images: torch.Tensor, labels: torch.Tensor,
+                  run_dir: Path | None, progress: bool):
+    """The backend of ``recipe`` built from ``server`` and ``edge`` on ``images``, ``labels``."""
+    devices = DeviceConfig.from_dict(recipe.devices)
+    options = dict(recipe.build)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    if recipe.kind == "partitioned":
+        return build_partitioned(server, devices, images, labels, run_dir=run_dir, progress=progress, generator=gen,
+                                 **options).backend
+    if recipe.kind == "devit":
+        if "distill_config" in options:
+            options["distill_config"] = DistillConfig(**options["distill_config"])
+        return build_decomposed(server, devices, images, labels, student=options.pop("student", edge),
+                                run_dir=run_dir, progress=progress, generator=gen, **options).backend
+    if "schedule" in options:
+        options["schedule"] = ProgressiveSchedule(*options["schedule"])
+    return build_experts(edge, server, devices, images, labels, run_dir=run_dir, progress=progress, generator=gen,
+                         **options).backend
+
+
+def backend_logits(backend, images: torch.Tensor, edge_logits: torch.Tensor | None, batch_size: int = 256,
+                   engine=None) -> tuple[torch.Tensor, list]:
+    """(N x C logits of ``backend`` on whole images, its request reports), batched; a routed backend is given
+    the edge's logits."""
+    engine = engine or LocalEngine()
+    logits, reports = [], []
+    for start in range(0, len(images), batch_size):
+        part = slice(start, start + batch_size)
+        extra = {"edge_logits": edge_logits[part]} if getattr(backend, "routed", False) else {}
+        out = backend.run(images[part], None, engine, **extra)
+        logits.append(out.logits)
+        reports.append(out.report)
+    return torch.cat(logits), reports
+
+
+def measure_latency(backend, images: torch.Tensor, batch: int, requests: int,
+                    edge_logits: torch.Tensor | None = None) -> dict:
+    """Critical-path latency of ``requests`` requests of ``batch`` whole images each, in this process.
+
+    Returns:
+        ``{"batch", "requests", "critical_path_ms"`` (median), ``"critical_path_ms_mean"``,
+        ``"bytes_per_image"``}.
+    """
+    engine = LocalEngine()
+    routed = getattr(backend, "routed", False)
+    backend.run(images[:batch], None, engine, **({"edge_logits": edge_logits[:batch]} if routed else {}))  # warm-up
+    times, sizes = [], []
+    for r in range(requests):
+        start = (r * batch) % max(1, len(images) - batch + 1)
+        part = slice(start, start + batch)
+        out = backend.run(images[part], None, engine, **({"edge_logits": edge_logits[part]} if routed else {}))
+        times.append(out.report.latency_s * 1e3)
+        sizes.append(out.report.bytes_exchanged / batch)
+    return {"batch": batch, "requests": requests, "critical_path_ms": statistics.median(times),
+            "critical_path_ms_mean": statistics.fmean(times), "bytes_per_image": statistics.fmean(sizes)}
+
+
+def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: bool = True,
+               zoo_dir: str | Path | None = None, latency_requests: int = 30, threads: int | None = None,
+               progress: bool = True) -> dict:
+    """Build (or resume), measure and save the backend of ``recipe`` (module docstring); returns the results.
+
+    Args:
+        run_dir: where phases and ``results.json`` go (default ``<cache>/runs/backend-<name>``).
+        save: write the backend into the user zoo (or ``zoo_dir``: ``<zoo_dir>/backends/<name>``).
+        latency_requests: requests per latency measurement.
+        threads: torch threads while measuring latency (None: as set).
+    """
+    from ..models import create_model
+
+    run_dir = Path(run_dir) if run_dir is not None else default_cache_dir() / "runs" / f"backend-{recipe.name}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    server, edge = create_model(recipe.server), create_model(recipe.edge)
+    train = load_split(recipe.dataset, "train", limit=recipe.train_limit)
+    test = load_split(recipe.dataset, "test", limit=recipe.test_limit)
+    backend = build_backend(recipe, server, edge, train.images, train.labels, run_dir, progress)
+    backend.check_dataset(len(test.classes), test.name)
+    build_minutes = (time.time() - started) / 60
+
+    edge_logits = predict_logits(edge, test.images, bf16=False)
+    server_logits = predict_logits(server, test.images, bf16=False)
+    logits, reports = backend_logits(backend, test.images, edge_logits)
+    results = {
+        "name": recipe.name, "kind": recipe.kind, "num_devices": len(backend.placement()),
+        "recipe": asdict(recipe), "build_minutes": build_minutes,
+        "test_images": len(test), "top1": top1(logits, test.labels), "server_top1": top1(server_logits, test.labels),
+        "edge_top1": top1(edge_logits, test.labels),
+        "parameters_per_device": {d: sum(sum(p.numel() for p in s.module.parameters()) for s in stages)
+                                  for d, stages in backend.placement().items()},
+        "server_parameters": sum(p.numel() for p in server.parameters()),
+        "bytes_per_image": sum(r.bytes_exchanged for r in reports) / len(test),
+    }
+    results["host_parameters"] = sum(p.numel() for p in backend.parameters()) - sum(
+        results["parameters_per_device"].values())
+    if getattr(backend, "routed", False):
+        results["offload"] = compare_offloading(edge, backend, test.images, test.labels, edge_logits, server_logits,
+                                                recipe.offload_rates)
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        server_backend = MonolithicBackend(server, Device("server", memory_mb=1e6))
+        results["latency"] = {}
+        for batch in (1, 64):
+            count = latency_requests if batch == 1 else max(3, latency_requests // 10)
+            mine = measure_latency(backend, test.images, batch, count, edge_logits)
+            theirs = measure_latency(server_backend, test.images, batch, count)
+            results["latency"][f"batch{batch}"] = {"backend": mine, "server": theirs,
+                                                   "speedup": theirs["critical_path_ms"] / mine["critical_path_ms"]}
+    finally:
+        torch.set_num_threads(previous)
+    if save:
+        directory = None if zoo_dir is None else Path(zoo_dir) / "backends" / recipe.name
+        card = save_backend(backend, name=recipe.name, directory=directory,
+                            accuracy={"dataset": recipe.dataset, "split": "test", "images": len(test),
+                                      "top1": results["top1"], "server_top1": results["server_top1"]},
+                            latency={"engine": "local", **{k: {"critical_path_ms": v["backend"]["critical_path_ms"],
+                                                               "server_ms": v["server"]["critical_path_ms"],
+                                                               "speedup": v["speedup"]}
+                                                           for k, v in results["latency"].items()}},
+                            dataset=recipe.dataset, classes=list(test.classes), recipe=asdict(recipe))
+        results["saved"] = str(card.directory)
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
+    return results
+
+
+def compare_offloading(edge, backend, images: torch.Tensor, labels: torch.Tensor, edge_logits: torch.Tensor,
+                       server_logits: torch.Tensor, rates) -> list[dict]:
+    """Per offload rate: top-1 of edge + ``backend`` and of edge + server on the same offloaded images, and the
+    share each stage (expert) served."""
+    rows = []
+    for rate in rates:
+        gate = Gate.calibrate(edge_logits, rate)
+        result = collaborate(edge, backend, images, gate, edge_logits=edge_logits)
+        with_server = torch.where(result.offloaded[:, None], server_logits, edge_logits)
+        rows.append({"target_rate": rate, "offload_rate": result.offload_rate, "top1": result.top1(labels),
+                     "server_top1": top1(with_server, labels), "edge_top1": top1(edge_logits, labels),
+                     "share_served": result.share_served() if result.route is not None else None})
+    return rows
+
+
+def _jsonable(value):
+    if isinstance(value, (Path, torch.Tensor)):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

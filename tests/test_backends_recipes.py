@@ -1,0 +1,51 @@
+"""The CIFAR-10 recipes' pieces on tiny models (the full recipes run in benchmarks/backends_cifar10.py)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from backend_helpers import one_thread, tiny_data, tiny_vit  # noqa: F401 (fixture)
+from semcomm.backends import DecomposedBackend, ExpertBackend, PartitionedBackend
+from semcomm.backends.recipes import (
+    backend_logits, build_backend, cifar10_recipe, compare_offloading, measure_latency,
+)
+
+
+def test_the_recipes_size_their_devices_and_scale_their_steps():
+    partitioned = cifar10_recipe("partitioned", 5)
+    assert partitioned.name == "partitioned-cifar10-n5" and len(partitioned.devices["devices"]) == 5
+    assert partitioned.devices["devices"][0]["memory_mb"] == pytest.approx(1.25 * 4 * 3_362_890 / 1e6 / 5, abs=1e-3)
+    devit = cifar10_recipe("devit", 2, scale=0.5)
+    assert devit.build["distill_steps"] == round(4 * 781 * 0.5) and devit.build["student_keep"] == 1.0
+    assert cifar10_recipe("devit", 5).build["student_depth"] == 4
+    assert cifar10_recipe("experts", 2, test_limit=100).test_limit == 100
+    with pytest.raises(ValueError, match="unknown backend kind 'monolith'"):
+        cifar10_recipe("monolith", 2)
+    with pytest.raises(ValueError, match="the number of devices must be an integer >= 1"):
+        cifar10_recipe("devit", 0)
+
+
+@pytest.mark.parametrize("kind, expected", [("partitioned", PartitionedBackend), ("devit", DecomposedBackend),
+                                            ("experts", ExpertBackend)])
+def test_every_recipe_builds_measures_and_compares_on_tiny_models(kind, expected, tmp_path):
+    server, edge = tiny_vit(), tiny_vit(seed=1, embed_dim=16, num_heads=2)
+    images, labels = tiny_data(40)
+    recipe = cifar10_recipe(kind, 2, scale=1e-4, test_limit=20)
+    if kind == "devit":
+        recipe = cifar10_recipe(kind, 2, scale=1e-4, build={**recipe.build, "bf16": False})
+    backend = build_backend(recipe, server, edge, images, labels, tmp_path, progress=False)
+    assert isinstance(backend, expected) and len(backend.placement()) == 2
+    assert sorted(p.name for p in tmp_path.glob("*.pt"))  # the phases were kept
+    edge_logits = edge(images).detach()
+    logits, reports = backend_logits(backend, images, edge_logits, batch_size=16)
+    assert logits.shape == (40, 10) and len(reports) == 3
+    latency = measure_latency(backend, images, batch=4, requests=3, edge_logits=edge_logits)
+    assert latency["critical_path_ms"] > 0 and latency["bytes_per_image"] > 0 and latency["requests"] == 3
+    rows = compare_offloading(edge, backend, images, labels, edge_logits, server(images).detach(), (0.25, 1.0))
+    assert [r["offload_rate"] for r in rows] == [0.25, 1.0]
+    if kind == "experts":
+        assert sum(rows[1]["share_served"].values()) == pytest.approx(1.0)
+        torch.testing.assert_close(torch.tensor(rows[1]["top1"]), torch.tensor(
+            float((logits.argmax(1) == labels).float().mean())))  # everything offloaded: the backend's own top-1
+    else:
+        assert rows[0]["share_served"] is None
