@@ -265,3 +265,16 @@ def test_a_backend_that_is_not_routed_serves_every_offloaded_image_with_every_st
         result.share_served()
     with pytest.raises(ValueError, match="mismatched class counts"):
         collaborate(tiny_vit(num_classes=4), MonolithicBackend(server), images, Gate("min_entropy", 0.0))
+
+
+def test_the_codec_reads_strings_through_an_expert_backend_routed_on_what_arrived(backend):
+    from semcomm.codec import EdgeEncoder, ServerDecoder
+    from semcomm.selection import TopK
+
+    images, _ = tiny_data(6, seed=8)
+    sent = EdgeEncoder(tiny_vit(seed=9), TopK(5), gate=None).encode(images)
+    positions = sent.mask.nonzero()[:, 1].view(6, 5)
+    decoded = ServerDecoder(backend, bf16=False).classify(sent.strings)  # version-1 strings: raw 8-bit patches
+    direct = backend.run(images, positions)  # no edge logits: the generalist routes on the received patches
+    torch.testing.assert_close(decoded, direct.logits, rtol=0, atol=1e-5)
+    assert backend.engine.history[-1].batch == 6

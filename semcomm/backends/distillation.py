@@ -33,6 +33,9 @@ from .relations import layer_pairs, recording_qkv, relation_kl
 class DistillConfig:
     """The distillation loss's settings (module docstring).
 
+    The default mapping: the student's last block with the teacher's last block, and each model's heads
+    concatenated into one relation head (R = 1), for q, k and v alike.
+
     Attributes:
         temperature: T of the soft labels (> 0).
         alpha: weight of the soft-label term in [0, 1]; 1 - alpha goes to the true labels.
