@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train", help="train (or resume) a zoo model from a preset, or a ViT on any ImageFolder data")
     p.add_argument("preset", nargs="?", help="a preset (vit-edge-cifar10, vit-server-cifar10, vit-server-dct-cifar10, "
                    "vit-edge-imagenette, vit-server-imagenette, latent-cifar10) or vit-<edge|server>-<dataset>"
-                   "[-<image>p<patch>]; without it, --data, --size and --geometry name the run")
+                   "[-<image>p<patch>], or a backend: partitioned|devit|experts-cifar10-n<devices>; without it, --data, --size "
+                   "and --geometry name the run")
     p.add_argument("--size", choices=SIZES, help="the project's edge or server ViT")
     p.add_argument("--geometry", type=_geometry, help="IMAGE/PATCH sides in pixels, e.g. 64/8 (default: the preset's)")
     p.add_argument("--batch-size", type=int, help="override the batch size")
@@ -311,6 +312,9 @@ def _train(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    backend = re.fullmatch(r"(partitioned|devit|experts)-cifar10-n(\d+)", args.preset or "")
+    if backend:
+        return _train_backend(args, backend[1], int(backend[2]))
     if args.preset in LATENT_PRESETS:
         if args.data or args.size or args.geometry or args.batch_size:
             raise ValueError(f"{args.preset} trains the CIFAR-10 codec pair as configured; --data, --size, --geometry "
@@ -346,6 +350,21 @@ def _train(args) -> int:
           earlier_history=earlier_history, stop_after=args.stop_after)
     if args.export:
         return _export(args)
+    return 0
+
+
+def _train_backend(args, kind: str, devices: int) -> int:
+    """Build (or resume), measure and save a backend recipe (semcomm.backends.recipes) into the user zoo or --to."""
+    from .backends.recipes import cifar10_recipe, run_recipe
+
+    ignored = [f"--{o.replace('_', '-')}" for o in ("data", "size", "geometry", "batch_size", "epochs", "init_from",
+                                                     "stop_after") if getattr(args, o, None)]
+    if ignored:
+        raise ValueError(f"a backend recipe is built as configured in semcomm.backends.recipes; {', '.join(ignored)} "
+                         "do not apply")
+    results = run_recipe(cifar10_recipe(kind, devices), run_dir=args.run_dir, zoo_dir=args.to)
+    print(json.dumps({k: results[k] for k in ("name", "top1", "server_top1", "parameters_per_device", "saved")
+                      if k in results}, indent=1))
     return 0
 
 
@@ -434,12 +453,29 @@ def _zoo(args) -> int:
         acc = f"{100 * card.test_top1:.2f}%" if card.test_top1 is not None else "-"
         print(f"{card.name:{name}} {card.architecture:{arch}} {card.dataset:{data}} {card.params:9,d} {card.epochs:6d} "
               f"{acc:>10}")
+    _list_backends()
     print("\ncodec pairs (every patch sent, server alone: top-1 at bits per image, per level)")
     for card in list_codec_cards():
         levels = [f"L{m[1:]} {100 * v['top1']:.1f}% @ {v['bits_per_image']:,.0f}" for m, v in card.measured.items()
                   if m.startswith("L") and isinstance(v, dict)]
         print(f"{card.name:24} {card.kind:8} server {card.server:26} {'; '.join(levels) or 'not measured'}")
     return 0
+
+
+def _list_backends() -> None:
+    """Saved backends (user zoo, then shipped): kind, devices, measured top-1, largest device's parameters."""
+    from .backends.storage import list_saved_backends
+
+    cards = list_saved_backends()
+    if not cards:
+        return
+    print("\nbackends (the server side split over devices; `semcomm train KIND-cifar10-nN` builds one)")
+    print(f"{'name':24} {'kind':12} {'devices':>7} {'params (largest device)':>24} {'params (all)':>12} {'test top-1':>10}")
+    for card in cards:
+        accuracy = card.accuracy or {}
+        acc = f"{100 * accuracy['top1']:.2f}%" if accuracy.get("top1") is not None else "-"
+        largest = max(card.parameters_per_device.values(), default=0)
+        print(f"{card.name:24} {card.kind:12} {card.num_devices:7d} {largest:24,d} {card.parameters:12,d} {acc:>10}")
 
 
 def _evaluate(args) -> int:

@@ -15,6 +15,23 @@ def test_zoo_lists_shipped_checkpoints(capsys):
     assert "vit-edge-cifar10" in out and "vit-server-cifar10" in out and "%" in out
 
 
+def test_zoo_lists_saved_backends_and_train_names_backend_recipes(tmp_path, monkeypatch, capsys):
+    from backend_helpers import tiny_vit
+    from semcomm.backends import Device, MonolithicBackend
+    from semcomm.backends.storage import save_backend
+
+    monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path))
+    save_backend(MonolithicBackend(tiny_vit(), Device("box", memory_mb=1.0)), name="box-tiny",
+                 accuracy={"top1": 0.5})
+    assert main(["zoo"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("box-tiny"))
+    assert row.split()[1:3] == ["monolithic", "1"] and row.endswith("50.00%")
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "devit-cifar10-n2", "--epochs", "3"])
+    assert exit_.value.code == 2
+    assert "--epochs do not apply" in capsys.readouterr().err
+
+
 def test_evaluate_writes_json(tmp_path, capsys):
     path = tmp_path / "eval.json"
     assert main(["evaluate", "vit-edge-cifar10", "--limit", "64", "--json", str(path)]) == 0
