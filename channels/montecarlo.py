@@ -167,16 +167,16 @@ class _Tally:
 
 # --- Ray ---------------------------------------------------------------------------------------
 
-def _import_ray():
-    """The ``ray`` module, or an ImportError saying how to install it."""
+def import_ray(needed_by: str = "run_ber(engine='ray')"):
+    """The ``ray`` module, or an ImportError saying what needs it and how to install it."""
     try:
         import ray
     except ImportError as err:
-        raise ImportError("run_ber(engine='ray') needs Ray: pip install 'semcomm[ray]' (or pip install ray)") from err
+        raise ImportError(f"{needed_by} needs Ray: pip install 'semcomm[ray]' (or pip install ray)") from err
     return ray
 
 
-def _check_reachable(address: str, timeout_s: float) -> None:
+def check_reachable(address: str, timeout_s: float) -> None:
     """ConnectionError unless a TCP connection to ``address`` (``host:port`` or ``ray://host:port``)
     opens within ``timeout_s`` seconds; ``"auto"`` and ``"local"`` are left to Ray."""
     if address in ("auto", "local"):
@@ -245,9 +245,9 @@ class RayRunner:
 
     def connect(self):
         """Join or start Ray as described in the class docstring; returns the ``ray`` module."""
-        ray = _import_ray()
+        ray = import_ray()
         if self.address is not None:
-            _check_reachable(self.address, self.connect_timeout_s)
+            check_reachable(self.address, self.connect_timeout_s)
         if ray.is_initialized():
             return ray
         if self.address is not None:

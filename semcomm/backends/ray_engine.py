@@ -25,10 +25,11 @@ never a silent wrong answer. Changing the backend's weights in place
 from __future__ import annotations
 
 import os
-import socket
-from urllib.parse import urlparse
 
 import torch
+
+from channels.montecarlo import check_reachable as channels_check_reachable
+from channels.montecarlo import import_ray as channels_import_ray
 
 from .engine import DeviceResult, Engine, EngineError, fingerprint, run_stages
 
@@ -63,30 +64,16 @@ class _Deployment:
 
 def import_ray():
     """The ``ray`` module, or an ImportError saying how to install it."""
-    try:
-        import ray
-    except ImportError as err:
-        raise ImportError("the Ray engine needs Ray: pip install 'semcomm[ray]' (or pip install ray)") from err
-    return ray
+    return channels_import_ray("the Ray engine")
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Raise :class:`EngineError` unless a TCP connection to ``address`` (``host:port`` or
-    ``ray://host:port``) opens within ``timeout_s``; ``"auto"`` and ``"local"`` are left to Ray."""
-    if address in ("auto", "local"):
-        return
-    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    """:func:`channels.montecarlo.check_reachable` (a TCP connection to ``address`` within ``timeout_s``),
+    its errors raised as :class:`EngineError`."""
     try:
-        host, port = parsed.hostname, parsed.port
-    except ValueError as err:
-        raise EngineError(f"Ray address {address!r} is not host:port or ray://host:port ({err})") from None
-    if not host or port is None:
-        raise EngineError(f"Ray address {address!r} is not host:port or ray://host:port (e.g. 127.0.0.1:6379)")
-    try:
-        socket.create_connection((host, port), timeout=timeout_s).close()
-    except OSError as err:
-        raise EngineError(f"cannot reach a Ray cluster at {address!r} ({err}); start one there with "
-                          "`ray start --head`, or leave the address unset to run a local Ray instance") from None
+        channels_check_reachable(address, timeout_s)
+    except (ValueError, ConnectionError) as err:
+        raise EngineError(str(err)) from None
 
 
 def _session(ray) -> str | None:
