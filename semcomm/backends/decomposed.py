@@ -43,6 +43,7 @@ from .assignment import assign_greedy
 from .base import Backend, Stage, check_labels, parameter_bytes
 from .devices import DeviceConfig
 from .distillation import DistillConfig, augment, check_token_keep, distill, soft_label_kl
+from .fusion import fit_head
 from .grouping import ClassGroups, confusion_matrix, group_by_confusion, group_randomly
 from .phases import Phases
 from .pruning import keep_plan, prune_vit, unit_importance
@@ -228,22 +229,14 @@ def train_token_fusion(fusion: TokenFusion, tokens: Sequence[torch.Tensor], labe
     if teacher_logits is not None and tuple(teacher_logits.shape) != (len(labels), fusion.num_classes):
         raise ValueError(f"teacher_logits must be N x C = {len(labels)} x {fusion.num_classes}, got "
                          f"{tuple(teacher_logits.shape)}")
-    gen = as_generator(generator)
-    optimizer = torch.optim.AdamW(fusion.parameters(), lr=lr, weight_decay=weight_decay)
-    fusion.train()
-    losses = []
-    for _ in range(steps):
-        index = torch.randint(len(labels), (min(batch_size, len(labels)),), generator=gen)
-        fused = fusion([t[index] for t in tokens])
+
+    def loss_of(fused, index):
         loss = F.cross_entropy(fused, labels[index])
         if teacher_logits is not None:
             loss = (1 - alpha) * loss + alpha * soft_label_kl(fused, teacher_logits[index], temperature)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-    fusion.eval()
-    return losses
+        return loss
+
+    return fit_head(fusion, tokens, loss_of, steps, batch_size, lr, weight_decay, generator)
 
 
 def finetune_jointly(backend: DecomposedBackend, server: TimmViT, images: torch.Tensor, labels: torch.Tensor,

@@ -15,7 +15,7 @@ each other.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -87,16 +87,34 @@ def train_fusion(fusion: FusionNetwork, outputs: Sequence[torch.Tensor], labels:
     if labels.min() < 0 or labels.max() >= c:
         raise ValueError(f"labels hold classes {int(labels.min())}..{int(labels.max())} but the fusion network "
                          f"covers {c} classes: mismatched class counts between the backend and the data set")
+    return fit_head(fusion, outputs, lambda fused, index: F.cross_entropy(fused, labels[index].long()), steps,
+                    batch_size, lr, weight_decay, generator)
+
+
+def fit_head(head: torch.nn.Module, inputs: Sequence[torch.Tensor], loss_of: Callable, steps: int,
+             batch_size: int, lr: float, weight_decay: float,
+             generator: torch.Generator | int | None) -> list[float]:
+    """Train a fusion head alone on fixed per-device inputs (AdamW), then leave it in eval mode.
+
+    Args:
+        inputs: per device, N x D_i rows (its outputs on the training images).
+        loss_of: ``(head output on a batch, the batch's row indices) -> scalar loss``.
+        steps: optimiser steps on ``batch_size`` rows drawn with ``generator``.
+
+    Returns:
+        the loss of every step.
+    """
+    rows = len(inputs[0])
     gen = as_generator(generator)
-    optimizer = torch.optim.AdamW(fusion.parameters(), lr=lr, weight_decay=weight_decay)
-    fusion.train()
+    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    head.train()
     losses = []
     for _ in range(steps):
-        index = torch.randint(len(labels), (min(batch_size, len(labels)),), generator=gen)
-        loss = F.cross_entropy(fusion([o[index] for o in outputs]), labels[index].long())
+        index = torch.randint(rows, (min(batch_size, rows),), generator=gen)
+        loss = loss_of(head([x[index] for x in inputs]), index)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
-    fusion.eval()
+    head.eval()
     return losses
