@@ -6,9 +6,11 @@ built from the shipped ``vit-server-cifar10`` / ``vit-edge-cifar10`` on the
 CIFAR-10 train split (every phase kept under ``~/.cache/semcomm/runs/backend-<name>/``,
 so running the script again resumes), measured on the test split, and saved as
 ``<kind>-cifar10-n<N>`` in the user zoo (``$SEMCOMM_ZOO`` or ``~/.cache/semcomm/zoo``).
-Prints one table of accuracy, parameters per device and in-process critical-path
-latency against the server, and for expert routing one of accuracy at equal offload
-rates with the share of offloaded images each expert served. All results also go
+Prints one table of accuracy, parameters and MACs per device and in-process
+critical-path latency against the server, one of accuracy on the codec's partial
+inputs (the patches spread-top-k picks by the edge's attention) against the server
+on the same patches, and for expert routing one of accuracy at equal offload rates
+with the share of offloaded images each expert served. All results also go
 to ``--json``.
 
     .venv/bin/python benchmarks/backends_cifar10.py [--kinds devit,experts,partitioned] [--devices 2,5]
@@ -59,16 +61,27 @@ def main() -> None:
 
     print(f"\ntorch threads while timing: {args.threads}; latency is the in-process critical path "
           "(devices in parallel, slowest device + fusion), median over requests of whole test images\n")
-    print("| backend | N | top-1 | server top-1 | change | largest device (params) | host params | "
-          "batch 1 ms (server ms) | speed-up | batch 64 speed-up | bytes / image |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| backend | N | top-1 | server top-1 | change | largest device params (server / it) | "
+          "largest device MMACs (server's) | host params | batch 1 ms (server ms) | speed-up | batch 64 speed-up | "
+          "bytes / image |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         one, many = r["latency"]["batch1"], r["latency"]["batch64"]
+        largest = max(r["parameters_per_device"].values())
         print(f"| {r['name']} | {r['num_devices']} | {100 * r['top1']:.2f}% | {100 * r['server_top1']:.2f}% | "
-              f"{100 * (r['top1'] - r['server_top1']):+.2f} | {max(r['parameters_per_device'].values()):,} | "
+              f"{100 * (r['top1'] - r['server_top1']):+.2f} | {largest:,} ({r['server_parameters'] / largest:.1f}x) | "
+              f"{max(r['macs_per_device'].values()) / 1e6:.1f} ({r['server_macs'] / 1e6:.1f}) | "
               f"{r['host_parameters']:,} | {one['backend']['critical_path_ms']:.2f} "
               f"({one['server']['critical_path_ms']:.2f}) | {one['speedup']:.2f}x | {many['speedup']:.2f}x | "
               f"{r['bytes_per_image']:,.0f} |")
+    print("\n| backend | patches of 64 | top-1 | server top-1 on the same patches | change | "
+          "largest device MMACs (server's) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        for p in r["partial_inputs"]:
+            print(f"| {r['name']} | {p['patches']} | {100 * p['top1']:.2f}% | {100 * p['server_top1']:.2f}% | "
+                  f"{100 * (p['top1'] - p['server_top1']):+.2f} | {max(p['macs_per_device'].values()) / 1e6:.1f} "
+                  f"({p['server_macs'] / 1e6:.1f}) |")
     routed = [r for r in rows if "offload" in r]
     if routed:
         print("\n| backend | offload | edge alone | edge + server | edge + experts | share served per expert |")

@@ -65,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="a fixed subset of N images (seed 0), for a quick look")
     p.add_argument("--edge", default="vit-edge-cifar10")
     p.add_argument("--server", default="vit-server-cifar10", help="pixel server (references, image codecs, raw8)")
+    p.add_argument("--backend", help="a saved backend (`semcomm zoo` lists them) in the pixel server's place: it "
+                   "classifies the references, the image codecs and what a pixel codec (raw8, dct-cifar10, pixel-iaq) "
+                   "sends")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="where --backend's devices run: in "
+                   "this process, or one Ray actor per device")
+    p.add_argument("--address", help="(--engine ray) a Ray cluster's address; default: a local Ray instance")
     p.add_argument("--codec", default="latent-cifar10",
                    help=f"semantic codec pair ({', '.join(list_codecs())}) or raw8 (8-bit pixels, format version 1)")
     p.add_argument("--importance", default="mean", choices=list(IMPORTANCE_METHODS))
@@ -531,7 +537,9 @@ def _sweep(args) -> int:
     codec = None if args.codec == "raw8" else args.codec
     if codec is not None and codec not in list_codecs():
         raise KeyError(f"unknown codec {args.codec!r}; choose from raw8, {', '.join(list_codecs())}")
-    config = SweepConfig(edge=args.edge, server=args.server, importance=args.importance, codec=codec,
+    if args.backend is None and (args.engine != "local" or args.address is not None):
+        raise ValueError("--engine and --address say where a --backend runs; give one (`semcomm zoo` lists them)")
+    config = SweepConfig(edge=args.edge, server=args.backend or args.server, importance=args.importance, codec=codec,
                          fusion=not args.no_fusion, twins=not args.no_twins)
     policies = (tuple(IAQ(b, power=args.iaq_power, min_level=args.iaq_min_level) for b in args.iaq_bits or ())
                 + tuple(UniformBudget(b) for b in args.uniform_bits or ()))
@@ -541,22 +549,51 @@ def _sweep(args) -> int:
         if value is not None:
             config = replace(config, **{name: value})
     split = _load(args, args.split, _image_side(args.edge), limit=args.limit)
-    for model in (args.edge, args.server):
+    for model in (args.edge, args.server) if args.backend is None else (args.edge,):
         _check_classes(model, split)
     _check_codec(codec, args.edge, split, "use --codec raw8")
     if config.fusion:
         _check_hint(args.edge)
-    result = Sweep(config).run(split)
+    backend, pair = (None, None) if args.backend is None else _backend_server(args, codec, split)
+    try:
+        result = Sweep(config, server=backend, codec=pair).run(split)
+    finally:
+        if backend is not None:
+            backend.engine.shutdown()
     print(result.table(everything=args.all_rows))
     print(f"\n{result.images} images of {result.dataset} in {result.seconds:.0f} s ({result.machine})")
     if result.comparison:
         print("\nmean bits per image each frontier needs for a top-1 accuracy (edge + 1 point .. server on full images):\n")
         print(result.comparison_table())
+    if backend is not None:
+        history = backend.engine.history
+        print(f"\nbackend {args.backend} on the {backend.engine.name} engine: {len(history)} requests, "
+              f"{sum(r.batch for r in history):,} images, critical path {sum(r.latency_s for r in history):.1f} s, "
+              f"{sum(r.bytes_exchanged for r in history) / max(1, sum(r.batch for r in history)):,.0f} bytes "
+              "between devices per image")
     if args.json:
         result.to_json(args.json)
     if args.plot:
         plot_sweep(result, args.plot)
     return 0
+
+
+def _backend_server(args, codec: str | None, split):
+    """(the saved backend ``--backend`` on ``--engine``, the codec pair ``codec`` with it as server or None)."""
+    from .backends import LocalEngine, RayEngine, load_backend
+    from .rate import create_codec
+    from .rate.pixels import PixelPair
+
+    backend = load_backend(args.backend)
+    backend.check_dataset(len(split.classes), split.name)
+    pair = None
+    if codec is not None:
+        if not isinstance(create_codec(codec, hint=False), PixelPair):
+            raise ValueError(f"--backend replaces a pixel server, but codec {codec}'s server reads its own "
+                             "representation; use --codec raw8, dct-cifar10 or pixel-iaq")
+        pair = create_codec(codec, server=backend, hint=False)
+    backend.engine = RayEngine(address=args.address) if args.engine == "ray" else LocalEngine()
+    return backend, pair
 
 
 def _link(args) -> int:

@@ -204,3 +204,21 @@ def test_an_engine_with_no_ray_running_starts_a_bounded_local_instance_and_stops
     finally:
         engine.shutdown()
     assert not ray.is_initialized()
+
+
+def test_the_sweep_command_runs_a_saved_backend_on_ray_with_the_local_results(tmp_path, monkeypatch, capsys):
+    from semcomm.backends.storage import save_backend
+    from semcomm.cli import main
+    from semcomm.models import create_model
+    from semcomm.sweep import SweepResult
+
+    monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path / "zoo"))
+    save_backend(MonolithicBackend(create_model("vit-server-cifar10"), Device("fast", memory_mb=16.0, cpus=0.5)),
+                 name="server-on-fast", dataset="cifar10")
+    common = ["sweep", "--limit", "24", "--codec", "raw8", "--budgets", "16", "--thresholds", "0.8", "--codecs",
+              "none", "--no-twins", "--backend", "server-on-fast"]
+    assert main([*common, "--json", str(tmp_path / "local.json")]) == 0
+    assert main([*common, "--engine", "ray", "--json", str(tmp_path / "ray.json")]) == 0
+    assert "backend server-on-fast on the ray engine" in capsys.readouterr().out
+    local, remote = (SweepResult.from_json(tmp_path / f"{n}.json") for n in ("local", "ray"))
+    assert [p.accuracy for p in remote.points] == [p.accuracy for p in local.points]

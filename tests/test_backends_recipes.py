@@ -7,7 +7,7 @@ import torch
 from backend_helpers import one_thread, tiny_data, tiny_vit  # noqa: F401 (fixture)
 from semcomm.backends import DecomposedBackend, ExpertBackend, PartitionedBackend
 from semcomm.backends.recipes import (
-    backend_logits, build_backend, cifar10_recipe, compare_offloading, measure_latency,
+    backend_logits, build_backend, cifar10_recipe, compare_offloading, measure_latency, partial_input_accuracy,
 )
 
 
@@ -49,3 +49,9 @@ def test_every_recipe_builds_measures_and_compares_on_tiny_models(kind, expected
             float((logits.argmax(1) == labels).float().mean())))  # everything offloaded: the backend's own top-1
     else:
         assert rows[0]["share_served"] is None
+    partial = partial_input_accuracy(backend, server, edge, images, labels, edge_logits, (4, 16))
+    assert [r["patches"] for r in partial] == [4, 16]
+    whole = float((logits.argmax(1) == labels).float().mean())
+    assert partial[1]["top1"] == pytest.approx(whole)  # 16 of 16 patches: the whole images
+    for device, macs in partial[0]["macs_per_device"].items():  # 4 patches cost less than 16 on every device
+        assert 0 < macs < partial[1]["macs_per_device"][device]

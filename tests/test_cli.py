@@ -49,6 +49,32 @@ def test_quick_sweep_writes_json_and_plot(tmp_path, capsys):
     assert "| family |" in capsys.readouterr().out
 
 
+def test_a_sweep_through_the_servers_own_monolithic_backend_equals_the_server_sweep(tmp_path, monkeypatch, capsys):
+    from semcomm.backends import Device, MonolithicBackend
+    from semcomm.backends.storage import save_backend
+    from semcomm.models import create_model
+
+    monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path / "zoo"))
+    save_backend(MonolithicBackend(create_model("vit-server-cifar10"), Device("box", memory_mb=16.0)),
+                 name="server-box", dataset="cifar10")
+    common = ["sweep", "--limit", "48", "--codec", "raw8", "--budgets", "16", "--thresholds", "0.8", "--codecs",
+              "webp-q20", "--no-twins"]
+    assert main([*common, "--json", str(tmp_path / "server.json")]) == 0
+    assert main([*common, "--backend", "server-box", "--json", str(tmp_path / "backend.json")]) == 0
+    assert "backend server-box on the local engine" in capsys.readouterr().out
+    server, backend = (SweepResult.from_json(tmp_path / f"{n}.json") for n in ("server", "backend"))
+    assert backend.server == "server-box"
+    for label in ("full images", "spread-top-k 16", "webp-q20"):
+        assert backend.find(label).accuracy == server.find(label).accuracy
+        assert backend.find(label).bits_per_image == server.find(label).bits_per_image
+    with pytest.raises(SystemExit):
+        main([*common, "--backend", "server-box", "--codec", "latent-cifar10"])
+    assert "use --codec raw8, dct-cifar10 or pixel-iaq" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*common, "--engine", "ray"])
+    assert "give one" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

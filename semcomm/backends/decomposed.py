@@ -45,7 +45,7 @@ from .devices import DeviceConfig
 from .distillation import DistillConfig, augment, check_token_keep, distill, soft_label_kl
 from .fusion import fit_head
 from .grouping import ClassGroups, confusion_matrix, group_by_confusion, group_randomly
-from .phases import Phases
+from .phases import Phases, training_steps
 from .pruning import keep_plan, prune_vit, unit_importance
 from .registry import register_backend
 from .submodels import ClassSubModel, finetune_submodel
@@ -260,7 +260,7 @@ def finetune_jointly(backend: DecomposedBackend, server: TimmViT, images: torch.
         torch.manual_seed(int(torch.randint(2 ** 62, (1,), generator=gen)))
         backend.train()
         try:
-            for _ in range(steps):
+            for _ in training_steps(steps, "joint fine-tuning"):
                 index = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
                 batch, positions = augment(images[index], backend.num_patches, augmentation, token_keep, gen)
                 with torch.no_grad(), autocast(bf16):

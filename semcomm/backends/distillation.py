@@ -26,6 +26,7 @@ from ..augmentation import pad_crop_flip
 from ..inference import autocast
 from ..models.timm_vit import TimmViT
 from ..selection import as_generator
+from .phases import training_steps
 from .relations import layer_pairs, recording_qkv, relation_kl
 
 
@@ -172,7 +173,7 @@ def distill(student: TimmViT, teacher: TimmViT, images: torch.Tensor, targets: t
         torch.manual_seed(int(torch.randint(2 ** 62, (1,), generator=gen)))
         student.train()
         try:
-            for _ in range(steps):
+            for _ in training_steps(steps, "distil"):
                 index = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
                 batch, positions = augment(images[index], student.num_patches, augmentation, token_keep, gen)
                 with torch.no_grad(), autocast(bf16), recording_qkv(teacher, [t for _, t in pairs]) as t_qkv:

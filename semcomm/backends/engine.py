@@ -152,6 +152,9 @@ class Engine(ABC):
     def __init__(self):
         self.history: list[RequestReport] = []
 
+    def shutdown(self) -> None:
+        """Release what the engine holds (actors, a Ray instance it started); nothing for an in-process engine."""
+
     def run(self, backend, images: torch.Tensor, positions: torch.Tensor | None = None, **inputs) -> Execution:
         """Classify B images on ``backend``: :class:`Execution` with B x C logits and the request's report.
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..selection import as_generator
 from .grouping import ClassGroups
+from .phases import training_steps
 
 
 class FusionNetwork(nn.Module):
@@ -109,7 +110,7 @@ def fit_head(head: torch.nn.Module, inputs: Sequence[torch.Tensor], loss_of: Cal
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     head.train()
     losses = []
-    for _ in range(steps):
+    for _ in training_steps(steps, "fusion head"):
         index = torch.randint(rows, (min(batch_size, rows),), generator=gen)
         loss = loss_of(head([x[index] for x in inputs]), index)
         optimizer.zero_grad(set_to_none=True)

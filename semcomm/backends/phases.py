@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 
 class Phases:
@@ -65,3 +66,8 @@ class Phases:
         if self.progress:
             print(f"phase {name}: done", flush=True)
         return result
+
+
+def training_steps(steps: int, desc: str) -> range:
+    """``range(steps)`` with a progress bar (``desc``, refreshed at most every 10 s) for a build's training loop."""
+    return tqdm(range(steps), desc=desc, mininterval=10, leave=False, dynamic_ncols=True)

@@ -7,7 +7,11 @@ from it, and it is the experts' generalist) on the CIFAR-10 train split, then
 
 * top-1 of the backend on whole test images, and of the server and the edge
   on the same images;
-* parameters per device (and on the host);
+* parameters per device (and on the host), and MACs per image per device
+  (counted, :mod:`~semcomm.backends.cost`) against the server's;
+* top-1 on the codec's partial inputs: the ``partial_budgets`` patches per
+  image that spread-top-k picks by the edge's mean attention, the backend
+  against the server on exactly the same patches;
 * in-process (:class:`~semcomm.backends.engine.LocalEngine`) critical-path
   latency of single-image and batched requests, the server's (as a
   one-device backend) measured the same way, and bytes exchanged per image;
@@ -35,7 +39,10 @@ import torch
 from ..data import default_cache_dir, load_split
 from ..gating import Gate
 from ..inference import predict_logits, top1
+from ..codec import EdgeEncoder
+from ..selection import SpreadTopK, TopK, mask_to_positions
 from .collaborate import collaborate
+from .cost import device_macs, macs_per_image
 from .decomposed import build_decomposed
 from .devices import Device, DeviceConfig
 from .distillation import DistillConfig
@@ -136,15 +143,15 @@ def build_backend(recipe: BackendRecipe, server, edge, images: torch.Tensor, lab
 
 
 def backend_logits(backend, images: torch.Tensor, edge_logits: torch.Tensor | None, batch_size: int = 256,
-                   engine=None) -> tuple[torch.Tensor, list]:
-    """(N x C logits of ``backend`` on whole images, its request reports), batched; a routed backend is given
-    the edge's logits."""
+                   engine=None, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, list]:
+    """(N x C logits of ``backend`` on whole images, or on the patches at N x K ``positions``, and its request
+    reports), batched; a routed backend is given the edge's logits."""
     engine = engine or LocalEngine()
     logits, reports = [], []
     for start in range(0, len(images), batch_size):
         part = slice(start, start + batch_size)
         extra = {"edge_logits": edge_logits[part]} if getattr(backend, "routed", False) else {}
-        out = backend.run(images[part], None, engine, **extra)
+        out = backend.run(images[part], None if positions is None else positions[part], engine, **extra)
         logits.append(out.logits)
         reports.append(out.report)
     return torch.cat(logits), reports
@@ -174,7 +181,7 @@ def measure_latency(backend, images: torch.Tensor, batch: int, requests: int,
 
 def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: bool = True,
                zoo_dir: str | Path | None = None, latency_requests: int = 30, threads: int | None = None,
-               progress: bool = True) -> dict:
+               progress: bool = True, partial_budgets: tuple[int, ...] = (16, 32)) -> dict:
     """Build (or resume), measure and save the backend of ``recipe`` (module docstring); returns the results.
 
     Args:
@@ -182,6 +189,7 @@ def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: b
         save: write the backend into the user zoo (or ``zoo_dir``: ``<zoo_dir>/backends/<name>``).
         latency_requests: requests per latency measurement.
         threads: torch threads while measuring latency (None: as set).
+        partial_budgets: patches per image of the partial-input measurements.
     """
     from ..models import create_model
 
@@ -207,6 +215,10 @@ def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: b
                                   for d, stages in backend.placement().items()},
         "server_parameters": sum(p.numel() for p in server.parameters()),
         "bytes_per_image": sum(r.bytes_exchanged for r in reports) / len(test),
+        "macs_per_device": device_macs(backend, test.images[:8]),
+        "server_macs": macs_per_image(server, test.images[:8]),
+        "partial_inputs": partial_input_accuracy(backend, server, edge, test.images, test.labels, edge_logits,
+                                                 partial_budgets),
     }
     results["host_parameters"] = sum(p.numel() for p in backend.parameters()) - sum(
         results["parameters_per_device"].values())
@@ -240,6 +252,25 @@ def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: b
         results["saved"] = str(card.directory)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
     return results
+
+
+@torch.no_grad()
+def partial_input_accuracy(backend, server, edge, images: torch.Tensor, labels: torch.Tensor,
+                           edge_logits: torch.Tensor, budgets: tuple[int, ...], seed: int = 0) -> list[dict]:
+    """Per budget k: top-1 of ``backend`` and of ``server`` on the k patches per image that spread-top-k picks
+    by ``edge``'s mean attention (what the codec sends), with the backend's MACs per device on them."""
+    importance = EdgeEncoder(edge, TopK(1), gate=None).analyze(images, ("mean",)).importance["mean"]
+    rows = []
+    for k in budgets:
+        mask = SpreadTopK(k)(importance, edge.grid_size, torch.Generator().manual_seed(seed))
+        positions = torch.stack(mask_to_positions(mask))
+        logits, _ = backend_logits(backend, images, edge_logits, positions=positions)
+        server_logits = torch.cat([server.forward_tokens(images[i:i + 256], positions[i:i + 256])
+                                   for i in range(0, len(images), 256)])
+        rows.append({"patches": k, "top1": top1(logits, labels), "server_top1": top1(server_logits, labels),
+                     "macs_per_device": device_macs(backend, images[:8], positions[:8]),
+                     "server_macs": macs_per_image(server, images[:8], positions[:8])})
+    return rows
 
 
 def compare_offloading(edge, backend, images: torch.Tensor, labels: torch.Tensor, edge_logits: torch.Tensor,

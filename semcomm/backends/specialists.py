@@ -37,7 +37,7 @@ from .devices import DeviceConfig
 from .distillation import augment, check_token_keep, soft_label_kl
 from .experts import ExpertBackend, ExpertClasses, ExpertStage, TopKMassRouter
 from .grouping import confusion_matrix, group_by_confusion, group_randomly
-from .phases import Phases
+from .phases import Phases, training_steps
 from .pruning import plan_for_budget, prune_vit, unit_importance
 from .registry import register_backend
 from .vitspec import ViTSpec
@@ -126,7 +126,8 @@ def train_specialist(expert: ExpertStage, images: torch.Tensor, labels: torch.Te
         torch.manual_seed(int(torch.randint(2 ** 62, (1,), generator=gen)))
         expert.train()
         try:
-            for share in shares:
+            for step in training_steps(len(shares), "specialist"):
+                share = shares[step]
                 index = domain_batch(inside, outside, share, min(batch_size, len(labels)), gen)
                 batch, positions = augment(images[index], expert.vit.num_patches, augmentation, token_keep, gen)
                 with autocast(bf16):

@@ -17,6 +17,7 @@ from torch import nn
 from ..models.timm_vit import TimmViT
 from ..selection import as_generator
 from .base import ViTStage
+from .phases import training_steps
 
 
 class ClassSubModel(ViTStage):
@@ -100,7 +101,7 @@ def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Te
 
 
 def _steps(sub, pool, local, steps, batch_size, keep, optimizer, gen, losses) -> None:
-    for _ in range(steps):
+    for _ in training_steps(steps, "sub-model"):
         index = torch.randint(len(pool), (min(batch_size, len(pool)),), generator=gen)
         positions = None
         if keep is not None:
