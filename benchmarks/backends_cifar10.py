@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, help="parent of the run directories (default ~/.cache/semcomm/runs)")
     parser.add_argument("--zoo", type=Path, help="save into <zoo>/backends/<name> instead of the user zoo")
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--ray", action="store_true", help="also measure latency on Ray (a local instance)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -55,7 +56,8 @@ def main() -> None:
             run_dir = None if args.runs is None else args.runs / f"backend-{recipe.name}"
             print(f"# {recipe.name}", flush=True)
             rows.append(run_recipe(recipe, run_dir, save=not args.no_save, zoo_dir=args.zoo,
-                                   latency_requests=args.latency_requests, threads=args.threads))
+                                   latency_requests=args.latency_requests, threads=args.threads,
+                                   ray=args.ray))
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=2, default=str))
 
@@ -82,6 +84,17 @@ def main() -> None:
             print(f"| {r['name']} | {p['patches']} | {100 * p['top1']:.2f}% | {100 * p['server_top1']:.2f}% | "
                   f"{100 * (p['top1'] - p['server_top1']):+.2f} | {max(p['macs_per_device'].values()) / 1e6:.1f} "
                   f"({p['server_macs'] / 1e6:.1f}) |")
+    timed_on_ray = [r for r in rows if "latency_ray" in r]
+    if timed_on_ray:
+        print("\n| backend | engine | batch 1 ms (server ms) | speed-up | batch 64 ms (server ms) | speed-up |")
+        print("|---|---|---:|---:|---:|---:|")
+        for r in timed_on_ray:
+            for engine, key in (("in-process", "latency"), ("Ray", "latency_ray")):
+                one, many = r[key]["batch1"], r[key]["batch64"]
+                print(f"| {r['name']} | {engine} | {one['backend']['critical_path_ms']:.2f} "
+                      f"({one['server']['critical_path_ms']:.2f}) | {one['speedup']:.2f}x | "
+                      f"{many['backend']['critical_path_ms']:.1f} ({many['server']['critical_path_ms']:.1f}) | "
+                      f"{many['speedup']:.2f}x |")
     routed = [r for r in rows if "offload" in r]
     if routed:
         print("\n| backend | offload | edge alone | edge + server | edge + experts | share served per expert |")

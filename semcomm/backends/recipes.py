@@ -48,6 +48,7 @@ from .devices import Device, DeviceConfig
 from .distillation import DistillConfig
 from .engine import LocalEngine
 from .monolithic import MonolithicBackend
+from .ray_engine import RayEngine
 from .partitioned import build_partitioned
 from .specialists import ProgressiveSchedule, build_experts
 from .storage import save_backend
@@ -158,14 +159,15 @@ def backend_logits(backend, images: torch.Tensor, edge_logits: torch.Tensor | No
 
 
 def measure_latency(backend, images: torch.Tensor, batch: int, requests: int,
-                    edge_logits: torch.Tensor | None = None) -> dict:
-    """Critical-path latency of ``requests`` requests of ``batch`` whole images each, in this process.
+                    edge_logits: torch.Tensor | None = None, engine=None) -> dict:
+    """Critical-path latency of ``requests`` requests of ``batch`` whole images each on ``engine`` (default: a
+    :class:`LocalEngine`, in this process).
 
     Returns:
         ``{"batch", "requests", "critical_path_ms"`` (median), ``"critical_path_ms_mean"``,
         ``"bytes_per_image"``}.
     """
-    engine = LocalEngine()
+    engine = engine or LocalEngine()
     routed = getattr(backend, "routed", False)
     backend.run(images[:batch], None, engine, **({"edge_logits": edge_logits[:batch]} if routed else {}))  # warm-up
     times, sizes = [], []
@@ -181,7 +183,7 @@ def measure_latency(backend, images: torch.Tensor, batch: int, requests: int,
 
 def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: bool = True,
                zoo_dir: str | Path | None = None, latency_requests: int = 30, threads: int | None = None,
-               progress: bool = True, partial_budgets: tuple[int, ...] = (16, 32)) -> dict:
+               progress: bool = True, partial_budgets: tuple[int, ...] = (16, 32), ray: bool = False) -> dict:
     """Build (or resume), measure and save the backend of ``recipe`` (module docstring); returns the results.
 
     Args:
@@ -190,6 +192,7 @@ def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: b
         latency_requests: requests per latency measurement.
         threads: torch threads while measuring latency (None: as set).
         partial_budgets: patches per image of the partial-input measurements.
+        ray: also measure latency on a :class:`~semcomm.backends.ray_engine.RayEngine` (a local instance).
     """
     from ..models import create_model
 
@@ -225,20 +228,26 @@ def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: b
     if getattr(backend, "routed", False):
         results["offload"] = compare_offloading(edge, backend, test.images, test.labels, edge_logits, server_logits,
                                                 recipe.offload_rates)
+    server_backend = MonolithicBackend(server, Device("server", memory_mb=1e6))
+    engines = {"latency": LocalEngine()}
+    if ray:
+        engines["latency_ray"] = RayEngine(devices=server_backend.devices)
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        server_backend = MonolithicBackend(server, Device("server", memory_mb=1e6))
-        results["latency"] = {}
-        for batch in (1, 64):
-            count = latency_requests if batch == 1 else max(3, latency_requests // 10)
-            mine = measure_latency(backend, test.images, batch, count, edge_logits)
-            theirs = measure_latency(server_backend, test.images, batch, count)
-            results["latency"][f"batch{batch}"] = {"backend": mine, "server": theirs,
-                                                   "speedup": theirs["critical_path_ms"] / mine["critical_path_ms"]}
+        for key, engine in engines.items():
+            results[key] = {}
+            for batch in (1, 64):
+                count = latency_requests if batch == 1 else max(3, latency_requests // 10)
+                mine = measure_latency(backend, test.images, batch, count, edge_logits, engine)
+                theirs = measure_latency(server_backend, test.images, batch, count, engine=engine)
+                results[key][f"batch{batch}"] = {"backend": mine, "server": theirs,
+                                                 "speedup": theirs["critical_path_ms"] / mine["critical_path_ms"]}
     finally:
         torch.set_num_threads(previous)
+        for engine in engines.values():
+            engine.shutdown()
     if save:
         directory = None if zoo_dir is None else Path(zoo_dir) / "backends" / recipe.name
         card = save_backend(backend, name=recipe.name, directory=directory,
