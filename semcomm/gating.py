@@ -71,3 +71,37 @@ class Gate:
         if count == 0:
             return cls(kind, math.inf)
         return cls(kind, float(scores[count - 1]))
+
+
+def compare_gates(edge_logits: torch.Tensor, server_logits: torch.Tensor, labels: torch.Tensor,
+                  rates: tuple[float, ...], seed: int = 0) -> list[dict]:
+    """Every gate kind at equal offload rates: calibrated on a random half of the images, evaluated on the other.
+
+    Offloaded images take the server's answer, the rest the edge's.
+
+    Args:
+        edge_logits, server_logits: N x C logits of the same N images.
+        labels: N true classes.
+        rates: target offload rates in [0, 1].
+
+    Returns:
+        per rate and kind: ``{"gate", "target", "threshold", "offload", "top1"}`` (fractions), plus one row
+        ``{"gate": "edge alone" | "server alone", "top1"}`` each first, all on the evaluation half.
+    """
+    if not (len(edge_logits) == len(server_logits) == len(labels) >= 2):
+        raise ValueError(f"need matching logits and labels of at least 2 images, got {len(edge_logits)}, "
+                         f"{len(server_logits)} and {len(labels)}")
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    held_out, evaluation = order[: len(order) // 2], order[len(order) // 2:]
+    edge_ok = edge_logits[evaluation].argmax(-1) == labels[evaluation]
+    server_ok = server_logits[evaluation].argmax(-1) == labels[evaluation]
+    rows = [{"gate": "edge alone", "top1": float(edge_ok.float().mean())},
+            {"gate": "server alone", "top1": float(server_ok.float().mean())}]
+    for rate in rates:
+        for kind in KINDS:
+            gate = Gate.calibrate(edge_logits[held_out], rate, kind)
+            offload = gate.offload(edge_logits[evaluation])
+            rows.append({"gate": kind, "target": rate, "threshold": gate.threshold,
+                         "offload": float(offload.float().mean()),
+                         "top1": float(torch.where(offload, server_ok, edge_ok).float().mean())})
+    return rows
