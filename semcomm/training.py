@@ -42,7 +42,7 @@ from .augmentation import ImageNetAugment, pad_crop_flip
 from .data import ImageSplit
 from .inference import autocast, predict_logits, top1
 from .importance import attention_layers, patch_importance
-from .models import TimmViT, create_model, load_weights
+from .models import TimmViT, ViTAdapter, create_model, load_weights
 from .models.architectures import vit_architecture
 from .models.zoo import ModelCard, file_sha256, save_weights, user_zoo_dirs, write_card
 from .selection import SpreadTopK, TopK
@@ -166,6 +166,20 @@ def build(config: TrainConfig, init_from: str | Path | None = None) -> TimmViT:
     return TimmViT(model)
 
 
+def _check_own_model(model, config: TrainConfig, init_from) -> None:
+    """Refuse a user model ``train`` cannot train as configured, naming why."""
+    if not isinstance(model, ViTAdapter):
+        raise TypeError(f"model must be a semcomm ViTAdapter (see the README's adapter section), got "
+                        f"{type(model).__name__}")
+    if init_from is not None:
+        raise ValueError("init_from loads weights into the built architecture; load your model's weights yourself")
+    if model.num_classes != config.num_classes:
+        raise ValueError(f"the model has {model.num_classes} outputs but config.num_classes is {config.num_classes}")
+    if config.low_res and not isinstance(model, TimmViT):
+        raise ValueError("the low-resolution phase (config.low_res) resizes the position embeddings of the "
+                         "project's timm ViTs; set low_res=None for your own model")
+
+
 def train(
     config: TrainConfig,
     train_split: ImageSplit,
@@ -176,7 +190,8 @@ def train(
     earlier_history: list[dict] | None = None,
     stop_after: int | None = None,
     progress: bool = True,
-) -> tuple[TimmViT, TrainHistory]:
+    model: ViTAdapter | None = None,
+) -> tuple[ViTAdapter, TrainHistory]:
     """Train (or resume training) and return the model and its history.
 
     Args:
@@ -190,13 +205,21 @@ def train(
             the first new epoch is marked ``warm_restart``.
         stop_after: train at most this many epochs in this call (the
             schedule still spans ``config.epochs``; call again to go on).
+        model: your own ViT (a :class:`~semcomm.models.ViTAdapter` with
+            ``config.num_classes`` outputs) to train instead of building
+            ``config.architecture`` (then only a label); it is trained in
+            place, from its current weights. The low-resolution phase
+            (``config.low_res``) needs the project's timm ViTs.
     """
     if len(train_split) < config.batch_size:
         raise ValueError(f"the training split has {len(train_split)} images, fewer than one batch of "
                          f"{config.batch_size}; use a smaller batch size")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    model = build(config, init_from)
+    if model is None:
+        model = build(config, init_from)
+    else:
+        _check_own_model(model, config, init_from)
     guide = create_model(config.guide) if config.guide else None
     codec = _pixel_codec(config.codec, model) if config.codec else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -334,3 +334,25 @@ def test_rollout_with_only_the_last_layer_recorded_is_refused(images):
 def test_bad_sizes_are_named(kwargs, error, message):
     with pytest.raises(error, match=message):
         TorchEncoderViT(**kwargs)
+
+
+def test_your_own_vit_trains_with_the_projects_recipe_and_resumes(tmp_path, cifar_test):
+    from semcomm.training import TrainConfig, train
+
+    data = cifar_test.subset(64)
+    config = TrainConfig("my-encoder-vit", epochs=2, batch_size=32, eval_images=32, bf16=False, token_keep=(0.3, 1.0))
+    torch.manual_seed(0)
+    mine = TorchEncoderViT(norm_first=False)
+    before = {k: v.clone() for k, v in mine.state_dict().items()}
+    trained, history = train(config, data, data, tmp_path, progress=False, model=mine, stop_after=1)
+    assert trained is mine and len(history.epochs) == 1 and (tmp_path / "state.pt").exists()
+    assert any(not torch.equal(before[k], v) for k, v in mine.state_dict().items())
+    torch.manual_seed(1)
+    _, history = train(config, data, data, tmp_path, progress=False, model=TorchEncoderViT(norm_first=False))
+    assert [e["epoch"] for e in history.epochs] == [1, 2]  # resumed from the state, not from scratch
+    with pytest.raises(ValueError, match="10 outputs but config.num_classes is 100"):
+        train(TrainConfig("x", num_classes=100, batch_size=32), data, data, tmp_path / "b", model=TorchEncoderViT())
+    with pytest.raises(ValueError, match="set low_res=None"):
+        train(TrainConfig("x", low_res=(16, 1), batch_size=32), data, data, tmp_path / "c", model=TorchEncoderViT())
+    with pytest.raises(TypeError, match="must be a semcomm ViTAdapter"):
+        train(config, data, data, tmp_path / "d", model=nn.Linear(3, 10))
