@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..models.adapter import ViTAdapter
+from ..models.adapter import PatchGrid, ViTAdapter
 from .devices import DeviceConfig
 from .request import Request
 
@@ -66,7 +66,7 @@ class ViTStage(nn.Module):
         return self.vit(images) if positions is None else self.vit.forward_tokens(images, positions)
 
 
-class Backend(nn.Module, ABC):
+class Backend(PatchGrid, nn.Module, ABC):
     """Server side of the codec (see the module docstring).
 
     Subclasses call ``__init__`` with the geometry, the number of classes and
@@ -155,14 +155,6 @@ class Backend(nn.Module, ABC):
     def forward_tokens(self, images: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """B x C logits from the patches at B x K ``positions`` (the ViT adapter's ``forward_tokens``)."""
         return self.classify(images, positions)
-
-    @property
-    def grid_size(self) -> tuple[int, int]:
-        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
-
-    @property
-    def num_patches(self) -> int:
-        return self.grid_size[0] * self.grid_size[1]
 
     def placement(self) -> dict[str, list[Stage]]:
         """Device name -> the stages it runs (devices without a stage left out), in config order."""

@@ -99,7 +99,24 @@ class ViTOutput:
         return maps
 
 
-class ViTAdapter(nn.Module, ABC):
+class PatchGrid:
+    """The patch grid of anything with ``image_size`` (H, W) and ``patch_size`` attributes (a ViT, a backend)."""
+
+    image_size: tuple[int, int]
+    patch_size: int
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Patch grid (rows, columns)."""
+        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        """N, the patches per image (rows x columns of the grid)."""
+        return self.grid_size[0] * self.grid_size[1]
+
+
+class ViTAdapter(PatchGrid, nn.Module, ABC):
     """A ViT the codec can use: logits, attention and forwards on patch subsets.
 
     Subclasses pass ``image_size`` (H, W, or one int for a square image),
@@ -129,15 +146,6 @@ class ViTAdapter(nn.Module, ABC):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
-    @property
-    def grid_size(self) -> tuple[int, int]:
-        """Patch grid (rows, columns)."""
-        return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
-
-    @property
-    def num_patches(self) -> int:
-        """N, the patches per image (rows x columns of the grid)."""
-        return self.grid_size[0] * self.grid_size[1]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """B x C logits of full B x 3 x H x W images."""
