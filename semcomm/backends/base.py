@@ -188,6 +188,25 @@ class Backend(PatchGrid, nn.Module, ABC):
                              f"{num_classes}; build the backend for that data set")
 
 
+def check_members(members: Sequence, kind: type, what: str, placement: Sequence[str],
+                  reference: ViTAdapter | None = None, reference_name: str = "") -> ViTAdapter:
+    """Raise unless ``members`` (sub-models, students, experts: each with a ``vit``) is a non-empty sequence of
+    ``kind`` reading one geometry (``reference``'s, else the first member's), with one ``placement`` entry each;
+    returns the ViT whose geometry they share."""
+    if not members or not all(isinstance(m, kind) for m in members):
+        raise TypeError(f"{what}s must be a non-empty list of {kind.__name__}")
+    first = reference if reference is not None else members[0].vit
+    name = reference_name or f"{what} 0"
+    for i, member in enumerate(members):
+        vit = member.vit
+        if (vit.image_size, vit.patch_size) != (first.image_size, first.patch_size):
+            raise ValueError(f"{what} {i} reads {vit.image_size} images in {vit.patch_size}-pixel patches, {name} "
+                             f"{first.image_size} in {first.patch_size}; they must agree")
+    if len(placement) != len(members):
+        raise ValueError(f"placement names {len(placement)} devices for {len(members)} {what}s")
+    return first
+
+
 def parameter_bytes(module: nn.Module, bytes_per_param: int = 4) -> int:
     """Bytes of ``module``'s parameters when each takes ``bytes_per_param`` bytes (4: float32)."""
     return bytes_per_param * sum(p.numel() for p in module.parameters())

@@ -40,7 +40,7 @@ from ..inference import autocast, predict_logits
 from ..models.timm_vit import TimmViT
 from ..selection import as_generator
 from .assignment import assign_greedy
-from .base import Backend, Stage, check_labels, parameter_bytes
+from .base import Backend, Stage, check_labels, check_members, parameter_bytes
 from .devices import DeviceConfig
 from .distillation import DistillConfig, augment, check_token_keep, distill, soft_label_kl
 from .fusion import fit_head
@@ -145,21 +145,13 @@ class DecomposedBackend(Backend):
 
     def __init__(self, students: Sequence[StudentStage], fusion: TokenFusion, devices: DeviceConfig,
                  placement: Sequence[str], bytes_per_param: int = 4):
-        if not students or not all(isinstance(s, StudentStage) for s in students):
-            raise TypeError("students must be a non-empty list of StudentStage")
         if not isinstance(fusion, TokenFusion):
             raise TypeError(f"fusion must be a TokenFusion, got {type(fusion).__name__}")
+        first = check_members(students, StudentStage, "student", placement)
         groups = ClassGroups(tuple(s.classes for s in students), fusion.num_classes)
         if fusion.widths != tuple(s.width for s in students):
             raise ValueError(f"the fusion head reads tokens of widths {list(fusion.widths)} but the students give "
                              f"{[s.width for s in students]}")
-        first = students[0].vit
-        for i, s in enumerate(students):
-            if (s.vit.image_size, s.vit.patch_size) != (first.image_size, first.patch_size):
-                raise ValueError(f"student {i} reads {s.vit.image_size} images in {s.vit.patch_size}-pixel "
-                                 f"patches, student 0 {first.image_size} in {first.patch_size}")
-        if len(placement) != len(students):
-            raise ValueError(f"placement names {len(placement)} devices for {len(students)} students")
         super().__init__(first.image_size, first.patch_size, groups.num_classes, devices)
         self.groups = groups
         self.students = nn.ModuleList(students)

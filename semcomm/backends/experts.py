@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..models.timm_vit import TimmViT
-from .base import Backend, Stage, ViTStage
+from .base import Backend, Stage, ViTStage, check_members
 from .devices import DeviceConfig
 from .request import Request
 from .vitspec import ViTSpec
@@ -191,17 +191,11 @@ class ExpertBackend(Backend):
                  placement: Sequence[str], top_k: int = 3, allow_overlap: bool = False, bytes_per_param: int = 4):
         if not isinstance(edge, TimmViT):
             raise TypeError(f"the generalist edge is a TimmViT, got {type(edge).__name__}")
-        if not experts or not all(isinstance(e, ExpertStage) for e in experts):
-            raise TypeError("experts must be a non-empty list of ExpertStage")
+        check_members(experts, ExpertStage, "expert", placement, reference=edge, reference_name="the edge")
         for i, expert in enumerate(experts):
             if expert.vit.num_classes != edge.num_classes:
                 raise ValueError(f"expert {i} has {expert.vit.num_classes} classes but the edge {edge.num_classes}: "
                                  "mismatched class counts")
-            if (expert.vit.image_size, expert.vit.patch_size) != (edge.image_size, edge.patch_size):
-                raise ValueError(f"expert {i} reads {expert.vit.image_size} images in {expert.vit.patch_size}-pixel "
-                                 f"patches, the edge {edge.image_size} in {edge.patch_size}; they must agree")
-        if len(placement) != len(experts):
-            raise ValueError(f"placement names {len(placement)} devices for {len(experts)} experts")
         if len(set(placement)) != len(placement):
             raise ValueError(f"expert routing places one expert per device, got placement {list(placement)}")
         super().__init__(edge.image_size, edge.patch_size, edge.num_classes, devices)

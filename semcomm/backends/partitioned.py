@@ -30,7 +30,7 @@ from ..inference import predict_logits
 from ..models.timm_vit import TimmViT
 from ..selection import as_generator
 from .assignment import Assignment, assign_greedy
-from .base import Backend, Stage, check_labels
+from .base import Backend, Stage, check_labels, check_members
 from .devices import DeviceConfig
 from .fusion import FusionNetwork, train_fusion
 from .grouping import ClassGroups, confusion_matrix, group_by_confusion, group_randomly
@@ -56,21 +56,13 @@ class PartitionedBackend(Backend):
 
     def __init__(self, submodels: Sequence[ClassSubModel], fusion: FusionNetwork, devices: DeviceConfig,
                  placement: Sequence[str], bytes_per_param: int = 4):
-        if not submodels or not all(isinstance(s, ClassSubModel) for s in submodels):
-            raise TypeError("submodels must be a non-empty list of ClassSubModel")
         if not isinstance(fusion, FusionNetwork):
             raise TypeError(f"fusion must be a FusionNetwork, got {type(fusion).__name__}")
+        first = check_members(submodels, ClassSubModel, "sub-model", placement)
         groups = ClassGroups(tuple(s.classes for s in submodels), fusion.groups.num_classes)
         if groups != fusion.groups:
             raise ValueError(f"the sub-models answer for groups {groups.to_list()} but the fusion network was "
                              f"built for {fusion.groups.to_list()}")
-        first = submodels[0].vit
-        for i, sub in enumerate(submodels):
-            if (sub.vit.image_size, sub.vit.patch_size) != (first.image_size, first.patch_size):
-                raise ValueError(f"sub-model {i} reads {sub.vit.image_size} images in {sub.vit.patch_size}-pixel "
-                                 f"patches, sub-model 0 {first.image_size} in {first.patch_size}")
-        if len(placement) != len(submodels):
-            raise ValueError(f"placement names {len(placement)} devices for {len(submodels)} sub-models")
         super().__init__(first.image_size, first.patch_size, groups.num_classes, devices)
         self.submodels = nn.ModuleList(submodels)
         self.fusion = fusion
