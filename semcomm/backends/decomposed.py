@@ -45,7 +45,7 @@ from .devices import DeviceConfig
 from .distillation import DistillConfig, augment, check_token_keep, distill, soft_label_kl
 from .fusion import fit_head
 from .grouping import ClassGroups, confusion_matrix, group_by_confusion, group_randomly
-from .phases import Phases, training_steps
+from .phases import Phases, training_mode, training_steps
 from .pruning import keep_plan, prune_vit, unit_importance
 from .registry import register_backend
 from .submodels import ClassSubModel, finetune_submodel
@@ -248,25 +248,20 @@ def finetune_jointly(backend: DecomposedBackend, server: TimmViT, images: torch.
     optimizer = torch.optim.AdamW(backend.parameters(), lr=lr, weight_decay=weight_decay)
     server.eval()
     losses = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(2 ** 62, (1,), generator=gen)))
-        backend.train()
-        try:
-            for _ in training_steps(steps, "joint fine-tuning"):
-                index = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
-                batch, positions = augment(images[index], backend.num_patches, augmentation, token_keep, gen)
-                with torch.no_grad(), autocast(bf16):
-                    target = server(batch) if positions is None else server.forward_tokens(batch, positions)
-                with autocast(bf16):
-                    fused = backend.fusion([s(batch, positions) for s in backend.students])
-                loss = (1 - alpha) * F.cross_entropy(fused.float(), labels[index]) + \
-                    alpha * soft_label_kl(fused, target, temperature)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
-        finally:
-            backend.eval()
+    with training_mode(backend, gen):
+        for _ in training_steps(steps, "joint fine-tuning"):
+            index = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
+            batch, positions = augment(images[index], backend.num_patches, augmentation, token_keep, gen)
+            with torch.no_grad(), autocast(bf16):
+                target = server(batch) if positions is None else server.forward_tokens(batch, positions)
+            with autocast(bf16):
+                fused = backend.fusion([s(batch, positions) for s in backend.students])
+            loss = (1 - alpha) * F.cross_entropy(fused.float(), labels[index]) + \
+                alpha * soft_label_kl(fused, target, temperature)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
     return losses
 
 

@@ -26,7 +26,7 @@ from ..augmentation import pad_crop_flip
 from ..inference import autocast
 from ..models.timm_vit import TimmViT
 from ..selection import as_generator
-from .phases import training_steps
+from .phases import training_mode, training_steps
 from .relations import layer_pairs, recording_qkv, relation_kl
 
 
@@ -169,24 +169,19 @@ def distill(student: TimmViT, teacher: TimmViT, images: torch.Tensor, targets: t
     optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
     teacher.eval()
     losses = []
-    with torch.random.fork_rng(devices=[]):  # dropout / stochastic depth drawn from ``generator`` too
-        torch.manual_seed(int(torch.randint(2 ** 62, (1,), generator=gen)))
-        student.train()
-        try:
-            for _ in training_steps(steps, "distil"):
-                index = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
-                batch, positions = augment(images[index], student.num_patches, augmentation, token_keep, gen)
-                with torch.no_grad(), autocast(bf16), recording_qkv(teacher, [t for _, t in pairs]) as t_qkv:
-                    t_logits = _forward(teacher, batch, positions)
-                with autocast(bf16), recording_qkv(student, [s for s, _ in pairs]) as s_qkv:
-                    s_logits = _forward(student, batch, positions)
-                loss, _ = distillation_loss(s_logits, t_logits, targets[index], s_qkv, t_qkv, pairs, config)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
-        finally:
-            student.eval()
+    with training_mode(student, gen):
+        for _ in training_steps(steps, "distil"):
+            index = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
+            batch, positions = augment(images[index], student.num_patches, augmentation, token_keep, gen)
+            with torch.no_grad(), autocast(bf16), recording_qkv(teacher, [t for _, t in pairs]) as t_qkv:
+                t_logits = _forward(teacher, batch, positions)
+            with autocast(bf16), recording_qkv(student, [s for s, _ in pairs]) as s_qkv:
+                s_logits = _forward(student, batch, positions)
+            loss, _ = distillation_loss(s_logits, t_logits, targets[index], s_qkv, t_qkv, pairs, config)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
     return losses
 
 

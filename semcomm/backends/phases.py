@@ -13,11 +13,13 @@ phases simply run.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 
@@ -71,3 +73,16 @@ class Phases:
 def training_steps(steps: int, desc: str) -> range:
     """``range(steps)`` with a progress bar (``desc``, refreshed at most every 10 s) for a build's training loop."""
     return tqdm(range(steps), desc=desc, mininterval=10, leave=False, dynamic_ncols=True)
+
+
+@contextmanager
+def training_mode(module: nn.Module, generator: torch.Generator) -> Iterator[None]:
+    """``module`` in train mode for the block, and in eval mode after it, with torch's global RNG (dropout,
+    stochastic depth) forked and seeded from ``generator``, so a build's randomness all comes from its generator."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(2 ** 62, (1,), generator=generator)))
+        module.train()
+        try:
+            yield
+        finally:
+            module.eval()

@@ -37,7 +37,7 @@ from .devices import DeviceConfig
 from .distillation import augment, check_token_keep, soft_label_kl
 from .experts import ExpertBackend, ExpertClasses, ExpertStage, TopKMassRouter
 from .grouping import confusion_matrix, group_by_confusion, group_randomly
-from .phases import Phases, training_steps
+from .phases import Phases, training_mode, training_steps
 from .pruning import plan_for_budget, prune_vit, unit_importance
 from .registry import register_backend
 from .vitspec import ViTSpec
@@ -122,27 +122,22 @@ def train_specialist(expert: ExpertStage, images: torch.Tensor, labels: torch.Te
     gen = as_generator(generator)
     optimizer = torch.optim.AdamW(expert.parameters(), lr=lr, weight_decay=weight_decay)
     losses = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(2 ** 62, (1,), generator=gen)))
-        expert.train()
-        try:
-            for step in training_steps(len(shares), "specialist"):
-                share = shares[step]
-                index = domain_batch(inside, outside, share, min(batch_size, len(labels)), gen)
-                batch, positions = augment(images[index], expert.vit.num_patches, augmentation, token_keep, gen)
-                with autocast(bf16):
-                    logits = expert(batch, positions)
-                loss = F.cross_entropy(logits.float(), labels[index])
-                if kd_weight:
-                    with torch.no_grad(), autocast(bf16):
-                        target = teacher(batch) if positions is None else teacher.forward_tokens(batch, positions)
-                    loss = loss + kd_weight * soft_label_kl(logits, target, temperature)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
-        finally:
-            expert.eval()
+    with training_mode(expert, gen):
+        for step in training_steps(len(shares), "specialist"):
+            share = shares[step]
+            index = domain_batch(inside, outside, share, min(batch_size, len(labels)), gen)
+            batch, positions = augment(images[index], expert.vit.num_patches, augmentation, token_keep, gen)
+            with autocast(bf16):
+                logits = expert(batch, positions)
+            loss = F.cross_entropy(logits.float(), labels[index])
+            if kd_weight:
+                with torch.no_grad(), autocast(bf16):
+                    target = teacher(batch) if positions is None else teacher.forward_tokens(batch, positions)
+                loss = loss + kd_weight * soft_label_kl(logits, target, temperature)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
     return losses
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from ..models.timm_vit import TimmViT
 from ..selection import as_generator
 from .base import ViTStage
-from .phases import training_steps
+from .phases import training_mode, training_steps
 
 
 class ClassSubModel(ViTStage):
@@ -90,13 +90,8 @@ def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Te
     gen = as_generator(generator)
     optimizer = torch.optim.AdamW(sub.parameters(), lr=lr, weight_decay=weight_decay)
     losses = []
-    with torch.random.fork_rng(devices=[]):  # dropout / stochastic depth drawn from ``generator`` too
-        torch.manual_seed(int(torch.randint(2 ** 62, (1,), generator=gen)))
-        sub.train()
-        try:
-            _steps(sub, pool, local, steps, batch_size, keep, optimizer, gen, losses)
-        finally:
-            sub.eval()
+    with training_mode(sub, gen):
+        _steps(sub, pool, local, steps, batch_size, keep, optimizer, gen, losses)
     return losses
 
 
