@@ -1,6 +1,6 @@
 """Gate comparison: min-entropy, Shannon entropy and margin at equal offload rates.
 
-Each gate is calibrated on one half of the test split (CIFAR-10 by default; a fixed seed)
+Each gate is calibrated on one half of the evaluation split (CIFAR-10's test split by default; a fixed seed)
 for a target offload rate and evaluated on the other half, with the server
 classifying offloaded images from all their patches. Prints, per gate and
 rate: the offload rate reached on the evaluation half and the collaborative
@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 
 from semcomm import create_model
-from semcomm.data import load_split
+from semcomm.data import evaluation_split, load_split
+from semcomm.comparisons import gate_table
 from semcomm.gating import compare_gates
 from semcomm.inference import predict_logits
 
@@ -27,21 +28,15 @@ def main() -> None:
     parser.add_argument("--rates", default="0.1,0.2,0.3,0.4,0.5,0.7")
     args = parser.parse_args()
 
-    split = load_split(args.dataset, "test", limit=args.limit)
-    edge_logits = predict_logits(create_model(args.edge), split.images, desc="edge")
+    edge = create_model(args.edge)
+    split = load_split(args.dataset, evaluation_split(args.dataset), limit=args.limit, image_size=edge.image_size[0])
+    edge_logits = predict_logits(edge, split.images, desc="edge")
     server_logits = predict_logits(create_model(args.server), split.images, desc="server")
     rows = compare_gates(edge_logits, server_logits, split.labels, tuple(float(r) for r in args.rates.split(",")))
     print(f"# {split.name}: calibrated on {len(split) // 2} images, evaluated on {len(split) - len(split) // 2}; "
           f"edge alone {100 * rows[0]['top1']:.2f}%, server alone {100 * rows[1]['top1']:.2f}%")
-    print(gate_table(rows))
+    print(gate_table(rows, title=False))
 
-
-def gate_table(rows: list[dict]) -> str:
-    """Markdown table of :func:`semcomm.gating.compare_gates` rows."""
-    lines = ["| gate | target offload | threshold | offload reached | top-1 |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['gate']} | {r['target']:.0%} | {r['threshold']:.4f} | {r['offload']:.1%} | {100 * r['top1']:.2f}% |"
-              for r in rows if "target" in r]
-    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()

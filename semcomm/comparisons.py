@@ -165,10 +165,12 @@ def operating_point_table(points: list[dict], n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def gate_table(rows: list[dict]) -> str:
+def gate_table(rows: list[dict], title: bool = True) -> str:
+    """:func:`~semcomm.gating.compare_gates` rows as markdown (``title``: with a heading and the edge and server
+    alone)."""
     lines = ["## 3. Gates at equal offload rates (calibrated on one half, evaluated on the other)\n",
-             f"edge alone {_pct(rows[0]['top1'])}, server alone {_pct(rows[1]['top1'])}\n",
-             "| gate | target offload | threshold | offload reached | top-1 |", "|---|---:|---:|---:|---:|"]
+             f"edge alone {_pct(rows[0]['top1'])}, server alone {_pct(rows[1]['top1'])}\n"] if title else []
+    lines += ["| gate | target offload | threshold | offload reached | top-1 |", "|---|---:|---:|---:|---:|"]
     lines += [f"| {r['gate']} | {r['target']:.0%} | {r['threshold']:.4f} | {r['offload']:.1%} | {_pct(r['top1'])} |"
               for r in rows if "target" in r]
     return "\n".join(lines) + "\n"
