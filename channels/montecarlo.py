@@ -176,6 +176,26 @@ def import_ray(needed_by: str = "run_ber(engine='ray')"):
     return ray
 
 
+def join_ray(address: str | None, connect_timeout_s: float, needed_by: str = "run_ber(engine='ray')"):
+    """Import Ray and join what runs: the instance this process already has, else the cluster at ``address``.
+
+    Returns ``(ray, joined)``; ``joined`` is False when Ray is not running and there is no address, so the
+    caller starts a local instance of its own. An unreachable or unjoinable address is a ConnectionError
+    naming it (a malformed one a ValueError)."""
+    ray = import_ray(needed_by)
+    if address is not None:
+        check_reachable(address, connect_timeout_s)
+    if ray.is_initialized():
+        return ray, True
+    if address is None:
+        return ray, False
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except Exception as err:  # Ray raises ConnectionError, RuntimeError, TimeoutError, ...
+        raise ConnectionError(f"could not join the Ray cluster at {address!r}: {err}") from err
+    return ray, True
+
+
 def check_reachable(address: str, timeout_s: float) -> None:
     """ConnectionError unless a TCP connection to ``address`` (``host:port`` or ``ray://host:port``)
     opens within ``timeout_s`` seconds; ``"auto"`` and ``"local"`` are left to Ray."""
@@ -245,17 +265,8 @@ class RayRunner:
 
     def connect(self):
         """Join or start Ray as described in the class docstring; returns the ``ray`` module."""
-        ray = import_ray()
-        if self.address is not None:
-            check_reachable(self.address, self.connect_timeout_s)
-        if ray.is_initialized():
-            return ray
-        if self.address is not None:
-            try:
-                ray.init(address=self.address, log_to_driver=False)
-            except Exception as err:  # Ray raises ConnectionError, RuntimeError, TimeoutError, ...
-                raise ConnectionError(f"could not join the Ray cluster at {self.address!r}: {err}") from err
-        else:
+        ray, joined = join_ray(self.address, self.connect_timeout_s)
+        if not joined:
             ray.init(num_cpus=self.num_cpus, object_store_memory=self.object_store_memory, include_dashboard=False,
                      log_to_driver=False)
             self._started = True

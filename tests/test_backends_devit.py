@@ -270,7 +270,7 @@ def _copies(modules):
     (dict(num_students=0), ValueError, "the number of students N must be an integer >= 1"),
     (dict(num_students=11), ValueError, "N = 11 students need at least N classes"),
     (dict(groups=ClassGroups([[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]], 10)), ValueError, "the groups are 1 over 10 classes"),
-    (dict(groups="by-colour"), ValueError, "groups must be 'random', 'confusion' or a ClassGroups"),
+    (dict(groups="by-colour"), ValueError, "groups must be 'confusion', 'random' or a ClassGroups"),
     (dict(data="some"), ValueError, "data must be 'all' or 'group'"),
 ])
 def test_bad_decomposition_settings_are_named(server, data, kwargs, error, message):

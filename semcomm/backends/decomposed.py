@@ -44,7 +44,7 @@ from .base import Backend, Stage, check_labels, check_members, parameter_bytes
 from .devices import DeviceConfig
 from .distillation import DistillConfig, augment, check_token_keep, distill, soft_label_kl
 from .fusion import fit_head
-from .grouping import ClassGroups, confusion_matrix, group_by_confusion, group_randomly
+from .grouping import ClassGroups, groups_by
 from .phases import Phases, training_mode, training_steps
 from .pruning import keep_plan, prune_vit, unit_importance
 from .registry import register_backend
@@ -396,13 +396,8 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
         if groups.num_classes != server.num_classes or len(groups) != n:
             raise ValueError(f"the groups are {len(groups)} over {groups.num_classes} classes but the build has "
                              f"N = {n} students over the server's {server.num_classes} classes")
-    elif groups == "random":
-        groups = group_randomly(server.num_classes, n, group_seed)
-    elif groups == "confusion":
-        logits = predict_logits(server, images, bf16=bf16)
-        groups = group_by_confusion(confusion_matrix(logits, labels, server.num_classes), n)
     else:
-        raise ValueError(f"groups must be 'random', 'confusion' or a ClassGroups, got {groups!r}")
+        groups = groups_by(groups, server, n, images, labels, group_seed, bf16)
 
     losses: dict[str, list[float]] = {}
     students = []

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..inference import predict_logits
 from ..selection import as_generator
 
 
@@ -176,3 +177,15 @@ def group_randomly(num_classes: int, num_groups: int, generator: torch.Generator
     for size in sizes:
         bounds.append(bounds[-1] + size)
     return ClassGroups(tuple(tuple(order[bounds[i]:bounds[i + 1]]) for i in range(num_groups)), num_classes)
+
+
+def groups_by(method: str, model, count: int, images: torch.Tensor, labels: torch.Tensor, generator,
+              bf16: bool = False, what: str = "groups", alternative: str = "a ClassGroups") -> ClassGroups:
+    """``count`` balanced class groups by ``method``: ``"confusion"`` (``model``'s soft confusion on ``images``,
+    so confusable classes share a group) or ``"random"`` (drawn with ``generator``, a seed or a Generator)."""
+    if method == "random":
+        return group_randomly(model.num_classes, count, generator)
+    if method == "confusion":
+        logits = predict_logits(model, images, bf16=bf16)
+        return group_by_confusion(confusion_matrix(logits, labels, model.num_classes), count)
+    raise ValueError(f"{what} must be 'confusion', 'random' or {alternative}, got {method!r}")

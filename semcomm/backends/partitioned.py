@@ -26,14 +26,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..inference import predict_logits
 from ..models.timm_vit import TimmViT
 from ..selection import as_generator
 from .assignment import Assignment, assign_greedy
 from .base import Backend, Stage, check_labels, check_members
 from .devices import DeviceConfig
 from .fusion import FusionNetwork, train_fusion
-from .grouping import ClassGroups, confusion_matrix, group_by_confusion, group_randomly
+from .grouping import ClassGroups, groups_by
 from .phases import Phases
 from .pruning import full_plan, minimal_plan, plan_for_budget, prune_vit, pruned_parameters, unit_importance
 from .registry import register_backend
@@ -135,12 +134,7 @@ def make_groups(server: TimmViT, groups: str | ClassGroups, num_groups: int, ima
             raise ValueError(f"the groups cover {groups.num_classes} classes but the server has "
                              f"{server.num_classes}: mismatched class counts")
         return groups
-    if groups == "random":
-        return group_randomly(server.num_classes, num_groups, generator)
-    if groups == "confusion":
-        logits = predict_logits(server, images, bf16=False)
-        return group_by_confusion(confusion_matrix(logits, labels, server.num_classes), num_groups)
-    raise ValueError(f"groups must be 'confusion', 'random' or a ClassGroups, got {groups!r}")
+    return groups_by(groups, server, num_groups, images, labels, generator)
 
 
 def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tensor, labels: torch.Tensor,

@@ -28,8 +28,8 @@ import os
 
 import torch
 
-from channels.montecarlo import check_reachable as channels_check_reachable
 from channels.montecarlo import import_ray as channels_import_ray
+from channels.montecarlo import join_ray
 
 from .engine import DeviceResult, Engine, EngineError, fingerprint, run_stages
 
@@ -65,15 +65,6 @@ class _Deployment:
 def import_ray():
     """The ``ray`` module, or an ImportError saying how to install it."""
     return channels_import_ray("the Ray engine")
-
-
-def check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """:func:`channels.montecarlo.check_reachable` (a TCP connection to ``address`` within ``timeout_s``),
-    its errors raised as :class:`EngineError`."""
-    try:
-        channels_check_reachable(address, timeout_s)
-    except (ValueError, ConnectionError) as err:
-        raise EngineError(str(err)) from None
 
 
 def _session(ray) -> str | None:
@@ -129,16 +120,11 @@ class RayEngine(Engine):
     # ---- the cluster ----------------------------------------------------------------------------
     def connect(self, devices=None):
         """Join or start Ray (once); returns the ``ray`` module."""
-        ray = import_ray()
-        if self.address is not None:
-            check_reachable(self.address, self.connect_timeout_s)
-        if ray.is_initialized():
-            return ray
-        if self.address is not None:
-            try:
-                ray.init(address=self.address, log_to_driver=False)
-            except Exception as err:  # Ray raises ConnectionError, RuntimeError, TimeoutError, ...
-                raise EngineError(f"could not join the Ray cluster at {self.address!r}: {err}") from err
+        try:
+            ray, joined = join_ray(self.address, self.connect_timeout_s, "the Ray engine")
+        except (ValueError, ConnectionError) as err:
+            raise EngineError(str(err)) from None
+        if joined:
             return ray
         resources = {**self._resources, **({} if devices is None else devices.ray_resources())}
         ray.init(num_cpus=self.num_cpus, object_store_memory=self.object_store_memory, include_dashboard=False,

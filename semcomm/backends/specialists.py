@@ -36,7 +36,7 @@ from .base import check_labels
 from .devices import DeviceConfig
 from .distillation import augment, check_token_keep, soft_label_kl
 from .experts import ExpertBackend, ExpertClasses, ExpertStage, TopKMassRouter
-from .grouping import confusion_matrix, group_by_confusion, group_randomly
+from .grouping import groups_by
 from .phases import Phases, training_mode, training_steps
 from .pruning import plan_for_budget, prune_vit, unit_importance
 from .registry import register_backend
@@ -167,13 +167,7 @@ def make_subsets(edge: TimmViT, subsets: str | ExpertClasses, num_experts: int, 
             raise ValueError(f"the subsets are {len(subsets)} over {subsets.num_classes} classes but the build has "
                              f"{num_experts} experts over the edge's {edge.num_classes} classes")
         return subsets
-    if subsets == "random":
-        groups = group_randomly(edge.num_classes, num_experts, generator)
-    elif subsets == "confusion":
-        logits = predict_logits(edge, images, bf16=bf16)
-        groups = group_by_confusion(confusion_matrix(logits, labels, edge.num_classes), num_experts)
-    else:
-        raise ValueError(f"subsets must be 'confusion', 'random' or an ExpertClasses, got {subsets!r}")
+    groups = groups_by(subsets, edge, num_experts, images, labels, generator, bf16, "subsets", "an ExpertClasses")
     return ExpertClasses(groups.groups, edge.num_classes)
 
 
