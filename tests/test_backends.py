@@ -18,6 +18,7 @@ from semcomm.backends import (
     pruned_parameters, train_fusion, unit_importance,
 )
 from semcomm.backends.pruning import full_plan, minimal_plan
+from semcomm.backends.distillation import soft_label_kl
 from semcomm.codec import EdgeEncoder, ServerDecoder
 from semcomm.rate import create_codec
 from semcomm.selection import TopK
@@ -40,7 +41,8 @@ def data():
 def partitioned(server, data):
     images, labels = data
     return build_partitioned(server, DeviceConfig.from_dict(TWO_DEVICES), images, labels, finetune_steps=1,
-                             recovery_steps=1, fusion_steps=2, batch_size=16, generator=0)
+                             recovery_steps=1, fusion_steps=2, batch_size=16, augmentation="pad-crop-flip",
+                             token_keep=(0.5, 1.0), kd_weight=1.0, bf16=True, generator=0)
 
 
 def test_importing_semcomm_and_its_backends_never_imports_ray():
@@ -228,6 +230,34 @@ def test_finetuning_a_sub_model_trains_it_on_its_own_classes(server, data):
     assert finetune_submodel(again, images, labels, steps=8, batch_size=18, lr=3e-3, generator=0) == losses
     with pytest.raises(ValueError, match=r"no training image belongs to the sub-model's classes \[0, 1, 2\]"):
         finetune_submodel(again, images[labels > 2], labels[labels > 2], steps=1)
+
+
+def test_a_sub_model_learns_from_a_teacher_on_augmented_partial_images(server, data):
+    images, labels = data
+    teacher = ClassSubModel.from_server(server, [0, 1, 2])
+    student = ClassSubModel.from_server(server, [0, 1, 2])
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    mine, _ = student.local_labels(labels)
+
+    def gap():
+        with torch.no_grad():
+            return float(soft_label_kl(student(images[mine]), teacher(images[mine]), 4.0))
+
+    before = gap()
+    kwargs = dict(steps=10, batch_size=18, lr=3e-3, augmentation="pad-crop-flip", token_keep=(0.5, 1.0),
+                  teacher=teacher, kd_weight=50.0, generator=0)
+    losses = finetune_submodel(student, images, labels, **kwargs)
+    assert len(losses) == 10 and all(math.isfinite(x) for x in losses)
+    assert gap() < before
+    with pytest.raises(ValueError, match="kd_weight > 0 needs a teacher sub-model over the same classes"):
+        finetune_submodel(student, images, labels, steps=1, kd_weight=1.0)
+    with pytest.raises(ValueError, match="kd_weight > 0 needs a teacher sub-model over the same classes"):
+        finetune_submodel(student, images, labels, steps=1, teacher=ClassSubModel.from_server(server, [0, 1]),
+                          kd_weight=1.0)
+    with pytest.raises(ValueError, match="token_keep is a range"):
+        finetune_submodel(student, images, labels, steps=1, token_keep=(0.0, 1.0))
 
 
 def test_pruning_keeps_what_the_plan_keeps_and_counts_parameters_exactly(server):

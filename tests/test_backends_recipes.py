@@ -14,7 +14,7 @@ from semcomm.backends.recipes import (
 def test_the_recipes_size_their_devices_and_scale_their_steps():
     partitioned = cifar10_recipe("partitioned", 5)
     assert partitioned.name == "partitioned-cifar10-n5" and len(partitioned.devices["devices"]) == 5
-    assert partitioned.devices["devices"][0]["memory_mb"] == pytest.approx(1.25 * 4 * 3_362_890 / 1e6 / 5, abs=1e-3)
+    assert partitioned.devices["devices"][0]["memory_mb"] == pytest.approx(4 * 3_362_890 / 5 / 1e6, abs=1e-3)
     devit = cifar10_recipe("devit", 2, scale=0.5)
     assert devit.build["distill_steps"] == round(4 * 781 * 0.5) and devit.build["student_keep"] == 1.0
     assert cifar10_recipe("devit", 5).build["student_depth"] == 4

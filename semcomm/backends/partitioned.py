@@ -6,11 +6,12 @@ Building one (:func:`build_partitioned`), in order:
    confusion (confusable classes share a sub-model) or at random;
 2. one sub-model per group, the server with its head restricted to the
    group (:class:`~semcomm.backends.submodels.ClassSubModel`), fine-tuned on
-   the group's images;
+   the group's images (optionally with the server's soft labels as well);
 3. place the sub-models on the devices greedily and give each a parameter
    budget (:mod:`~semcomm.backends.assignment`);
 4. prune each sub-model's heads and MLP units class-wise to its budget
-   (:mod:`~semcomm.backends.pruning`), then fine-tune it again to recover;
+   (:mod:`~semcomm.backends.pruning`), then fine-tune it again to recover
+   (optionally distilled from its unpruned self);
 5. train the fusion network on the sub-models' outputs
    (:mod:`~semcomm.backends.fusion`).
 
@@ -31,6 +32,7 @@ from ..selection import as_generator
 from .assignment import Assignment, assign_greedy
 from .base import Backend, Stage, check_labels, check_members
 from .devices import DeviceConfig
+from .distillation import check_token_keep
 from .fusion import FusionNetwork, train_fusion
 from .grouping import ClassGroups, groups_by
 from .phases import Phases
@@ -141,8 +143,9 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
                       groups: str | ClassGroups = "confusion", num_groups: int | None = None,
                       finetune_steps: int = 0, recovery_steps: int = 0, fusion_steps: int = 0,
                       importance_images: int = 256, fusion_images: int | None = None, batch_size: int = 64,
-                      lr: float = 1e-4, fusion_lr: float = 1e-3, fusion_hidden: int = 64, keep: int | None = None,
-                      bytes_per_param: int = 4, run_dir: str | Path | None = None, progress: bool = False,
+                      lr: float = 1e-4, fusion_lr: float = 1e-3, fusion_hidden: int = 64,
+                      augmentation: str = "none", token_keep: tuple[float, float] | None = None,
+                      kd_weight: float = 0.0, bf16: bool = False, bytes_per_param: int = 4, run_dir: str | Path | None = None, progress: bool = False,
                       generator: torch.Generator | int | None = None) -> PartitionedBuild:
     """Build a class-partitioned backend from a server ViT (steps in the module docstring).
 
@@ -156,7 +159,11 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
         finetune_steps, recovery_steps, fusion_steps: optimiser steps before pruning, after it, and of the fusion.
         importance_images: images of the group's classes the pruning criterion averages over.
         fusion_images: training images the fusion network sees (default: all).
-        keep: if set, fine-tuning keeps a random ``keep`` patches per image.
+        augmentation, token_keep: per-batch augmentation and range of kept-patch fractions in fine-tuning and
+            recovery (:func:`~semcomm.backends.distillation.augment`; None: whole images).
+        kd_weight: weight of the soft-label KL in fine-tuning (teacher: the server restricted to the group)
+            and recovery (teacher: the unpruned, fine-tuned sub-model); 0: cross-entropy only.
+        bf16: bfloat16 autocast in fine-tuning and recovery.
         bytes_per_param: bytes a parameter takes in device memory (4: float32).
         run_dir: keep each finished sub-model and the fusion there and resume from them (see
             :mod:`~semcomm.backends.phases`).
@@ -182,14 +189,19 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
     settings = dict(kind="partitioned", groups=groups.to_list(), devices=devices.to_dict(),
                     steps=[finetune_steps, recovery_steps, fusion_steps], importance_images=importance_images,
                     fusion_images=fusion_images, batch_size=batch_size, lr=[lr, fusion_lr],
-                    fusion_hidden=fusion_hidden, keep=keep, bytes_per_param=bytes_per_param, images=len(images))
+                    fusion_hidden=fusion_hidden, augmentation=augmentation, token_keep=check_token_keep(token_keep),
+                    kd_weight=kd_weight, bf16=bf16, bytes_per_param=bytes_per_param, images=len(images))
     phases = Phases(run_dir, settings, gen, progress)
     losses: dict[str, list[float]] = {}
     fractions, sizes = [], []
     for i, sub in enumerate(subs):
         def one_submodel(i=i, sub=sub):
-            history = {f"finetune/{i}": finetune_submodel(sub, images, labels, finetune_steps, batch_size, lr,
-                                                          keep=keep, generator=gen) if finetune_steps else []}
+            def finetune(model, teacher, steps):
+                return finetune_submodel(model, images, labels, steps, batch_size, lr, augmentation=augmentation,
+                                         token_keep=token_keep, teacher=teacher if kd_weight else None,
+                                         kd_weight=kd_weight, bf16=bf16, generator=gen) if steps else []
+
+            history = {f"finetune/{i}": finetune(sub, ClassSubModel.from_server(server, sub.classes), finetune_steps)}
             mine, local = sub.local_labels(labels)
             local_of = torch.full((len(labels),), -1, dtype=torch.int64)
             local_of[mine] = local
@@ -198,8 +210,7 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
             importance = unit_importance(sub.vit, images[chosen], local_of[chosen], batch_size)
             plan, fraction = plan_for_budget(sub.vit, importance, assignment.budgets[i] // bytes_per_param)
             pruned = ClassSubModel(prune_vit(sub.vit, plan), sub.classes)
-            history[f"recover/{i}"] = finetune_submodel(pruned, images, labels, recovery_steps, batch_size, lr,
-                                                        keep=keep, generator=gen) if recovery_steps else []
+            history[f"recover/{i}"] = finetune(pruned, sub, recovery_steps)
             return pruned, fraction, history
 
         subs[i], fraction, history = phases.run(f"submodel{i}", one_submodel)

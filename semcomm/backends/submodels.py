@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..inference import autocast
 from ..models.timm_vit import TimmViT
 from ..selection import as_generator
 from .base import ViTStage
+from .distillation import augment, check_token_keep, soft_label_kl
 from .phases import training_mode, training_steps
 
 
@@ -69,42 +71,54 @@ class ClassSubModel(ViTStage):
 
 def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Tensor, steps: int,
                       batch_size: int = 64, lr: float = 1e-4, weight_decay: float = 0.05,
-                      keep: int | None = None, generator: torch.Generator | int | None = None) -> list[float]:
-    """Fine-tune ``sub`` on the images of its own classes (cross-entropy over its outputs, AdamW).
+                      augmentation: str = "none", token_keep: tuple[float, float] | None = None,
+                      teacher: ClassSubModel | None = None, kd_weight: float = 0.0, temperature: float = 4.0,
+                      bf16: bool = False, generator: torch.Generator | int | None = None) -> list[float]:
+    """Fine-tune ``sub`` on the images of its own classes (AdamW).
+
+    The loss is the cross-entropy over the sub-model's outputs, plus ``kd_weight`` times the soft-label KL
+    (temperature T) to a frozen ``teacher`` over the same classes seeing the same patches (e.g. the unpruned
+    sub-model teaching its pruned copy).
 
     Args:
         images: N x 3 x H x W training images of all classes (only the group's are used).
         labels: N int64 full-label-space classes.
         steps: optimiser steps (each on ``batch_size`` images drawn with ``generator``).
-        keep: if set, each image keeps a random subset of ``keep`` patches (the server sees partial inputs).
+        augmentation, token_keep: per-batch augmentation and the range of kept-patch fractions
+            (:func:`~semcomm.backends.distillation.augment`; None: whole images).
+        teacher: a sub-model over the same classes, or None (then ``kd_weight`` must be 0).
+        bf16: run forward passes in bfloat16 autocast.
 
     Returns:
         the training loss of every step.
     """
     if steps < 0 or batch_size < 1:
         raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps} and {batch_size}")
+    if kd_weight and (teacher is None or teacher.classes != sub.classes):
+        raise ValueError("kd_weight > 0 needs a teacher sub-model over the same classes")
+    token_keep = check_token_keep(token_keep)
     mine, local = sub.local_labels(labels)
     if not mine.any():
         raise ValueError(f"no training image belongs to the sub-model's classes {list(sub.classes)}")
     pool = images[mine]
     gen = as_generator(generator)
     optimizer = torch.optim.AdamW(sub.parameters(), lr=lr, weight_decay=weight_decay)
+    if teacher is not None:
+        teacher.eval()
     losses = []
     with training_mode(sub, gen):
-        _steps(sub, pool, local, steps, batch_size, keep, optimizer, gen, losses)
+        for _ in training_steps(steps, "sub-model"):
+            index = torch.randint(len(pool), (min(batch_size, len(pool)),), generator=gen)
+            batch, positions = augment(pool[index], sub.vit.num_patches, augmentation, token_keep, gen)
+            with autocast(bf16):
+                logits = sub(batch, positions)
+            loss = F.cross_entropy(logits.float(), local[index])
+            if kd_weight:
+                with torch.no_grad(), autocast(bf16):
+                    target = teacher(batch, positions)
+                loss = loss + kd_weight * soft_label_kl(logits, target, temperature)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
     return losses
-
-
-def _steps(sub, pool, local, steps, batch_size, keep, optimizer, gen, losses) -> None:
-    for _ in training_steps(steps, "sub-model"):
-        index = torch.randint(len(pool), (min(batch_size, len(pool)),), generator=gen)
-        positions = None
-        if keep is not None:
-            n = sub.vit.num_patches
-            positions = torch.rand(len(index), n, generator=gen).argsort(1)[:, :keep].sort(1).values
-        logits = sub(pool[index], positions)
-        loss = F.cross_entropy(logits.float(), local[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
