@@ -194,27 +194,28 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
     phases = Phases(run_dir, settings, gen, progress)
     losses: dict[str, list[float]] = {}
     fractions, sizes = [], []
+
+    def finetune(model: ClassSubModel, teacher: ClassSubModel, steps: int) -> list[float]:
+        return finetune_submodel(model, images, labels, steps, batch_size, lr, augmentation=augmentation,
+                                 token_keep=token_keep, teacher=teacher if kd_weight else None,
+                                 kd_weight=kd_weight, bf16=bf16, generator=gen) if steps else []
+
+    def prune_and_recover(sub: ClassSubModel, budget: int) -> tuple[ClassSubModel, float, list[float]]:
+        mine, local = sub.local_labels(labels)
+        local_of = torch.full((len(labels),), -1, dtype=torch.int64)
+        local_of[mine] = local
+        chosen = mine.nonzero().flatten()
+        chosen = chosen[torch.randperm(len(chosen), generator=gen)[:importance_images]]
+        importance = unit_importance(sub.vit, images[chosen], local_of[chosen], batch_size)
+        plan, fraction = plan_for_budget(sub.vit, importance, budget // bytes_per_param)
+        pruned = ClassSubModel(prune_vit(sub.vit, plan), sub.classes)
+        return pruned, fraction, finetune(pruned, sub, recovery_steps)
+
     for i, sub in enumerate(subs):
-        def one_submodel(i=i, sub=sub):
-            def finetune(model, teacher, steps):
-                return finetune_submodel(model, images, labels, steps, batch_size, lr, augmentation=augmentation,
-                                         token_keep=token_keep, teacher=teacher if kd_weight else None,
-                                         kd_weight=kd_weight, bf16=bf16, generator=gen) if steps else []
-
-            history = {f"finetune/{i}": finetune(sub, ClassSubModel.from_server(server, sub.classes), finetune_steps)}
-            mine, local = sub.local_labels(labels)
-            local_of = torch.full((len(labels),), -1, dtype=torch.int64)
-            local_of[mine] = local
-            chosen = mine.nonzero().flatten()
-            chosen = chosen[torch.randperm(len(chosen), generator=gen)[:importance_images]]
-            importance = unit_importance(sub.vit, images[chosen], local_of[chosen], batch_size)
-            plan, fraction = plan_for_budget(sub.vit, importance, assignment.budgets[i] // bytes_per_param)
-            pruned = ClassSubModel(prune_vit(sub.vit, plan), sub.classes)
-            history[f"recover/{i}"] = finetune(pruned, sub, recovery_steps)
-            return pruned, fraction, history
-
-        subs[i], fraction, history = phases.run(f"submodel{i}", one_submodel)
-        losses.update(history)
+        sub, losses[f"finetune/{i}"] = phases.run(
+            f"finetune{i}", lambda: (sub, finetune(sub, ClassSubModel.from_server(server, sub.classes), finetune_steps)))
+        subs[i], fraction, losses[f"recover/{i}"] = phases.run(
+            f"submodel{i}", lambda: prune_and_recover(sub, assignment.budgets[i]))
         fractions.append(fraction)
         sizes.append(sum(p.numel() for p in subs[i].parameters()))
     fusion = FusionNetwork(groups, fusion_hidden, generator=gen)
