@@ -447,3 +447,22 @@ def test_building_draws_every_random_number_from_its_generator_and_leaves_the_gl
     assert first.losses == second.losses and first.backend.groups == second.backend.groups
     for a, b in zip(first.backend.state_dict().values(), second.backend.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_an_interrupted_partitioned_build_resumes_to_the_same_backend(server, data, tmp_path):
+    images, labels = data
+    kwargs = dict(groups="random", finetune_steps=2, recovery_steps=2, fusion_steps=2, batch_size=8,
+                  token_keep=(0.5, 1.0), kd_weight=1.0, generator=4)
+    devices = DeviceConfig.from_dict(TWO_DEVICES)
+    whole = build_partitioned(server, devices, images, labels, **kwargs)
+    build_partitioned(server, devices, images, labels, run_dir=tmp_path, **kwargs)
+    assert {p.name for p in tmp_path.glob("*.pt")} == {"finetune0.pt", "submodel0.pt", "finetune1.pt",
+                                                       "submodel1.pt", "fusion.pt"}
+    for name in ("submodel1.pt", "fusion.pt"):  # as if stopped after the second sub-model's fine-tuning
+        (tmp_path / name).unlink()
+    mtime = (tmp_path / "finetune1.pt").stat().st_mtime_ns
+    resumed = build_partitioned(server, devices, images, labels, run_dir=tmp_path, **kwargs)
+    assert (tmp_path / "finetune1.pt").stat().st_mtime_ns == mtime  # reloaded, not redone
+    assert resumed.losses == whole.losses and resumed.keep_fractions == whole.keep_fractions
+    assert all(torch.equal(a, b) for a, b in zip(whole.backend.state_dict().values(),
+                                                 resumed.backend.state_dict().values()))
