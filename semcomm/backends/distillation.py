@@ -71,6 +71,21 @@ def soft_label_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
                     log_target=True, reduction="batchmean") * t * t
 
 
+def supervised_loss(model, batch: torch.Tensor, positions: torch.Tensor | None, targets: torch.Tensor,
+                    teacher=None, kd_weight: float = 0.0, temperature: float = 4.0,
+                    bf16: bool = False) -> torch.Tensor:
+    """CE of ``model(batch, positions)`` (B x C logits) against B ``targets``, plus ``kd_weight`` x the soft-label
+    KL to a frozen ``teacher(batch, positions)`` over the same C classes (no gradient through the teacher)."""
+    with autocast(bf16):
+        logits = model(batch, positions)
+    loss = F.cross_entropy(logits.float(), targets)
+    if kd_weight:
+        with torch.no_grad(), autocast(bf16):
+            target = teacher(batch, positions)
+        loss = loss + kd_weight * soft_label_kl(logits, target, temperature)
+    return loss
+
+
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
                       student_qkv: dict, teacher_qkv: dict, pairs: Sequence[tuple[int, int]],
                       config: DistillConfig) -> tuple[torch.Tensor, dict[str, float]]:

@@ -27,14 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from ..inference import autocast, predict_logits
+from ..inference import predict_logits
 from ..models.timm_vit import TimmViT
 from ..selection import as_generator
-from .base import check_labels
+from .base import ViTStage, check_labels
 from .devices import DeviceConfig
-from .distillation import augment, check_token_keep, soft_label_kl
+from .distillation import augment, check_token_keep, supervised_loss
 from .experts import ExpertBackend, ExpertClasses, ExpertStage, TopKMassRouter
 from .grouping import groups_by
 from .phases import Phases, training_mode, training_steps
@@ -121,19 +120,14 @@ def train_specialist(expert: ExpertStage, images: torch.Tensor, labels: torch.Te
     shares = schedule.shares(steps, len(inside) / len(labels)) if steps else []
     gen = as_generator(generator)
     optimizer = torch.optim.AdamW(expert.parameters(), lr=lr, weight_decay=weight_decay)
+    soft_teacher = ViTStage(teacher.eval()) if kd_weight else None
     losses = []
     with training_mode(expert, gen):
         for step in training_steps(len(shares), "specialist"):
             share = shares[step]
             index = domain_batch(inside, outside, share, min(batch_size, len(labels)), gen)
             batch, positions = augment(images[index], expert.vit.num_patches, augmentation, token_keep, gen)
-            with autocast(bf16):
-                logits = expert(batch, positions)
-            loss = F.cross_entropy(logits.float(), labels[index])
-            if kd_weight:
-                with torch.no_grad(), autocast(bf16):
-                    target = teacher(batch) if positions is None else teacher.forward_tokens(batch, positions)
-                loss = loss + kd_weight * soft_label_kl(logits, target, temperature)
+            loss = supervised_loss(expert, batch, positions, labels[index], soft_teacher, kd_weight, temperature, bf16)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

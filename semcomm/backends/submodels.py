@@ -11,14 +11,12 @@ import copy
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..inference import autocast
 from ..models.timm_vit import TimmViT
 from ..selection import as_generator
 from .base import ViTStage
-from .distillation import augment, check_token_keep, soft_label_kl
+from .distillation import augment, check_token_keep, supervised_loss
 from .phases import training_mode, training_steps
 
 
@@ -110,13 +108,7 @@ def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Te
         for _ in training_steps(steps, "sub-model"):
             index = torch.randint(len(pool), (min(batch_size, len(pool)),), generator=gen)
             batch, positions = augment(pool[index], sub.vit.num_patches, augmentation, token_keep, gen)
-            with autocast(bf16):
-                logits = sub(batch, positions)
-            loss = F.cross_entropy(logits.float(), local[index])
-            if kd_weight:
-                with torch.no_grad(), autocast(bf16):
-                    target = teacher(batch, positions)
-                loss = loss + kd_weight * soft_label_kl(logits, target, temperature)
+            loss = supervised_loss(sub, batch, positions, local[index], teacher, kd_weight, temperature, bf16)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
