@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", type=Path, help="training state directory (default: cache/runs/PRESET)")
     p.add_argument("--init-from", help="warm restart from a zoo checkpoint (continuing its schedule at the "
                    "epoch its card records) or a safetensors file (from epoch 0)")
+    p.add_argument("--grow-from", metavar="NAME", help="start a deeper ViT from a trained shallower zoo model of the "
+                   "same width, its blocks stacked (progressive stacking; a new run's start only)")
     p.add_argument("--stop-after", type=int, help="train at most N epochs in this call; run again to continue")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--export", action="store_true", help="export to the zoo when done")
@@ -322,9 +324,9 @@ def _train(args) -> int:
     if backend:
         return _train_backend(args, backend[1], int(backend[2]))
     if args.preset in LATENT_PRESETS:
-        if args.data or args.size or args.geometry or args.batch_size:
-            raise ValueError(f"{args.preset} trains the CIFAR-10 codec pair as configured; --data, --size, --geometry "
-                             "and --batch-size are for ViT runs")
+        if args.data or args.size or args.geometry or args.batch_size or args.grow_from:
+            raise ValueError(f"{args.preset} trains the CIFAR-10 codec pair as configured; --data, --size, --geometry, "
+                             "--batch-size and --grow-from are for ViT runs")
         config = LATENT_PRESETS[args.preset]
         if args.epochs:
             config = replace(config, epochs=args.epochs)
@@ -341,7 +343,7 @@ def _train(args) -> int:
     train_split = load_split(dataset, "train", args.data_root, image_size=side)
     test_split = _load(args, None, side, dataset=dataset)
     config = replace(config, num_classes=len(train_split.classes))
-    for option, value in (("epochs", args.epochs), ("batch_size", args.batch_size)):
+    for option, value in (("epochs", args.epochs), ("batch_size", args.batch_size), ("grown_from", args.grow_from)):
         if value:
             config = replace(config, **{option: value})
     print(f"run {name}: {config.architecture}, {len(train_split.classes)} classes, {len(train_split)} training images "
@@ -364,7 +366,7 @@ def _train_backend(args, kind: str, devices: int) -> int:
     from .backends.recipes import cifar10_recipe, run_recipe
 
     ignored = [f"--{o.replace('_', '-')}" for o in ("data", "size", "geometry", "batch_size", "epochs", "init_from",
-                                                     "stop_after") if getattr(args, o, None)]
+                                                     "grow_from", "stop_after") if getattr(args, o, None)]
     if ignored:
         raise ValueError(f"a backend recipe is built as configured in semcomm.backends.recipes; {', '.join(ignored)} "
                          "do not apply")

@@ -147,9 +147,13 @@ def test_deit_recipe_with_a_low_resolution_phase_resumes_exactly(tmp_path):
 
 def test_imagenette_presets_train_on_imagenette_and_score_on_its_val_split():
     from semcomm.data import evaluation_split
-    from semcomm.training import PRESET_DATASETS, PRESETS
+    from semcomm.training import PRESET_DATASETS, PRESETS, recipe
 
     for name in ("vit-edge-imagenette", "vit-server-imagenette"):
         assert PRESET_DATASETS[name] == "imagenette" and PRESETS[name].augment == "deit"
     assert evaluation_split("imagenette") == "val" and evaluation_split("cifar10") == "test"
     assert PRESET_DATASETS["vit-server-dct-cifar10"] == "cifar10"
+    # the Imagenette server starts from the edge's stacked blocks; other geometries and data start from scratch
+    assert PRESETS["vit-server-imagenette"].grown_from == "vit-edge-imagenette"
+    _, other = recipe("server", "mydata", (64, 8))
+    assert other.grown_from is None and other.epochs == 150 and other.lr == 1e-3
