@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..inference import autocast
 from ..models.adapter import PatchGrid, ViTAdapter
 from .devices import DeviceConfig
 from .request import Request
@@ -180,6 +181,19 @@ class Backend(PatchGrid, nn.Module, ABC):
                 raise ValueError(f"device {name!r} holds {need / 1e6:.3f} MB of parameters "
                                  f"({', '.join(s.name for s in stages)}) but its memory_mb is "
                                  f"{self.devices[name].memory_mb}")
+
+    @torch.no_grad()
+    def stage_outputs(self, images: torch.Tensor, positions: torch.Tensor | None = None, batch_size: int = 256,
+                      bf16: bool = False) -> list[torch.Tensor]:
+        """Per stage, its outputs on all N images (in this process, ``batch_size`` at a time, float32), e.g. to
+        train a fusion on them; ``positions`` N x K or None as in :meth:`run`."""
+        outs = [[] for _ in self.stages]
+        for start in range(0, len(images), batch_size):
+            part = slice(start, start + batch_size)
+            with autocast(bf16):
+                for i, stage in enumerate(self.stages):
+                    outs[i].append(stage.module(images[part], None if positions is None else positions[part]).float())
+        return [torch.cat(o) for o in outs]
 
     def check_dataset(self, num_classes: int, what: str = "the data set") -> None:
         """Raise a ValueError unless ``what`` has as many classes as the backend's logits."""

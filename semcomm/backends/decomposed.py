@@ -167,18 +167,6 @@ class DecomposedBackend(Backend):
     def fuse(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.fusion(outputs)
 
-    @torch.no_grad()
-    def stage_outputs(self, images: torch.Tensor, positions: torch.Tensor | None = None, batch_size: int = 256,
-                      bf16: bool = False) -> list[torch.Tensor]:
-        """Per student, its N x D_i class tokens (in this process, batched), e.g. to train the fusion."""
-        outs = [[] for _ in self.students]
-        for start in range(0, len(images), batch_size):
-            part = slice(start, start + batch_size)
-            with autocast(bf16):
-                for i, student in enumerate(self.students):
-                    outs[i].append(student(images[part], None if positions is None else positions[part]).float())
-        return [torch.cat(o) for o in outs]
-
     # ---- saving (see semcomm.backends.storage) ----------------------------------------------------
     def describe(self) -> dict:
         """The structure (no weights) that :meth:`skeleton` rebuilds."""

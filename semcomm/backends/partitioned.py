@@ -82,17 +82,6 @@ class PartitionedBackend(Backend):
     def fuse(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return self.fusion(outputs)
 
-    @torch.no_grad()
-    def stage_outputs(self, images: torch.Tensor, positions: torch.Tensor | None = None,
-                      batch_size: int = 256) -> list[torch.Tensor]:
-        """Per sub-model, its B x len(group) logits (in this process, batched), e.g. to train the fusion."""
-        outs = [[] for _ in self.submodels]
-        for start in range(0, len(images), batch_size):
-            part = slice(start, start + batch_size)
-            for i, sub in enumerate(self.submodels):
-                outs[i].append(sub(images[part], None if positions is None else positions[part]).float())
-        return [torch.cat(o) for o in outs]
-
     # ---- saving (see semcomm.backends.storage) ----------------------------------------------------
     def describe(self) -> dict:
         """The structure (no weights) that :meth:`skeleton` rebuilds: each sub-model's pruned per-layer shape."""
