@@ -92,8 +92,9 @@ def cifar10_recipe(kind: str, num_devices: int, scale: float = 1.0, **changes) -
     Devices: partitioned, each holds a fifth of the server's float32 bytes whatever N (so every sub-model
     is pruned to at least 5x fewer parameters than the server, issue 11's target);
     DeViT, 4 MB each (an edge-sized student); experts, 8 MB each (the server pruned class-wise to about 60%
-    of its parameters, so N = 5 experts ship in about 21 MB of fp16). ``scale``
-    multiplies every step count; ``changes`` replace recipe fields.
+    of its parameters, so N = 5 experts ship in about 21 MB of fp16). Each partitioned sub-model and each
+    expert covers 10 / N classes, so its steps shrink as 2 / N beyond N = 2 (the same total for every N).
+    ``scale`` multiplies every step count; ``changes`` replace recipe fields.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown backend kind {kind!r}; choose from {', '.join(KINDS)}")
@@ -106,9 +107,11 @@ def cifar10_recipe(kind: str, num_devices: int, scale: float = 1.0, **changes) -
         return max(1, round(n * scale))
 
     n = num_devices
+    per_member = min(1.0, 2 / n)
     if kind == "partitioned":
         memory = 4 * 3_362_890 / 5 / 1e6
-        build = dict(groups="confusion", finetune_steps=steps(2 * EPOCH), recovery_steps=steps(4 * EPOCH),
+        build = dict(groups="confusion", finetune_steps=steps(2 * EPOCH * per_member),
+                     recovery_steps=steps(4 * EPOCH * per_member),
                      fusion_steps=steps(4 * EPOCH), importance_images=512, batch_size=64, lr=1e-4,
                      augmentation="pad-crop-flip", token_keep=(0.5, 1.0), kd_weight=1.0, bf16=True)
     elif kind == "devit":
@@ -119,8 +122,8 @@ def cifar10_recipe(kind: str, num_devices: int, scale: float = 1.0, **changes) -
                      lr=3e-4, joint_lr=5e-5, augmentation="pad-crop-flip", bf16=True)
     else:
         memory = 8.0
-        build = dict(subsets="confusion", top_k=3, steps=steps(3 * EPOCH), schedule=(3, 0.9), kd_weight=0.5,
-                     batch_size=64, lr=5e-5, augmentation="pad-crop-flip", bf16=True)
+        build = dict(subsets="confusion", top_k=3, steps=steps(3 * EPOCH * per_member), schedule=(3, 0.9),
+                     kd_weight=0.5, batch_size=64, lr=5e-5, augmentation="pad-crop-flip", bf16=True)
     devices = DeviceConfig.uniform(n, round(memory, 3), cpus=max(0.25, round(1 / n, 2))).to_dict()
     recipe = BackendRecipe(f"{kind}-cifar10-n{n}", kind, devices, build)
     return BackendRecipe(**{**asdict(recipe), **changes})
