@@ -14,7 +14,7 @@ with the share of offloaded images each expert served. All results also go
 to ``--json``.
 
     .venv/bin/python benchmarks/backends_cifar10.py [--kinds devit,experts,partitioned] [--devices 2,5]
-        [--scale 1.0] [--train-limit N] [--test-limit N] [--threads 1] [--json PATH] [--no-save]
+        [--scale 1.0] [--train-limit N] [--test-limit N] [--threads 1] [--json PATH] [--no-save] [--tables-only]
 
 Full scale takes hours on two cores (DeViT: 4 distillation epochs per student);
 ``--scale 0.002 --train-limit 2000 --test-limit 300`` checks the whole path in minutes.
@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 
 from semcomm.backends.recipes import KINDS, cifar10_recipe, run_recipe
+from semcomm.data import default_cache_dir
 
 
 def main() -> None:
@@ -42,6 +43,8 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--ray", action="store_true", help="also measure latency on Ray (a local instance)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--tables-only", action="store_true",
+                        help="build nothing: print the tables of the recipes already measured (their results.json)")
     args = parser.parse_args()
 
     kinds = [k for k in args.kinds.split(",") if k]
@@ -53,15 +56,23 @@ def main() -> None:
             name = f"{kind}-cifar10-n{n}" + (f"-trial-s{args.scale:g}-t{args.train_limit or 'all'}" if trial else "")
             recipe = cifar10_recipe(kind, n, args.scale, name=name, train_limit=args.train_limit,
                                     test_limit=args.test_limit)
-            run_dir = None if args.runs is None else args.runs / f"backend-{recipe.name}"
+            run_dir = (args.runs or default_cache_dir() / "runs") / f"backend-{recipe.name}"
+            if args.tables_only:
+                if (run_dir / "results.json").exists():
+                    rows.append(json.loads((run_dir / "results.json").read_text()))
+                continue
             print(f"# {recipe.name}", flush=True)
             rows.append(run_recipe(recipe, run_dir, save=not args.no_save, zoo_dir=args.zoo,
                                    latency_requests=args.latency_requests, threads=args.threads,
                                    ray=args.ray))
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=2, default=str))
+    print_tables(rows, args.threads)
 
-    print(f"\ntorch threads while timing: {args.threads}; latency is the in-process critical path "
+
+def print_tables(rows: list[dict], threads: int) -> None:
+    """The markdown tables of the module docstring, one row per measured recipe."""
+    print(f"\ntorch threads while timing: {threads}; latency is the in-process critical path "
           "(devices in parallel, slowest device + fusion), median over requests of whole test images\n")
     print("| backend | N | top-1 | server top-1 | change | largest device params (server / it) | "
           "largest device MMACs (server's) | host params | batch 1 ms (server ms) | speed-up | batch 64 speed-up | "
