@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from semcomm.bitstream import BitstreamError
 from semcomm.rate import format as fmt
-from semcomm.rate.bits import BitReader, BitWriter, subset_bits, subset_rank, subset_unrank, width_for
+from semcomm.rate.bits import (
+    BitReader, BitWriter, pack_fields, subset_bits, subset_rank, subset_unrank, unpack_fields, width_for,
+)
 from semcomm.rate.entropy import SetCosts, SymbolTables, rans_decode, rans_encode
 from semcomm.rate.hint import HintCoder, canonical_code, fuse, quantize_log_probs
 
@@ -259,3 +261,25 @@ def test_a_uniform_level_map_costs_one_flag_and_the_level():
     body = writer.to_bytes()
     with pytest.raises(BitstreamError, match="level 7 of a codec with 5 levels"):
         fmt.unpack(body + fmt.crc16(body).to_bytes(2, "big"), {3: layout})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 20), max_size=300), st.integers(0, 2**32 - 1))
+def test_packing_fields_in_numpy_matches_the_bit_writer_and_unpacks_exactly(widths, seed):
+    rng = np.random.default_rng(seed)
+    widths = np.asarray(widths, dtype=np.int64)
+    values = np.asarray([int(rng.integers(0, 1 << w)) if w else 0 for w in widths], dtype=np.int64)
+    writer = BitWriter()
+    for v, w in zip(values.tolist(), widths.tolist()):
+        writer.write(v, w)
+    value, bits = pack_fields(values, widths)
+    assert bits == writer.bits == widths.sum()
+    assert value == int.from_bytes(writer.to_bytes(), "big") >> writer.pad_bits()
+    assert np.array_equal(unpack_fields(value, widths), values)
+
+
+def test_packing_refuses_values_that_do_not_fit_their_widths():
+    with pytest.raises(ValueError, match="every value must be unsigned and fit its width"):
+        pack_fields(np.array([4]), np.array([2]))
+    with pytest.raises(ValueError, match="2 values but 1 widths"):
+        pack_fields(np.array([1, 1]), np.array([2]))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import numpy as np
+
 from ..bitstream import BitstreamError
 
 
@@ -65,6 +67,41 @@ class BitReader:
 
     def read_bytes(self, count: int, field: str = "field") -> bytes:
         return self.read(8 * count, field).to_bytes(count, "big")
+
+
+def pack_fields(values: np.ndarray, widths: np.ndarray) -> tuple[int, int]:
+    """(value, bits): unsigned ``values[i]`` in ``widths[i]`` bits each (0 allowed), MSB first, concatenated
+    into one integer of ``bits = sum(widths)`` bits (what :meth:`BitWriter.write` would build, in numpy)."""
+    values, widths = np.asarray(values, dtype=np.int64).ravel(), np.asarray(widths, dtype=np.int64).ravel()
+    if values.shape != widths.shape:
+        raise ValueError(f"{len(values)} values but {len(widths)} widths")
+    if len(values) and (widths.min() < 0 or widths.max() > 62 or values.min() < 0 or (values >> widths).any()):
+        raise ValueError("every value must be unsigned and fit its width (0..62 bits)")
+    bits = int(widths.sum())
+    if bits == 0:
+        return 0, 0
+    top = int(widths.max())
+    shifts = np.arange(top - 1, -1, -1)  # MSB first within the widest field
+    planes = (values[:, None] >> shifts) & 1  # fields x top
+    kept = shifts < widths[:, None]  # a field of width w keeps its last w columns
+    packed = np.packbits(planes[kept].astype(np.uint8))
+    return int.from_bytes(packed.tobytes(), "big") >> (-bits % 8), bits
+
+
+def unpack_fields(value: int, widths: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_fields`: the int64 fields of ``widths`` bits each from a ``sum(widths)``-bit value."""
+    widths = np.asarray(widths, dtype=np.int64).ravel()
+    bits = int(widths.sum())
+    if bits == 0:
+        return np.zeros(len(widths), dtype=np.int64)
+    pad = -bits % 8
+    stream = np.unpackbits(np.frombuffer((value << pad).to_bytes((bits + pad) // 8, "big"), dtype=np.uint8))
+    top = int(widths.max())
+    shifts = np.arange(top - 1, -1, -1)
+    kept = shifts < widths[:, None]
+    planes = np.zeros((len(widths), top), dtype=np.int64)
+    planes[kept] = stream[:bits]
+    return (planes << shifts).sum(1)
 
 
 def width_for(count: int) -> int:

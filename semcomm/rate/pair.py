@@ -26,7 +26,7 @@ import torch
 from ..bitstream import BitstreamError
 from ..inference import autocast
 from . import format as fmt
-from .bits import width_for
+from .bits import pack_fields, unpack_fields, width_for
 from .entropy import SetCosts, SymbolTables, rans_decode, rans_encode
 from .hint import HintCoder, fuse
 
@@ -153,7 +153,7 @@ class CodecPair(ABC):
             else:
                 offsets, widths = self.fixed_length(indexes)
                 values = np.clip(symbols - offsets, 0, (1 << widths) - 1)
-                frame.payload, frame.payload_bits = _raw(values, widths)
+                frame.payload, frame.payload_bits = pack_fields(values, widths)
             strings.append(fmt.pack(self.layout, frame, self.hint_coder))
         return strings
 
@@ -178,7 +178,7 @@ class CodecPair(ABC):
             symbols = np.asarray(rans_decode(tables, frame.state_code, frame.payload, indexes), dtype=np.int64)
         else:
             offsets, widths = self.fixed_length(indexes)
-            symbols = _unraw(frame.payload, widths) + offsets
+            symbols = unpack_fields(frame.payload, widths) + offsets
         return Received(torch.from_numpy(positions), torch.from_numpy(sent),
                         self.dequantize(symbols, sent, frame.params), frame.hint)
 
@@ -283,22 +283,6 @@ class TableCodedPair(CodecPair):
 
     def table_indexes(self, level, params):
         return ((level - 1)[:, None] * self.values_per_patch + np.arange(self.values_per_patch)).ravel()
-
-
-def _raw(symbols: np.ndarray, widths: np.ndarray) -> tuple[int, int]:
-    """Raw payload: each symbol in its own width (bits), MSB first -> (int, bits)."""
-    value, bits = 0, 0
-    for s, w in zip(symbols.tolist(), widths.tolist()):
-        value, bits = (value << w) | s, bits + w
-    return value, bits
-
-
-def _unraw(payload: int, widths: np.ndarray) -> np.ndarray:
-    out, shift = [], int(widths.sum())
-    for w in widths.tolist():
-        shift -= w
-        out.append((payload >> shift) & ((1 << w) - 1))
-    return np.asarray(out, dtype=np.int64)
 
 
 _REGISTRY: dict[str, Callable[..., CodecPair]] = {}
