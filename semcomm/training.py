@@ -164,15 +164,14 @@ def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float
 
 
 def build(config: TrainConfig, init_from: str | Path | None = None, grow: bool = True) -> TimmViT:
-    """``config.architecture`` with a random start, ``init_from``'s weights, or (``grow``) ``config.grown_from``'s
-    blocks stacked; ``grow=False`` skips the stacking (a resumed run loads its state over it anyway)."""
+    """``config.architecture`` started from ``init_from``'s weights (a warm restart), else (``grow``) from
+    ``config.grown_from``'s blocks stacked, else at random; ``grow=False`` skips the stacking (a resumed run
+    loads its state over it anyway)."""
     torch.manual_seed(config.seed)
     model = timm.create_model(config.architecture, num_classes=config.num_classes, drop_path_rate=config.drop_path)
-    if init_from is not None and config.grown_from:
-        raise ValueError("init_from and config.grown_from both set a start; choose one")
-    if init_from is not None:
+    if init_from is not None:  # a warm restart: these weights are the whole start, grown or not
         load_weights(model, init_from)
-    if config.grown_from and grow:
+    elif config.grown_from and grow:
         if config.grown_from not in {c.name for c in list_checkpoints()}:
             raise ValueError(f"grown_from names a trained zoo model to stack; {config.grown_from!r} is not in the "
                              "zoo (semcomm zoo lists it)")

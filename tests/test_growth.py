@@ -54,5 +54,14 @@ def test_a_training_run_grown_from_a_zoo_model_starts_from_its_stacked_blocks():
     assert not torch.allclose(fresh(images), edge(images), atol=1e-2)
     with pytest.raises(ValueError, match="'vit-nope' is not in the zoo"):
         build(TrainConfig(architecture="semcomm_vit_edge_p4_32", grown_from="vit-nope"))
-    with pytest.raises(ValueError, match="init_from and config.grown_from both set a start"):
-        build(config, init_from="weights.safetensors")
+
+
+def test_a_warm_restart_of_a_grown_run_starts_from_its_own_weights(tmp_path):
+    from semcomm.models import save_weights
+
+    config = TrainConfig(architecture=model_card("vit-edge-cifar10").architecture, grown_from="vit-edge-cifar10")
+    own = build(TrainConfig(architecture=config.architecture), grow=False)
+    save_weights(own.model, tmp_path / "own.safetensors")
+    restarted = build(config, init_from=tmp_path / "own.safetensors")
+    assert all(torch.equal(a.half().float(), b) for a, b in zip(own.state_dict().values(),
+                                                                restarted.state_dict().values()))  # fp16 file
