@@ -45,7 +45,7 @@ from .devices import DeviceConfig
 from .distillation import DistillConfig, augment, check_token_keep, distill, soft_label_kl
 from .fusion import fit_head
 from .grouping import ClassGroups, groups_by
-from .phases import Phases, training_mode, training_steps
+from .phases import Phases, optimizer_step, training_mode, training_steps
 from .pruning import keep_plan, prune_vit, unit_importance
 from .registry import register_backend
 from .submodels import ClassSubModel, finetune_submodel
@@ -246,10 +246,7 @@ def finetune_jointly(backend: DecomposedBackend, server: TimmViT, images: torch.
                 fused = backend.fusion([s(batch, positions) for s in backend.students])
             loss = (1 - alpha) * F.cross_entropy(fused.float(), labels[index]) + \
                 alpha * soft_label_kl(fused, target, temperature)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(optimizer, loss))
     return losses
 
 

@@ -26,7 +26,7 @@ from ..augmentation import pad_crop_flip
 from ..inference import autocast
 from ..models.timm_vit import TimmViT
 from ..selection import as_generator
-from .phases import training_mode, training_steps
+from .phases import optimizer_step, training_mode, training_steps
 from .relations import layer_pairs, recording_qkv, relation_kl
 
 
@@ -193,10 +193,7 @@ def distill(student: TimmViT, teacher: TimmViT, images: torch.Tensor, targets: t
             with autocast(bf16), recording_qkv(student, [s for s, _ in pairs]) as s_qkv:
                 s_logits = _forward(student, batch, positions)
             loss, _ = distillation_loss(s_logits, t_logits, targets[index], s_qkv, t_qkv, pairs, config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(optimizer, loss))
     return losses
 
 

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..selection import as_generator
 from .grouping import ClassGroups
-from .phases import training_steps
+from .phases import optimizer_step, training_steps
 
 
 class FusionNetwork(nn.Module):
@@ -113,9 +113,6 @@ def fit_head(head: torch.nn.Module, inputs: Sequence[torch.Tensor], loss_of: Cal
     for _ in training_steps(steps, "fusion head"):
         index = torch.randint(rows, (min(batch_size, rows),), generator=gen)
         loss = loss_of(head([x[index] for x in inputs]), index)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+        losses.append(optimizer_step(optimizer, loss))
     head.eval()
     return losses

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -134,7 +135,8 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
                       importance_images: int = 256, fusion_images: int | None = None, batch_size: int = 64,
                       lr: float = 1e-4, fusion_lr: float = 1e-3, fusion_hidden: int = 64,
                       augmentation: str = "none", token_keep: tuple[float, float] | None = None,
-                      kd_weight: float = 0.0, bf16: bool = False, bytes_per_param: int = 4, run_dir: str | Path | None = None, progress: bool = False,
+                      kd_weight: float = 0.0, bf16: bool = False, bytes_per_param: int = 4,
+                      run_dir: str | Path | None = None, progress: bool = False,
                       generator: torch.Generator | int | None = None) -> PartitionedBuild:
     """Build a class-partitioned backend from a server ViT (steps in the module docstring).
 
@@ -184,10 +186,14 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
     losses: dict[str, list[float]] = {}
     fractions, sizes = [], []
 
-    def finetune(model: ClassSubModel, teacher: ClassSubModel, steps: int) -> list[float]:
+    def finetune(model: ClassSubModel, teacher: ClassSubModel | None, steps: int) -> list[float]:
         return finetune_submodel(model, images, labels, steps, batch_size, lr, augmentation=augmentation,
-                                 token_keep=token_keep, teacher=teacher if kd_weight else None,
-                                 kd_weight=kd_weight, bf16=bf16, generator=gen) if steps else []
+                                 token_keep=token_keep, teacher=teacher, kd_weight=kd_weight, bf16=bf16,
+                                 generator=gen) if steps else []
+
+    def finetuned(sub: ClassSubModel) -> tuple[ClassSubModel, list[float]]:
+        teacher = ClassSubModel.from_server(server, sub.classes) if kd_weight and finetune_steps else None
+        return sub, finetune(sub, teacher, finetune_steps)
 
     def prune_and_recover(sub: ClassSubModel, budget: int) -> tuple[ClassSubModel, float, list[float]]:
         mine, local = sub.local_labels(labels)
@@ -198,13 +204,12 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
         importance = unit_importance(sub.vit, images[chosen], local_of[chosen], batch_size)
         plan, fraction = plan_for_budget(sub.vit, importance, budget // bytes_per_param)
         pruned = ClassSubModel(prune_vit(sub.vit, plan), sub.classes)
-        return pruned, fraction, finetune(pruned, sub, recovery_steps)
+        return pruned, fraction, finetune(pruned, sub if kd_weight else None, recovery_steps)
 
-    for i, sub in enumerate(subs):
-        sub, losses[f"finetune/{i}"] = phases.run(
-            f"finetune{i}", lambda: (sub, finetune(sub, ClassSubModel.from_server(server, sub.classes), finetune_steps)))
+    for i in range(len(subs)):
+        tuned, losses[f"finetune/{i}"] = phases.run(f"finetune{i}", partial(finetuned, subs[i]))
         subs[i], fraction, losses[f"recover/{i}"] = phases.run(
-            f"submodel{i}", lambda: prune_and_recover(sub, assignment.budgets[i]))
+            f"submodel{i}", partial(prune_and_recover, tuned, assignment.budgets[i]))
         fractions.append(fraction)
         sizes.append(sum(p.numel() for p in subs[i].parameters()))
     fusion = FusionNetwork(groups, fusion_hidden, generator=gen)

@@ -70,6 +70,14 @@ class Phases:
         return result
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+    """One optimiser step on ``loss`` (gradients cleared first); returns the loss as a float."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
 def training_steps(steps: int, desc: str) -> range:
     """``range(steps)`` with a progress bar (``desc``, refreshed at most every 10 s) for a build's training loop."""
     return tqdm(range(steps), desc=desc, mininterval=10, leave=False, dynamic_ncols=True)

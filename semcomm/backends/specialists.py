@@ -36,7 +36,7 @@ from .devices import DeviceConfig
 from .distillation import augment, check_token_keep, supervised_loss
 from .experts import ExpertBackend, ExpertClasses, ExpertStage, TopKMassRouter
 from .grouping import groups_by
-from .phases import Phases, training_mode, training_steps
+from .phases import Phases, optimizer_step, training_mode, training_steps
 from .pruning import plan_for_budget, prune_vit, unit_importance
 from .registry import register_backend
 from .vitspec import ViTSpec
@@ -128,10 +128,7 @@ def train_specialist(expert: ExpertStage, images: torch.Tensor, labels: torch.Te
             index = domain_batch(inside, outside, share, min(batch_size, len(labels)), gen)
             batch, positions = augment(images[index], expert.vit.num_patches, augmentation, token_keep, gen)
             loss = supervised_loss(expert, batch, positions, labels[index], soft_teacher, kd_weight, temperature, bf16)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(optimizer, loss))
     return losses
 
 

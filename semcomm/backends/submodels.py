@@ -17,7 +17,7 @@ from ..models.timm_vit import TimmViT
 from ..selection import as_generator
 from .base import ViTStage
 from .distillation import augment, check_token_keep, supervised_loss
-from .phases import training_mode, training_steps
+from .phases import optimizer_step, training_mode, training_steps
 
 
 class ClassSubModel(ViTStage):
@@ -109,8 +109,5 @@ def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Te
             index = torch.randint(len(pool), (min(batch_size, len(pool)),), generator=gen)
             batch, positions = augment(pool[index], sub.vit.num_patches, augmentation, token_keep, gen)
             loss = supervised_loss(sub, batch, positions, local[index], teacher, kd_weight, temperature, bf16)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
+            losses.append(optimizer_step(optimizer, loss))
     return losses
