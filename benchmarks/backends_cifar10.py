@@ -14,10 +14,14 @@ with the share of offloaded images each expert served. All results also go
 to ``--json``.
 
     .venv/bin/python benchmarks/backends_cifar10.py [--kinds devit,experts,partitioned] [--devices 2,5]
-        [--scale 1.0] [--train-limit N] [--test-limit N] [--threads 1] [--json PATH] [--no-save] [--tables-only]
+        [--scale 1.0] [--train-limit N] [--test-limit N] [--threads 1] [--json PATH] [--no-save] [--ray]
+        [--tables-only | --retime]
 
 Full scale takes hours on two cores (DeViT: 4 distillation epochs per student);
 ``--scale 0.002 --train-limit 2000 --test-limit 300`` checks the whole path in minutes.
+``--retime`` builds and evaluates nothing: it times the saved backends of the
+recipes already measured again (in process, and with ``--ray`` on a local Ray
+instance), for latencies taken on an idle machine.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import argparse
 import json
 from pathlib import Path
 
-from semcomm.backends.recipes import KINDS, cifar10_recipe, run_recipe
+from semcomm.backends.recipes import KINDS, cifar10_recipe, retime_recipe, run_recipe
 from semcomm.data import default_cache_dir
 
 
@@ -45,6 +49,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--tables-only", action="store_true",
                         help="build nothing: print the tables of the recipes already measured (their results.json)")
+    parser.add_argument("--retime", action="store_true",
+                        help="build nothing: time the saved backends of the recipes already measured again (e.g. "
+                             "on an idle machine; with --ray also on Ray), update their results.json and cards")
     args = parser.parse_args()
 
     kinds = [k for k in args.kinds.split(",") if k]
@@ -60,6 +67,13 @@ def main() -> None:
             if args.tables_only:
                 if (run_dir / "results.json").exists():
                     rows.append(json.loads((run_dir / "results.json").read_text()))
+                continue
+            if args.retime:
+                if (run_dir / "results.json").exists():
+                    print(f"# timing {recipe.name}", flush=True)
+                    rows.append(retime_recipe(recipe, run_dir, save=not args.no_save, zoo_dir=args.zoo,
+                                              latency_requests=args.latency_requests, threads=args.threads,
+                                              ray=args.ray))
                 continue
             print(f"# {recipe.name}", flush=True)
             rows.append(run_recipe(recipe, run_dir, save=not args.no_save, zoo_dir=args.zoo,

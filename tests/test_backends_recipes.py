@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from backend_helpers import one_thread, tiny_data, tiny_vit  # noqa: F401 (fixture)
-from semcomm.backends import DecomposedBackend, ExpertBackend, PartitionedBackend
+from semcomm.backends import DecomposedBackend, Device, ExpertBackend, MonolithicBackend, PartitionedBackend
 from semcomm.backends.recipes import (
-    backend_logits, build_backend, cifar10_recipe, compare_offloading, measure_latency, partial_input_accuracy,
+    backend_logits, build_backend, cifar10_recipe, compare_offloading, measure_latencies, measure_latency,
+    partial_input_accuracy, retime_recipe,
 )
 
 
@@ -58,3 +59,20 @@ def test_every_recipe_builds_measures_and_compares_on_tiny_models(kind, expected
     assert partial[1]["top1"] == pytest.approx(whole)  # 16 of 16 patches: the whole images
     for device, macs in partial[0]["macs_per_device"].items():  # 4 patches cost less than 16 on every device
         assert 0 < macs < partial[1]["macs_per_device"][device]
+
+
+def test_latencies_time_the_backend_and_the_server_on_single_images_and_batches():
+    server = tiny_vit()
+    images, _ = tiny_data(70)
+    backend = MonolithicBackend(tiny_vit(seed=1, depth=1), Device("edge-box", memory_mb=10))
+    timed = measure_latencies(backend, server, images, None, latency_requests=2, threads=1)
+    assert set(timed) == {"latency"} and set(timed["latency"]) == {"batch1", "batch64"}
+    for batch, entry in (("batch1", timed["latency"]["batch1"]), ("batch64", timed["latency"]["batch64"])):
+        assert entry["backend"]["batch"] == entry["server"]["batch"] == int(batch[5:])
+        assert entry["speedup"] == pytest.approx(entry["server"]["critical_path_ms"] / entry["backend"]["critical_path_ms"])
+    assert timed["latency"]["batch64"]["backend"]["requests"] == 3  # at least 3 batched requests
+
+
+def test_timing_again_needs_a_measured_recipe(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the recipe devit-cifar10-n2 before timing it again"):
+        retime_recipe(cifar10_recipe("devit", 2), tmp_path)

@@ -25,6 +25,8 @@ recipe runs again (see :mod:`~semcomm.backends.phases`); the measurements go
 to ``results.json`` there, and the backend into the user zoo as ``<name>``
 (``<kind>-cifar10-n<N>``) with them on its card. ``scale`` multiplies every
 step count (``0.01`` for a quick check of the whole path).
+:func:`retime_recipe` times a recipe's saved backend again (on an idle
+machine, or on Ray) without building or evaluating anything.
 """
 from __future__ import annotations
 
@@ -234,6 +236,23 @@ def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: b
     if getattr(backend, "routed", False):
         results["offload"] = compare_offloading(edge, backend, test.images, test.labels, edge_logits, server_logits,
                                                 recipe.offload_rates)
+    results.update(measure_latencies(backend, server, test.images, edge_logits, latency_requests, threads, ray))
+    if save:
+        card = _save(backend, recipe, results, list(test.classes), zoo_dir)
+        results["saved"] = str(card.directory)
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
+    return results
+
+
+def measure_latencies(backend, server, images: torch.Tensor, edge_logits: torch.Tensor | None,
+                      latency_requests: int = 30, threads: int | None = None, ray: bool = False) -> dict:
+    """Critical-path latency of ``backend`` and of ``server`` (as a one-device backend) on requests of 1 and of 64
+    whole ``images``, in process and, with ``ray``, on a local :class:`~semcomm.backends.ray_engine.RayEngine`.
+
+    Returns:
+        ``{"latency": {"batch1": {"backend", "server", "speedup"}, "batch64": ...}}`` plus ``"latency_ray"`` (same
+        layout) with ``ray``; each entry as :func:`measure_latency` returns it.
+    """
     server_backend = MonolithicBackend(server, Device("server", memory_mb=1e6))
     engines = {"latency": LocalEngine()}
     if ray:
@@ -241,31 +260,51 @@ def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: b
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    results = {}
     try:
         for key, engine in engines.items():
             results[key] = {}
             for batch in (1, 64):
                 count = latency_requests if batch == 1 else max(3, latency_requests // 10)
-                mine = measure_latency(backend, test.images, batch, count, edge_logits, engine)
-                theirs = measure_latency(server_backend, test.images, batch, count, engine=engine)
+                mine = measure_latency(backend, images, batch, count, edge_logits, engine)
+                theirs = measure_latency(server_backend, images, batch, count, engine=engine)
                 results[key][f"batch{batch}"] = {"backend": mine, "server": theirs,
                                                  "speedup": theirs["critical_path_ms"] / mine["critical_path_ms"]}
     finally:
         torch.set_num_threads(previous)
         for engine in engines.values():
             engine.shutdown()
+    return results
+
+
+def retime_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: bool = True,
+                  zoo_dir: str | Path | None = None, latency_requests: int = 30, threads: int | None = None,
+                  ray: bool = False) -> dict:
+    """Measure the latencies of a recipe already run again (e.g. on an idle machine, or on Ray), on its saved
+    backend (looked up by name: the user zoo, then the shipped ones), and update its ``results.json`` and, with
+    ``save``, the card (the backend saved again as :func:`run_recipe` saves it; the same fp16 weights).
+
+    Raises:
+        FileNotFoundError: the recipe has no ``results.json`` yet (run it first).
+    """
+    from ..models import create_model
+    from .storage import load_backend
+
+    run_dir = Path(run_dir) if run_dir is not None else default_cache_dir() / "runs" / f"backend-{recipe.name}"
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run the recipe {recipe.name} before timing it again")
+    results = json.loads(path.read_text())
+    backend = load_backend(recipe.name)
+    server = create_model(recipe.server)
+    test = load_split(recipe.dataset, "test", limit=recipe.test_limit)
+    edge_logits = (predict_logits(create_model(recipe.edge), test.images, bf16=False)
+                   if getattr(backend, "routed", False) else None)
+    results.pop("latency_ray", None)
+    results.update(measure_latencies(backend, server, test.images, edge_logits, latency_requests, threads, ray))
     if save:
-        directory = None if zoo_dir is None else Path(zoo_dir) / "backends" / recipe.name
-        card = save_backend(backend, name=recipe.name, directory=directory,
-                            accuracy={"dataset": recipe.dataset, "split": "test", "images": len(test),
-                                      "top1": results["top1"], "server_top1": results["server_top1"]},
-                            latency={"engine": "local", **{k: {"critical_path_ms": v["backend"]["critical_path_ms"],
-                                                               "server_ms": v["server"]["critical_path_ms"],
-                                                               "speedup": v["speedup"]}
-                                                           for k, v in results["latency"].items()}},
-                            dataset=recipe.dataset, classes=list(test.classes), recipe=asdict(recipe))
-        results["saved"] = str(card.directory)
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
+        results["saved"] = str(_save(backend, recipe, results, list(test.classes), zoo_dir).directory)
+    path.write_text(json.dumps(results, indent=2, default=_jsonable))
     return results
 
 
@@ -301,6 +340,18 @@ def compare_offloading(edge, backend, images: torch.Tensor, labels: torch.Tensor
                      "server_top1": top1(with_server, labels), "edge_top1": top1(edge_logits, labels),
                      "share_served": result.share_served() if result.route is not None else None})
     return rows
+
+
+def _save(backend, recipe: BackendRecipe, results: dict, classes: list, zoo_dir: str | Path | None):
+    """Save ``backend`` as :func:`run_recipe` does, its accuracy and in-process latency on the card."""
+    directory = None if zoo_dir is None else Path(zoo_dir) / "backends" / recipe.name
+    latency = {key: {"critical_path_ms": v["backend"]["critical_path_ms"], "server_ms": v["server"]["critical_path_ms"],
+                     "speedup": v["speedup"]} for key, v in results["latency"].items()}
+    return save_backend(backend, name=recipe.name, directory=directory,
+                        accuracy={"dataset": recipe.dataset, "split": "test", "images": results["test_images"],
+                                  "top1": results["top1"], "server_top1": results["server_top1"]},
+                        latency={"engine": "local", **latency}, dataset=recipe.dataset, classes=classes,
+                        recipe=asdict(recipe))
 
 
 def _jsonable(value):
