@@ -10,7 +10,8 @@ Prints one table of accuracy, parameters and MACs per device and in-process
 critical-path latency against the server, one of accuracy on the codec's partial
 inputs (the patches spread-top-k picks by the edge's attention) against the server
 on the same patches, and for expert routing one of accuracy at equal offload rates
-with the share of offloaded images each expert served. All results also go
+with the share of offloaded images each expert served (and both answers
+fused with the edge's own prediction, as the codec's pairs fuse). All results also go
 to ``--json``.
 
     .venv/bin/python benchmarks/backends_cifar10.py [--kinds devit,experts,partitioned] [--devices 2,5]
@@ -122,14 +123,16 @@ def print_tables(rows: list[dict], threads: int) -> None:
                       f"{many['speedup']:.2f}x |")
     routed = [r for r in rows if "offload" in r]
     if routed:
-        print("\n| backend | offload | edge alone | edge + server | edge + experts | share served per expert |")
-        print("|---|---:|---:|---:|---:|---|")
+        fused = all("fused_top1" in o for r in routed for o in r["offload"])
+        extra = " edge + server, fused | edge + experts, fused |" if fused else ""
+        print(f"\n| backend | offload | edge alone | edge + server | edge + experts |{extra} share served per expert |")
+        print("|---|---:|---:|---:|---:|" + ("---:|---:|" if fused else "") + "---|")
         for r in routed:
             for o in r["offload"]:
                 shares = ", ".join(f"{100 * v:.0f}%" for v in (o["share_served"] or {}).values())
+                cells = (f" {100 * o['server_fused_top1']:.2f}% | {100 * o['fused_top1']:.2f}% |" if fused else "")
                 print(f"| {r['name']} | {100 * o['offload_rate']:.1f}% | {100 * o['edge_top1']:.2f}% | "
-                      f"{100 * o['server_top1']:.2f}% | {100 * o['top1']:.2f}% | {shares} |")
-
+                      f"{100 * o['server_top1']:.2f}% | {100 * o['top1']:.2f}% |{cells} {shares} |")
 
 if __name__ == "__main__":
     main()

@@ -10,6 +10,8 @@ from semcomm.backends.recipes import (
     backend_logits, build_backend, cifar10_recipe, compare_offloading, measure_latencies, measure_latency,
     partial_input_accuracy, retime_recipe,
 )
+from semcomm.inference import top1
+from semcomm.rate.hint import fuse
 
 
 def test_the_recipes_size_their_devices_and_scale_their_steps():
@@ -47,6 +49,10 @@ def test_every_recipe_builds_measures_and_compares_on_tiny_models(kind, expected
     assert latency["critical_path_ms"] > 0 and latency["bytes_per_image"] > 0 and latency["requests"] == 3
     rows = compare_offloading(edge, backend, images, labels, edge_logits, server(images).detach(), (0.25, 1.0))
     assert [r["offload_rate"] for r in rows] == [0.25, 1.0]
+    everything = rows[1]  # all offloaded: the fused answers are fuse(backend, edge) and fuse(server, edge) everywhere
+    edge_log_probs = edge_logits.log_softmax(-1)
+    assert everything["fused_top1"] == pytest.approx(top1(fuse(logits, edge_log_probs), labels))
+    assert everything["server_fused_top1"] == pytest.approx(top1(fuse(server(images).detach(), edge_log_probs), labels))
     if kind == "experts":
         assert sum(rows[1]["share_served"].values()) == pytest.approx(1.0)
         torch.testing.assert_close(torch.tensor(rows[1]["top1"]), torch.tensor(

@@ -41,6 +41,7 @@ import torch
 from ..data import default_cache_dir, load_split
 from ..gating import Gate
 from ..inference import predict_logits, top1
+from ..rate.hint import fuse
 from ..codec import EdgeEncoder
 from ..selection import SpreadTopK, TopK, mask_to_positions
 from .collaborate import collaborate
@@ -329,15 +330,21 @@ def partial_input_accuracy(backend, server, edge, images: torch.Tensor, labels: 
 
 def compare_offloading(edge, backend, images: torch.Tensor, labels: torch.Tensor, edge_logits: torch.Tensor,
                        server_logits: torch.Tensor, rates) -> list[dict]:
-    """Per offload rate: top-1 of edge + ``backend`` and of edge + server on the same offloaded images, and the
-    share each stage (expert) served."""
+    """Per offload rate: top-1 of edge + ``backend`` and of edge + server on the same offloaded images, each
+    also fused with the edge's own prediction on those images (:func:`~semcomm.rate.hint.fuse` at its default
+    weight, as the codec's pairs fuse), and the share each stage (expert) served."""
+    edge_log_probs = edge_logits.float().log_softmax(-1)
     rows = []
     for rate in rates:
         gate = Gate.calibrate(edge_logits, rate)
         result = collaborate(edge, backend, images, gate, edge_logits=edge_logits)
-        with_server = torch.where(result.offloaded[:, None], server_logits, edge_logits)
+        sent = result.offloaded[:, None]
+        with_server = torch.where(sent, server_logits, edge_logits)
         rows.append({"target_rate": rate, "offload_rate": result.offload_rate, "top1": result.top1(labels),
                      "server_top1": top1(with_server, labels), "edge_top1": top1(edge_logits, labels),
+                     "fused_top1": top1(torch.where(sent, fuse(result.logits, edge_log_probs), edge_logits), labels),
+                     "server_fused_top1": top1(torch.where(sent, fuse(server_logits, edge_log_probs), edge_logits),
+                                               labels),
                      "share_served": result.share_served() if result.route is not None else None})
     return rows
 
