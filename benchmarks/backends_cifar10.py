@@ -18,7 +18,7 @@ to ``--json``.
         [--scale 1.0] [--train-limit N] [--test-limit N] [--threads 1] [--json PATH] [--no-save] [--ray]
         [--tables-only | --retime]
 
-Full scale takes hours on two cores (DeViT: 4 distillation epochs per student);
+Full scale takes hours on two cores (DeViT: 5 distillation epochs per student);
 ``--scale 0.002 --train-limit 2000 --test-limit 300`` checks the whole path in minutes.
 ``--retime`` builds and evaluates nothing: it times the saved backends of the
 recipes already measured again (in process, and with ``--ray`` on a local Ray

@@ -22,7 +22,7 @@ def test_the_recipes_size_their_devices_and_scale_their_steps():
     assert cifar10_recipe("partitioned", 2).build["finetune_steps"] == 2 * 781
     assert cifar10_recipe("experts", 5).build["steps"] == round(3 * 781 * 2 / 5)
     devit = cifar10_recipe("devit", 2, scale=0.5)
-    assert devit.build["distill_steps"] == round(4 * 781 * 0.5) and devit.build["student_keep"] == 1.0
+    assert devit.build["distill_steps"] == round(5 * 781 * 0.5) and devit.build["student_keep"] == 1.0
     assert cifar10_recipe("devit", 5).build["student_depth"] == 4
     assert cifar10_recipe("experts", 2, test_limit=100).test_limit == 100
     with pytest.raises(ValueError, match="unknown backend kind 'monolith'"):

@@ -120,9 +120,9 @@ def cifar10_recipe(kind: str, num_devices: int, scale: float = 1.0, **changes) -
     elif kind == "devit":
         memory = 4.0
         build = dict(groups="random", group_seed=42, student_depth=None if n <= 2 else 4,
-                     student_keep=1.0 if n <= 2 else 0.5, distill_steps=steps(4 * EPOCH),
+                     student_keep=1.0 if n <= 2 else 0.5, distill_steps=steps(5 * EPOCH),
                      fusion_steps=steps(4 * EPOCH), joint_steps=steps(2 * EPOCH), data="all", batch_size=64,
-                     lr=3e-4, joint_lr=5e-5, augmentation="pad-crop-flip", bf16=True)
+                     lr=3e-4, joint_lr=5e-5, augmentation="pad-crop-flip", token_keep=(0.5, 1.0), bf16=True)
     else:
         memory = 8.0
         build = dict(subsets="confusion", top_k=3, steps=steps(3 * EPOCH * per_member), schedule=(3, 0.9),
