@@ -1,6 +1,7 @@
 """Backends without Ray: devices, requests, the monolithic and class-partitioned backends, the local engine."""
 from __future__ import annotations
 
+import copy
 import json
 import math
 import subprocess
@@ -18,7 +19,7 @@ from semcomm.backends import (
     pruned_parameters, train_fusion, unit_importance,
 )
 from semcomm.backends.pruning import full_plan, minimal_plan
-from semcomm.backends.distillation import soft_label_kl
+from semcomm.backends.distillation import logit_mse, soft_label_kl
 from semcomm.codec import EdgeEncoder, ServerDecoder
 from semcomm.rate import create_codec
 from semcomm.selection import TopK
@@ -230,6 +231,39 @@ def test_finetuning_a_sub_model_trains_it_on_its_own_classes(server, data):
     assert finetune_submodel(again, images, labels, steps=8, batch_size=18, lr=3e-3, generator=0) == losses
     with pytest.raises(ValueError, match=r"no training image belongs to the sub-model's classes \[0, 1, 2\]"):
         finetune_submodel(again, images[labels > 2], labels[labels > 2], steps=1)
+
+
+def test_a_sub_model_trained_on_all_images_matches_the_teachers_logits_on_other_classes_images(server, data):
+    images, labels = data
+    teacher = ClassSubModel.from_server(server, [0, 1, 2])
+    student = ClassSubModel.from_server(server, [0, 1, 2])
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    others = labels > 2  # images the sub-model never sees with data="group"
+
+    def gap():
+        with torch.no_grad():
+            return float(logit_mse(student(images[others]), teacher(images[others])))
+
+    before = gap()
+    kwargs = dict(steps=10, batch_size=18, lr=1e-3, teacher=teacher, kd_weight=10.0, kd_loss="logits", generator=0)
+    on_its_own = finetune_submodel(copy.deepcopy(student), images, labels, data="group", **kwargs)
+    losses = finetune_submodel(student, images, labels, data="all", **kwargs)
+    assert len(losses) == 10 and all(math.isfinite(x) for x in losses)
+    assert losses != on_its_own  # other batches: every image, not the group's only
+    assert gap() < 0.5 * before
+    with pytest.raises(ValueError, match="unknown kd_loss 'mse'; choose from kl, logits"):
+        finetune_submodel(student, images, labels, steps=1, teacher=teacher, kd_weight=1.0, kd_loss="mse")
+    with pytest.raises(ValueError, match="unknown sub-model training data 'others'; choose from group, all"):
+        finetune_submodel(student, images, labels, steps=1, data="others")
+
+
+def test_logit_matching_keeps_the_offset_that_soft_labels_ignore():
+    teacher = torch.tensor([[2.0, 1.0, 0.0]])
+    shifted = teacher + 3.0
+    assert float(soft_label_kl(shifted, teacher, 4.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(logit_mse(shifted, teacher)) == pytest.approx(27.0)  # 3 classes x 3^2
 
 
 def test_a_sub_model_learns_from_a_teacher_on_augmented_partial_images(server, data):

@@ -18,8 +18,8 @@ def test_the_recipes_size_their_devices_and_scale_their_steps():
     partitioned = cifar10_recipe("partitioned", 5)
     assert partitioned.name == "partitioned-cifar10-n5" and len(partitioned.devices["devices"]) == 5
     assert partitioned.devices["devices"][0]["memory_mb"] == pytest.approx(4 * 3_362_890 / 5 / 1e6, abs=1e-3)
-    assert partitioned.build["finetune_steps"] == round(2 * 781 * 2 / 5)  # members of 2 classes: 2/N the steps
-    assert cifar10_recipe("partitioned", 2).build["finetune_steps"] == 2 * 781
+    assert partitioned.build["recovery_steps"] == round(6 * 781 * 2 / 5)  # members of 2 classes: 2/N the steps
+    assert cifar10_recipe("partitioned", 2).build["recovery_steps"] == 6 * 781
     assert cifar10_recipe("experts", 5).build["steps"] == round(3 * 781 * 2 / 5)
     devit = cifar10_recipe("devit", 2, scale=0.5)
     assert devit.build["distill_steps"] == round(5 * 781 * 0.5) and devit.build["student_keep"] == 1.0

@@ -71,18 +71,32 @@ def soft_label_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
                     log_target=True, reduction="batchmean") * t * t
 
 
+KD_LOSSES = ("kl", "logits")
+
+
+def logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Mean over the B rows of the squared distance between raw logits (B x C each), summed over the C classes:
+    logit matching (Ba & Caruana, 2014). Unlike softmax-based terms it keeps the logits' common offset, so
+    models trained on different class groups stay on the teacher's one scale."""
+    return (student_logits.float() - teacher_logits.float()).pow(2).sum(-1).mean()
+
+
 def supervised_loss(model, batch: torch.Tensor, positions: torch.Tensor | None, targets: torch.Tensor,
-                    teacher=None, kd_weight: float = 0.0, temperature: float = 4.0,
-                    bf16: bool = False) -> torch.Tensor:
-    """CE of ``model(batch, positions)`` (B x C logits) against B ``targets``, plus ``kd_weight`` x the soft-label
-    KL to a frozen ``teacher(batch, positions)`` over the same C classes (no gradient through the teacher)."""
+                    teacher=None, kd_weight: float = 0.0, temperature: float = 4.0, bf16: bool = False,
+                    kd_loss: str = "kl") -> torch.Tensor:
+    """CE of ``model(batch, positions)`` (B x C logits) against B ``targets`` (rows with target -1, images of
+    none of the C classes, take no CE), plus ``kd_weight`` x a distillation term to a frozen
+    ``teacher(batch, positions)`` over the same C classes (no gradient through the teacher): the soft-label KL
+    at ``temperature`` (``kd_loss="kl"``) or :func:`logit_mse` (``"logits"``)."""
     with autocast(bf16):
         logits = model(batch, positions)
-    loss = F.cross_entropy(logits.float(), targets)
+    known = targets >= 0
+    loss = F.cross_entropy(logits[known].float(), targets[known]) if known.any() else logits.float().sum() * 0
     if kd_weight:
         with torch.no_grad(), autocast(bf16):
             target = teacher(batch, positions)
-        loss = loss + kd_weight * soft_label_kl(logits, target, temperature)
+        term = soft_label_kl(logits, target, temperature) if kd_loss == "kl" else logit_mse(logits, target)
+        loss = loss + kd_weight * term
     return loss
 
 

@@ -6,12 +6,13 @@ Building one (:func:`build_partitioned`), in order:
    confusion (confusable classes share a sub-model) or at random;
 2. one sub-model per group, the server with its head restricted to the
    group (:class:`~semcomm.backends.submodels.ClassSubModel`), fine-tuned on
-   the group's images (optionally with the server's soft labels as well);
+   the group's images, or on all images while matching the server's logits
+   for the group (``data="all"``, ``kd_loss="logits"``);
 3. place the sub-models on the devices greedily and give each a parameter
    budget (:mod:`~semcomm.backends.assignment`);
 4. prune each sub-model's heads and MLP units class-wise to its budget
    (:mod:`~semcomm.backends.pruning`), then fine-tune it again to recover
-   (optionally distilled from its unpruned self);
+   (the same way, optionally distilled from its unpruned self);
 5. train the fusion network on the sub-models' outputs
    (:mod:`~semcomm.backends.fusion`).
 
@@ -135,8 +136,8 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
                       importance_images: int = 256, fusion_images: int | None = None, batch_size: int = 64,
                       lr: float = 1e-4, fusion_lr: float = 1e-3, fusion_hidden: int = 64,
                       augmentation: str = "none", token_keep: tuple[float, float] | None = None,
-                      kd_weight: float = 0.0, bf16: bool = False, bytes_per_param: int = 4,
-                      run_dir: str | Path | None = None, progress: bool = False,
+                      kd_weight: float = 0.0, kd_loss: str = "kl", data: str = "group", bf16: bool = False,
+                      bytes_per_param: int = 4, run_dir: str | Path | None = None, progress: bool = False,
                       generator: torch.Generator | int | None = None) -> PartitionedBuild:
     """Build a class-partitioned backend from a server ViT (steps in the module docstring).
 
@@ -154,6 +155,9 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
             recovery (:func:`~semcomm.backends.distillation.augment`; None: whole images).
         kd_weight: weight of the soft-label KL in fine-tuning (teacher: the server restricted to the group)
             and recovery (teacher: the unpruned, fine-tuned sub-model); 0: cross-entropy only.
+        kd_loss, data: the distillation term (``"kl"``, soft labels, or ``"logits"``, raw-logit matching) and the
+            images each sub-model trains on (``"group"``: its classes', or ``"all"``); see
+            :mod:`~semcomm.backends.submodels`.
         bf16: bfloat16 autocast in fine-tuning and recovery.
         bytes_per_param: bytes a parameter takes in device memory (4: float32).
         run_dir: keep each finished sub-model and the fusion there and resume from them (see
@@ -181,15 +185,16 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
                     steps=[finetune_steps, recovery_steps, fusion_steps], importance_images=importance_images,
                     fusion_images=fusion_images, batch_size=batch_size, lr=[lr, fusion_lr],
                     fusion_hidden=fusion_hidden, augmentation=augmentation, token_keep=check_token_keep(token_keep),
-                    kd_weight=kd_weight, bf16=bf16, bytes_per_param=bytes_per_param, images=len(images))
+                    kd_weight=kd_weight, bf16=bf16, bytes_per_param=bytes_per_param, images=len(images),
+                    **({} if (kd_loss, data) == ("kl", "group") else {"kd_loss": kd_loss, "data": data}))
     phases = Phases(run_dir, settings, gen, progress)
     losses: dict[str, list[float]] = {}
     fractions, sizes = [], []
 
     def finetune(model: ClassSubModel, teacher: ClassSubModel | None, steps: int) -> list[float]:
         return finetune_submodel(model, images, labels, steps, batch_size, lr, augmentation=augmentation,
-                                 token_keep=token_keep, teacher=teacher, kd_weight=kd_weight, bf16=bf16,
-                                 generator=gen) if steps else []
+                                 token_keep=token_keep, teacher=teacher, kd_weight=kd_weight, kd_loss=kd_loss,
+                                 data=data, bf16=bf16, generator=gen) if steps else []
 
     def finetuned(sub: ClassSubModel) -> tuple[ClassSubModel, list[float]]:
         teacher = ClassSubModel.from_server(server, sub.classes) if kd_weight and finetune_steps else None

@@ -93,7 +93,9 @@ def cifar10_recipe(kind: str, num_devices: int, scale: float = 1.0, **changes) -
     """The recipe of ``kind`` for ``num_devices`` identical devices (N = 2 or 5 are the shipped ones).
 
     Devices: partitioned, each holds a fifth of the server's float32 bytes whatever N (so every sub-model
-    is pruned to at least 5x fewer parameters than the server, issue 11's target);
+    is pruned to at least 5x fewer parameters than the server, issue 11's target), and each pruned sub-model
+    learns on all training images to match the server's logits for its classes (no fine-tuning before
+    pruning: the unpruned sub-model *is* the server restricted to the group, so it would match already);
     DeViT, 4 MB each (an edge-sized student); experts, 8 MB each (the server pruned class-wise to about 60%
     of its parameters, so N = 5 experts ship in about 21 MB of fp16). Each partitioned sub-model and each
     expert covers 10 / N classes, so its steps shrink as 2 / N beyond N = 2 (the same total for every N).
@@ -113,10 +115,10 @@ def cifar10_recipe(kind: str, num_devices: int, scale: float = 1.0, **changes) -
     per_member = min(1.0, 2 / n)
     if kind == "partitioned":
         memory = 4 * 3_362_890 / 5 / 1e6
-        build = dict(groups="confusion", finetune_steps=steps(2 * EPOCH * per_member),
-                     recovery_steps=steps(4 * EPOCH * per_member),
+        build = dict(groups="confusion", finetune_steps=0, recovery_steps=steps(6 * EPOCH * per_member),
                      fusion_steps=steps(4 * EPOCH), importance_images=512, batch_size=64, lr=1e-4,
-                     augmentation="pad-crop-flip", token_keep=(0.5, 1.0), kd_weight=1.0, bf16=True)
+                     augmentation="pad-crop-flip", token_keep=(0.5, 1.0), kd_weight=1.0, kd_loss="logits",
+                     data="all", bf16=True)
     elif kind == "devit":
         memory = 4.0
         build = dict(groups="random", group_seed=42, student_depth=None if n <= 2 else 4,

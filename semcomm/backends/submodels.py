@@ -1,9 +1,16 @@
 """Sub-models of a class-partitioned backend: the server restricted to a group of classes, and their fine-tuning.
 
 A sub-model starts as a copy of the server ViT whose classifier keeps only
-the rows of its group's classes (so at first it ranks its classes exactly
-as the server does), is fine-tuned on images of its classes only, and is
-then pruned to its device (:mod:`~semcomm.backends.pruning`).
+the rows of its group's classes (so at first its logits are exactly the
+server's for those classes), is fine-tuned, and is pruned to its device
+(:mod:`~semcomm.backends.pruning`). Fine-tuning uses either the images of
+its classes only (``data="group"``, ED-ViT's reading) or every training
+image (``data="all"``: the cross-entropy on the images of its classes, the
+distillation term on all of them). Trained on its own classes only, a
+sub-model never sees the images it must *not* claim, and its logits are not
+comparable with the other sub-models'; matching the server's raw logits on
+every image (``kd_loss="logits"``) keeps all sub-models on the server's one
+scale, so the fusion starts from (an approximation of) the server's logits.
 """
 from __future__ import annotations
 
@@ -16,8 +23,11 @@ from torch import nn
 from ..models.timm_vit import TimmViT
 from ..selection import as_generator
 from .base import ViTStage
-from .distillation import augment, check_token_keep, supervised_loss
+from .distillation import KD_LOSSES, augment, check_token_keep, supervised_loss
 from .phases import optimizer_step, training_mode, training_steps
+
+
+SUBMODEL_DATA = ("group", "all")
 
 
 class ClassSubModel(ViTStage):
@@ -71,12 +81,14 @@ def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Te
                       batch_size: int = 64, lr: float = 1e-4, weight_decay: float = 0.05,
                       augmentation: str = "none", token_keep: tuple[float, float] | None = None,
                       teacher: ClassSubModel | None = None, kd_weight: float = 0.0, temperature: float = 4.0,
-                      bf16: bool = False, generator: torch.Generator | int | None = None) -> list[float]:
-    """Fine-tune ``sub`` on the images of its own classes (AdamW).
+                      kd_loss: str = "kl", data: str = "group", bf16: bool = False,
+                      generator: torch.Generator | int | None = None) -> list[float]:
+    """Fine-tune ``sub`` on the images of its own classes, or on all images (AdamW; module docstring).
 
-    The loss is the cross-entropy over the sub-model's outputs, plus ``kd_weight`` times the soft-label KL
-    (temperature T) to a frozen ``teacher`` over the same classes seeing the same patches (e.g. the unpruned
-    sub-model teaching its pruned copy).
+    The loss is the cross-entropy over the sub-model's outputs on the images of its classes, plus
+    ``kd_weight`` times a distillation term to a frozen ``teacher`` over the same classes seeing the same patches
+    (the server restricted to the group, or the unpruned sub-model teaching its pruned copy): the soft-label
+    KL at temperature T (``kd_loss="kl"``) or the squared distance of the raw logits (``"logits"``).
 
     Args:
         images: N x 3 x H x W training images of all classes (only the group's are used).
@@ -85,6 +97,7 @@ def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Te
         augmentation, token_keep: per-batch augmentation and the range of kept-patch fractions
             (:func:`~semcomm.backends.distillation.augment`; None: whole images).
         teacher: a sub-model over the same classes, or None (then ``kd_weight`` must be 0).
+        data: ``"group"`` (batches of the group's images) or ``"all"`` (batches of every image).
         bf16: run forward passes in bfloat16 autocast.
 
     Returns:
@@ -94,11 +107,18 @@ def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Te
         raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps} and {batch_size}")
     if kd_weight and (teacher is None or teacher.classes != sub.classes):
         raise ValueError("kd_weight > 0 needs a teacher sub-model over the same classes")
+    if kd_loss not in KD_LOSSES:
+        raise ValueError(f"unknown kd_loss {kd_loss!r}; choose from {', '.join(KD_LOSSES)}")
+    if data not in SUBMODEL_DATA:
+        raise ValueError(f"unknown sub-model training data {data!r}; choose from {', '.join(SUBMODEL_DATA)}")
     token_keep = check_token_keep(token_keep)
     mine, local = sub.local_labels(labels)
     if not mine.any():
         raise ValueError(f"no training image belongs to the sub-model's classes {list(sub.classes)}")
-    pool = images[mine]
+    if data == "group":
+        pool = images[mine]
+    else:
+        pool, local = images, torch.full((len(labels),), -1, dtype=torch.int64).masked_scatter_(mine, local)
     gen = as_generator(generator)
     optimizer = torch.optim.AdamW(sub.parameters(), lr=lr, weight_decay=weight_decay)
     if teacher is not None:
@@ -108,6 +128,7 @@ def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Te
         for _ in training_steps(steps, "sub-model"):
             index = torch.randint(len(pool), (min(batch_size, len(pool)),), generator=gen)
             batch, positions = augment(pool[index], sub.vit.num_patches, augmentation, token_keep, gen)
-            loss = supervised_loss(sub, batch, positions, local[index], teacher, kd_weight, temperature, bf16)
+            loss = supervised_loss(sub, batch, positions, local[index], teacher, kd_weight, temperature, bf16,
+                                   kd_loss)
             losses.append(optimizer_step(optimizer, loss))
     return losses
