@@ -352,7 +352,8 @@ def compare_offloading(edge, backend, images: torch.Tensor, labels: torch.Tensor
 
 
 def _save(backend, recipe: BackendRecipe, results: dict, classes: list, zoo_dir: str | Path | None):
-    """Save ``backend`` as :func:`run_recipe` does, its accuracy and in-process latency on the card."""
+    """Save ``backend`` as :func:`run_recipe` does: its accuracy, in-process latency and the recipe it was built
+    with (``results["recipe"]``) on the card."""
     directory = None if zoo_dir is None else Path(zoo_dir) / "backends" / recipe.name
     latency = {key: {"critical_path_ms": v["backend"]["critical_path_ms"], "server_ms": v["server"]["critical_path_ms"],
                      "speedup": v["speedup"]} for key, v in results["latency"].items()}
@@ -360,7 +361,7 @@ def _save(backend, recipe: BackendRecipe, results: dict, classes: list, zoo_dir:
                         accuracy={"dataset": recipe.dataset, "split": "test", "images": results["test_images"],
                                   "top1": results["top1"], "server_top1": results["server_top1"]},
                         latency={"engine": "local", **latency}, dataset=recipe.dataset, classes=classes,
-                        recipe=asdict(recipe))
+                        recipe=results["recipe"])  # the recipe it was built with (a recipe may change later)
 
 
 def _jsonable(value):
