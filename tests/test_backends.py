@@ -233,13 +233,19 @@ def test_finetuning_a_sub_model_trains_it_on_its_own_classes(server, data):
         finetune_submodel(again, images[labels > 2], labels[labels > 2], steps=1)
 
 
-def test_a_sub_model_trained_on_all_images_matches_the_teachers_logits_on_other_classes_images(server, data):
-    images, labels = data
+def teacher_and_perturbed_student(server):
+    """The server restricted to classes 0-2, and a copy of it with every weight perturbed (seeded)."""
     teacher = ClassSubModel.from_server(server, [0, 1, 2])
     student = ClassSubModel.from_server(server, [0, 1, 2])
     with torch.no_grad():
         for p in student.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return teacher, student
+
+
+def test_a_sub_model_trained_on_all_images_matches_the_teachers_logits_on_other_classes_images(server, data):
+    images, labels = data
+    teacher, student = teacher_and_perturbed_student(server)
     others = labels > 2  # images the sub-model never sees with data="group"
 
     def gap():
@@ -268,11 +274,7 @@ def test_logit_matching_keeps_the_offset_that_soft_labels_ignore():
 
 def test_a_sub_model_learns_from_a_teacher_on_augmented_partial_images(server, data):
     images, labels = data
-    teacher = ClassSubModel.from_server(server, [0, 1, 2])
-    student = ClassSubModel.from_server(server, [0, 1, 2])
-    with torch.no_grad():
-        for p in student.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    teacher, student = teacher_and_perturbed_student(server)
     mine, _ = student.local_labels(labels)
 
     def gap():
