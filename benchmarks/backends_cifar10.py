@@ -134,5 +134,6 @@ def print_tables(rows: list[dict], threads: int) -> None:
                 print(f"| {r['name']} | {100 * o['offload_rate']:.1f}% | {100 * o['edge_top1']:.2f}% | "
                       f"{100 * o['server_top1']:.2f}% | {100 * o['top1']:.2f}% |{cells} {shares} |")
 
+
 if __name__ == "__main__":
     main()

@@ -73,7 +73,7 @@ def test_latencies_time_the_backend_and_the_server_on_single_images_and_batches(
     backend = MonolithicBackend(tiny_vit(seed=1, depth=1), Device("edge-box", memory_mb=10))
     timed = measure_latencies(backend, server, images, None, latency_requests=2, threads=1)
     assert set(timed) == {"latency"} and set(timed["latency"]) == {"batch1", "batch64"}
-    for batch, entry in (("batch1", timed["latency"]["batch1"]), ("batch64", timed["latency"]["batch64"])):
+    for batch, entry in timed["latency"].items():
         assert entry["backend"]["batch"] == entry["server"]["batch"] == int(batch[5:])
         assert entry["speedup"] == pytest.approx(entry["server"]["critical_path_ms"] / entry["backend"]["critical_path_ms"])
     assert timed["latency"]["batch64"]["backend"]["requests"] == 3  # at least 3 batched requests

@@ -288,14 +288,12 @@ def make_student(init: TimmViT | dict, server: TimmViT, classes: Sequence[int], 
     if not 0 < keep <= 1:
         raise ValueError(f"keep is the fraction of heads and MLP units kept, in (0, 1], got {keep!r}")
     if keep < 1:
-        mine, local = ClassSubModel(vit, classes).local_labels(labels)
-        chosen = mine.nonzero().flatten()
+        targets = ClassSubModel(vit, classes).targets(labels)
+        chosen = (targets >= 0).nonzero().flatten()
         if len(chosen) == 0:
             raise ValueError(f"no training image belongs to the student's classes {classes}")
         chosen = chosen[torch.randperm(len(chosen), generator=gen)[:importance_images]]
-        lookup = torch.full((len(labels),), -1, dtype=torch.int64)
-        lookup[mine] = local
-        vit = prune_vit(vit, keep_plan(unit_importance(vit, images[chosen], lookup[chosen]), keep))
+        vit = prune_vit(vit, keep_plan(unit_importance(vit, images[chosen], targets[chosen]), keep))
     return StudentStage(vit.eval(), classes)
 
 
@@ -394,10 +392,8 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
                 history[f"subteacher/{i}"] = finetune_submodel(teacher, images, labels, subteacher_steps, batch_size,
                                                                lr=subteacher_lr, generator=gen)
             stage = make_student(student, server, group, images, labels, student_depth, student_keep, generator=gen)
-            mine, local = teacher.local_labels(labels)
-            targets = torch.full((len(labels),), -1, dtype=torch.int64)
-            targets[mine] = local
-            pool = slice(None) if data == "all" else mine
+            targets = teacher.targets(labels)
+            pool = slice(None) if data == "all" else targets >= 0
             history[f"distill/{i}"] = distill(
                 stage.vit, teacher.vit, images[pool], targets[pool], distill_steps, distill_config, batch_size, lr,
                 augmentation=augmentation, token_keep=token_keep, bf16=bf16, generator=gen) if distill_steps else []

@@ -74,6 +74,20 @@ def soft_label_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, te
 KD_LOSSES = ("kl", "logits")
 
 
+def check_kd_loss(kd_loss: str) -> str:
+    """``kd_loss`` when it names a distillation term of :func:`supervised_loss`, else a clear ValueError."""
+    if kd_loss not in KD_LOSSES:
+        raise ValueError(f"unknown kd_loss {kd_loss!r}; choose from {', '.join(KD_LOSSES)}")
+    return kd_loss
+
+
+def known_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of B x C ``logits`` over the rows whose target is >= 0 (-1: an image of none of the C
+    classes); zero, still attached to the graph, when no row has one."""
+    known = targets >= 0
+    return F.cross_entropy(logits[known].float(), targets[known]) if known.any() else logits.float().sum() * 0
+
+
 def logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """Mean over the B rows of the squared distance between raw logits (B x C each), summed over the C classes:
     logit matching (Ba & Caruana, 2014). Unlike softmax-based terms it keeps the logits' common offset, so
@@ -90,12 +104,12 @@ def supervised_loss(model, batch: torch.Tensor, positions: torch.Tensor | None, 
     at ``temperature`` (``kd_loss="kl"``) or :func:`logit_mse` (``"logits"``)."""
     with autocast(bf16):
         logits = model(batch, positions)
-    known = targets >= 0
-    loss = F.cross_entropy(logits[known].float(), targets[known]) if known.any() else logits.float().sum() * 0
+    loss = known_cross_entropy(logits, targets)
     if kd_weight:
         with torch.no_grad(), autocast(bf16):
             target = teacher(batch, positions)
-        term = soft_label_kl(logits, target, temperature) if kd_loss == "kl" else logit_mse(logits, target)
+        term = soft_label_kl(logits, target, temperature) if check_kd_loss(kd_loss) == "kl" else \
+            logit_mse(logits, target)
         loss = loss + kd_weight * term
     return loss
 
@@ -111,8 +125,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
         student_qkv, teacher_qkv: recorded q, k, v per block (:func:`~semcomm.backends.relations.recording_qkv`).
         pairs: the (student block, teacher block) pairs of the relation loss.
     """
-    known = targets >= 0
-    ce = F.cross_entropy(student_logits[known].float(), targets[known]) if known.any() else student_logits.sum() * 0
+    ce = known_cross_entropy(student_logits, targets)
     kd = soft_label_kl(student_logits, teacher_logits, config.temperature)
     rel = relation_kl(teacher_qkv, student_qkv, pairs, config.relation_heads) if config.relation_weight else kd * 0
     loss = (1 - config.alpha) * ce + config.alpha * kd + config.relation_weight * rel

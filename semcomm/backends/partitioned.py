@@ -185,8 +185,8 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
                     steps=[finetune_steps, recovery_steps, fusion_steps], importance_images=importance_images,
                     fusion_images=fusion_images, batch_size=batch_size, lr=[lr, fusion_lr],
                     fusion_hidden=fusion_hidden, augmentation=augmentation, token_keep=check_token_keep(token_keep),
-                    kd_weight=kd_weight, bf16=bf16, bytes_per_param=bytes_per_param, images=len(images),
-                    **({} if (kd_loss, data) == ("kl", "group") else {"kd_loss": kd_loss, "data": data}))
+                    kd_weight=kd_weight, kd_loss=kd_loss, data=data, bf16=bf16, bytes_per_param=bytes_per_param,
+                    images=len(images))
     phases = Phases(run_dir, settings, gen, progress)
     losses: dict[str, list[float]] = {}
     fractions, sizes = [], []
@@ -201,12 +201,10 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
         return sub, finetune(sub, teacher, finetune_steps)
 
     def prune_and_recover(sub: ClassSubModel, budget: int) -> tuple[ClassSubModel, float, list[float]]:
-        mine, local = sub.local_labels(labels)
-        local_of = torch.full((len(labels),), -1, dtype=torch.int64)
-        local_of[mine] = local
-        chosen = mine.nonzero().flatten()
+        targets = sub.targets(labels)
+        chosen = (targets >= 0).nonzero().flatten()
         chosen = chosen[torch.randperm(len(chosen), generator=gen)[:importance_images]]
-        importance = unit_importance(sub.vit, images[chosen], local_of[chosen], batch_size)
+        importance = unit_importance(sub.vit, images[chosen], targets[chosen], batch_size)
         plan, fraction = plan_for_budget(sub.vit, importance, budget // bytes_per_param)
         pruned = ClassSubModel(prune_vit(sub.vit, plan), sub.classes)
         return pruned, fraction, finetune(pruned, sub if kd_weight else None, recovery_steps)

@@ -23,7 +23,7 @@ from torch import nn
 from ..models.timm_vit import TimmViT
 from ..selection import as_generator
 from .base import ViTStage
-from .distillation import KD_LOSSES, augment, check_token_keep, supervised_loss
+from .distillation import augment, check_kd_loss, check_token_keep, supervised_loss
 from .phases import optimizer_step, training_mode, training_steps
 
 
@@ -68,13 +68,17 @@ class ClassSubModel(ViTStage):
         vit.num_classes = len(classes)
         return cls(vit, classes)
 
-    def local_labels(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mask of the B labels in this group, their indices among its outputs)."""
+    def targets(self, labels: torch.Tensor) -> torch.Tensor:
+        """B int64: each label's index among this sub-model's outputs, -1 for a label outside its group."""
         size = max(max(self.classes), int(labels.max()) if labels.numel() else 0) + 1
         lookup = torch.full((size,), -1, dtype=torch.int64)
         lookup[torch.tensor(self.classes)] = torch.arange(len(self.classes))
-        local = lookup[labels.long()]
-        return local >= 0, local[local >= 0]
+        return lookup[labels.long()]
+
+    def local_labels(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mask of the B labels in this group, their indices among its outputs)."""
+        targets = self.targets(labels)
+        return targets >= 0, targets[targets >= 0]
 
 
 def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Tensor, steps: int,
@@ -107,18 +111,15 @@ def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Te
         raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps} and {batch_size}")
     if kd_weight and (teacher is None or teacher.classes != sub.classes):
         raise ValueError("kd_weight > 0 needs a teacher sub-model over the same classes")
-    if kd_loss not in KD_LOSSES:
-        raise ValueError(f"unknown kd_loss {kd_loss!r}; choose from {', '.join(KD_LOSSES)}")
+    check_kd_loss(kd_loss)
     if data not in SUBMODEL_DATA:
         raise ValueError(f"unknown sub-model training data {data!r}; choose from {', '.join(SUBMODEL_DATA)}")
     token_keep = check_token_keep(token_keep)
-    mine, local = sub.local_labels(labels)
+    targets = sub.targets(labels)
+    mine = targets >= 0
     if not mine.any():
         raise ValueError(f"no training image belongs to the sub-model's classes {list(sub.classes)}")
-    if data == "group":
-        pool = images[mine]
-    else:
-        pool, local = images, torch.full((len(labels),), -1, dtype=torch.int64).masked_scatter_(mine, local)
+    pool, local = (images[mine], targets[mine]) if data == "group" else (images, targets)
     gen = as_generator(generator)
     optimizer = torch.optim.AdamW(sub.parameters(), lr=lr, weight_decay=weight_decay)
     if teacher is not None:
