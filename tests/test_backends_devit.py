@@ -128,9 +128,7 @@ def _distill_loss_on(student, teacher, images, targets, config):
 def test_distillation_really_trains_the_student_and_follows_its_generator(server, data):
     images, labels = data
     teacher = ClassSubModel.from_server(server, [0, 1, 2, 3, 4])
-    mine, local = teacher.local_labels(labels)
-    targets = torch.full_like(labels, -1)
-    targets[mine] = local
+    targets = teacher.targets(labels)
     none = torch.full_like(labels, -1)
 
     def fresh():

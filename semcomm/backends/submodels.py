@@ -75,11 +75,6 @@ class ClassSubModel(ViTStage):
         lookup[torch.tensor(self.classes)] = torch.arange(len(self.classes))
         return lookup[labels.long()]
 
-    def local_labels(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mask of the B labels in this group, their indices among its outputs)."""
-        targets = self.targets(labels)
-        return targets >= 0, targets[targets >= 0]
-
 
 def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Tensor, steps: int,
                       batch_size: int = 64, lr: float = 1e-4, weight_decay: float = 0.05,
