@@ -23,12 +23,16 @@ followed by one zero word per symbol.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from compressai import ans
-from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf
+
+with warnings.catch_warnings():  # CompressAI's import pulls in torch_geometric, which calls torch.jit.script
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
+    from compressai import ans
+    from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf
 
 from ..bitstream import BitstreamError
 
