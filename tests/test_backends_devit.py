@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from backend_helpers import one_thread, random_positions, tiny_data, tiny_vit  # noqa: F401 (fixture)
 from semcomm.backends import (
     ClassGroups, ClassSubModel, DecomposedBackend, DeviceConfig, DistillConfig, LocalEngine, StudentStage,
-    TokenFusion, ViTSpec, build_decomposed, class_token, distill, distillation_loss, finetune_jointly, keep_blocks,
+    TokenFusion, ViTSpec, build_decomposed, class_token, distill, distill_together, distillation_loss, finetune_jointly, keep_blocks,
     layer_pairs, make_student, recording_qkv, relation_kl, student_vit, token_relations, train_token_fusion,
 )
 from semcomm.backends.phases import Phases
@@ -157,6 +157,29 @@ def test_distillation_really_trains_the_student_and_follows_its_generator(server
     again = distill(fresh(), teacher.vit, images, targets, steps=40, config=config, batch_size=30, lr=3e-3,
                     token_keep=(0.5, 1.0), generator=1)
     assert again == losses and all(math.isfinite(x) for x in losses)
+
+
+def test_students_distilled_together_learn_as_each_would_alone_from_its_sub_teacher(server, data):
+    # one batch and one server forward per step for both students, each matching its group's columns of the
+    # server's logits: the same as distilling each alone from the server restricted to its group
+    images, labels = data
+    groups = [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
+    config = DistillConfig(layers="uniform")
+    options = dict(config=config, batch_size=16, lr=3e-3, augmentation="none", token_keep=(0.5, 1.0))
+    together = [student_vit(server, 5, generator=i, **SMALL) for i in range(2)]
+    targets = [ClassSubModel(s, g).targets(labels) for s, g in zip(together, groups)]
+    losses = distill_together(together, server, images, targets, 5, columns=groups, generator=3, **options)
+    for i, group in enumerate(groups):
+        alone = student_vit(server, 5, generator=i, **SMALL)
+        teacher = ClassSubModel.from_server(server, group)
+        torch.testing.assert_close(distill(alone, teacher.vit, images, targets[i], 5, generator=3, **options),
+                                   losses[i])
+        for a, b in zip(alone.parameters(), together[i].parameters()):
+            torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="2 students but 1 target sets and 2 column sets"):
+        distill_together(together, server, images, targets[:1], 1, columns=groups)
+    with pytest.raises(ValueError, match=r"the teacher has outputs 0..9, got columns \[6, 7, 8, 9, 10\]"):
+        distill_together(together[:1], server, images, targets[:1], 1, columns=[[6, 7, 8, 9, 10]])
 
 
 def test_distillation_refuses_models_that_cannot_be_matched(server, data):
@@ -327,16 +350,18 @@ def test_phases_are_kept_skipped_when_run_again_and_restore_the_generator(tmp_pa
         Phases(tmp_path, {"a": 2}, gen)
 
 
-def test_an_interrupted_build_resumes_to_the_same_backend(server, data, tmp_path):
+@pytest.mark.parametrize("data_used, kept, redone", [("all", "students", "fusion"),  # distilled together
+                                                   ("group", "student0", "student1")])  # one phase each
+def test_an_interrupted_build_resumes_to_the_same_backend(server, data, tmp_path, data_used, kept, redone):
     images, labels = data
-    kwargs = dict(student=SMALL, distill_steps=2, fusion_steps=2, batch_size=8, generator=2)
+    kwargs = dict(student=SMALL, distill_steps=2, fusion_steps=2, batch_size=8, data=data_used, generator=2)
     whole = build_decomposed(server, DEVICES, images, labels, **kwargs)
     build_decomposed(server, DEVICES, images, labels, run_dir=tmp_path, **kwargs)
-    (tmp_path / "student1.pt").unlink()  # as if stopped after the first student
-    (tmp_path / "fusion.pt").unlink()
-    mtime = (tmp_path / "student0.pt").stat().st_mtime_ns
+    (tmp_path / f"{redone}.pt").unlink()  # as if stopped after the phase kept
+    (tmp_path / "fusion.pt").unlink(missing_ok=True)
+    mtime = (tmp_path / f"{kept}.pt").stat().st_mtime_ns
     resumed = build_decomposed(server, DEVICES, images, labels, run_dir=tmp_path, **kwargs)
-    assert (tmp_path / "student0.pt").stat().st_mtime_ns == mtime  # reloaded, not redone
+    assert (tmp_path / f"{kept}.pt").stat().st_mtime_ns == mtime  # reloaded, not redone
     assert resumed.losses == whole.losses
     assert all(torch.equal(a, b) for a, b in zip(whole.backend.state_dict().values(),
                                                  resumed.backend.state_dict().values()))

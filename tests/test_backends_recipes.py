@@ -8,7 +8,7 @@ from backend_helpers import one_thread, tiny_data, tiny_vit  # noqa: F401 (fixtu
 from semcomm.backends import DecomposedBackend, Device, ExpertBackend, MonolithicBackend, PartitionedBackend
 from semcomm.backends.recipes import (
     backend_logits, build_backend, cifar10_recipe, compare_offloading, measure_latencies, measure_latency,
-    partial_input_accuracy, retime_recipe,
+    evaluate_recipe, partial_input_accuracy, retime_recipe,
 )
 from semcomm.inference import top1
 from semcomm.rate.hint import fuse
@@ -82,3 +82,17 @@ def test_latencies_time_the_backend_and_the_server_on_single_images_and_batches(
 def test_timing_again_needs_a_measured_recipe(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the recipe devit-cifar10-n2 before timing it again"):
         retime_recipe(cifar10_recipe("devit", 2), tmp_path)
+
+
+def test_evaluating_a_shipped_backend_measures_it_without_building_or_touching_its_card(tmp_path):
+    from semcomm.backends.storage import read_backend_card
+
+    recipe = cifar10_recipe("devit", 2, test_limit=64)
+    card = read_backend_card(recipe.name)
+    results = evaluate_recipe(recipe, tmp_path, latency_requests=1, threads=1)
+    assert (tmp_path / "results.json").is_file() and not list(tmp_path.glob("*.pt"))  # nothing was built
+    assert results["build_minutes"] is None and results["recipe"] == card.recipe  # the recipe it was built with
+    assert results["test_images"] == 64 and 0.5 < results["top1"] <= 1.0  # the shipped students, not random ones
+    assert results["parameters_per_device"] == card.parameters_per_device
+    assert [p["patches"] for p in results["partial_inputs"]] == [16, 32]
+    assert read_backend_card(recipe.name).to_dict() == card.to_dict()

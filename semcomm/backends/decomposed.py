@@ -13,7 +13,11 @@ Building one (:func:`build_decomposed`), in order:
    on the group's images: DeViT's shrinking step, with this criterion instead
    of HSIC), or a fresh one of a given shape;
 4. distil each sub-teacher into its student (:mod:`~semcomm.backends.distillation`:
-   soft labels at temperature T plus the q/k/v token-relation KL terms);
+   soft labels at temperature T plus the q/k/v token-relation KL terms); when
+   every student learns on all images from the unchanged server, all are
+   distilled at once, sharing each batch and the server's forward
+   (:func:`~semcomm.backends.distillation.distill_together`: one teacher
+   forward per step instead of N);
 5. the fusion head: the students' class tokens (each student's final,
    normalised CLS token, B x D_i) concatenated, -> Linear -> C logits (or a
    one-hidden-layer MLP), trained on the frozen students' tokens against the
@@ -42,7 +46,7 @@ from ..selection import as_generator
 from .assignment import assign_greedy
 from .base import Backend, Stage, check_labels, check_members, parameter_bytes
 from .devices import DeviceConfig
-from .distillation import DistillConfig, augment, check_token_keep, distill, soft_label_kl
+from .distillation import DistillConfig, augment, check_token_keep, distill, distill_together, soft_label_kl
 from .fusion import fit_head
 from .grouping import ClassGroups, groups_by
 from .phases import Phases, optimizer_step, training_mode, training_steps
@@ -374,6 +378,9 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
                     fusion_steps, joint_steps], distill=repr(distill_config), data=data, fusion_images=fusion_images,
                     fusion_hidden=fusion_hidden, batch_size=batch_size, lr=[lr, fusion_lr, joint_lr, subteacher_lr],
                     token_keep=token_keep, augmentation=augmentation, bf16=bf16, images=len(images))
+    together = data == "all" and not subteacher_steps
+    if together:  # one phase for all students: another run directory than per-student phases
+        settings["distilled"] = "together"
     phases = Phases(run_dir, settings, gen, progress)
     if isinstance(groups, ClassGroups):
         if groups.num_classes != server.num_classes or len(groups) != n:
@@ -383,25 +390,40 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
         groups = groups_by(groups, server, n, images, labels, group_seed, bf16)
 
     losses: dict[str, list[float]] = {}
-    students = []
-    for i, group in enumerate(groups):
-        def one_student(i=i, group=group):
-            teacher = ClassSubModel.from_server(server, group)
-            history = {}
-            if subteacher_steps:
-                history[f"subteacher/{i}"] = finetune_submodel(teacher, images, labels, subteacher_steps, batch_size,
-                                                               lr=subteacher_lr, generator=gen)
-            stage = make_student(student, server, group, images, labels, student_depth, student_keep, generator=gen)
-            targets = teacher.targets(labels)
-            pool = slice(None) if data == "all" else targets >= 0
-            history[f"distill/{i}"] = distill(
-                stage.vit, teacher.vit, images[pool], targets[pool], distill_steps, distill_config, batch_size, lr,
-                augmentation=augmentation, token_keep=token_keep, bf16=bf16, generator=gen) if distill_steps else []
-            return stage, history
+    distill_options = dict(config=distill_config, batch_size=batch_size, lr=lr, augmentation=augmentation,
+                           token_keep=token_keep, bf16=bf16, generator=gen)
+    if together:
+        def all_students():
+            stages = [make_student(student, server, group, images, labels, student_depth, student_keep, generator=gen)
+                      for group in groups]
+            history = distill_together([stage.vit for stage in stages], server, images,
+                                       [ClassSubModel(stage.vit, sorted(group)).targets(labels) for stage, group in
+                                        zip(stages, groups)], distill_steps, columns=[sorted(g) for g in groups],
+                                       **distill_options) if distill_steps else [[] for _ in stages]
+            return stages, {f"distill/{i}": h for i, h in enumerate(history)}
 
-        stage, history = phases.run(f"student{i}", one_student)
-        students.append(stage)
+        students, history = phases.run("students", all_students)
         losses.update(history)
+    else:
+        students = []
+        for i, group in enumerate(groups):
+            def one_student(i=i, group=group):
+                teacher = ClassSubModel.from_server(server, group)
+                history = {}
+                if subteacher_steps:
+                    history[f"subteacher/{i}"] = finetune_submodel(teacher, images, labels, subteacher_steps,
+                                                                   batch_size, lr=subteacher_lr, generator=gen)
+                stage = make_student(student, server, group, images, labels, student_depth, student_keep,
+                                     generator=gen)
+                targets = teacher.targets(labels)
+                pool = slice(None) if data == "all" else targets >= 0
+                history[f"distill/{i}"] = distill(stage.vit, teacher.vit, images[pool], targets[pool],
+                                                  distill_steps, **distill_options) if distill_steps else []
+                return stage, history
+
+            stage, history = phases.run(f"student{i}", one_student)
+            students.append(stage)
+            losses.update(history)
     sizes = [sum(p.numel() for p in s.parameters()) for s in students]
     largest = max(d.memory_bytes for d in devices)
     for i, size in enumerate(sizes):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..augmentation import pad_crop_flip
 from ..inference import autocast
@@ -192,36 +193,81 @@ def distill(student: TimmViT, teacher: TimmViT, images: torch.Tensor, targets: t
     Returns:
         the loss of every step.
     """
-    if student.num_classes != teacher.num_classes:
-        raise ValueError(f"the student has {student.num_classes} outputs but the teacher {teacher.num_classes}: "
+    return distill_together([student], teacher, images, [targets], steps, config, batch_size=batch_size, lr=lr,
+                            weight_decay=weight_decay, augmentation=augmentation, token_keep=token_keep, bf16=bf16,
+                            generator=generator)[0]
+
+
+def distill_together(students: Sequence[TimmViT], teacher: TimmViT, images: torch.Tensor,
+                     targets: Sequence[torch.Tensor], steps: int, config: DistillConfig = DistillConfig(),
+                     columns: Sequence[Sequence[int]] | None = None, batch_size: int = 64, lr: float = 5e-4,
+                     weight_decay: float = 0.05, augmentation: str = "flip",
+                     token_keep: tuple[float, float] | None = None, bf16: bool = False,
+                     generator: torch.Generator | int | None = None) -> list[list[float]]:
+    """Distil one ``teacher`` into several students at once, each with its own AdamW, as :func:`distill` does
+    for one: every step draws one batch (and one patch subset) for all of them and runs the teacher once,
+    so N students cost one teacher forward per step instead of N.
+
+    Args:
+        students: ViTs reading the teacher's image and patch sizes.
+        targets: per student, N int64 true classes among its outputs, -1 where the image has none of them.
+        columns: per student, the teacher's outputs it matches, in the order of its own (None: all of them,
+            every student having the teacher's outputs).
+        (the rest as in :func:`distill`)
+
+    Returns:
+        per student, the loss of every step.
+    """
+    if not students:
+        raise ValueError("distill_together needs at least one student")
+    if columns is None:
+        columns = [range(teacher.num_classes)] * len(students)
+    if len(targets) != len(students) or len(columns) != len(students):
+        raise ValueError(f"{len(students)} students but {len(targets)} target sets and {len(columns)} column sets")
+    if steps < 0 or batch_size < 1:
+        raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps} and {batch_size}")
+    columns = [torch.as_tensor(list(c), dtype=torch.int64) for c in columns]
+    for student, student_targets, picked in zip(students, targets, columns):
+        check_student(student, teacher, images, student_targets, picked)
+    token_keep = check_token_keep(token_keep)
+    pairs = [layer_pairs(len(s.model.blocks), len(teacher.model.blocks), config.layers) for s in students]
+    teacher_blocks = sorted({t for student_pairs in pairs for _, t in student_pairs})
+    gen = as_generator(generator)
+    optimizers = [torch.optim.AdamW(s.parameters(), lr=lr, weight_decay=weight_decay) for s in students]
+    teacher.eval()
+    losses = [[] for _ in students]
+    with training_mode(nn.ModuleList(students), gen):
+        for _ in training_steps(steps, "distil"):
+            index = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
+            batch, positions = augment(images[index], teacher.num_patches, augmentation, token_keep, gen)
+            with torch.no_grad(), autocast(bf16), recording_qkv(teacher, teacher_blocks) as t_qkv:
+                t_logits = _forward(teacher, batch, positions)
+            for i, student in enumerate(students):
+                with autocast(bf16), recording_qkv(student, [s for s, _ in pairs[i]]) as s_qkv:
+                    s_logits = _forward(student, batch, positions)
+                loss, _ = distillation_loss(s_logits, t_logits[:, columns[i]], targets[i][index], s_qkv, t_qkv,
+                                            pairs[i], config)
+                losses[i].append(optimizer_step(optimizers[i], loss))
+    return losses
+
+
+def check_student(student: TimmViT, teacher: TimmViT, images: torch.Tensor, targets: torch.Tensor,
+                  columns: torch.Tensor) -> None:
+    """Clear errors for a student that cannot be distilled from ``teacher``'s outputs ``columns`` on
+    ``images`` with ``targets`` (see :func:`distill_together`)."""
+    if student.num_classes != len(columns):
+        raise ValueError(f"the student has {student.num_classes} outputs but the teacher {len(columns)}: "
                          "distillation matches logits over the same classes")
+    if len(columns) and (columns.min() < 0 or columns.max() >= teacher.num_classes):
+        raise ValueError(f"the teacher has outputs 0..{teacher.num_classes - 1}, got columns {columns.tolist()}")
     if (student.image_size, student.patch_size) != (teacher.image_size, teacher.patch_size):
         raise ValueError(f"the student reads {student.image_size} images in {student.patch_size}-pixel patches, the "
                          f"teacher {teacher.image_size} in {teacher.patch_size}: token relations need the same tokens")
-    if steps < 0 or batch_size < 1:
-        raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps} and {batch_size}")
     if len(images) == 0 or len(images) != len(targets):
         raise ValueError(f"need matching, non-empty images and targets, got {len(images)} and {len(targets)}")
     if targets.max() >= student.num_classes or targets.min() < -1:
         raise ValueError(f"targets must lie in -1..{student.num_classes - 1}, got {int(targets.min())}.."
                          f"{int(targets.max())}")
-    token_keep = check_token_keep(token_keep)
-    pairs = layer_pairs(len(student.model.blocks), len(teacher.model.blocks), config.layers)
-    gen = as_generator(generator)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
-    teacher.eval()
-    losses = []
-    with training_mode(student, gen):
-        for _ in training_steps(steps, "distil"):
-            index = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
-            batch, positions = augment(images[index], student.num_patches, augmentation, token_keep, gen)
-            with torch.no_grad(), autocast(bf16), recording_qkv(teacher, [t for _, t in pairs]) as t_qkv:
-                t_logits = _forward(teacher, batch, positions)
-            with autocast(bf16), recording_qkv(student, [s for s, _ in pairs]) as s_qkv:
-                s_logits = _forward(student, batch, positions)
-            loss, _ = distillation_loss(s_logits, t_logits, targets[index], s_qkv, t_qkv, pairs, config)
-            losses.append(optimizer_step(optimizer, loss))
-    return losses
 
 
 def _forward(vit: TimmViT, images: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:

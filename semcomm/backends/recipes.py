@@ -26,7 +26,9 @@ to ``results.json`` there, and the backend into the user zoo as ``<name>``
 (``<kind>-cifar10-n<N>``) with them on its card. ``scale`` multiplies every
 step count (``0.01`` for a quick check of the whole path).
 :func:`retime_recipe` times a recipe's saved backend again (on an idle
-machine, or on Ray) without building or evaluating anything.
+machine, or on Ray) without building or evaluating anything;
+:func:`evaluate_recipe` measures a saved (e.g. shipped) backend as
+:func:`run_recipe` measures a built one, without building it.
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ import torch
 
 from ..data import default_cache_dir, load_split
 from ..gating import Gate
-from ..inference import predict_logits, top1
+from ..inference import native_bf16, predict_logits, top1
 from ..rate.hint import fuse
 from ..codec import EdgeEncoder
 from ..selection import SpreadTopK, TopK, mask_to_positions
@@ -99,7 +101,8 @@ def cifar10_recipe(kind: str, num_devices: int, scale: float = 1.0, **changes) -
     DeViT, 4 MB each (an edge-sized student); experts, 8 MB each (the server pruned class-wise to about 60%
     of its parameters, so N = 5 experts ship in about 21 MB of fp16). Each partitioned sub-model and each
     expert covers 10 / N classes, so its steps shrink as 2 / N beyond N = 2 (the same total for every N).
-    ``scale`` multiplies every step count; ``changes`` replace recipe fields.
+    Training runs in bf16 autocast where the CPU has native bf16, else in float32 (``native_bf16`` in the
+    results says which). ``scale`` multiplies every step count; ``changes`` replace recipe fields.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown backend kind {kind!r}; choose from {', '.join(KINDS)}")
@@ -207,22 +210,46 @@ def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: b
     """
     from ..models import create_model
 
-    run_dir = Path(run_dir) if run_dir is not None else default_cache_dir() / "runs" / f"backend-{recipe.name}"
-    run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     server, edge = create_model(recipe.server), create_model(recipe.edge)
     train = load_split(recipe.dataset, "train", limit=recipe.train_limit)
-    test = load_split(recipe.dataset, "test", limit=recipe.test_limit)
+    run_dir = _run_dir(recipe, run_dir)
     backend = build_backend(recipe, server, edge, train.images, train.labels, run_dir, progress)
-    backend.check_dataset(len(test.classes), test.name)
-    build_minutes = (time.time() - started) / 60
+    return measure_recipe(recipe, backend, run_dir, asdict(recipe), (time.time() - started) / 60, save, zoo_dir,
+                          latency_requests, threads, partial_budgets, ray)
 
+
+def evaluate_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, latency_requests: int = 30,
+                    threads: int | None = None, partial_budgets: tuple[int, ...] = (16, 32),
+                    ray: bool = False) -> dict:
+    """Measure the saved backend of ``recipe`` (looked up by name: the user zoo, then the shipped ones) as
+    :func:`run_recipe` measures the one it builds, without building anything: the numbers of a shipped
+    checkpoint (its fp16 weights) on this machine. Writes ``results.json`` (``build_minutes`` None,
+    ``"recipe"`` the one on the backend's card: the recipe it was built with) and leaves the card as it is.
+    """
+    from .storage import load_backend, read_backend_card
+
+    card = read_backend_card(recipe.name)
+    return measure_recipe(recipe, load_backend(recipe.name), _run_dir(recipe, run_dir), card.recipe or asdict(recipe),
+                          None, False, None, latency_requests, threads, partial_budgets, ray)
+
+
+def measure_recipe(recipe: BackendRecipe, backend, run_dir: Path, built_with: dict, build_minutes: float | None,
+                   save: bool, zoo_dir: str | Path | None, latency_requests: int, threads: int | None,
+                   partial_budgets: tuple[int, ...], ray: bool) -> dict:
+    """The measurements of :func:`run_recipe` on ``backend`` (built with the recipe ``built_with``), written to
+    ``<run_dir>/results.json`` and, with ``save``, with the backend into the zoo."""
+    from ..models import create_model
+
+    server, edge = create_model(recipe.server), create_model(recipe.edge)
+    test = load_split(recipe.dataset, "test", limit=recipe.test_limit)
+    backend.check_dataset(len(test.classes), test.name)
     edge_logits = predict_logits(edge, test.images, bf16=False)
     server_logits = predict_logits(server, test.images, bf16=False)
     logits, reports = backend_logits(backend, test.images, edge_logits)
     results = {
         "name": recipe.name, "kind": recipe.kind, "num_devices": len(backend.placement()),
-        "recipe": asdict(recipe), "build_minutes": build_minutes,
+        "recipe": built_with, "build_minutes": build_minutes, "native_bf16": native_bf16(),
         "test_images": len(test), "top1": top1(logits, test.labels), "server_top1": top1(server_logits, test.labels),
         "edge_top1": top1(edge_logits, test.labels),
         "parameters_per_device": {d: sum(sum(p.numel() for p in s.module.parameters()) for s in stages)
@@ -245,6 +272,13 @@ def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: b
         results["saved"] = str(card.directory)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
     return results
+
+
+def _run_dir(recipe: BackendRecipe, run_dir: str | Path | None) -> Path:
+    """``run_dir`` (default ``<cache>/runs/backend-<name>``), created."""
+    path = Path(run_dir) if run_dir is not None else default_cache_dir() / "runs" / f"backend-{recipe.name}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def measure_latencies(backend, server, images: torch.Tensor, edge_logits: torch.Tensor | None,
@@ -293,8 +327,7 @@ def retime_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save
     from ..models import create_model
     from .storage import load_backend
 
-    run_dir = Path(run_dir) if run_dir is not None else default_cache_dir() / "runs" / f"backend-{recipe.name}"
-    path = run_dir / "results.json"
+    path = _run_dir(recipe, run_dir) / "results.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: run the recipe {recipe.name} before timing it again")
     results = json.loads(path.read_text())
