@@ -15,8 +15,8 @@ DEFAULT_BATCH = 256
 def native_bf16() -> bool:
     """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX).
 
-    Elsewhere torch emulates bf16 matrix products: a 4160 x 192 by 192 x 576 product
-    took 12x longer in bf16 than in float32 on a 2-core AMD EPYC without AVX-512.
+    Elsewhere torch emulates bf16: the server's forward took 8.4x longer in bf16 than in
+    float32 on a 2-core AMD EPYC without AVX-512 (``benchmarks/bf16_speed.py``).
     """
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
