@@ -50,12 +50,13 @@ def main() -> None:
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--ray", action="store_true", help="also measure latency on Ray (a local instance)")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--tables-only", action="store_true",
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--tables-only", action="store_true",
                         help="build nothing: print the tables of the recipes already measured (their results.json)")
-    parser.add_argument("--retime", action="store_true",
+    only.add_argument("--retime", action="store_true",
                         help="build nothing: time the saved backends of the recipes already measured again (e.g. "
                              "on an idle machine; with --ray also on Ray), update their results.json and cards")
-    parser.add_argument("--evaluate", action="store_true",
+    only.add_argument("--evaluate", action="store_true",
                         help="build nothing: measure the saved backends (the user zoo, else the shipped ones) in full "
                              "and write their results.json (their cards are left as they are)")
     args = parser.parse_args()

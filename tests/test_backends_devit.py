@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from backend_helpers import one_thread, random_positions, tiny_data, tiny_vit  # noqa: F401 (fixture)
 from semcomm.backends import (
     ClassGroups, ClassSubModel, DecomposedBackend, DeviceConfig, DistillConfig, LocalEngine, StudentStage,
-    TokenFusion, ViTSpec, build_decomposed, class_token, distill, distill_together, distillation_loss, finetune_jointly, keep_blocks,
-    layer_pairs, make_student, recording_qkv, relation_kl, student_vit, token_relations, train_token_fusion,
+    TokenFusion, ViTSpec, build_decomposed, class_token, distill, distill_together, distillation_loss, finetune_jointly,
+    keep_blocks, layer_pairs, make_student, recording_qkv, relation_kl, student_vit, token_relations,
+    train_token_fusion,
 )
 from semcomm.backends.phases import Phases
 

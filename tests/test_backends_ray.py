@@ -135,7 +135,8 @@ def test_a_device_the_cluster_does_not_declare_is_a_clear_error():
 
 
 def test_the_callers_autocast_reaches_the_actors(backend, engine):
-    """ServerDecoder runs its server under bf16 autocast: the actors must compute in bf16 too."""
+    """Under the caller's bf16 autocast (ServerDecoder's, where the CPU has native bf16) the actors compute in
+    bf16 too."""
     images, _ = tiny_data(4, seed=8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         local = LocalEngine().run(backend, images).logits

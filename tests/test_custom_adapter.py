@@ -195,8 +195,11 @@ def test_head_averaged_attention_and_an_int_image_size_run_the_codec_end_to_end(
         assert ServerDecoder(server).classify(sent[1].strings).shape == (4, 10)
 
 
-def test_bf16_autocast_edge_and_server(images):
-    """The encoder's ``bf16=True`` (bf16 autocast on CPU) and the decoder's default (bf16) work with the adapter."""
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_autocast_edge_and_server(images, native, monkeypatch):
+    """The encoder's ``bf16=True`` (bf16 autocast on CPU) and the decoder's default (bf16) work with the adapter,
+    on a CPU with native bf16 (autocast on) and without (float32)."""
+    monkeypatch.setattr("semcomm.inference.native_bf16", lambda: native)
     torch.manual_seed(4)
     edge, server = TorchEncoderViT(norm_first=False).eval(), TorchEncoderViT(dim=96).eval()
     sent = EdgeEncoder(edge, TopK(12), Gate(threshold=0.0), bf16=True).encode(images)

@@ -396,10 +396,10 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
         def all_students():
             stages = [make_student(student, server, group, images, labels, student_depth, student_keep, generator=gen)
                       for group in groups]
-            history = distill_together([stage.vit for stage in stages], server, images,
-                                       [ClassSubModel(stage.vit, sorted(group)).targets(labels) for stage, group in
-                                        zip(stages, groups)], distill_steps, columns=[sorted(g) for g in groups],
-                                       **distill_options) if distill_steps else [[] for _ in stages]
+            targets = [ClassSubModel(stage.vit, group).targets(labels) for stage, group in zip(stages, groups)]
+            history = [[] for _ in stages] if not distill_steps else distill_together(
+                [stage.vit for stage in stages], server, images, targets, distill_steps, columns=list(groups),
+                **distill_options)
             return stages, {f"distill/{i}": h for i, h in enumerate(history)}
 
         students, history = phases.run("students", all_students)

@@ -215,8 +215,9 @@ def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: b
     train = load_split(recipe.dataset, "train", limit=recipe.train_limit)
     run_dir = _run_dir(recipe, run_dir)
     backend = build_backend(recipe, server, edge, train.images, train.labels, run_dir, progress)
-    return measure_recipe(recipe, backend, run_dir, asdict(recipe), (time.time() - started) / 60, save, zoo_dir,
-                          latency_requests, threads, partial_budgets, ray)
+    return measure_recipe(recipe, backend, server, edge, run_dir, built_with=asdict(recipe),
+                          build_minutes=(time.time() - started) / 60, save=save, zoo_dir=zoo_dir,
+                          latency_requests=latency_requests, threads=threads, partial_budgets=partial_budgets, ray=ray)
 
 
 def evaluate_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, latency_requests: int = 30,
@@ -227,21 +228,22 @@ def evaluate_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, la
     checkpoint (its fp16 weights) on this machine. Writes ``results.json`` (``build_minutes`` None,
     ``"recipe"`` the one on the backend's card: the recipe it was built with) and leaves the card as it is.
     """
+    from ..models import create_model
     from .storage import load_backend, read_backend_card
 
-    card = read_backend_card(recipe.name)
-    return measure_recipe(recipe, load_backend(recipe.name), _run_dir(recipe, run_dir), card.recipe or asdict(recipe),
-                          None, False, None, latency_requests, threads, partial_budgets, ray)
+    return measure_recipe(recipe, load_backend(recipe.name), create_model(recipe.server), create_model(recipe.edge),
+                          _run_dir(recipe, run_dir), built_with=read_backend_card(recipe.name).recipe,
+                          build_minutes=None, save=False, latency_requests=latency_requests, threads=threads,
+                          partial_budgets=partial_budgets, ray=ray)
 
 
-def measure_recipe(recipe: BackendRecipe, backend, run_dir: Path, built_with: dict, build_minutes: float | None,
-                   save: bool, zoo_dir: str | Path | None, latency_requests: int, threads: int | None,
-                   partial_budgets: tuple[int, ...], ray: bool) -> dict:
-    """The measurements of :func:`run_recipe` on ``backend`` (built with the recipe ``built_with``), written to
-    ``<run_dir>/results.json`` and, with ``save``, with the backend into the zoo."""
-    from ..models import create_model
-
-    server, edge = create_model(recipe.server), create_model(recipe.edge)
+def measure_recipe(recipe: BackendRecipe, backend, server, edge, run_dir: Path, *, built_with: dict,
+                   build_minutes: float | None, save: bool, zoo_dir: str | Path | None = None,
+                   latency_requests: int = 30, threads: int | None = None,
+                   partial_budgets: tuple[int, ...] = (16, 32), ray: bool = False) -> dict:
+    """The measurements of :func:`run_recipe` on ``backend`` (built with the recipe ``built_with``) against
+    ``server`` and ``edge``, written to ``<run_dir>/results.json`` and, with ``save``, with the backend into
+    the zoo."""
     test = load_split(recipe.dataset, "test", limit=recipe.test_limit)
     backend.check_dataset(len(test.classes), test.name)
     edge_logits = predict_logits(edge, test.images, bf16=False)
