@@ -36,6 +36,6 @@ __all__ = [
     "distill", "distill_together", "distillation_loss", "finetune_jointly", "finetune_submodel", "group_by_confusion",
     "group_randomly", "keep_blocks", "keep_plan", "layer_pairs", "list_backends", "list_saved_backends", "load_backend",
     "make_student", "parameter_bytes", "plan_for_budget", "prune_vit", "pruned_parameters", "read_backend_card",
-    "recording_qkv", "register_backend", "relation_kl", "save_backend", "student_vit", "token_relations", "train_fusion",
-    "train_specialist", "train_token_fusion", "unit_importance",
+    "recording_qkv", "register_backend", "relation_kl", "save_backend", "student_vit", "token_relations",
+    "train_fusion", "train_specialist", "train_token_fusion", "unit_importance",
 ]
