@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from tqdm import tqdm
+
 from semcomm.data import load_split
 from semcomm.transport import LinkSpec, LinkSweep, LinkSweepConfig
 
@@ -45,7 +47,7 @@ def main() -> None:
     ideal = sweep.run(split)  # every packet arrives: the same for every link
     error_free = ideal.find(LABEL, 0.0, GATE).accuracy
     rows = {}
-    for name, link in links.items():
+    for name, link in tqdm(links.items(), desc="links", unit="link"):
         started = time.time()
         sweep.config = config(link, snrs)
         result = sweep.run(split)
