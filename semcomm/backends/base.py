@@ -32,8 +32,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from ..inference import autocast
+from ..inference import autocast, batches
 from ..models.adapter import PatchGrid, ViTAdapter
 from .devices import DeviceConfig
 from .request import Request
@@ -184,12 +185,11 @@ class Backend(PatchGrid, nn.Module, ABC):
 
     @torch.no_grad()
     def stage_outputs(self, images: torch.Tensor, positions: torch.Tensor | None = None, batch_size: int = 256,
-                      bf16: bool = False) -> list[torch.Tensor]:
+                      bf16: bool = False, desc: str | None = None) -> list[torch.Tensor]:
         """Per stage, its outputs on all N images (in this process, ``batch_size`` at a time, float32), e.g. to
-        train a fusion on them; ``positions`` N x K or None as in :meth:`run`."""
+        train a fusion on them; ``positions`` N x K or None as in :meth:`run`; ``desc``: a progress bar's label."""
         outs = [[] for _ in self.stages]
-        for start in range(0, len(images), batch_size):
-            part = slice(start, start + batch_size)
+        for part in tqdm(list(batches(len(images), batch_size)), desc=desc, disable=desc is None, leave=False):
             with autocast(bf16):
                 for i, stage in enumerate(self.stages):
                     outs[i].append(stage.module(images[part], None if positions is None else positions[part]).float())

@@ -442,8 +442,8 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
     if fusion_steps:
         def fit_fusion():
             rows = torch.randperm(len(images), generator=gen)[:fusion_images or len(images)]
-            tokens = backend.stage_outputs(images[rows], bf16=bf16)
-            teacher_logits = predict_logits(server, images[rows], bf16=bf16)
+            tokens = backend.stage_outputs(images[rows], bf16=bf16, desc="students' tokens")
+            teacher_logits = predict_logits(server, images[rows], bf16=bf16, desc="server's logits")
             history = train_token_fusion(fusion, tokens, labels[rows], fusion_steps, teacher_logits,
                                          distill_config.alpha, distill_config.temperature, lr=fusion_lr, generator=gen)
             return fusion.state_dict(), history

@@ -220,7 +220,7 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
     if fusion_steps:
         def fit_fusion():
             rows = torch.randperm(len(images), generator=gen)[:fusion_images or len(images)]
-            outputs = backend.stage_outputs(images[rows])
+            outputs = backend.stage_outputs(images[rows], desc="sub-models' logits")
             history = train_fusion(fusion, outputs, labels[rows], fusion_steps, lr=fusion_lr, generator=gen)
             return fusion.state_dict(), history
 
