@@ -81,7 +81,8 @@ def test_latencies_time_the_backend_and_the_server_on_single_images_and_batches(
 
 def test_timing_again_needs_a_measured_recipe(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the recipe devit-cifar10-n2 before timing it again"):
-        retime_recipe(cifar10_recipe("devit", 2), tmp_path)
+        retime_recipe(cifar10_recipe("devit", 2), tmp_path / "unmeasured")
+    assert not (tmp_path / "unmeasured").exists()  # nothing left behind
 
 
 def test_evaluating_a_shipped_backend_measures_it_without_building_or_touching_its_card(tmp_path):

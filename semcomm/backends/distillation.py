@@ -228,7 +228,7 @@ def distill_together(students: Sequence[TimmViT], teacher: TimmViT, images: torc
         raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps} and {batch_size}")
     columns = [torch.as_tensor(list(c), dtype=torch.int64) for c in columns]
     for student, student_targets, picked in zip(students, targets, columns):
-        check_student(student, teacher, images, student_targets, picked)
+        _check_student(student, teacher, images, student_targets, picked)
     token_keep = check_token_keep(token_keep)
     pairs = [layer_pairs(len(s.model.blocks), len(teacher.model.blocks), config.layers) for s in students]
     teacher_blocks = sorted({t for student_pairs in pairs for _, t in student_pairs})
@@ -251,7 +251,7 @@ def distill_together(students: Sequence[TimmViT], teacher: TimmViT, images: torc
     return losses
 
 
-def check_student(student: TimmViT, teacher: TimmViT, images: torch.Tensor, targets: torch.Tensor,
+def _check_student(student: TimmViT, teacher: TimmViT, images: torch.Tensor, targets: torch.Tensor,
                   columns: torch.Tensor) -> None:
     """Clear errors for a student that cannot be distilled from ``teacher``'s outputs ``columns`` on
     ``images`` with ``targets`` (see :func:`distill_together`)."""

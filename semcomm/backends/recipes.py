@@ -272,15 +272,14 @@ def measure_recipe(recipe: BackendRecipe, backend, server, edge, run_dir: Path, 
     if save:
         card = _save(backend, recipe, results, list(test.classes), zoo_dir)
         results["saved"] = str(card.directory)
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
     return results
 
 
 def _run_dir(recipe: BackendRecipe, run_dir: str | Path | None) -> Path:
-    """``run_dir`` (default ``<cache>/runs/backend-<name>``), created."""
-    path = Path(run_dir) if run_dir is not None else default_cache_dir() / "runs" / f"backend-{recipe.name}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """``run_dir``, default ``<cache>/runs/backend-<name>`` (not created: the phases and results create it)."""
+    return Path(run_dir) if run_dir is not None else default_cache_dir() / "runs" / f"backend-{recipe.name}"
 
 
 def measure_latencies(backend, server, images: torch.Tensor, edge_logits: torch.Tensor | None,
