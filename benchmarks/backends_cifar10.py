@@ -32,8 +32,8 @@ import argparse
 import json
 from pathlib import Path
 
-from semcomm.backends.recipes import KINDS, cifar10_recipe, evaluate_recipe, retime_recipe, run_recipe
-from semcomm.data import default_cache_dir
+from semcomm.train.backends.recipes import KINDS, cifar10_recipe, evaluate_recipe, retime_recipe, run_recipe
+from semcomm.core.paths import default_cache_dir
 
 
 def main() -> None:

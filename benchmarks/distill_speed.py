@@ -15,9 +15,10 @@ import time
 
 import torch
 
-from semcomm.backends import ClassSubModel, DistillConfig, distill, distill_together, make_student
-from semcomm.backends.grouping import group_randomly
-from semcomm.backends.recipes import cifar10_recipe
+from semcomm.train.backends import ClassSubModel, DistillConfig, distill, distill_together
+from semcomm.server.backends import make_student
+from semcomm.server.backends.grouping import group_randomly
+from semcomm.train.backends.recipes import cifar10_recipe
 from semcomm.data import load_split
 from semcomm.models import create_model
 

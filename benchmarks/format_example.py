@@ -11,7 +11,7 @@ import torch
 
 from semcomm.models import ViTAdapter
 from semcomm.rate import create_codec
-from semcomm.rate.format import dissect
+from semcomm.wire.v2 import dissect
 
 
 def example_image() -> torch.Tensor:

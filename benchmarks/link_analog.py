@@ -33,13 +33,14 @@ import _refenv  # noqa: E402
 
 from channels import AWGN, FlatFading  # noqa: E402
 from semcomm import create_model  # noqa: E402
-from semcomm.codec import EdgeEncoder  # noqa: E402
+from semcomm.edge.encoder import EdgeEncoder  # noqa: E402
 from semcomm.data import load_split  # noqa: E402
-from semcomm.gating import Gate  # noqa: E402
+from semcomm.edge.gating import Gate  # noqa: E402
 from semcomm.rate import create_codec  # noqa: E402
-from semcomm.selection import SpreadTopK  # noqa: E402
-from semcomm.transport.analog import (AnalogTransport, ControlChannel, PowerAllocation,  # noqa: E402
-                                      analog_over_link, source_statistics)
+from semcomm.edge.selection import SpreadTopK  # noqa: E402
+from semcomm.transport.analog import (
+    AnalogTransport, ControlChannel, PowerAllocation, analog_over_link, source_statistics,
+)
 
 CHANNELS = {
     "AWGN": AWGN,

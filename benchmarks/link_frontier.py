@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from semcomm.transport import LinkSweepResult
+from semcomm.experiments.link_sweep import LinkSweepResult
 
 IMAGE_CODECS = ("webp", "jpeg")
 

@@ -17,14 +17,16 @@ import torch
 
 from channels import AWGN, DigitalLink, FlatFading, LDPC80211n
 from semcomm import create_model
-from semcomm.codec import EdgeEncoder
+from semcomm.edge.encoder import EdgeEncoder
 from semcomm.data import load_split
-from semcomm.gating import Gate
+from semcomm.edge.gating import Gate
 from semcomm.rate import create_codec
 from semcomm.rate.policies import FixedLevel
 from semcomm.rate.zoo import load_hint
-from semcomm.selection import SpreadTopK
-from semcomm.transport import DigitalTransport, Packetizer, over_link
+from semcomm.edge.selection import SpreadTopK
+from semcomm.transport.digital import DigitalTransport
+from semcomm.wire.packets import Packetizer
+from semcomm.transport.over_link import over_link
 
 
 def main() -> None:

@@ -14,13 +14,13 @@ import argparse
 import torch
 
 from semcomm import create_model
-from semcomm.codec import EdgeEncoder
+from semcomm.edge.encoder import EdgeEncoder
 from semcomm.data import load_split
 from semcomm.rate import create_codec
 from semcomm.rate.policies import IAQ, FixedLevel
 from semcomm.rate.zoo import load_hint
-from semcomm.selection import SpreadTopK
-from semcomm.transport import Packetizer
+from semcomm.edge.selection import SpreadTopK
+from semcomm.wire.packets import Packetizer
 
 
 def main() -> None:

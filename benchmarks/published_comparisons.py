@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from semcomm import create_model
-from semcomm.comparisons import RATES, markdown, published_comparisons
+from semcomm.experiments.comparisons import RATES, markdown, published_comparisons
 from semcomm.data import evaluation_split, load_split
 
 

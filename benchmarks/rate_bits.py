@@ -15,14 +15,14 @@ import numpy as np
 import torch
 
 from semcomm import create_model
-from semcomm.codec import EdgeEncoder
+from semcomm.edge.encoder import EdgeEncoder
 from semcomm.data import load_split
 from semcomm.rate import create_codec
 from semcomm.rate.entropy import rans_encode
-from semcomm.rate.format import dissect, unpack
+from semcomm.wire.v2 import dissect, unpack
 from semcomm.rate.policies import FixedLevel
 from semcomm.rate.zoo import load_hint
-from semcomm.selection import SpreadTopK
+from semcomm.edge.selection import SpreadTopK
 
 
 def main() -> None:

@@ -20,14 +20,14 @@ import platform
 import torch
 
 from semcomm import create_model
-from semcomm.codec import EdgeEncoder
+from semcomm.edge.encoder import EdgeEncoder
 from semcomm.data import load_split
-from semcomm.gating import Gate
-from semcomm.importance import attention_layers, patch_importance
+from semcomm.edge.gating import Gate
+from semcomm.edge.importance import attention_layers, patch_importance
 from semcomm.rate import create_codec
 from semcomm.rate.policies import IAQ, FixedLevel
 from semcomm.rate.zoo import load_hint
-from semcomm.selection import SpreadTopK
+from semcomm.edge.selection import SpreadTopK
 
 from codec_overhead import best_of  # benchmarks/ is on the path when a script here runs
 

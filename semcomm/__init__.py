@@ -1,5 +1,5 @@
 """semcomm: semantic communication with Vision Transformers."""
-from .models import ViTAdapter, create_model, list_checkpoints
+from semcomm.models import ViTAdapter, create_model, list_checkpoints
 
 __version__ = "0.1.0"
 __all__ = ["ViTAdapter", "create_model", "list_checkpoints", "__version__"]

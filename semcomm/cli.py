@@ -15,11 +15,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .data import default_cache_dir, evaluation_split, load_split, locate
-from .models.architectures import SIZES
-from .models.zoo import CheckpointError
-from .rate import list_codecs
-from .sweep import IMPORTANCE_METHODS
+from semcomm.core.paths import default_cache_dir
+from semcomm.data import evaluation_split, load_split, locate
+from semcomm.models.architectures import SIZES
+from semcomm.models.zoo import CheckpointError
+from semcomm.rate import list_codecs
+from semcomm.experiments.sweep import IMPORTANCE_METHODS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +200,7 @@ def _float_list(text: str) -> tuple[float, ...]:
 
 
 def _codec_list(text: str):
-    from .baselines import ImageCodec
+    from semcomm.rate.image_codecs import ImageCodec
 
     if text == "none":
         return ()
@@ -246,7 +247,7 @@ def _load(args, split: str | None, image_size: int, limit: int | None = None, da
 
 def _zoo_card(model: str):
     """The model card of a zoo checkpoint (by name or card path), or None for anything else."""
-    from .models import model_card
+    from semcomm.models import model_card
 
     try:
         return model_card(model)
@@ -261,7 +262,7 @@ def _geometry_of(model: str) -> tuple[int, int]:
     match = re.fullmatch(r"semcomm_vit_\w+_p(\d+)_(\d+)", architecture)
     if match:
         return int(match[2]), int(match[1])
-    from .models import create_model
+    from semcomm.models import create_model
 
     built = create_model(model)  # any other timm ViT: ask the model itself
     if built.image_size[0] != built.image_size[1]:
@@ -277,7 +278,7 @@ def _image_side(model: str) -> int:
 
 def _check_codec(codec: str | None, edge: str, split, instead: str) -> None:
     """Refuse a shipped codec pair fitted to another data set or patch grid (its tables and server would not fit)."""
-    from .rate.zoo import codec_card
+    from semcomm.rate.zoo import codec_card
 
     try:
         card = codec_card(codec) if codec else None
@@ -291,7 +292,7 @@ def _check_codec(codec: str | None, edge: str, split, instead: str) -> None:
 
 def _check_hint(edge: str) -> None:
     """Fusion needs the edge's hint coder, fitted on its training split."""
-    from .rate.zoo import hint_path
+    from semcomm.rate.zoo import hint_path
 
     if not hint_path(edge).is_file():
         raise ValueError(f"no hint coder for edge {edge} (fusion): fit one with `semcomm fit hint --edge {edge} "
@@ -315,8 +316,8 @@ def _run_dir(args) -> Path:
 def _train(args) -> int:
     import torch
 
-    from .rate.latent_training import LATENT_PRESETS, train_latent
-    from .training import train
+    from semcomm.train.latent import LATENT_PRESETS, train_latent
+    from semcomm.train.vit import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -350,7 +351,7 @@ def _train(args) -> int:
           f"of {train_split.name} at {side} x {side}, scored on {test_split.name}; state in {_run_dir(args)}", flush=True)
     init_from, start_epoch, earlier_history = args.init_from, 0, None
     if init_from is not None and not Path(init_from).is_file():
-        from .models import model_card
+        from semcomm.models import model_card
 
         card = model_card(init_from)
         init_from, start_epoch, earlier_history = card.weights_path, card.epochs, card.history
@@ -363,7 +364,7 @@ def _train(args) -> int:
 
 def _train_backend(args, kind: str, devices: int) -> int:
     """Build (or resume), measure and save a backend recipe (semcomm.backends.recipes) into the user zoo or --to."""
-    from .backends.recipes import cifar10_recipe, run_recipe
+    from semcomm.train.backends.recipes import cifar10_recipe, run_recipe
 
     ignored = [f"--{o.replace('_', '-')}" for o in ("data", "size", "geometry", "batch_size", "epochs", "init_from",
                                                      "grow_from", "stop_after") if getattr(args, o, None)]
@@ -378,7 +379,7 @@ def _train_backend(args, kind: str, devices: int) -> int:
 
 def _training_run(args):
     """(run name, config, data set (name or path), image side) that `semcomm train`'s arguments ask for."""
-    from .training import PRESET_DATASETS, PRESETS, parse_run_name, recipe
+    from semcomm.train.vit import PRESET_DATASETS, PRESETS, parse_run_name, recipe
 
     data_name = locate(args.data).name if args.data else None
     if args.preset is None:
@@ -412,18 +413,18 @@ def _training_run(args):
 
 
 def _preset_names() -> list[str]:
-    from .rate.latent_training import LATENT_PRESETS
-    from .training import PRESETS
+    from semcomm.train.latent import LATENT_PRESETS
+    from semcomm.train.vit import PRESETS
 
     return [*PRESETS, *LATENT_PRESETS]
 
 
 def _export(args) -> int:
-    from .rate.latent_training import LATENT_PRESETS
-    from .training import PRESET_DATASETS, TrainConfig, export, parse_run_name
+    from semcomm.train.latent import LATENT_PRESETS
+    from semcomm.train.vit import PRESET_DATASETS, TrainConfig, export, parse_run_name
 
     if args.preset in LATENT_PRESETS:
-        from .rate.fitting import export_latent
+        from semcomm.train.fitting import export_latent
 
         train_split = load_split("cifar10", "train", args.data_root).subset(10_000)
         test_split = load_split("cifar10", "test", args.data_root)
@@ -449,9 +450,9 @@ def _export(args) -> int:
 
 
 def _zoo(args) -> int:
-    from .models import list_checkpoints
+    from semcomm.models import list_checkpoints
 
-    from .rate.zoo import list_codec_cards
+    from semcomm.rate.zoo import list_codec_cards
 
     cards = list_checkpoints()
     name, arch, data = (max([width, *(len(getattr(c, field)) for c in cards)])
@@ -472,7 +473,7 @@ def _zoo(args) -> int:
 
 def _list_backends() -> None:
     """Saved backends (user zoo, then shipped): kind, devices, measured top-1, largest device's parameters."""
-    from .backends.storage import list_saved_backends
+    from semcomm.server.backends.storage import list_saved_backends
 
     cards = list_saved_backends()
     if not cards:
@@ -487,8 +488,8 @@ def _list_backends() -> None:
 
 
 def _evaluate(args) -> int:
-    from .inference import predict_logits, top1
-    from .models import create_model
+    from semcomm.inference import predict_logits, top1
+    from semcomm.models import create_model
 
     model = create_model(args.model)
     split_name = args.split or evaluation_split(_dataset(args), args.data_root)
@@ -504,8 +505,8 @@ def _evaluate(args) -> int:
 
 
 def _fit(args) -> int:
-    from .rate.fitting import fit_dct, fit_hint
-    from .rate.zoo import hint_path
+    from semcomm.train.fitting import fit_dct, fit_hint
+    from semcomm.rate.zoo import hint_path
 
     if args.what == "dct" and (args.data is not None or args.dataset != "cifar10"):
         raise ValueError("fit dct fits the dct-cifar10 pair on cifar10; --data and --dataset are for fit hint")
@@ -523,7 +524,7 @@ def _fit(args) -> int:
 
 
 def _codecs(args) -> int:
-    from .rate.zoo import list_codec_cards
+    from semcomm.rate.zoo import list_codec_cards
 
     print("registered:", ", ".join(list_codecs()))
     for card in list_codec_cards():
@@ -532,9 +533,9 @@ def _codecs(args) -> int:
 
 
 def _sweep(args) -> int:
-    from .plots import plot_sweep
-    from .rate.policies import IAQ, UniformBudget
-    from .sweep import Sweep, SweepConfig
+    from semcomm.experiments.plots import plot_sweep
+    from semcomm.rate.policies import IAQ, UniformBudget
+    from semcomm.experiments.sweep import Sweep, SweepConfig
 
     codec = None if args.codec == "raw8" else args.codec
     if codec is not None and codec not in list_codecs():
@@ -582,9 +583,9 @@ def _sweep(args) -> int:
 
 def _backend_server(args, codec: str | None, split):
     """(the saved backend ``--backend`` on ``--engine``, the codec pair ``codec`` with it as server or None)."""
-    from .backends import LocalEngine, RayEngine, load_backend
-    from .rate import create_codec
-    from .rate.pixels import PixelPair
+    from semcomm.server.backends import LocalEngine, RayEngine, load_backend
+    from semcomm.rate import create_codec
+    from semcomm.rate.pixels import PixelPair
 
     backend = load_backend(args.backend)
     backend.check_dataset(len(split.classes), split.name)
@@ -599,9 +600,9 @@ def _backend_server(args, codec: str | None, split):
 
 
 def _link(args) -> int:
-    from .plots import plot_link
-    from .transport.links import LinkSpec
-    from .transport.sweep import LinkSweep, LinkSweepConfig
+    from semcomm.experiments.plots import plot_link
+    from semcomm.transport.links import LinkSpec
+    from semcomm.experiments.link_sweep import LinkSweep, LinkSweepConfig
 
     if args.codec not in list_codecs():
         raise KeyError(f"unknown codec {args.codec!r}; choose from {', '.join(list_codecs())}")

@@ -9,9 +9,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semcomm.rate.allocation import (channel_distortion, greedy_allocation, importance_weights,
-                                     lagrangian_allocation, quantizer_distortion, uniform_allocation,
-                                     water_filling)
+from semcomm.rate.allocation import (
+    channel_distortion, greedy_allocation, importance_weights, lagrangian_allocation, quantizer_distortion,
+    uniform_allocation, water_filling,
+)
 from semcomm.rate.policies import IAQ, FixedLevel, UniformBudget
 
 SETTINGS = settings(max_examples=40, deadline=None)

@@ -12,17 +12,19 @@ import torch
 import torch.nn.functional as F
 
 from backend_helpers import random_positions, tiny_data, tiny_vit
-from semcomm.backends import (
-    Backend, ClassGroups, ClassSubModel, Device, DeviceConfig, FusionNetwork, KeepPlan, LocalEngine, MonolithicBackend,
+from semcomm.server.backends import (
+    Backend, ClassGroups, Device, DeviceConfig, FusionNetwork, KeepPlan, LocalEngine, MonolithicBackend,
     PartitionedBackend, Request, assign_greedy, build_partitioned, confusion_matrix, create_backend,
-    finetune_submodel, group_by_confusion, group_randomly, keep_plan, list_backends, plan_for_budget, prune_vit,
-    pruned_parameters, train_fusion, unit_importance,
+    group_by_confusion, group_randomly, keep_plan, list_backends, plan_for_budget, prune_vit, pruned_parameters,
+    train_fusion, unit_importance,
 )
-from semcomm.backends.pruning import full_plan, minimal_plan
-from semcomm.backends.distillation import logit_mse, soft_label_kl
-from semcomm.codec import EdgeEncoder, ServerDecoder
+from semcomm.train.backends import ClassSubModel, finetune_submodel
+from semcomm.server.backends.pruning import full_plan, minimal_plan
+from semcomm.train.backends.distillation import logit_mse, soft_label_kl
+from semcomm.edge.encoder import EdgeEncoder
+from semcomm.server.decoder import ServerDecoder
 from semcomm.rate import create_codec
-from semcomm.selection import TopK
+from semcomm.edge.selection import TopK
 
 TWO_DEVICES = {"devices": [{"name": "fast", "memory_mb": 0.07, "speed": 2.0, "cpus": 0.5},
                            {"name": "slow", "memory_mb": 0.045, "speed": 1.0, "cpus": 0.5, "link_mbps": 10.0}]}
@@ -47,7 +49,7 @@ def partitioned(server, data):
 
 
 def test_importing_semcomm_and_its_backends_never_imports_ray():
-    code = "import sys, semcomm, semcomm.backends, semcomm.codec, semcomm.sweep; print('ray' in sys.modules)"
+    code = "import sys, semcomm, semcomm.server.backends, semcomm.edge.encoder, semcomm.server.decoder, semcomm.experiments.sweep; print('ray' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from backend_helpers import one_thread, random_positions, tiny_data, tiny_vit  # noqa: F401 (fixture)
-from semcomm.backends import Device, MonolithicBackend
-from semcomm.backends.cost import device_macs, macs_per_image
+from semcomm.server.backends import Device, MonolithicBackend
+from semcomm.server.backends.cost import device_macs, macs_per_image
 
 
 def vit_macs(tokens: int, width: int, depth: int, hidden: int, patches: int, patch_values: int, classes: int) -> int:

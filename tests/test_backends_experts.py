@@ -11,14 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import semcomm.backends.experts as experts_module
+import semcomm.server.backends.experts as experts_module
 from backend_helpers import one_thread, random_positions, tiny_data, tiny_vit  # noqa: F401 (fixture)
-from semcomm.backends import (
-    DeviceConfig, ExpertBackend, ExpertClasses, ExpertStage, LocalEngine, MonolithicBackend, ProgressiveSchedule,
-    TopKMassRouter, ViTSpec, build_experts, collaborate, train_specialist,
+from semcomm.server.backends import (
+    DeviceConfig, ExpertBackend, ExpertClasses, ExpertStage, LocalEngine, MonolithicBackend, TopKMassRouter, ViTSpec,
+    collaborate,
 )
-from semcomm.backends.specialists import domain_batch
-from semcomm.gating import Gate
+from semcomm.train.backends import ProgressiveSchedule, build_experts, train_specialist
+from semcomm.train.backends.specialists import domain_batch
+from semcomm.edge.gating import Gate
 
 THREE = DeviceConfig.from_dict([{"name": "slow", "memory_mb": 1.0, "speed": 0.5},
                                 {"name": "fast", "memory_mb": 1.0, "speed": 3.0, "link_mbps": 10.0},
@@ -268,8 +269,9 @@ def test_a_backend_that_is_not_routed_serves_every_offloaded_image_with_every_st
 
 
 def test_the_codec_reads_strings_through_an_expert_backend_routed_on_what_arrived(backend):
-    from semcomm.codec import EdgeEncoder, ServerDecoder
-    from semcomm.selection import TopK
+    from semcomm.edge.encoder import EdgeEncoder
+    from semcomm.server.decoder import ServerDecoder
+    from semcomm.edge.selection import TopK
 
     images, _ = tiny_data(6, seed=8)
     sent = EdgeEncoder(tiny_vit(seed=9), TopK(5), gate=None).encode(images)

@@ -15,13 +15,14 @@ import pytest
 import torch
 
 from backend_helpers import random_positions, tiny_data, tiny_vit
-from semcomm.backends import (
+from semcomm.server.backends import (
     DeviceConfig, EngineError, ExpertBackend, ExpertStage, LocalEngine, MonolithicBackend, RayEngine, build_decomposed,
     build_partitioned,
 )
-from semcomm.backends.devices import Device
-from semcomm.codec import EdgeEncoder, ServerDecoder
-from semcomm.selection import TopK
+from semcomm.server.backends.devices import Device
+from semcomm.edge.encoder import EdgeEncoder
+from semcomm.server.decoder import ServerDecoder
+from semcomm.edge.selection import TopK
 
 ray = pytest.importorskip("ray")
 
@@ -208,10 +209,10 @@ def test_an_engine_with_no_ray_running_starts_a_bounded_local_instance_and_stops
 
 
 def test_the_sweep_command_runs_a_saved_backend_on_ray_with_the_local_results(tmp_path, monkeypatch, capsys):
-    from semcomm.backends.storage import save_backend
+    from semcomm.server.backends.storage import save_backend
     from semcomm.cli import main
     from semcomm.models import create_model
-    from semcomm.sweep import SweepResult
+    from semcomm.experiments.sweep import SweepResult
 
     monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path / "zoo"))
     save_backend(MonolithicBackend(create_model("vit-server-cifar10"), Device("fast", memory_mb=16.0, cpus=0.5)),

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from backend_helpers import one_thread, tiny_data, tiny_vit  # noqa: F401 (fixture)
-from semcomm.backends import DecomposedBackend, Device, ExpertBackend, MonolithicBackend, PartitionedBackend
-from semcomm.backends.recipes import (
+from semcomm.server.backends import DecomposedBackend, Device, ExpertBackend, MonolithicBackend, PartitionedBackend
+from semcomm.train.backends.recipes import (
     backend_logits, build_backend, cifar10_recipe, compare_offloading, measure_latencies, measure_latency,
     evaluate_recipe, partial_input_accuracy, retime_recipe,
 )
@@ -86,7 +86,7 @@ def test_timing_again_needs_a_measured_recipe(tmp_path):
 
 
 def test_evaluating_a_shipped_backend_measures_it_without_building_or_touching_its_card(tmp_path):
-    from semcomm.backends.storage import read_backend_card
+    from semcomm.server.backends.storage import read_backend_card
 
     recipe = cifar10_recipe("devit", 2, test_limit=64)
     card = read_backend_card(recipe.name)

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from backend_helpers import one_thread, random_positions, tiny_data, tiny_vit  # noqa: F401 (fixture)
-from semcomm.backends import (
-    DeviceConfig, MonolithicBackend, ViTSpec, build_decomposed, build_experts, build_partitioned, create_backend,
-    list_saved_backends, load_backend, read_backend_card, save_backend,
+from semcomm.server.backends import (
+    DeviceConfig, MonolithicBackend, ViTSpec, build_decomposed, build_partitioned, create_backend, list_saved_backends,
+    load_backend, read_backend_card, save_backend,
 )
-from semcomm.backends.devices import Device
+from semcomm.train.backends import build_experts
+from semcomm.server.backends.devices import Device
 from semcomm.models.zoo import CheckpointError
 
 DEVICES = DeviceConfig.from_dict([{"name": "fast", "memory_mb": 0.07, "speed": 2.0},

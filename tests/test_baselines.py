@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from semcomm.baselines import ImageCodec, standard_codecs
+from semcomm.rate.image_codecs import ImageCodec, standard_codecs
 
 
 def smooth_images(n: int, size: int, seed: int = 0) -> torch.Tensor:

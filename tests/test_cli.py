@@ -6,7 +6,7 @@ import json
 import pytest
 
 from semcomm.cli import main
-from semcomm.sweep import SweepResult
+from semcomm.experiments.sweep import SweepResult
 
 
 def test_zoo_lists_shipped_checkpoints(capsys):
@@ -17,8 +17,8 @@ def test_zoo_lists_shipped_checkpoints(capsys):
 
 def test_zoo_lists_saved_backends_and_train_names_backend_recipes(tmp_path, monkeypatch, capsys):
     from backend_helpers import tiny_vit
-    from semcomm.backends import Device, MonolithicBackend
-    from semcomm.backends.storage import save_backend
+    from semcomm.server.backends import Device, MonolithicBackend
+    from semcomm.server.backends.storage import save_backend
 
     monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path))
     save_backend(MonolithicBackend(tiny_vit(), Device("box", memory_mb=1.0)), name="box-tiny",
@@ -50,8 +50,8 @@ def test_quick_sweep_writes_json_and_plot(tmp_path, capsys):
 
 
 def test_a_sweep_through_the_servers_own_monolithic_backend_equals_the_server_sweep(tmp_path, monkeypatch, capsys):
-    from semcomm.backends import Device, MonolithicBackend
-    from semcomm.backends.storage import save_backend
+    from semcomm.server.backends import Device, MonolithicBackend
+    from semcomm.server.backends.storage import save_backend
     from semcomm.models import create_model
 
     monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path / "zoo"))

@@ -6,11 +6,14 @@ import math
 import pytest
 import torch
 
-from semcomm import bitstream
-from semcomm.codec import EdgeEncoder, ServerDecoder, collaborative_predictions
-from semcomm.gating import Gate
+from semcomm.core.patches import patchify
+from semcomm.wire import v1 as bitstream
+from semcomm.wire.errors import BitstreamError
+from semcomm.edge.encoder import EdgeEncoder, collaborative_predictions
+from semcomm.server.decoder import ServerDecoder
+from semcomm.edge.gating import Gate
 from semcomm.models import create_model
-from semcomm.selection import AttentionSum, TopK
+from semcomm.edge.selection import AttentionSum, TopK
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,7 @@ def test_strings_carry_exactly_the_selected_patches(models, tiny_images):
         version, received = decoder.decode(string)
         assert version == 1
         torch.testing.assert_close(received.positions, transmission.mask[i].nonzero().flatten())
-        original = bitstream.patchify(tiny_images[i : i + 1], 4)[0]
+        original = patchify(tiny_images[i : i + 1], 4)[0]
         assert torch.equal(received.values, original[received.positions].float())
     expected = bitstream.stream_bits(10, 64, 48)
     assert transmission.bits.tolist() == [expected] * 4
@@ -72,7 +75,7 @@ def test_corrupted_string_is_a_clear_error_or_falls_back_to_the_edge(models, tin
     transmission = EdgeEncoder(edge, TopK(5), gate=None, bf16=False).encode(tiny_images)
     damaged = list(transmission.strings)
     damaged[2] = damaged[2][:-1]
-    with pytest.raises(bitstream.BitstreamError, match="string 2: truncated"):
+    with pytest.raises(BitstreamError, match="string 2: truncated"):
         ServerDecoder(server).classify(damaged)
     logits = ServerDecoder(server, bf16=False).classify(damaged, errors="nan")
     assert logits[2].isnan().all() and not logits[[0, 1, 3]].isnan().any()

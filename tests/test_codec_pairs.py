@@ -10,19 +10,21 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semcomm.bitstream import BitstreamError, patchify
-from semcomm.codec import EdgeEncoder, ServerDecoder, collaborative_predictions
-from semcomm.gating import Gate
+from semcomm.wire.errors import BitstreamError
+from semcomm.core.patches import patchify
+from semcomm.edge.encoder import EdgeEncoder, collaborative_predictions
+from semcomm.server.decoder import ServerDecoder
+from semcomm.edge.gating import Gate
 from semcomm.models import create_model
 from semcomm.rate import create_codec, list_codecs
 from semcomm.rate.dct import DCTPair
-from semcomm.rate import format as fmt
-from semcomm.rate.fitting import fit_switched_tables, latent_tables
+from semcomm.wire import v2 as fmt
+from semcomm.train.fitting import fit_switched_tables, latent_tables
 from semcomm.rate.hint import HintCoder
 from semcomm.rate.latent import LatentCodec, LatentConfig, LatentPair
 from semcomm.rate.pixels import PixelIAQ
 from semcomm.rate.policies import IAQ, FixedLevel, UniformBudget
-from semcomm.selection import SpreadTopK, TopK
+from semcomm.edge.selection import SpreadTopK, TopK
 
 SETTINGS = settings(max_examples=30, deadline=None)
 
@@ -260,7 +262,7 @@ def test_pca_init_gives_the_server_its_own_tokens(models, tiny_images):
     """With as many channels as pixel values the PCA start is exact: the latent server, fed the
     unquantized latents of every patch, returns the pixel server's logits."""
     from semcomm.rate.latent import patch_values
-    from semcomm.rate.latent_training import pca_init
+    from semcomm.train.latent import pca_init
 
     server = models[1]
     codec = LatentCodec(LatentConfig(channels=48))

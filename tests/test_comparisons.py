@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from semcomm.comparisons import markdown, published_comparisons
+from semcomm.experiments.comparisons import markdown, published_comparisons
 from semcomm.data import load_split
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from semcomm import create_model
-from semcomm.baselines import ImageCodec
-from semcomm.gating import Gate
+from semcomm.rate.image_codecs import ImageCodec
+from semcomm.edge.gating import Gate
 from semcomm.inference import predict_logits
-from semcomm.sweep import Sweep, SweepConfig
+from semcomm.experiments.sweep import Sweep, SweepConfig
 
 BUDGETS = (4, 8, 16, 32, 48)
 
@@ -103,7 +103,7 @@ def test_paired_comparison_with_random_is_consistent(sweep):
 
 
 def test_mcnemar_exact_p_value():
-    from semcomm.sweep import paired_comparison
+    from semcomm.experiments.sweep import paired_comparison
 
     a = torch.tensor([True] * 10 + [False] * 5)
     b = torch.tensor([False] * 10 + [False] * 5)

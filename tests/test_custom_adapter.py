@@ -15,11 +15,12 @@ from einops import rearrange
 from torch import nn
 from torch.nn import functional as F
 
-from semcomm.codec import EdgeEncoder, ServerDecoder
-from semcomm.gating import Gate
-from semcomm.importance import patch_importance
+from semcomm.edge.encoder import EdgeEncoder
+from semcomm.server.decoder import ServerDecoder
+from semcomm.edge.gating import Gate
+from semcomm.edge.importance import patch_importance
 from semcomm.models import ViTAdapter, ViTOutput
-from semcomm.selection import TopK
+from semcomm.edge.selection import TopK
 
 
 class TorchEncoderViT(ViTAdapter):
@@ -340,7 +341,7 @@ def test_bad_sizes_are_named(kwargs, error, message):
 
 
 def test_your_own_vit_trains_with_the_projects_recipe_and_resumes(tmp_path, cifar_test):
-    from semcomm.training import TrainConfig, train
+    from semcomm.train.vit import TrainConfig, train
 
     data = cifar_test.subset(64)
     config = TrainConfig("my-encoder-vit", epochs=2, batch_size=32, eval_images=32, bf16=False, token_keep=(0.3, 1.0))

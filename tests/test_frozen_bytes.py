@@ -12,14 +12,14 @@ import hashlib
 import pytest
 import torch
 
-from semcomm.codec import EdgeEncoder
+from semcomm.edge.encoder import EdgeEncoder
 from semcomm.models import create_model
 from semcomm.rate import create_codec
 from semcomm.rate.policies import IAQ, FixedLevel
 from semcomm.rate.zoo import load_hint
-from semcomm.selection import SpreadTopK, TopK
-from semcomm.transport.analog import SideInfo, pack_side_info
-from semcomm.transport.packets import Packetizer
+from semcomm.edge.selection import SpreadTopK, TopK
+from semcomm.wire.side_info import SideInfo, pack_side_info
+from semcomm.wire.packets import Packetizer
 
 DIGESTS = {
     "v1 spread-top-k 16": "3ab48834a496fde4198b61e1640109a0cbd7519c3cb61efa36f0e03872736ef9",
@@ -76,7 +76,7 @@ def strings(images, edge):
     for codec, source, size, copies in packets:
         packetizer = Packetizer(pairs[codec], packet_bytes=size, header_copies=copies)
         out[f"v3 {codec} packets {size} x{copies}"] = [p for s in out[f"v2 {source}"] for p in packetizer.split(s)]
-    from semcomm.baselines import ImageCodec
+    from semcomm.rate.image_codecs import ImageCodec
 
     out["webp q40"] = ImageCodec("webp", 40).compress(images)
     out["jpeg q50"] = ImageCodec("jpeg", 50).compress(images)

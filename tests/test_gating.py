@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semcomm.gating import KINDS, Gate, uncertainty
+from semcomm.edge.gating import KINDS, Gate, uncertainty
 
 SETTINGS = settings(max_examples=50, deadline=None)
 

@@ -7,8 +7,8 @@ from torch import nn
 
 from backend_helpers import tiny_vit
 from semcomm.models import create_model, model_card
-from semcomm.models.growth import grow_by_stacking
-from semcomm.training import TrainConfig, build
+from semcomm.train.growth import grow_by_stacking
+from semcomm.train.vit import TrainConfig, build
 
 
 def test_each_block_of_the_deeper_model_is_the_shallower_ones_block_i_mod_depth():

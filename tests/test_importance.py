@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from semcomm.importance import METHODS, attention_rollout, patch_importance
+from semcomm.edge.importance import METHODS, attention_rollout, patch_importance
 from semcomm.models.adapter import ViTOutput
 
 B, HEADS, N = 3, 4, 16

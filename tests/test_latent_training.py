@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from semcomm.rate.latent import LatentConfig
-from semcomm.rate.latent_training import LatentTrainConfig, load_codec_weights, train_latent, training_levels
+from semcomm.train.latent import LatentTrainConfig, load_codec_weights, train_latent, training_levels
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,7 @@ def test_recording_only_some_layers_gives_the_same_maps_and_logits():
 
 
 def test_importance_names_the_layers_it_reads_and_refuses_missing_ones():
-    from semcomm.importance import attention_layers, patch_importance
+    from semcomm.edge.importance import attention_layers, patch_importance
 
     assert attention_layers("mean") == (-1,)
     assert attention_layers("mean", "rollout") is None and attention_layers("mean_layers") is None

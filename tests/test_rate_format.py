@@ -12,9 +12,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semcomm.bitstream import BitstreamError
-from semcomm.rate import format as fmt
-from semcomm.rate.bits import (
+from semcomm.wire.errors import BitstreamError
+from semcomm.wire import v2 as fmt
+from semcomm.wire.bits import (
     BitReader, BitWriter, pack_fields, subset_bits, subset_rank, subset_unrank, unpack_fields, width_for,
 )
 from semcomm.rate.entropy import SetCosts, SymbolTables, rans_decode, rans_encode

@@ -7,16 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semcomm.selection import (
-    AttentionSum,
-    RandomK,
-    SpreadTopK,
-    Threshold,
-    TopK,
-    as_generator,
-    mask_to_positions,
-    random_like,
-)
+from semcomm.edge.selection import AttentionSum, RandomK, SpreadTopK, Threshold, TopK, mask_to_positions, random_like
+from semcomm.core.seeding import as_generator
 
 GRID = (8, 8)
 N = 64

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from semcomm.augmentation import pad_crop_flip
-from semcomm.training import TrainConfig, learning_rate, random_positions, train
+from semcomm.train.augmentation import pad_crop_flip
+from semcomm.train.vit import TrainConfig, learning_rate, random_positions, train
 
 
 def test_augment_is_a_crop_or_its_mirror():
@@ -84,7 +84,7 @@ def test_warm_restart_continues_the_schedule_and_keeps_the_earlier_history(tmp_p
 
 def test_export_ships_fp16_weights_with_a_measured_card(tmp_path, cifar_test, monkeypatch):
     import semcomm.models.zoo as zoo
-    import semcomm.training as training
+    import semcomm.train.vit as training
     from semcomm import create_model
     from semcomm.inference import predict_logits, top1
 
@@ -106,7 +106,7 @@ def test_deit_augmentation_is_reproducible_and_leaves_global_generators_alone():
 
     import numpy as np
 
-    from semcomm.augmentation import ImageNetAugment
+    from semcomm.train.augmentation import ImageNetAugment
 
     images = torch.randint(0, 256, (8, 3, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     labels = torch.arange(8) % 4
@@ -147,7 +147,7 @@ def test_deit_recipe_with_a_low_resolution_phase_resumes_exactly(tmp_path):
 
 def test_imagenette_presets_train_on_imagenette_and_score_on_its_val_split():
     from semcomm.data import evaluation_split
-    from semcomm.training import PRESET_DATASETS, PRESETS, recipe
+    from semcomm.train.vit import PRESET_DATASETS, PRESETS, recipe
 
     for name in ("vit-edge-imagenette", "vit-server-imagenette"):
         assert PRESET_DATASETS[name] == "imagenette" and PRESETS[name].augment == "deit"

@@ -10,14 +10,16 @@ import torch
 
 from channels import AWGN, BSC, AnalogLink, FlatFading
 from semcomm import create_model
-from semcomm.codec import EdgeEncoder, collaborative_predictions
+from semcomm.edge.encoder import EdgeEncoder, collaborative_predictions
 from semcomm.rate import create_codec
-from semcomm.rate.bits import subset_bits, width_for
+from semcomm.wire.bits import subset_bits, width_for
 from semcomm.rate.pair import Received
-from semcomm.selection import SpreadTopK
-from semcomm.transport.analog import (AnalogTransport, ControlChannel, PowerAllocation, SideInfo, analog_over_link,
-                                      noise_variance, pack_side_info, server_levels, source_statistics,
-                                      unpack_side_info)
+from semcomm.edge.selection import SpreadTopK
+from semcomm.transport.analog import (
+    AnalogTransport, ControlChannel, PowerAllocation, analog_over_link, noise_variance, server_levels,
+    source_statistics,
+)
+from semcomm.wire.side_info import SideInfo, pack_side_info, unpack_side_info
 
 K = 16  # patches sent per image in the end-to-end tests
 

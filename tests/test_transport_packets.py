@@ -8,14 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from semcomm import create_model
-from semcomm.codec import EdgeEncoder, ServerDecoder, collaborative_predictions
-from semcomm.gating import Gate
+from semcomm.edge.encoder import EdgeEncoder, collaborative_predictions
+from semcomm.server.decoder import ServerDecoder
+from semcomm.edge.gating import Gate
 from semcomm.rate import create_codec
 from semcomm.rate.policies import IAQ, FixedLevel
 from semcomm.rate.zoo import load_hint
-from semcomm.selection import SpreadTopK
+from semcomm.edge.selection import SpreadTopK
 from channels import AWGN, BSC, DigitalLink, Uncoded
-from semcomm.transport import DigitalTransport, Packetizer, WholeString, over_link
+from semcomm.transport.digital import DigitalTransport
+from semcomm.wire.packets import Packetizer, WholeString
+from semcomm.transport.over_link import over_link
 
 
 @pytest.fixture(scope="module")

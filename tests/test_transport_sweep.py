@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from semcomm.baselines import ImageCodec
+from semcomm.rate.image_codecs import ImageCodec
 from semcomm.cli import main
-from semcomm.sweep import Sweep, SweepConfig
+from semcomm.experiments.sweep import Sweep, SweepConfig
 from semcomm.transport.links import LinkSpec
-from semcomm.transport.sweep import LinkSweep, LinkSweepConfig, LinkSweepResult
+from semcomm.experiments.link_sweep import LinkSweep, LinkSweepConfig, LinkSweepResult
 
 SETTING = ("spread-top-k", 16, 3)
 WEBP = ImageCodec("webp", 40)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from .adapter import ViTAdapter, ViTOutput, _layer_index
+from semcomm.models.adapter import ViTAdapter, ViTOutput, _layer_index
 
 
 class TimmViT(ViTAdapter):

@@ -29,10 +29,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..data import default_cache_dir
-from . import architectures  # registers the project's architectures with timm
-from .adapter import ViTAdapter
-from .timm_vit import TimmViT
+from semcomm.core.paths import default_cache_dir
+from semcomm.models import architectures  # registers the project's architectures with timm
+from semcomm.models.adapter import ViTAdapter
+from semcomm.models.timm_vit import TimmViT
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
 WRAPPER_PREFIX = "model."  # TimmViT's state-dict keys: the wrapped timm model's, under this prefix

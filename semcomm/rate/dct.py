@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from ..bitstream import unpatchify
+from semcomm.core.patches import unpatchify
 
-from . import format as fmt
-from .entropy import SymbolTables
-from ..models import ViTAdapter, create_model
-from .pair import TableCodedPair, register_codec
-from .pixels import PixelPair
+from semcomm.wire import v2 as fmt
+from semcomm.rate.entropy import SymbolTables
+from semcomm.models import ViTAdapter, create_model
+from semcomm.rate.pair import TableCodedPair, register_codec
+from semcomm.rate.pixels import PixelPair
 
 RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
                             dtype=torch.float64)
@@ -136,7 +136,7 @@ def dct_cifar10(server: str | ViTAdapter = "vit-server-cifar10", hint: bool = Tr
                 entropy_coding: bool = True) -> DCTPair:
     """The shipped DCT pair for CIFAR-10 (tables fitted on its training split) with a zoo pixel server;
     ``entropy_coding=False`` writes the same symbols in fixed-length fields (codec id 10)."""
-    from .zoo import load_codec_tensors, load_hint
+    from semcomm.rate.zoo import load_codec_tensors, load_hint
 
     card, tensors = load_codec_tensors("dct-cifar10")
     server = create_model(server) if isinstance(server, str) else server

@@ -34,10 +34,10 @@ with warnings.catch_warnings():  # CompressAI's import pulls in torch_geometric,
     from compressai import ans
     from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf
 
-from ..bitstream import BitstreamError
+from semcomm.wire.errors import BitstreamError
+from semcomm.wire.v2 import STATE_LENGTH_BITS
 
 PRECISION = 16
-STATE_LENGTH_BITS = 3  # the header field holding (state bytes - 4)
 PAD_SYMBOLS = 4
 # what rans_encode writes beyond -sum log2 p: the coder starts from the state 2^31, whose 31 bits carry no
 # information, and the compacted state ends on a whole byte (0..7 bits, about 4 on average)

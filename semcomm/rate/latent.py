@@ -40,10 +40,10 @@ from compressai.entropy_models import EntropyBottleneck
 from einops import rearrange
 from torch import nn
 
-from . import format as fmt
-from .entropy import SymbolTables
-from ..models.zoo import CheckpointError
-from .pair import TableCodedPair, register_codec
+from semcomm.wire import v2 as fmt
+from semcomm.rate.entropy import SymbolTables
+from semcomm.models.zoo import CheckpointError
+from semcomm.rate.pair import TableCodedPair, register_codec
 
 
 @dataclass(frozen=True)
@@ -277,7 +277,7 @@ class LatentPair(TableCodedPair):
     @classmethod
     def from_zoo(cls, name: str, hint: bool = True, bf16: bool = True, entropy_coding: bool = True) -> "LatentPair":
         """A shipped latent pair (SHA-256 verified), with its edge's hint coder unless ``hint`` is False."""
-        from .zoo import load_codec_tensors, load_hint
+        from semcomm.rate.zoo import load_codec_tensors, load_hint
 
         card, tensors = load_codec_tensors(name)
         codec = LatentCodec(LatentConfig.from_dict(card.config["codec"]))

@@ -23,12 +23,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..bitstream import BitstreamError
-from ..inference import autocast
-from . import format as fmt
-from .bits import pack_fields, unpack_fields, width_for
-from .entropy import SetCosts, SymbolTables, rans_decode, rans_encode
-from .hint import HintCoder, fuse
+from semcomm.wire.errors import BitstreamError
+from semcomm.inference import autocast
+from semcomm.wire import v2 as fmt
+from semcomm.wire.bits import pack_fields, unpack_fields, width_for
+from semcomm.rate.entropy import SetCosts, SymbolTables, rans_decode, rans_encode
+from semcomm.rate.hint import HintCoder, fuse
 
 
 @dataclass

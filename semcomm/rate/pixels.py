@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..bitstream import patchify, unpatchify
-from ..models import ViTAdapter, create_model
-from ..models.adapter import to_uint8
-from . import format as fmt
-from .hint import HintCoder
-from .pair import CodecPair, register_codec
+from semcomm.core.patches import patchify, unpatchify
+from semcomm.models import ViTAdapter, create_model
+from semcomm.models.adapter import to_uint8
+from semcomm.wire import v2 as fmt
+from semcomm.rate.hint import HintCoder
+from semcomm.rate.pair import CodecPair, register_codec
 
 
 class PixelPair(CodecPair):
@@ -92,7 +92,7 @@ def pixel_iaq(server: str | ViTAdapter = "vit-server-cifar10", hint: bool | Hint
     """Raw-pixel IAQ (the IAQ paper's scheme) with a zoo or user server. ``hint``: True, strings can
     carry the prediction of the zoo model ``edge`` (its hint coder); a :class:`HintCoder` (e.g.
     ``HintCoder.fit(logits)`` of your own edge), that one; False, none."""
-    from .zoo import load_hint
+    from semcomm.rate.zoo import load_hint
 
     pair = PixelIAQ(create_model(server) if isinstance(server, str) else server, **kwargs)
     pair.hint_coder = hint if isinstance(hint, HintCoder) else load_hint(edge) if hint else None

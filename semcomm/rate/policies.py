@@ -22,8 +22,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .allocation import (channel_distortion, greedy_allocation, importance_weights, lagrangian_allocation,
-                         uniform_allocation, water_filling)
+from semcomm.rate.allocation import (
+    channel_distortion, greedy_allocation, importance_weights, lagrangian_allocation, uniform_allocation,
+    water_filling,
+)
 
 SOLVERS = ("lagrangian", "greedy", "water-filling")
 

@@ -19,8 +19,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..models.zoo import CHECKPOINT_DIR, CheckpointError, file_sha256, read_card, user_zoo_dirs, verify_sha256, write_json
-from .hint import HintCoder
+from semcomm.models.zoo import (
+    CHECKPOINT_DIR, CheckpointError, file_sha256, read_card, user_zoo_dirs, verify_sha256, write_json,
+)
+from semcomm.rate.hint import HintCoder
 
 CODEC_DIR = CHECKPOINT_DIR / "codecs"
 

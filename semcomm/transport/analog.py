@@ -49,15 +49,14 @@ from einops import rearrange
 
 from channels import AWGN, AnalogLink, FlatFading
 
-from ..codec import Transmission, collaborative_predictions
-from ..rate.bits import BitReader, BitWriter, subset_bits, subset_rank, subset_unrank, width_for
-from ..rate.hint import HintCoder
-from ..rate.pair import CodecPair, Received
-from ..selection import as_generator
-from .run import LinkOutcome
+from semcomm.edge.encoder import Transmission, collaborative_predictions
+from semcomm.rate.hint import HintCoder
+from semcomm.rate.pair import CodecPair, Received
+from semcomm.core.seeding import as_generator
+from semcomm.transport.over_link import LinkOutcome
+from semcomm.wire.side_info import SCALE_BITS, SideInfo, pack_side_info, unpack_side_info
 
 ALLOCATIONS = ("uniform", "importance")
-SCALE_BITS = 8  # the image's amplitude code
 SCALE_STEP = 1 / 32  # octaves of amplitude per code step: d = 2^((code - 128) / 32)
 _SCALE_ZERO = 1 << (SCALE_BITS - 1)
 
@@ -177,56 +176,6 @@ def bpsk_capacity(snr_db: float, nodes: int = 96) -> float:
     x, w = np.polynomial.hermite.hermgauss(nodes)
     y = 1 + math.sqrt(2 * s2) * x
     return float(1 - (w * np.logaddexp(0, -2 * y / s2)).sum() / math.sqrt(math.pi) / math.log(2))
-
-
-@dataclass
-class SideInfo:
-    """What the server must know of one image besides its analog symbols.
-
-    Bits, MSB first: w(N) K - 1; ceil(log2 C(N, K)) rank of the positions;
-    1 hint flag; the hint's Huffman codewords (if flagged); K x ``power_bits``
-    power levels (importance allocation only); 8 amplitude code.
-
-    Attributes:
-        positions: K int64 sent patch indices, ascending.
-        hint: the edge's C hint symbols (int64) or None.
-        power_levels: K int64 power levels (in position order) or None (uniform allocation).
-        scale_code: the image's amplitude code (0..255).
-    """
-
-    positions: torch.Tensor
-    hint: torch.Tensor | None
-    power_levels: torch.Tensor | None
-    scale_code: int
-
-
-def pack_side_info(info: SideInfo, num_patches: int, hint_coder: HintCoder | None = None,
-                   power_bits: int = 0) -> tuple[bytes, int]:
-    """(bytes, exact bit count) of ``info`` (see :class:`SideInfo`; no CRC: the control channel is error-free)."""
-    positions = info.positions.tolist()
-    writer = BitWriter()
-    writer.write(len(positions) - 1, width_for(num_patches))
-    writer.write(subset_rank(positions, num_patches), subset_bits(num_patches, len(positions)))
-    writer.write(int(info.hint is not None), 1)
-    if info.hint is not None:
-        hint_coder.write(writer, info.hint)
-    if power_bits:
-        for level in info.power_levels.tolist():
-            writer.write(level, power_bits)
-    writer.write(info.scale_code, SCALE_BITS)
-    return writer.to_bytes(), writer.bits
-
-
-def unpack_side_info(data: bytes, bits: int, num_patches: int, hint_coder: HintCoder | None = None,
-                     classes: int = 0, power_bits: int = 0) -> SideInfo:
-    """Inverse of :func:`pack_side_info`."""
-    reader = BitReader(data, bits)
-    k = reader.read(width_for(num_patches), "patches - 1") + 1
-    positions = subset_unrank(reader.read(subset_bits(num_patches, k), "positions"), num_patches, k)
-    hint = hint_coder.read(reader, classes) if reader.read(1, "hint flag") else None
-    levels = torch.tensor([reader.read(power_bits, "power level") for _ in range(k)]) if power_bits else None
-    scale = reader.read(SCALE_BITS, "amplitude code")
-    return SideInfo(torch.tensor(positions, dtype=torch.int64), hint, levels, scale)
 
 
 # ---- the analog link ----------------------------------------------------------------------------

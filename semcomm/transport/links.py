@@ -33,7 +33,7 @@ from functools import lru_cache
 
 from channels import AWGN, BEC, BSC, DigitalLink, FlatFading, GilbertElliott, LDPC80211n, run_ber
 
-from .digital import DigitalTransport
+from semcomm.transport.digital import DigitalTransport
 
 CHANNELS = ("ideal", "awgn", "rayleigh", "rayleigh-fast", "bsc", "bec", "gilbert-elliott")
 SNR_CHANNELS = ("awgn", "rayleigh", "rayleigh-fast")

@@ -1,0 +1,86 @@
+"""What the host sends each device: the patches that arrived and their positions, or whole images.
+
+The server receives, per image, K patches at their own positions (decoded
+from a string) or a whole decoded image. The host forwards exactly that to
+every device that runs a sub-model: the K patches' values (not the empty
+canvas around them) and their positions, in the dtype they arrived in
+(uint8 pixels 1 byte per value, float pixels in [0, 1] 4 bytes). The
+device rebuilds the canvas and runs its sub-model on the K tokens. Bytes
+are the tensors' raw sizes (numel x element size), without any framing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from semcomm.core.patches import patchify, unpatchify
+from semcomm.models.adapter import check_images
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request (a batch of B images) as shipped to a device.
+
+    Attributes:
+        image_size: (H, W) pixels of the images the request came from.
+        patch_size: pixels per patch side.
+        images: B x 3 x H x W whole images when no positions came, else None.
+        patches: B x K x P values of the received patches (P = 3 patch_size^2, patchify order), or None.
+        positions: B x K int64 patch indices (row-major), or None for whole images.
+    """
+
+    image_size: tuple[int, int]
+    patch_size: int
+    images: torch.Tensor | None = None
+    patches: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
+
+    @classmethod
+    def pack(cls, images: torch.Tensor, positions: torch.Tensor | None, image_size: tuple[int, int],
+             patch_size: int) -> "Request":
+        """The request for B x 3 x H x W ``images`` (only the patches at B x K ``positions`` are read)."""
+        check_images(images, image_size)
+        if images.dtype != torch.uint8:
+            images = images.float()
+        if positions is None:
+            return cls(tuple(image_size), patch_size, images=images.contiguous())
+        if not isinstance(positions, torch.Tensor) or positions.ndim != 2 or len(positions) != len(images):
+            raise ValueError(f"positions must be a B x K = {len(images)} x K tensor of patch indices, got "
+                             f"{getattr(positions, 'shape', type(positions).__name__)}")
+        positions = positions.long()
+        grid = (image_size[0] // patch_size) * (image_size[1] // patch_size)
+        if positions.numel() and (positions.min() < 0 or positions.max() >= grid):
+            raise ValueError(f"positions must lie in [0, {grid}), got [{int(positions.min())}, {int(positions.max())}]")
+        values = patchify(images, patch_size)
+        patches = values.gather(1, positions[..., None].expand(-1, -1, values.shape[-1]))
+        return cls(tuple(image_size), patch_size, patches=patches.contiguous(), positions=positions.contiguous())
+
+    def unpack(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B x 3 x H x W images, B x K positions or None): the received patches on an empty (zero) canvas."""
+        if self.positions is None:
+            return self.images, None
+        b, k, p = self.patches.shape
+        grid = (self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size)
+        canvas = torch.zeros(b, grid[0] * grid[1], p, dtype=self.patches.dtype)
+        canvas.scatter_(1, self.positions[..., None].expand(-1, -1, p), self.patches)
+        return unpatchify(canvas, self.patch_size, grid), self.positions
+
+    def select(self, rows: torch.Tensor) -> "Request":
+        """The request for the images at ``rows`` (1-D int64 indices into the batch) only."""
+        pick = (lambda t: None if t is None else t[rows].contiguous())
+        return Request(self.image_size, self.patch_size, pick(self.images), pick(self.patches), pick(self.positions))
+
+    @property
+    def batch(self) -> int:
+        return len(self.images if self.positions is None else self.positions)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes shipped to one device: the tensors' raw sizes."""
+        return sum(tensor_bytes(t) for t in (self.images, self.patches, self.positions) if t is not None)
+
+
+def tensor_bytes(tensor: torch.Tensor) -> int:
+    """Raw size of a tensor in bytes (numel x element size)."""
+    return tensor.numel() * tensor.element_size()

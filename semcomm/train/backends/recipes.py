@@ -1,0 +1,405 @@
+"""Full-size recipes: class-partitioned, DeViT and expert-routed backends for CIFAR-10 on N = 2 or 5 devices.
+
+A recipe (:func:`cifar10_recipe`) builds one backend from the shipped
+``vit-server-cifar10`` (and ``vit-edge-cifar10``: the DeViT students start
+from it, and it is the experts' generalist) on the CIFAR-10 train split, then
+:func:`run_recipe` measures it on the test split and saves it:
+
+* top-1 of the backend on whole test images, and of the server and the edge
+  on the same images;
+* parameters per device (and on the host), and MACs per image per device
+  (counted, :mod:`~semcomm.backends.cost`) against the server's;
+* top-1 on the codec's partial inputs: the ``partial_budgets`` patches per
+  image that spread-top-k picks by the edge's mean attention, the backend
+  against the server on exactly the same patches;
+* in-process (:class:`~semcomm.backends.engine.LocalEngine`) critical-path
+  latency of single-image and batched requests, the server's (as a
+  one-device backend) measured the same way, and bytes exchanged per image;
+* for expert routing, at each offload rate of a gate calibrated on the edge's
+  logits: top-1 of edge + experts and of edge + server on exactly the same
+  offloaded images, and the share of offloaded images each expert served.
+
+Building is resumable: each phase (a sub-model, a student, an expert, the
+fusion) is kept under ``<cache>/runs/backend-<name>/`` and skipped when the
+recipe runs again (see :mod:`~semcomm.backends.phases`); the measurements go
+to ``results.json`` there, and the backend into the user zoo as ``<name>``
+(``<kind>-cifar10-n<N>``) with them on its card. ``scale`` multiplies every
+step count (``0.01`` for a quick check of the whole path).
+:func:`retime_recipe` times a recipe's saved backend again (on an idle
+machine, or on Ray) without building or evaluating anything;
+:func:`evaluate_recipe` measures a saved (e.g. shipped) backend as
+:func:`run_recipe` measures a built one, without building it.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from semcomm.core.paths import default_cache_dir
+from semcomm.data import load_split
+from semcomm.edge.gating import Gate
+from semcomm.inference import native_bf16, predict_logits, top1
+from semcomm.rate.hint import fuse
+from semcomm.edge.encoder import EdgeEncoder
+from semcomm.edge.selection import SpreadTopK, TopK, mask_to_positions
+from semcomm.server.backends.collaborate import collaborate
+from semcomm.server.backends.cost import device_macs, macs_per_image
+from semcomm.server.backends.decomposed import build_decomposed
+from semcomm.server.backends.devices import Device, DeviceConfig
+from semcomm.train.backends.distillation import DistillConfig
+from semcomm.server.backends.engine import LocalEngine
+from semcomm.server.backends.monolithic import MonolithicBackend
+from semcomm.server.backends.ray_engine import RayEngine
+from semcomm.server.backends.partitioned import build_partitioned
+from semcomm.train.backends.specialists import ProgressiveSchedule, build_experts
+from semcomm.server.backends.storage import save_backend
+
+KINDS = ("partitioned", "devit", "experts")
+EPOCH = 781  # optimiser steps of 64 images in one pass over CIFAR-10's 50,000 training images
+
+
+@dataclass(frozen=True)
+class BackendRecipe:
+    """One backend to build and measure (module docstring).
+
+    Attributes:
+        name: its zoo name.
+        kind: ``partitioned``, ``devit`` or ``experts``.
+        devices: the device config (``DeviceConfig.to_dict()``).
+        build: keyword arguments of the build function (steps, learning rates, ...).
+        server, edge: zoo names of the models it is built from.
+        dataset: the data set (its ``train`` split builds, ``test`` measures).
+        train_limit, test_limit: fixed subsets of the splits (None: all).
+        offload_rates: the gate's offload rates at which expert routing is compared with the server.
+        seed: the build's generator seed.
+    """
+
+    name: str
+    kind: str
+    devices: dict
+    build: dict = field(default_factory=dict)
+    server: str = "vit-server-cifar10"
+    edge: str = "vit-edge-cifar10"
+    dataset: str = "cifar10"
+    train_limit: int | None = None
+    test_limit: int | None = None
+    offload_rates: tuple = (0.2, 0.4, 0.6)
+    seed: int = 0
+
+
+def cifar10_recipe(kind: str, num_devices: int, scale: float = 1.0, **changes) -> BackendRecipe:
+    """The recipe of ``kind`` for ``num_devices`` identical devices (N = 2 or 5 are the shipped ones).
+
+    Devices: partitioned, each holds a fifth of the server's float32 bytes whatever N (so every sub-model
+    is pruned to at least 5x fewer parameters than the server, issue 11's target), and each pruned sub-model
+    learns on all training images to match the server's logits for its classes (no fine-tuning before
+    pruning: the unpruned sub-model *is* the server restricted to the group, so it would match already);
+    DeViT, 4 MB each (an edge-sized student); experts, 8 MB each (the server pruned class-wise to about 60%
+    of its parameters, so N = 5 experts ship in about 21 MB of fp16). Each partitioned sub-model and each
+    expert covers 10 / N classes, so its steps shrink as 2 / N beyond N = 2 (the same total for every N).
+    Training runs in bf16 autocast where the CPU has native bf16, else in float32 (``native_bf16`` in the
+    results says which). ``scale`` multiplies every step count; ``changes`` replace recipe fields.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown backend kind {kind!r}; choose from {', '.join(KINDS)}")
+    if isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 1:
+        raise ValueError(f"the number of devices must be an integer >= 1, got {num_devices!r}")
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale!r}")
+
+    def steps(n: float) -> int:
+        return max(1, round(n * scale))
+
+    n = num_devices
+    per_member = min(1.0, 2 / n)
+    if kind == "partitioned":
+        memory = 4 * 3_362_890 / 5 / 1e6
+        build = dict(groups="confusion", finetune_steps=0, recovery_steps=steps(6 * EPOCH * per_member),
+                     fusion_steps=steps(4 * EPOCH), importance_images=512, batch_size=64, lr=1e-4,
+                     augmentation="pad-crop-flip", token_keep=(0.5, 1.0), kd_weight=1.0, kd_loss="logits",
+                     data="all", bf16=True)
+    elif kind == "devit":
+        memory = 4.0
+        build = dict(groups="random", group_seed=42, student_depth=None if n <= 2 else 4,
+                     student_keep=1.0 if n <= 2 else 0.5, distill_steps=steps(5 * EPOCH),
+                     fusion_steps=steps(4 * EPOCH), joint_steps=steps(2 * EPOCH), data="all", batch_size=64,
+                     lr=3e-4, joint_lr=5e-5, augmentation="pad-crop-flip", token_keep=(0.5, 1.0), bf16=True)
+    else:
+        memory = 8.0
+        build = dict(subsets="confusion", top_k=3, steps=steps(3 * EPOCH * per_member), schedule=(3, 0.9),
+                     kd_weight=0.5, batch_size=64, lr=5e-5, augmentation="pad-crop-flip", bf16=True)
+    devices = DeviceConfig.uniform(n, round(memory, 3), cpus=max(0.25, round(1 / n, 2))).to_dict()
+    recipe = BackendRecipe(f"{kind}-cifar10-n{n}", kind, devices, build)
+    return BackendRecipe(**{**asdict(recipe), **changes})
+
+
+def build_backend(recipe: BackendRecipe, server, edge, images: torch.Tensor, labels: torch.Tensor,
+                  run_dir: Path | None, progress: bool):
+    """The backend of ``recipe`` built from ``server`` and ``edge`` on ``images``, ``labels``."""
+    devices = DeviceConfig.from_dict(recipe.devices)
+    options = dict(recipe.build)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    if recipe.kind == "partitioned":
+        return build_partitioned(server, devices, images, labels, run_dir=run_dir, progress=progress, generator=gen,
+                                 **options).backend
+    if recipe.kind == "devit":
+        if "distill_config" in options:
+            options["distill_config"] = DistillConfig(**options["distill_config"])
+        return build_decomposed(server, devices, images, labels, student=options.pop("student", edge),
+                                run_dir=run_dir, progress=progress, generator=gen, **options).backend
+    if "schedule" in options:
+        options["schedule"] = ProgressiveSchedule(*options["schedule"])
+    return build_experts(edge, server, devices, images, labels, run_dir=run_dir, progress=progress, generator=gen,
+                         **options).backend
+
+
+def backend_logits(backend, images: torch.Tensor, edge_logits: torch.Tensor | None, batch_size: int = 256,
+                   engine=None, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, list]:
+    """(N x C logits of ``backend`` on whole images, or on the patches at N x K ``positions``, and its request
+    reports), batched; a routed backend is given the edge's logits."""
+    engine = engine or LocalEngine()
+    logits, reports = [], []
+    for start in range(0, len(images), batch_size):
+        part = slice(start, start + batch_size)
+        extra = {"edge_logits": edge_logits[part]} if getattr(backend, "routed", False) else {}
+        out = backend.run(images[part], None if positions is None else positions[part], engine, **extra)
+        logits.append(out.logits)
+        reports.append(out.report)
+    return torch.cat(logits), reports
+
+
+def measure_latency(backend, images: torch.Tensor, batch: int, requests: int,
+                    edge_logits: torch.Tensor | None = None, engine=None) -> dict:
+    """Critical-path latency of ``requests`` requests of ``batch`` whole images each on ``engine`` (default: a
+    :class:`LocalEngine`, in this process).
+
+    Returns:
+        ``{"batch", "requests", "critical_path_ms"`` (median), ``"critical_path_ms_mean"``,
+        ``"bytes_per_image"``}.
+    """
+    engine = engine or LocalEngine()
+    routed = getattr(backend, "routed", False)
+    backend.run(images[:batch], None, engine, **({"edge_logits": edge_logits[:batch]} if routed else {}))  # warm-up
+    times, sizes = [], []
+    for r in range(requests):
+        start = (r * batch) % max(1, len(images) - batch + 1)
+        part = slice(start, start + batch)
+        out = backend.run(images[part], None, engine, **({"edge_logits": edge_logits[part]} if routed else {}))
+        times.append(out.report.latency_s * 1e3)
+        sizes.append(out.report.bytes_exchanged / batch)
+    return {"batch": batch, "requests": requests, "critical_path_ms": statistics.median(times),
+            "critical_path_ms_mean": statistics.fmean(times), "bytes_per_image": statistics.fmean(sizes)}
+
+
+def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: bool = True,
+               zoo_dir: str | Path | None = None, latency_requests: int = 30, threads: int | None = None,
+               progress: bool = True, partial_budgets: tuple[int, ...] = (16, 32), ray: bool = False) -> dict:
+    """Build (or resume), measure and save the backend of ``recipe`` (module docstring); returns the results.
+
+    Args:
+        run_dir: where phases and ``results.json`` go (default ``<cache>/runs/backend-<name>``).
+        save: write the backend into the user zoo (or ``zoo_dir``: ``<zoo_dir>/backends/<name>``).
+        latency_requests: requests per latency measurement.
+        threads: torch threads while measuring latency (None: as set).
+        partial_budgets: patches per image of the partial-input measurements.
+        ray: also measure latency on a :class:`~semcomm.backends.ray_engine.RayEngine` (a local instance).
+    """
+    from semcomm.models import create_model
+
+    started = time.time()
+    server, edge = create_model(recipe.server), create_model(recipe.edge)
+    train = load_split(recipe.dataset, "train", limit=recipe.train_limit)
+    run_dir = _run_dir(recipe, run_dir)
+    backend = build_backend(recipe, server, edge, train.images, train.labels, run_dir, progress)
+    return measure_recipe(recipe, backend, server, edge, run_dir, built_with=asdict(recipe),
+                          build_minutes=(time.time() - started) / 60, save=save, zoo_dir=zoo_dir,
+                          latency_requests=latency_requests, threads=threads, partial_budgets=partial_budgets, ray=ray)
+
+
+def evaluate_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, latency_requests: int = 30,
+                    threads: int | None = None, partial_budgets: tuple[int, ...] = (16, 32),
+                    ray: bool = False) -> dict:
+    """Measure the saved backend of ``recipe`` (looked up by name: the user zoo, then the shipped ones) as
+    :func:`run_recipe` measures the one it builds, without building anything: the numbers of a shipped
+    checkpoint (its fp16 weights) on this machine. Writes ``results.json`` (``build_minutes`` None,
+    ``"recipe"`` the one on the backend's card: the recipe it was built with) and leaves the card as it is.
+    """
+    from semcomm.models import create_model
+    from semcomm.server.backends.storage import load_backend, read_backend_card
+
+    return measure_recipe(recipe, load_backend(recipe.name), create_model(recipe.server), create_model(recipe.edge),
+                          _run_dir(recipe, run_dir), built_with=read_backend_card(recipe.name).recipe,
+                          build_minutes=None, save=False, latency_requests=latency_requests, threads=threads,
+                          partial_budgets=partial_budgets, ray=ray)
+
+
+def measure_recipe(recipe: BackendRecipe, backend, server, edge, run_dir: Path, *, built_with: dict,
+                   build_minutes: float | None, save: bool, zoo_dir: str | Path | None = None,
+                   latency_requests: int = 30, threads: int | None = None,
+                   partial_budgets: tuple[int, ...] = (16, 32), ray: bool = False) -> dict:
+    """The measurements of :func:`run_recipe` on ``backend`` (built with the recipe ``built_with``) against
+    ``server`` and ``edge``, written to ``<run_dir>/results.json`` and, with ``save``, with the backend into
+    the zoo."""
+    test = load_split(recipe.dataset, "test", limit=recipe.test_limit)
+    backend.check_dataset(len(test.classes), test.name)
+    edge_logits = predict_logits(edge, test.images, bf16=False)
+    server_logits = predict_logits(server, test.images, bf16=False)
+    logits, reports = backend_logits(backend, test.images, edge_logits)
+    results = {
+        "name": recipe.name, "kind": recipe.kind, "num_devices": len(backend.placement()),
+        "recipe": built_with, "build_minutes": build_minutes, "native_bf16": native_bf16(),
+        "test_images": len(test), "top1": top1(logits, test.labels), "server_top1": top1(server_logits, test.labels),
+        "edge_top1": top1(edge_logits, test.labels),
+        "parameters_per_device": {d: sum(sum(p.numel() for p in s.module.parameters()) for s in stages)
+                                  for d, stages in backend.placement().items()},
+        "server_parameters": sum(p.numel() for p in server.parameters()),
+        "bytes_per_image": sum(r.bytes_exchanged for r in reports) / len(test),
+        "macs_per_device": device_macs(backend, test.images[:8]),
+        "server_macs": macs_per_image(server, test.images[:8]),
+        "partial_inputs": partial_input_accuracy(backend, server, edge, test.images, test.labels, edge_logits,
+                                                 partial_budgets),
+    }
+    results["host_parameters"] = sum(p.numel() for p in backend.parameters()) - sum(
+        results["parameters_per_device"].values())
+    if getattr(backend, "routed", False):
+        results["offload"] = compare_offloading(edge, backend, test.images, test.labels, edge_logits, server_logits,
+                                                recipe.offload_rates)
+    results.update(measure_latencies(backend, server, test.images, edge_logits, latency_requests, threads, ray))
+    if save:
+        card = _save(backend, recipe, results, list(test.classes), zoo_dir)
+        results["saved"] = str(card.directory)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
+    return results
+
+
+def _run_dir(recipe: BackendRecipe, run_dir: str | Path | None) -> Path:
+    """``run_dir``, default ``<cache>/runs/backend-<name>`` (not created: the phases and results create it)."""
+    return Path(run_dir) if run_dir is not None else default_cache_dir() / "runs" / f"backend-{recipe.name}"
+
+
+def measure_latencies(backend, server, images: torch.Tensor, edge_logits: torch.Tensor | None,
+                      latency_requests: int = 30, threads: int | None = None, ray: bool = False) -> dict:
+    """Critical-path latency of ``backend`` and of ``server`` (as a one-device backend) on requests of 1 and of 64
+    whole ``images``, in process and, with ``ray``, on a local :class:`~semcomm.backends.ray_engine.RayEngine`.
+
+    Returns:
+        ``{"latency": {"batch1": {"backend", "server", "speedup"}, "batch64": ...}}`` plus ``"latency_ray"`` (same
+        layout) with ``ray``; each entry as :func:`measure_latency` returns it.
+    """
+    server_backend = MonolithicBackend(server, Device("server", memory_mb=1e6))
+    engines = {"latency": LocalEngine()}
+    if ray:
+        engines["latency_ray"] = RayEngine(devices=server_backend.devices)
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    results = {}
+    try:
+        for key, engine in engines.items():
+            results[key] = {}
+            for batch in (1, 64):
+                count = latency_requests if batch == 1 else max(3, latency_requests // 10)
+                mine = measure_latency(backend, images, batch, count, edge_logits, engine)
+                theirs = measure_latency(server_backend, images, batch, count, engine=engine)
+                results[key][f"batch{batch}"] = {"backend": mine, "server": theirs,
+                                                 "speedup": theirs["critical_path_ms"] / mine["critical_path_ms"]}
+    finally:
+        torch.set_num_threads(previous)
+        for engine in engines.values():
+            engine.shutdown()
+    return results
+
+
+def retime_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: bool = True,
+                  zoo_dir: str | Path | None = None, latency_requests: int = 30, threads: int | None = None,
+                  ray: bool = False) -> dict:
+    """Measure the latencies of a recipe already run again (e.g. on an idle machine, or on Ray), on its saved
+    backend (looked up by name: the user zoo, then the shipped ones), and update its ``results.json`` and, with
+    ``save``, the card (the backend saved again as :func:`run_recipe` saves it; the same fp16 weights).
+
+    Raises:
+        FileNotFoundError: the recipe has no ``results.json`` yet (run it first).
+    """
+    from semcomm.models import create_model
+    from semcomm.server.backends.storage import load_backend
+
+    path = _run_dir(recipe, run_dir) / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run the recipe {recipe.name} before timing it again")
+    results = json.loads(path.read_text())
+    backend = load_backend(recipe.name)
+    server = create_model(recipe.server)
+    test = load_split(recipe.dataset, "test", limit=recipe.test_limit)
+    edge_logits = (predict_logits(create_model(recipe.edge), test.images, bf16=False)
+                   if getattr(backend, "routed", False) else None)
+    results.pop("latency_ray", None)
+    results.update(measure_latencies(backend, server, test.images, edge_logits, latency_requests, threads, ray))
+    if save:
+        results["saved"] = str(_save(backend, recipe, results, list(test.classes), zoo_dir).directory)
+    path.write_text(json.dumps(results, indent=2, default=_jsonable))
+    return results
+
+
+@torch.no_grad()
+def partial_input_accuracy(backend, server, edge, images: torch.Tensor, labels: torch.Tensor,
+                           edge_logits: torch.Tensor, budgets: tuple[int, ...], seed: int = 0) -> list[dict]:
+    """Per budget k: top-1 of ``backend`` and of ``server`` on the k patches per image that spread-top-k picks
+    by ``edge``'s mean attention (what the codec sends), with the backend's MACs per device on them."""
+    importance = EdgeEncoder(edge, TopK(1), gate=None).analyze(images, ("mean",)).importance["mean"]
+    rows = []
+    for k in budgets:
+        mask = SpreadTopK(k)(importance, edge.grid_size, torch.Generator().manual_seed(seed))
+        positions = torch.stack(mask_to_positions(mask))
+        logits, _ = backend_logits(backend, images, edge_logits, positions=positions)
+        server_logits = torch.cat([server.forward_tokens(images[i:i + 256], positions[i:i + 256])
+                                   for i in range(0, len(images), 256)])
+        rows.append({"patches": k, "top1": top1(logits, labels), "server_top1": top1(server_logits, labels),
+                     "macs_per_device": device_macs(backend, images[:8], positions[:8]),
+                     "server_macs": macs_per_image(server, images[:8], positions[:8])})
+    return rows
+
+
+def compare_offloading(edge, backend, images: torch.Tensor, labels: torch.Tensor, edge_logits: torch.Tensor,
+                       server_logits: torch.Tensor, rates) -> list[dict]:
+    """Per offload rate: top-1 of edge + ``backend`` and of edge + server on the same offloaded images, each
+    also fused with the edge's own prediction on those images (:func:`~semcomm.rate.hint.fuse` at its default
+    weight, as the codec's pairs fuse), and the share each stage (expert) served."""
+    edge_log_probs = edge_logits.float().log_softmax(-1)
+    rows = []
+    for rate in rates:
+        gate = Gate.calibrate(edge_logits, rate)
+        result = collaborate(edge, backend, images, gate, edge_logits=edge_logits)
+        sent = result.offloaded[:, None]
+        with_server = torch.where(sent, server_logits, edge_logits)
+        rows.append({"target_rate": rate, "offload_rate": result.offload_rate, "top1": result.top1(labels),
+                     "server_top1": top1(with_server, labels), "edge_top1": top1(edge_logits, labels),
+                     "fused_top1": top1(torch.where(sent, fuse(result.logits, edge_log_probs), edge_logits), labels),
+                     "server_fused_top1": top1(torch.where(sent, fuse(server_logits, edge_log_probs), edge_logits),
+                                               labels),
+                     "share_served": result.share_served() if result.route is not None else None})
+    return rows
+
+
+def _save(backend, recipe: BackendRecipe, results: dict, classes: list, zoo_dir: str | Path | None):
+    """Save ``backend`` as :func:`run_recipe` does: its accuracy, in-process latency and the recipe it was built
+    with (``results["recipe"]``) on the card."""
+    directory = None if zoo_dir is None else Path(zoo_dir) / "backends" / recipe.name
+    latency = {key: {"critical_path_ms": v["backend"]["critical_path_ms"], "server_ms": v["server"]["critical_path_ms"],
+                     "speedup": v["speedup"]} for key, v in results["latency"].items()}
+    return save_backend(backend, name=recipe.name, directory=directory,
+                        accuracy={"dataset": recipe.dataset, "split": "test", "images": results["test_images"],
+                                  "top1": results["top1"], "server_top1": results["server_top1"]},
+                        latency={"engine": "local", **latency}, dataset=recipe.dataset, classes=classes,
+                        recipe=results["recipe"])  # the recipe it was built with (a recipe may change later)
+
+
+def _jsonable(value):
+    if isinstance(value, (Path, torch.Tensor)):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,438 @@
+"""Training recipe for the zoo's ViTs: resumable, deterministic given a seed.
+
+Recipe: augmentation (CIFAR's padded random crop and flip, or for ViTs
+trained from scratch at ImageNet geometry DeiT's recipe from timm:
+random-resized crop, flip, RandAugment, Mixup / CutMix; see
+:mod:`semcomm.augmentation`), AdamW, linear warm-up then cosine decay per
+step, label smoothing, optional bf16 autocast on CPU, an optional
+low-resolution phase (the first epochs train on smaller crops, with the
+position embeddings resampled: fewer tokens, several times faster per
+epoch, as in progressive resizing / FixRes), and optional random token dropping (each batch keeps a
+random fraction of its patches, each image its own random subset) so that a
+server model learns to classify from partial patch sets. With a ``guide``
+(an edge model), a share of those batches keeps the patches the edge's
+attention would select instead (top-k or spread-top-k on ``mean``
+importance), so the server also sees the subsets it will receive.
+
+The full training state (fp32 weights, optimizer, history) is saved to
+``run_dir/state.pt`` after every epoch; calling :func:`train` again with the
+same ``run_dir`` resumes from it. Every random draw of epoch ``e`` comes from
+a generator seeded with ``(seed, e)``, so a resumed run matches an
+uninterrupted one.
+
+``PRESETS`` holds the tuned recipes behind the zoo; :func:`recipe` extends
+them to any size x geometry x data set (run names
+``vit-<size>-<dataset>[-<image>p<patch>]``, :func:`parse_run_name`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from semcomm.train.augmentation import ImageNetAugment, pad_crop_flip
+from semcomm.data import ImageSplit
+from semcomm.inference import autocast, predict_logits, top1
+from semcomm.edge.importance import attention_layers, patch_importance
+from semcomm.models import TimmViT, ViTAdapter, create_model, list_checkpoints, load_weights
+from semcomm.train.growth import grow_by_stacking
+from semcomm.models.architectures import vit_architecture
+from semcomm.models.zoo import ModelCard, file_sha256, save_weights, user_zoo_dirs, write_card
+from semcomm.edge.selection import SpreadTopK, TopK
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run.
+
+    Attributes:
+        architecture: timm architecture name (e.g. ``semcomm_vit_edge_p4_32``).
+        epochs: length of the cosine schedule. A resumed run may change it
+            (the schedule is re-computed from the next step on; history
+            records the length each epoch was trained under).
+        token_keep: (low, high) fraction of patches kept per batch for random
+            token dropping; None trains on full images only.
+        full_image_prob: with token dropping, probability that a batch keeps every patch.
+        guide: zoo name of an edge model whose attention picks the kept patches
+            in a share ``guided_prob`` of the token-dropping batches.
+        codec: a pixel codec pair (e.g. ``dct-cifar10``): every training image
+            is replaced by what the server decodes from it, each patch at a
+            random level in ``codec_levels`` (quantization-aware training).
+        eval_images: test images scored after each epoch (progress only).
+        augment: ``"pad-crop-flip"`` (CIFAR) or ``"deit"`` (random-resized crop
+            with area in ``crop_scale``, flip, RandAugment ``rand_augment``,
+            Mixup ``mixup`` / CutMix ``cutmix`` alphas, soft-target loss).
+        low_res: (side, epochs): the first ``epochs`` epochs train on
+            side x side crops (architectures built with ``dynamic_img_size``).
+        drop_path: stochastic-depth rate (timm's ``drop_path_rate``).
+        grown_from: zoo name of a trained shallower ViT of the same width whose
+            blocks, stacked, start this one (:mod:`semcomm.models.growth`);
+            None: a random start.
+    """
+
+    architecture: str
+    num_classes: int = 10
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.1
+    token_keep: tuple[float, float] | None = None
+    full_image_prob: float = 0.25
+    guide: str | None = None
+    guided_prob: float = 0.5
+    codec: str | None = None
+    codec_levels: tuple[int, int] = (1, 6)
+    bf16: bool = True
+    seed: int = 0
+    eval_images: int = 2000
+    augment: str = "pad-crop-flip"
+    crop_scale: tuple[float, float] = (0.35, 1.0)
+    rand_augment: str | None = "rand-m9-mstd0.5-inc1-mmax9"
+    mixup: float = 0.8
+    cutmix: float = 1.0
+    low_res: tuple[int, int] | None = None
+    drop_path: float = 0.0
+    grown_from: str | None = None
+
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """Inverse of ``dataclasses.asdict`` (lists from JSON become tuples)."""
+        for key in ("token_keep", "codec_levels", "crop_scale", "low_res"):
+            if data.get(key) is not None:
+                data = {**data, key: tuple(data[key])}
+        return cls(**data)
+
+
+@dataclass
+class TrainHistory:
+    """Per-epoch record: mean training loss, test top-1 on ``eval_images`` and minutes taken."""
+
+    epochs: list[dict] = field(default_factory=list)
+
+
+def training_batch(config: TrainConfig, split: ImageSplit, index: torch.Tensor, epoch: int,
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augmented images (B x 3 x S x S, uint8 or float in [0, 1]) and targets of one batch.
+
+    Targets are class indices (B, int64) for ``pad-crop-flip`` and soft
+    targets (B x C) for ``deit``; S is the low-resolution side during the
+    ``low_res`` phase, else the data's.
+    """
+    images, labels = split.images[index], split.labels[index]
+    if config.augment == "pad-crop-flip":
+        return pad_crop_flip(images, generator), labels
+    if config.augment == "deit":
+        size = config.low_res[0] if config.low_res and epoch < config.low_res[1] else images.shape[-1]
+        recipe = ImageNetAugment(config.num_classes, config.crop_scale, config.rand_augment, config.mixup,
+                                 config.cutmix, config.label_smoothing)
+        return recipe(images, labels, size, generator)
+    raise ValueError(f"unknown augment {config.augment!r}; choose 'pad-crop-flip' or 'deit'")
+
+
+def training_loss(logits: torch.Tensor, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """Cross-entropy against class indices (label-smoothed) or soft targets (Mixup / CutMix)."""
+    if targets.ndim == 2:
+        return torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+    return F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
+
+
+def random_positions(batch: int, num_patches: int, keep: int, generator: torch.Generator) -> torch.Tensor:
+    """B x keep sorted random patch indices, a different subset per image."""
+    order = torch.rand(batch, num_patches, generator=generator).argsort(dim=1)
+    return order[:, :keep].sort(dim=1).values
+
+
+def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    warmup = config.warmup_epochs * steps_per_epoch
+    total = config.epochs * steps_per_epoch
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def build(config: TrainConfig, init_from: str | Path | None = None, grow: bool = True) -> TimmViT:
+    """``config.architecture`` started from ``init_from``'s weights (a warm restart), else (``grow``) from
+    ``config.grown_from``'s blocks stacked, else at random; ``grow=False`` skips the stacking (a resumed run
+    loads its state over it anyway)."""
+    torch.manual_seed(config.seed)
+    model = timm.create_model(config.architecture, num_classes=config.num_classes, drop_path_rate=config.drop_path)
+    if init_from is not None:  # a warm restart: these weights are the whole start, grown or not
+        load_weights(model, init_from)
+    elif config.grown_from and grow:
+        if config.grown_from not in {c.name for c in list_checkpoints()}:
+            raise ValueError(f"grown_from names a trained zoo model to stack; {config.grown_from!r} is not in the "
+                             "zoo (semcomm zoo lists it)")
+        grow_by_stacking(model, create_model(config.grown_from))
+    return TimmViT(model)
+
+
+def _check_own_model(model, config: TrainConfig, init_from) -> None:
+    """Refuse a user model ``train`` cannot train as configured, naming why."""
+    if not isinstance(model, ViTAdapter):
+        raise TypeError(f"model must be a semcomm ViTAdapter (see the README's adapter section), got "
+                        f"{type(model).__name__}")
+    if init_from is not None:
+        raise ValueError("init_from loads weights into the built architecture; load your model's weights yourself")
+    if config.grown_from:
+        raise ValueError("config.grown_from stacks blocks into the built architecture; start your model yourself "
+                         "(semcomm.models.growth.grow_by_stacking)")
+    if model.num_classes != config.num_classes:
+        raise ValueError(f"the model has {model.num_classes} outputs but config.num_classes is {config.num_classes}")
+    if config.low_res and not isinstance(model, TimmViT):
+        raise ValueError("the low-resolution phase (config.low_res) resizes the position embeddings of the "
+                         "project's timm ViTs; set low_res=None for your own model")
+
+
+def train(
+    config: TrainConfig,
+    train_split: ImageSplit,
+    test_split: ImageSplit,
+    run_dir: str | Path,
+    init_from: str | Path | None = None,
+    start_epoch: int = 0,
+    earlier_history: list[dict] | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+    model: ViTAdapter | None = None,
+) -> tuple[ViTAdapter, TrainHistory]:
+    """Train (or resume training) and return the model and its history.
+
+    Args:
+        run_dir: where ``state.pt`` and ``config.json`` live; an existing
+            state with the same config is resumed exactly.
+        init_from: safetensors weights to start from when there is no state
+            to resume (a warm restart: fresh optimizer).
+        start_epoch: with ``init_from``, the epoch of the schedule to continue at.
+        earlier_history: with ``init_from``, the per-epoch record of the run
+            that made those weights (kept, so the card tells the whole story);
+            the first new epoch is marked ``warm_restart``.
+        stop_after: train at most this many epochs in this call (the
+            schedule still spans ``config.epochs``; call again to go on).
+        model: your own ViT (a :class:`~semcomm.models.ViTAdapter` with
+            ``config.num_classes`` outputs) to train instead of building
+            ``config.architecture`` (then only a label); it is trained in
+            place, from its current weights. The low-resolution phase
+            (``config.low_res``) needs the project's timm ViTs.
+    """
+    if len(train_split) < config.batch_size:
+        raise ValueError(f"the training split has {len(train_split)} images, fewer than one batch of "
+                         f"{config.batch_size}; use a smaller batch size")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state_path = run_dir / "state.pt"
+    if model is None:
+        model = build(config, init_from, grow=not state_path.exists())
+    else:
+        _check_own_model(model, config, init_from)
+    guide = create_model(config.guide) if config.guide else None
+    codec = _pixel_codec(config.codec, model) if config.codec else None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history = TrainHistory(list(earlier_history or []))
+    warm_restart = init_from is not None
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=False)
+        saved = TrainConfig.from_dict(state["config"])  # fields added since the state was saved take defaults
+        if replace(saved, epochs=config.epochs) != config:
+            raise ValueError(f"{state_path} was made with a different config; use another run directory")
+        if saved.epochs != config.epochs and progress:
+            print(f"schedule length changed from {saved.epochs} to {config.epochs} epochs at epoch {state['epoch']}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = TrainHistory(state["history"])
+        start_epoch = state["epoch"]
+        warm_restart = False
+    (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
+
+    steps_per_epoch = len(train_split) // config.batch_size
+    eval_split = test_split.subset(config.eval_images)
+    end_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + stop_after)
+    for epoch in range(start_epoch, end_epoch):
+        started = time.time()
+        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        torch.manual_seed(config.seed * 100_003 + epoch)  # timm's stochastic depth draws from the global generator
+        order = torch.randperm(len(train_split), generator=generator)
+        model.train()
+        losses = []
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress)
+        for i in bar:
+            index = order[i * config.batch_size : (i + 1) * config.batch_size]
+            images, targets = training_batch(config, train_split, index, epoch, generator)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, epoch * steps_per_epoch + i, steps_per_epoch)
+            with autocast(config.bf16):
+                logits = _forward_training(model, images, config, generator, guide, codec)
+                loss = training_loss(logits, targets, config)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+        accuracy = top1(predict_logits(model, eval_split.images, bf16=config.bf16), eval_split.labels)
+        history.epochs.append(dict(epoch=epoch + 1, schedule_epochs=config.epochs, loss=sum(losses) / len(losses), test_top1=accuracy,
+                                   test_images=len(eval_split), minutes=(time.time() - started) / 60))
+        if warm_restart and epoch == start_epoch:
+            history.epochs[-1]["warm_restart"] = True  # fresh optimizer state from here on
+        if progress:
+            print(json.dumps(history.epochs[-1]), flush=True)
+        tmp = state_path.with_suffix(".tmp")
+        torch.save(dict(config=asdict(config), model=model.state_dict(), optimizer=optimizer.state_dict(),
+                        history=history.epochs, epoch=epoch + 1), tmp)
+        tmp.replace(state_path)
+    return model.eval(), history
+
+
+def _pixel_codec(name: str, server: TimmViT):
+    from semcomm.rate import create_codec
+
+    return create_codec(name, server=server, hint=False)
+
+
+def _forward_training(model: TimmViT, images: torch.Tensor, config: TrainConfig, generator: torch.Generator,
+                      guide: TimmViT | None = None, codec=None):
+    seen = images
+    if tuple(images.shape[-2:]) != model.image_size:  # the low-resolution phase: the model's own checks do not apply
+        return _forward_low_res(model, images, config, generator)
+    if codec is not None:  # what the server will decode: each patch at a random level
+        low, high = config.codec_levels
+        level = torch.randint(low, high + 1, (len(images), model.num_patches), generator=generator)
+        with torch.no_grad():
+            seen = codec.roundtrip(images, level)
+    keep = _tokens_to_keep(config, model.num_patches, generator)
+    if keep is None:
+        return model(seen)
+    if guide is not None and torch.rand(1, generator=generator).item() < config.guided_prob:
+        positions = guided_positions(guide, images, keep, generator)  # the edge sees the original
+    else:
+        positions = random_positions(len(images), model.num_patches, keep, generator)
+    return model.forward_tokens(seen, positions)
+
+
+def _forward_low_res(model: TimmViT, images: torch.Tensor, config: TrainConfig, generator: torch.Generator):
+    if config.codec is not None or config.guide is not None:
+        raise ValueError("the low-resolution phase trains on pixels only (no codec, no guide)")
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    patches = (images.shape[-2] // model.patch_size) * (images.shape[-1] // model.patch_size)
+    keep = _tokens_to_keep(config, patches, generator)
+    positions = None if keep is None else random_positions(len(images), patches, keep, generator)
+    return model._forward_tokens((x - model.mean) / model.std, positions)
+
+
+def _tokens_to_keep(config: TrainConfig, num_patches: int, generator: torch.Generator) -> int | None:
+    """How many patches this batch keeps under random token dropping (None: all of them)."""
+    if config.token_keep is None or torch.rand(1, generator=generator).item() < config.full_image_prob:
+        return None
+    low, high = config.token_keep
+    fraction = low + (high - low) * torch.rand(1, generator=generator).item()
+    return max(1, round(fraction * num_patches))
+
+
+@torch.no_grad()
+def guided_positions(guide: TimmViT, images: torch.Tensor, keep: int, generator: torch.Generator) -> torch.Tensor:
+    """B x keep sorted positions chosen by the guide's attention (top-k or spread-top-k, at random)."""
+    importance = patch_importance(guide.forward_with_attention(images, attention_layers("mean")), "mean")
+    rule = TopK(keep) if torch.rand(1, generator=generator).item() < 0.5 else SpreadTopK(keep)
+    mask = rule(importance, guide.grid_size, generator)
+    return mask.nonzero()[:, 1].view(len(images), keep)
+
+
+PRESETS = {
+    "vit-edge-cifar10": TrainConfig("semcomm_vit_edge_p4_32", epochs=30, warmup_epochs=2.0),
+    "vit-server-cifar10": TrainConfig("semcomm_vit_server_p4_32", epochs=45, warmup_epochs=3.0,
+                                      token_keep=(0.1, 1.0), guide="vit-edge-cifar10", guided_prob=0.5),
+}
+# the server fine-tuned on what the DCT pair delivers: warm-start it with --init-from vit-server-cifar10.pt weights
+PRESETS["vit-server-dct-cifar10"] = replace(PRESETS["vit-server-cifar10"], epochs=6, lr=3e-4, warmup_epochs=0.5,
+                                           codec="dct-cifar10", codec_levels=(1, 6))
+# ImageNet geometry from scratch on Imagenette (9,469 training images): DeiT's augmentation, stochastic depth, and
+# most epochs at 128 x 128 (64 tokens) before the last ones at 224 x 224 (196 tokens)
+_IMAGENETTE = dict(augment="deit", warmup_epochs=5.0, eval_images=1000)
+PRESETS["vit-edge-imagenette"] = TrainConfig("semcomm_vit_edge_p16_224", epochs=120, low_res=(128, 90), drop_path=0.05,
+                                             **_IMAGENETTE)
+# the server starts from the trained edge's 6 blocks stacked twice (progressive stacking, semcomm.models.growth):
+# from scratch it reached 40% after 10 of 150 planned epochs, about 10 hours of one core from its target
+_SERVER_IMAGENETTE = TrainConfig("semcomm_vit_server_p16_224", epochs=150, low_res=(128, 110), drop_path=0.1,
+                                 token_keep=(0.25, 1.0), full_image_prob=0.5, **_IMAGENETTE)
+PRESETS["vit-server-imagenette"] = replace(_SERVER_IMAGENETTE, epochs=60, lr=5e-4, warmup_epochs=2.0,
+                                           low_res=(128, 35), grown_from="vit-edge-imagenette")
+# other geometries and data sets start from scratch, with the recipes made for that
+_FROM_SCRATCH = {"vit-server-imagenette": _SERVER_IMAGENETTE}
+PRESET_DATASETS = {name: name.rsplit("-", 1)[-1] for name in PRESETS}
+_RUN_NAME = re.compile(r"vit-(edge|server)-(.+?)(?:-(\d+)p(\d+))?")
+
+
+def parse_run_name(name: str) -> tuple[str, str, tuple[int, int] | None] | None:
+    """(size, data set, (image, patch) or None) of a name ``vit-<size>-<dataset>[-<image>p<patch>]``; None otherwise."""
+    match = _RUN_NAME.fullmatch(name)
+    if match is None:
+        return None
+    return match[1], match[2], (int(match[3]), int(match[4])) if match[3] else None
+
+
+def recipe(size: str, dataset: str, geometry: tuple[int, int], base: str | None = None) -> tuple[str, TrainConfig]:
+    """Run name and config for the project's ``size`` ViT at ``geometry`` (image, patch side in pixels) on ``dataset``.
+
+    ``base`` is the preset whose hyper-parameters are used (default
+    ``vit-<size>-<dataset>`` if that is a preset). At the preset's own
+    geometry the result is the preset itself, under its own name. Otherwise
+    the run is named ``vit-<size>-<dataset>-<image>p<patch>`` and uses the
+    preset's recipe (for a data set without one: Imagenette's DeiT recipe
+    at 64 pixels and up, CIFAR's below; from scratch where the preset is
+    grown from another model) on the architecture at that geometry, without
+    a guide or a low-resolution phase. ``num_classes`` is left for
+    the caller to set from the data.
+    """
+    architecture = vit_architecture(size, *geometry)
+    base = base or f"vit-{size}-{dataset}"
+    if base in PRESETS and PRESETS[base].architecture == architecture:
+        return base, PRESETS[base]
+    if base in PRESETS and PRESETS[base].codec is not None:
+        raise ValueError(f"preset {base} trains on what its codec delivers at its own geometry only")
+    family = base if base in PRESETS else f"vit-{size}-{'imagenette' if geometry[0] >= 64 else 'cifar10'}"
+    config = replace(_FROM_SCRATCH.get(family, PRESETS[family]), architecture=architecture, guide=None, low_res=None)
+    return f"vit-{size}-{dataset}-{geometry[0]}p{geometry[1]}", config
+
+
+def export(name: str, run_dir: str | Path, test_split: ImageSplit, directory: str | Path | None = None) -> ModelCard:
+    """Write a run's weights into a zoo directory as fp16 safetensors with a model card.
+
+    ``directory`` defaults to the first user zoo directory (``$SEMCOMM_ZOO`` or
+    ``~/.cache/semcomm/zoo``), never the installed package; the project ships
+    its own checkpoints by passing ``semcomm/models/checkpoints``.
+
+    The card's ``test_top1`` is measured on all of ``test_split``, in fp32, on
+    the fp16 weights as shipped; ``history`` is the run's per-epoch record.
+    """
+    state = torch.load(Path(run_dir) / "state.pt", weights_only=False)
+    config = TrainConfig.from_dict(state["config"])
+    model = build(config, grow=False)
+    model.load_state_dict(state["model"])
+    directory = Path(directory) if directory else user_zoo_dirs()[0]
+    weights = directory / f"{name}.safetensors"
+    save_weights(model.model, weights)
+    shipped = create_model(config.architecture, num_classes=config.num_classes, weights=weights)
+    accuracy = top1(predict_logits(shipped, test_split.images, bf16=False, desc=f"testing {name}"), test_split.labels)
+    card = ModelCard(
+        name=name, architecture=config.architecture, dataset=test_split.name.split("/")[0],
+        num_classes=config.num_classes, params=sum(p.numel() for p in shipped.parameters()), epochs=state["epoch"],
+        test_top1=accuracy, test_images=len(test_split), recipe=json.loads(json.dumps(asdict(config))),
+        history=state["history"], classes=list(test_split.classes),
+        sha256=file_sha256(weights),
+        notes=f"`semcomm train {name}`; test_top1 in fp32 on the fp16 weights as shipped; "
+              "history test_top1 is on a fixed test subset in bf16, during training",
+    )
+    write_card(card, directory)
+    return card

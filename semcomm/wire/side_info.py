@@ -1,0 +1,63 @@
+"""The analog path's side information: what the server must know of one image besides its analog symbols.
+
+It travels as bits on a digital control channel (see :mod:`semcomm.transport.analog`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from semcomm.wire.bits import BitReader, BitWriter, subset_bits, subset_rank, subset_unrank, width_for
+
+SCALE_BITS = 8  # the image's amplitude code
+
+
+@dataclass
+class SideInfo:
+    """What the server must know of one image besides its analog symbols.
+
+    Bits, MSB first: w(N) K - 1; ceil(log2 C(N, K)) rank of the positions;
+    1 hint flag; the hint's Huffman codewords (if flagged); K x ``power_bits``
+    power levels (importance allocation only); 8 amplitude code.
+
+    Attributes:
+        positions: K int64 sent patch indices, ascending.
+        hint: the edge's C hint symbols (int64) or None.
+        power_levels: K int64 power levels (in position order) or None (uniform allocation).
+        scale_code: the image's amplitude code (0..255).
+    """
+
+    positions: torch.Tensor
+    hint: torch.Tensor | None
+    power_levels: torch.Tensor | None
+    scale_code: int
+
+
+def pack_side_info(info: SideInfo, num_patches: int, hint_coder: HintCoder | None = None,
+                   power_bits: int = 0) -> tuple[bytes, int]:
+    """(bytes, exact bit count) of ``info`` (see :class:`SideInfo`; no CRC: the control channel is error-free)."""
+    positions = info.positions.tolist()
+    writer = BitWriter()
+    writer.write(len(positions) - 1, width_for(num_patches))
+    writer.write(subset_rank(positions, num_patches), subset_bits(num_patches, len(positions)))
+    writer.write(int(info.hint is not None), 1)
+    if info.hint is not None:
+        hint_coder.write(writer, info.hint)
+    if power_bits:
+        for level in info.power_levels.tolist():
+            writer.write(level, power_bits)
+    writer.write(info.scale_code, SCALE_BITS)
+    return writer.to_bytes(), writer.bits
+
+
+def unpack_side_info(data: bytes, bits: int, num_patches: int, hint_coder: HintCoder | None = None,
+                     classes: int = 0, power_bits: int = 0) -> SideInfo:
+    """Inverse of :func:`pack_side_info`."""
+    reader = BitReader(data, bits)
+    k = reader.read(width_for(num_patches), "patches - 1") + 1
+    positions = subset_unrank(reader.read(subset_bits(num_patches, k), "positions"), num_patches, k)
+    hint = hint_coder.read(reader, classes) if reader.read(1, "hint flag") else None
+    levels = torch.tensor([reader.read(power_bits, "power level") for _ in range(k)]) if power_bits else None
+    scale = reader.read(SCALE_BITS, "amplitude code")
+    return SideInfo(torch.tensor(positions, dtype=torch.int64), hint, levels, scale)
