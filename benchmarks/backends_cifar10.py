@@ -1,7 +1,7 @@
 """Backends for CIFAR-10 on N = 2 and N = 5 devices: build (resumably), measure, save into the user zoo.
 
 For each kind (class-partitioned ED-ViT, DeViT, expert routing) and each N, runs
-``semcomm.backends.recipes.run_recipe`` on the recipe ``cifar10_recipe(kind, N)``:
+``semcomm.train.backends.recipes.run_recipe`` on the recipe ``cifar10_recipe(kind, N)``:
 built from the shipped ``vit-server-cifar10`` / ``vit-edge-cifar10`` on the
 CIFAR-10 train split (every phase kept under ``~/.cache/semcomm/runs/backend-<name>/``,
 so running the script again resumes), measured on the test split, and saved as
@@ -32,13 +32,13 @@ import argparse
 import json
 from pathlib import Path
 
-from semcomm.train.backends.recipes import KINDS, cifar10_recipe, evaluate_recipe, retime_recipe, run_recipe
 from semcomm.core.paths import default_cache_dir
+from semcomm.train.backends.recipes import CIFAR10_RECIPES, cifar10_recipe, evaluate_recipe, retime_recipe, run_recipe
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--kinds", default=",".join(CIFAR10_RECIPES.names()))
     parser.add_argument("--devices", default="2,5", help="comma-separated N")
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every training step count")
     parser.add_argument("--train-limit", type=int, help="a fixed subset of the train split")

@@ -15,12 +15,11 @@ import time
 
 import torch
 
-from semcomm.train.backends import ClassSubModel, DistillConfig, distill, distill_together
-from semcomm.server.backends import make_student
-from semcomm.server.backends.grouping import group_randomly
-from semcomm.train.backends.recipes import cifar10_recipe
 from semcomm.data import load_split
 from semcomm.models import create_model
+from semcomm.server.backends import ClassSubModel
+from semcomm.train.backends import DistillConfig, distill, distill_together, group_randomly, make_student
+from semcomm.train.backends.recipes import cifar10_recipe
 
 
 def main() -> None:

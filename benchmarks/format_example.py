@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/format_example.py
 
 The input is synthetic (no data set, no model), so the bytes are the same on
-every machine; ``tests/test_format.py`` checks FORMAT.md against them.
+every machine; ``tests/test_rate_format.py`` checks FORMAT.md against them.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ EXAMPLE_LOGITS = torch.tensor([[2.0, 0.1, -1.0, 3.5, 0.0, 1.2, -2.0, 0.3, -0.5, 
 
 def example_string(pair) -> bytes:
     source = pair.source(example_image(), None)
-    return pair.encode(source, example_level(), pair.hint_coder.symbols(EXAMPLE_LOGITS))[0]
+    return pair.compress(source, example_level(), pair.hint_coder.symbols(EXAMPLE_LOGITS))[0]
 
 
 class _NoServer(ViTAdapter):

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/latent_start.py [--images 10000] [--fit-images 10000]
 
 The start: the zoo server unchanged, the edge's bottleneck the principal components of the server's own
-patch embeddings (semcomm.rate.latent_training.pca_init, 2,000 training images), rANS tables fitted the
+patch embeddings (semcomm.train.latent.pca_init, 2,000 training images), rANS tables fitted the
 same way as the shipped pair's (switched sets included). Every test image is sent whole (all 64 patches) at each level; real bits
 (strings as sent, no hint), top-1 of the server alone.
 """

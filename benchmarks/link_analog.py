@@ -38,9 +38,10 @@ from semcomm.data import load_split  # noqa: E402
 from semcomm.edge.gating import Gate  # noqa: E402
 from semcomm.rate import create_codec  # noqa: E402
 from semcomm.edge.selection import SpreadTopK  # noqa: E402
-from semcomm.transport.analog import (
-    AnalogTransport, ControlChannel, PowerAllocation, analog_over_link, source_statistics,
-)
+from semcomm.transport.analog import AnalogTransport, source_statistics  # noqa: E402
+from semcomm.transport.control import ControlChannel  # noqa: E402
+from semcomm.transport.over_link import over_link  # noqa: E402
+from semcomm.transport.power import PowerAllocation  # noqa: E402
 
 CHANNELS = {
     "AWGN": AWGN,
@@ -100,9 +101,9 @@ def main() -> None:
     limit = control.shannon_limit_db()
 
     def outcome(sent, channel, allocation, snr, min_level=1):
-        transport = AnalogTransport(channel, allocation, mean, variance)
-        return analog_over_link(sent, pair, transport, snr, torch.Generator().manual_seed(0), source=source,
-                                importance=importance, control=control, min_level=min_level)
+        transport = AnalogTransport(channel, allocation, mean, variance, control=control, min_level=min_level)
+        return over_link(sent, pair, transport, snr, torch.Generator().manual_seed(0), source=source,
+                         importance=importance)
 
     sents, error_free, uses, energy = {}, {}, {}, []
     for k in (int(b) for b in args.budgets.split(",")):

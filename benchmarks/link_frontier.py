@@ -3,10 +3,10 @@
     .venv/bin/semcomm link --channel awgn --snrs 0,1,2,3,6 ... --json RESULT.json
     .venv/bin/python benchmarks/link_frontier.py RESULT.json
 
-For every channel condition of a :class:`~semcomm.transport.LinkSweepResult` and every point on the image
-codecs' joint frontier (WebP and JPEG, all gate thresholds), the best semantic point (either framing, any
-setting and gate) that spends no more channel uses per image, and the margin in points. This is the table
-behind ``LinkSweepResult.comparison`` (whose worst margin the CLI prints), spelled out.
+For every channel condition of a :class:`~semcomm.experiments.link_results.LinkSweepResult` and every point
+on the image codecs' joint frontier (WebP and JPEG, all gate thresholds), the best semantic point (either
+framing, any setting and gate) that spends no more channel uses per image, and the margin in points. This is
+the table behind ``LinkSweepResult.comparison`` (whose worst margin the CLI prints), spelled out.
 
 The last column adds time sharing: a sender may serve a share of its images at one operating point and the
 rest at another, which reaches every point on the line between them (mean channel uses and top-1 both
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from semcomm.experiments.link_sweep import LinkSweepResult
-
-IMAGE_CODECS = ("webp", "jpeg")
+from semcomm.experiments.link_results import LinkSweepResult
 
 
 def envelope(points, uses: float) -> float:
@@ -36,9 +34,9 @@ def envelope(points, uses: float) -> float:
 
 def rows(result: LinkSweepResult, condition: float) -> list[str]:
     points = [p for p in result.points if p.condition == condition]
-    semantic = [p for p in points if p.scheme not in IMAGE_CODECS + ("edge",)]
-    edge = next(p for p in points if p.scheme == "edge")
-    codec_front = sorted((p for p in points if p.frontier and p.scheme in IMAGE_CODECS),
+    semantic = [p for p in points if p.family == "semantic"]
+    edge = next(p for p in points if p.family == "reference")
+    codec_front = sorted((p for p in points if p.frontier and p.family == "codec"),
                          key=lambda p: p.channel_uses_per_image)
     out = []
     for p in codec_front:

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/link_snr.py [--images 2000] [--snrs 0,1,2,3,4,6] [--channel awgn|rayleigh]
 
 One frontier operating point of the shipped latent pair (every patch at level 3, min-entropy gate 0.6,
-the edge's hint fused), its strings as packets (semcomm.transport.Packetizer, 2 header copies, each
+the edge's hint fused), its strings as packets (semcomm.rate.packetize.Packetizer, 2 header copies, each
 packet one LDPC block), over an 802.11n LDPC (n = 648, rate 1/2) + QPSK link with a CRC-16 per block
 (channels.DigitalLink), AWGN or Rayleigh block fading (one gain per LDPC block) with perfect CSI. Every SNR uses the same images
 and seed. Lost images are answered by the edge.
@@ -24,8 +24,8 @@ from semcomm.rate import create_codec
 from semcomm.rate.policies import FixedLevel
 from semcomm.rate.zoo import load_hint
 from semcomm.edge.selection import SpreadTopK
+from semcomm.rate.packetize import Packetizer
 from semcomm.transport.digital import DigitalTransport
-from semcomm.wire.packets import Packetizer
 from semcomm.transport.over_link import over_link
 
 
@@ -52,7 +52,7 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for snr in (float(s) for s in args.snrs.split(",")):
         started = time.time()
-        out = over_link(sent, pair, packetizer, DigitalTransport(link), snr_db=snr,
+        out = over_link(sent, pair, DigitalTransport(link, framing=packetizer), snr_db=snr,
                         generator=torch.Generator().manual_seed(0))
         top1 = float((out.predictions == split.labels).float().mean())
         print(f"| {snr:g} | {100 * top1:.2f}% | {float(sent.bits.float().mean()):,.0f} | "

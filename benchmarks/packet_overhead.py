@@ -4,14 +4,12 @@
 
 The shipped latent pair with the edge's hint; each test image is encoded at a few operating points
 (spread-top-k K at a fixed level, IAQ over every patch), its string split into packets
-(semcomm.transport.Packetizer: ``--copies`` header packets, data packets of at most S bytes), and the
+(semcomm.rate.packetize.Packetizer: ``--copies`` header packets, data packets of at most S bytes), and the
 bits of all packets (8 x bytes, every field, padding and CRC) are compared with the string's.
 """
 from __future__ import annotations
 
 import argparse
-
-import torch
 
 from semcomm import create_model
 from semcomm.edge.encoder import EdgeEncoder
@@ -20,7 +18,7 @@ from semcomm.rate import create_codec
 from semcomm.rate.policies import IAQ, FixedLevel
 from semcomm.rate.zoo import load_hint
 from semcomm.edge.selection import SpreadTopK
-from semcomm.wire.packets import Packetizer
+from semcomm.rate.packetize import Packetizer
 
 
 def main() -> None:

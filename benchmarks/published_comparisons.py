@@ -1,4 +1,4 @@
-"""The published comparisons of methods.md sections 1 and 2 (see semcomm.comparisons) on one data set.
+"""The published comparisons of methods.md sections 1 and 2 (see semcomm.experiments.comparisons) on one data set.
 
     .venv/bin/python benchmarks/published_comparisons.py [--dataset imagenette --edge vit-edge-imagenette
         --server vit-server-imagenette] [--limit N] [--json PATH]

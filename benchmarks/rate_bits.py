@@ -3,16 +3,13 @@
     .venv/bin/python benchmarks/rate_bits.py [--images 10000] [--codec latent-cifar10] [--budget 16] [--level 2]
 
 Every test image is encoded with spread-top-k ``--budget`` patches at level ``--level``, with the edge's
-hint; each string is dissected field by field (semcomm.rate.format.dissect) and the mean bits per field are
+hint; each string is dissected field by field (semcomm.wire.v2.dissect) and the mean bits per field are
 printed, then the rANS payload's real bits against the tables' estimate (-sum log2 p of the symbols).
 """
 from __future__ import annotations
 
 import argparse
 from collections import defaultdict
-
-import numpy as np
-import torch
 
 from semcomm import create_model
 from semcomm.edge.encoder import EdgeEncoder

@@ -24,7 +24,7 @@ from semcomm import create_model
 from semcomm.data import load_split
 from semcomm.rate import create_codec
 from semcomm.rate.entropy import SymbolTables
-from semcomm.train.fitting import fit_latent_tables, fit_switched_tables
+from semcomm.train.fitting import fit_switched_tables
 
 
 def symbols_of(pair, edge, images) -> np.ndarray:

@@ -92,7 +92,7 @@ def main() -> None:
 
     def server_parse():
         received.clear()
-        received.extend(pair.decode(s) for s in strings)
+        received.extend(pair.decompress(strings))
 
     parse = best_of(server_parse, args.repeats)
     pair.bf16 = True

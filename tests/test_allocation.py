@@ -9,11 +9,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from semcomm.core.registry import UnknownNameError
 from semcomm.rate.allocation import (
-    channel_distortion, greedy_allocation, importance_weights, lagrangian_allocation, quantizer_distortion,
-    uniform_allocation, water_filling,
+    IAQ_SOLVERS, channel_distortion, equal_step_water_filling, greedy_allocation, importance_weights,
+    lagrangian_allocation, quantizer_distortion, uniform_allocation, water_filling,
 )
-from semcomm.rate.policies import IAQ, FixedLevel, UniformBudget
+from semcomm.rate.policies import IAQ, LEVEL_POLICIES, FixedLevel, UniformBudget
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -151,3 +152,64 @@ def test_policies_respect_the_mask_and_are_named():
         FixedLevel(0)
     with pytest.raises(ValueError, match="increasing"):
         importance_weights(importance, -1)
+
+
+def policy_inputs(batch=3, levels=4, bits_per_level=20):
+    importance = torch.softmax(torch.randn(batch, 64, generator=torch.Generator().manual_seed(2)), -1)
+    mask = torch.rand(batch, 64, generator=torch.Generator().manual_seed(3)) < 0.4
+    rates = (torch.arange(levels + 1, dtype=torch.float64) * bits_per_level).expand(batch, 64, -1)
+    return mask, importance, rates
+
+
+def test_the_solvers_and_policies_are_registered():
+    assert {"greedy", "lagrangian", "water-filling"} <= set(IAQ_SOLVERS.names())
+    assert IAQ_SOLVERS.get("greedy") is greedy_allocation and IAQ_SOLVERS.get("lagrangian") is lagrangian_allocation
+    assert IAQ_SOLVERS.info("water-filling") == {"channel_terms": False}
+    assert {"fixed-level", "uniform-budget", "iaq"} <= set(LEVEL_POLICIES.names())
+    assert LEVEL_POLICIES.create("iaq", 300) == IAQ(300) and LEVEL_POLICIES.create("fixed-level", 2) == FixedLevel(2)
+    assert LEVEL_POLICIES.create("uniform-budget", 300).label == "uniform 300b"
+    assert [LEVEL_POLICIES.info(n)["parameter"] for n in ("fixed-level", "uniform-budget", "iaq")] == \
+        ["level", "bits", "bits"]
+    with pytest.raises(UnknownNameError, match="unknown IAQ solver 'magic'; choose from: .*greedy.*lagrangian"):
+        IAQ(100, solver="magic")
+    with pytest.raises(TypeError, match="a name .* or a function, got 7"):
+        IAQ(100, solver=7)
+
+
+@pytest.mark.parametrize("name, min_level", [("greedy", 2), ("lagrangian", 2), ("water-filling", 1)])
+def test_a_solver_by_name_or_as_a_function_allocates_the_same(name, min_level):
+    mask, importance, rates = policy_inputs()
+    by_name = IAQ(300, solver=name, min_level=min_level)(mask, importance, rates)
+    assert (by_name[mask] >= min_level).any()
+    assert torch.equal(IAQ(300, solver=IAQ_SOLVERS.get(name), min_level=min_level)(mask, importance, rates), by_name)
+
+
+def test_equal_step_water_filling_is_water_filling_on_rate_tables():
+    mask, importance, rates = policy_inputs()
+    weights = importance_weights(importance) * mask
+    expected = water_filling(weights, 4, 20.0, 250)
+    assert torch.equal(equal_step_water_filling(weights, rates, quantizer_distortion(4), 250), expected)
+    with pytest.raises(ValueError, match="same bits"):
+        equal_step_water_filling(weights, rates, quantizer_distortion(4), 250, min_gain=1e-3)
+    with pytest.raises(ValueError, match="same bits"):
+        IAQ(300, solver="water-filling", min_gain=1e-3)(mask, importance, rates)
+    with pytest.raises(ValueError, match="water-filling solver uses its own distortion model and takes no channel "
+                                         "terms \\(eps = 0.01\\)"):
+        IAQ(300, solver="water-filling", eps=0.01)(mask, importance, rates)
+
+
+def test_a_custom_solver_sees_the_allowed_levels_only():
+    mask, importance, rates = policy_inputs()
+    seen = {}
+
+    def everything_at_the_top(weights, rates, distortion, budget, min_gain=0.0):
+        seen.update(columns=rates.shape[-1], distortion=distortion, budget=budget, min_gain=min_gain)
+        return torch.full(weights.shape, rates.shape[-1] - 1, dtype=torch.int64)
+
+    level = IAQ(500, solver=everything_at_the_top, min_level=3, min_gain=0.5)(mask, importance, rates)
+    assert seen["columns"] == 3 and seen["budget"] == 500 and seen["min_gain"] == 0.5  # levels 0, 3, 4
+    assert torch.equal(seen["distortion"], quantizer_distortion(4)[[0, 3, 4]])
+    assert torch.equal(level, mask.long() * 4)
+    everything_at_the_top.channel_terms = False
+    with pytest.raises(ValueError, match="everything_at_the_top solver .* takes no channel terms"):
+        IAQ(500, solver=everything_at_the_top, eps=0.1)(mask, importance, rates)

@@ -12,19 +12,21 @@ import torch
 import torch.nn.functional as F
 
 from backend_helpers import random_positions, tiny_data, tiny_vit
-from semcomm.server.backends import (
-    Backend, ClassGroups, Device, DeviceConfig, FusionNetwork, KeepPlan, LocalEngine, MonolithicBackend,
-    PartitionedBackend, Request, assign_greedy, build_partitioned, confusion_matrix, create_backend,
-    group_by_confusion, group_randomly, keep_plan, list_backends, plan_for_budget, prune_vit, pruned_parameters,
-    train_fusion, unit_importance,
-)
-from semcomm.train.backends import ClassSubModel, finetune_submodel
-from semcomm.server.backends.pruning import full_plan, minimal_plan
-from semcomm.train.backends.distillation import logit_mse, soft_label_kl
+from semcomm.core.patches import unpatchify
 from semcomm.edge.encoder import EdgeEncoder
-from semcomm.server.decoder import ServerDecoder
-from semcomm.rate import create_codec
 from semcomm.edge.selection import TopK
+from semcomm.rate import create_codec
+from semcomm.server.backends import (
+    Backend, ClassGroups, ClassSubModel, Device, DeviceConfig, FusionNetwork, KeepPlan, LocalEngine,
+    MonolithicBackend, PartitionedBackend, Request, create_backend, list_backends, prune_vit,
+)
+from semcomm.server.decoder import ServerDecoder
+from semcomm.train.backends import (
+    assign_greedy, build_partitioned, confusion_matrix, finetune_submodel, group_by_confusion, group_randomly,
+    keep_plan, plan_for_budget, pruned_parameters, train_fusion, unit_importance,
+)
+from semcomm.train.backends.distillation import logit_mse, soft_label_kl
+from semcomm.train.backends.pruning import full_plan, minimal_plan
 
 TWO_DEVICES = {"devices": [{"name": "fast", "memory_mb": 0.07, "speed": 2.0, "cpus": 0.5},
                            {"name": "slow", "memory_mb": 0.045, "speed": 1.0, "cpus": 0.5, "link_mbps": 10.0}]}
@@ -113,6 +115,33 @@ def test_requests_refuse_bad_positions_and_images():
         Request.pack(images, torch.tensor([0, 1]), (32, 32), 8)
     with pytest.raises(ValueError):
         Request.pack(images[:, :, :16], None, (32, 32), 8)
+
+
+def test_a_request_made_from_the_received_patches_is_the_one_packed_from_an_image_holding_them():
+    images, _ = tiny_data(3)
+    positions = random_positions(3, 5)
+    for pixels in (images, images.float() / 255):
+        packed = Request.pack(pixels, positions, (32, 32), 8)
+        direct = Request.from_patches(packed.patches.clone(), positions, (32, 32), 8)
+        assert torch.equal(direct.patches, packed.patches) and torch.equal(direct.positions, packed.positions)
+        assert direct.patches.dtype == packed.patches.dtype and direct.nbytes == packed.nbytes
+        assert all(torch.equal(a, b) for a, b in zip(direct.unpack(), packed.unpack()))
+    assert Request.from_patches(torch.rand(3, 5, 192, dtype=torch.float64), positions, (32, 32), 8).patches.dtype == \
+        torch.float32  # float patches ship as float32, as float images do
+
+
+def test_requests_from_patches_refuse_bad_patches_and_positions():
+    positions = random_positions(2, 4)
+    with pytest.raises(ValueError, match="B x K x P tensor with P = 3 x 8\\^2 = 192"):
+        Request.from_patches(torch.zeros(2, 4, 48), positions, (32, 32), 8)
+    with pytest.raises(ValueError, match=r"float patches must lie in \[0, 1\]"):
+        Request.from_patches(torch.full((2, 4, 192), 255.0), positions, (32, 32), 8)
+    with pytest.raises(TypeError, match="uint8 or floating point"):
+        Request.from_patches(torch.zeros(2, 4, 192, dtype=torch.int32), positions, (32, 32), 8)
+    with pytest.raises(ValueError, match="positions name 4 patches per image but 3 arrived"):
+        Request.from_patches(torch.zeros(2, 3, 192), positions, (32, 32), 8)
+    with pytest.raises(ValueError, match=r"positions must lie in \[0, 16\)"):
+        Request.from_patches(torch.zeros(2, 2, 192), torch.tensor([[0, 16], [1, 2]]), (32, 32), 8)
 
 
 # ---- the monolithic backend -----------------------------------------------------------------------------
@@ -461,6 +490,31 @@ def test_every_registered_backend_keeps_the_contract(name, server, data):
         assert out.logits.shape == (3, 10) and torch.isfinite(out.logits).all()
         assert out.report.bytes_exchanged > 0 and out.report.latency_s > 0
     assert len(backend.engine.history) == 2
+
+
+@pytest.mark.parametrize("name", list_backends())
+def test_every_registered_backend_classifies_the_received_patches_as_the_image_holding_them(name, server, data):
+    """A pixel pair's server that is a backend: B x K x P decoded values (0..255, not rounded) go to the devices as
+    they are, with the logits and bytes of the image path (values on a canvas, an image, patches read back)."""
+    backend = _registered(name, server, data)
+    positions = random_positions(3, 5)
+    values = torch.rand(3, 5, 192, generator=torch.Generator().manual_seed(0)) * 270 - 5
+    canvas = torch.zeros(3, 16, 192).scatter_(1, positions[..., None].expand(-1, -1, 192), values)
+    images = (unpatchify(canvas, 8, (4, 4)) / 255).clamp(0, 1)  # what PixelPair.server_logits makes today
+    via_image = backend.run(images, positions, LocalEngine())
+    direct = backend.run_patches((values / 255).clamp(0, 1), positions, LocalEngine())
+    torch.testing.assert_close(direct.logits, via_image.logits, rtol=0, atol=1e-6)
+    assert direct.report.bytes_exchanged == via_image.report.bytes_exchanged
+    assert [d.bytes_in for d in direct.report.devices] == [d.bytes_in for d in via_image.report.devices]
+    if getattr(backend, "routed", False):  # routed by the generalist on what arrived, as on the whole images
+        with torch.no_grad():
+            route = backend.router(backend.edge.forward_tokens(data[0][:3], positions))
+        assert torch.equal(backend.run(data[0][:3], positions, LocalEngine()).route, route)
+        assert torch.equal(direct.route, via_image.route)
+    pair = create_codec("pixel-iaq", server=backend, hint=False)
+    torch.testing.assert_close(backend.classify_patches((values / 255).clamp(0, 1), positions),
+                               pair.server_logits(values, positions, None), rtol=0, atol=1e-6)
+    assert backend.engine.history[-2].bytes_exchanged == backend.engine.history[-1].bytes_exchanged
 
 
 def test_unknown_backends_are_named():

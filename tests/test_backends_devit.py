@@ -13,14 +13,14 @@ import torch.nn.functional as F
 
 from backend_helpers import one_thread, random_positions, tiny_data, tiny_vit  # noqa: F401 (fixture)
 from semcomm.server.backends import (
-    ClassGroups, DecomposedBackend, DeviceConfig, LocalEngine, StudentStage, TokenFusion, ViTSpec, build_decomposed,
-    class_token, finetune_jointly, keep_blocks, make_student, student_vit, train_token_fusion,
+    ClassGroups, ClassSubModel, DecomposedBackend, DeviceConfig, LocalEngine, StudentStage, TokenFusion, ViTSpec,
+    class_token,
 )
 from semcomm.train.backends import (
-    ClassSubModel, DistillConfig, distill, distill_together, distillation_loss, layer_pairs, recording_qkv,
-    relation_kl, token_relations,
+    DistillConfig, Phases, build_decomposed, distill, distill_together, distillation_loss, finetune_jointly,
+    keep_blocks, layer_pairs, make_student, recording_qkv, relation_kl, student_vit, token_relations,
+    train_token_fusion,
 )
-from semcomm.train.backends.phases import Phases
 
 SMALL = {"embed_dim": 16, "depth": 1, "num_heads": 2}
 DEVICES = DeviceConfig.from_dict([{"name": "a", "memory_mb": 0.05, "speed": 2.0},

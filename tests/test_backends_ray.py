@@ -15,14 +15,14 @@ import pytest
 import torch
 
 from backend_helpers import random_positions, tiny_data, tiny_vit
+from semcomm.edge.encoder import EdgeEncoder
+from semcomm.edge.selection import TopK
 from semcomm.server.backends import (
-    DeviceConfig, EngineError, ExpertBackend, ExpertStage, LocalEngine, MonolithicBackend, RayEngine, build_decomposed,
-    build_partitioned,
+    DeviceConfig, EngineError, ExpertBackend, ExpertStage, LocalEngine, MonolithicBackend, RayEngine,
 )
 from semcomm.server.backends.devices import Device
-from semcomm.edge.encoder import EdgeEncoder
 from semcomm.server.decoder import ServerDecoder
-from semcomm.edge.selection import TopK
+from semcomm.train.backends import build_decomposed, build_partitioned
 
 ray = pytest.importorskip("ray")
 
@@ -212,7 +212,7 @@ def test_the_sweep_command_runs_a_saved_backend_on_ray_with_the_local_results(tm
     from semcomm.server.backends.storage import save_backend
     from semcomm.cli import main
     from semcomm.models import create_model
-    from semcomm.experiments.sweep import SweepResult
+    from semcomm.experiments.results import SweepResult
 
     monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path / "zoo"))
     save_backend(MonolithicBackend(create_model("vit-server-cifar10"), Device("fast", memory_mb=16.0, cpus=0.5)),

@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from backend_helpers import one_thread, tiny_data, tiny_vit  # noqa: F401 (fixture)
-from semcomm.server.backends import DecomposedBackend, Device, ExpertBackend, MonolithicBackend, PartitionedBackend
-from semcomm.train.backends.recipes import (
-    backend_logits, build_backend, cifar10_recipe, compare_offloading, measure_latencies, measure_latency,
-    evaluate_recipe, partial_input_accuracy, retime_recipe,
-)
 from semcomm.inference import top1
 from semcomm.rate.hint import fuse
+from semcomm.server.backends import DecomposedBackend, Device, ExpertBackend, MonolithicBackend, PartitionedBackend
+from semcomm.train.backends.measurements import (
+    backend_logits, compare_offloading, measure_latencies, measure_latency, partial_input_accuracy,
+)
+from semcomm.train.backends.recipes import build_backend, cifar10_recipe, evaluate_recipe, retime_recipe
 
 
 def test_the_recipes_size_their_devices_and_scale_their_steps():

@@ -9,12 +9,11 @@ import torch
 
 from backend_helpers import one_thread, random_positions, tiny_data, tiny_vit  # noqa: F401 (fixture)
 from semcomm.server.backends import (
-    DeviceConfig, MonolithicBackend, ViTSpec, build_decomposed, build_partitioned, create_backend, list_saved_backends,
-    load_backend, read_backend_card, save_backend,
+    Device, DeviceConfig, MonolithicBackend, ViTSpec, create_backend, list_saved_backends, load_backend,
+    read_backend_card, save_backend,
 )
-from semcomm.train.backends import build_experts
-from semcomm.server.backends.devices import Device
-from semcomm.models.zoo import CheckpointError
+from semcomm.train.backends import build_decomposed, build_experts, build_partitioned
+from semcomm.zoo import CheckpointError
 
 DEVICES = DeviceConfig.from_dict([{"name": "fast", "memory_mb": 0.07, "speed": 2.0},
                                   {"name": "slow", "memory_mb": 0.045, "link_mbps": 10.0}])

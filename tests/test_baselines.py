@@ -1,6 +1,10 @@
+from dataclasses import asdict
+
 import pytest
 import torch
 
+from semcomm.inference import predict_logits
+from semcomm.models import create_model
 from semcomm.rate.image_codecs import ImageCodec, standard_codecs
 
 
@@ -102,3 +106,21 @@ def test_truncated_string_names_index(fmt, small):
         codec.decompress(strings)
     with pytest.raises(ValueError, match="item 0"):
         codec.decompress([b"not an image"])
+
+
+def test_image_codecs_speak_the_codec_contract(small):
+    """compress -> files, decompress -> images, classify -> the server's logits on them; the server is not a
+    field (configs and their keys stay format and quality)."""
+    torch.manual_seed(0)
+    server = create_model("semcomm_vit_server_p4_32")
+    codec = ImageCodec("webp", 40, server=server)
+    assert codec == ImageCodec("webp", 40) and asdict(codec) == {"format": "webp", "quality": 40}
+    files = codec.compress(codec.source(small))
+    assert files == ImageCodec("webp", 40).compress(small)
+    decoded = codec.decompress(files)
+    assert codec.num_classes == 10
+    torch.testing.assert_close(codec.classify(decoded, batch_size=3), predict_logits(server, decoded))
+    with pytest.raises(ValueError, match="whole images: no level map, no hint"):
+        codec.compress(small, torch.ones(4, 64, dtype=torch.int64))
+    with pytest.raises(ValueError, match="has no server"):
+        ImageCodec("webp", 40).classify(decoded)

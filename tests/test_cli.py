@@ -6,7 +6,7 @@ import json
 import pytest
 
 from semcomm.cli import main
-from semcomm.experiments.sweep import SweepResult
+from semcomm.experiments.results import SweepResult
 
 
 def test_zoo_lists_shipped_checkpoints(capsys):
@@ -47,6 +47,50 @@ def test_quick_sweep_writes_json_and_plot(tmp_path, capsys):
     assert result.images == 64 and result.find("webp-q20").bits_per_image > 0
     assert (tmp_path / "s.png").stat().st_size > 10_000
     assert "| family |" in capsys.readouterr().out
+    # every point records the settings that made it, beside its label
+    point = result.find("spread-top-k 16 L3", "min_entropy 0.8")
+    assert (point.rule, point.budget, point.rule_settings) == ("spread-top-k", 16, {"k": 16, "cell": 2,
+                                                                                    "random_within": False})
+    assert (point.policy, point.policy_settings, point.codec) == ("fixed-level", {"level": 3}, "latent-cifar10")
+    assert (point.gate_kind, point.threshold) == ("min_entropy", 0.8)
+    finest = result.find("spread-top-k 64 L4")  # the config's further policy, at its policy budget
+    assert (finest.budget, finest.policy_settings, finest.gate_kind, finest.threshold) == (64, {"level": 4}, None, None)
+    webp = result.find("webp-q20", fusion=True)
+    assert (webp.codec, webp.quality, webp.rule, webp.policy) == ("webp", 20, None, None)
+    twin = result.find("random (as spread-top-k 8 L3)")
+    assert (twin.family, twin.rule, twin.budget) == ("random", "spread-top-k", 8)
+    assert {f.name: (f.random, f.codec) for f in result.frontiers}["random latent"] == (True, "latent-cifar10")
+
+
+def test_choices_come_from_the_registries_plug_ins_included(tmp_path, monkeypatch, capsys):
+    """A rule and a gate registered at run time (as a plug-in registers them) are listed by --help, accepted by
+    sweep --rules and --gate, and named in the points; an unknown name is refused while parsing, listing them."""
+    from semcomm.edge.gating import GATES
+    from semcomm.edge.selection import SELECTION_RULES, TopK
+
+    monkeypatch.setitem(SELECTION_RULES._entries, "test-top-k", TopK)
+    monkeypatch.setitem(SELECTION_RULES._info, "test-top-k", {"budget": True})
+    monkeypatch.setitem(GATES._entries, "test-p-max", lambda logits: 1 - logits.float().softmax(-1).amax(-1))
+    monkeypatch.setitem(GATES._info, "test-p-max", {})
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "--help"])
+    assert exit_.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "test-top-k (at every budget)" in shown and "test-p-max" in shown and "latent-cifar10" in shown
+    for option, name, kind in (("--gate", "no-such-gate", "gate"), ("--importance", "no-such", "importance method"),
+                               ("--codec", "no-such-codec", "codec")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["sweep", option, name])
+        assert exit_.value.code == 2
+        error = capsys.readouterr().err
+        assert f"unknown {kind} {name!r}; choose from" in error and (kind != "gate" or "test-p-max" in error)
+    path = tmp_path / "s.json"
+    assert main(["sweep", "--limit", "24", "--codec", "raw8", "--rules", "test-top-k", "--budgets", "8", "--gate",
+                 "test-p-max", "--thresholds", "0.5", "--codecs", "none", "--no-twins", "--no-fusion",
+                 "--json", str(path)]) == 0
+    point = SweepResult.from_json(path).find("top-k 8", "test-p-max 0.5")
+    assert (point.rule, point.budget, point.curve, point.gate_kind, point.threshold) == (
+        "test-top-k", 8, "test-top-k", "test-p-max", 0.5)
 
 
 def test_a_sweep_through_the_servers_own_monolithic_backend_equals_the_server_sweep(tmp_path, monkeypatch, capsys):

@@ -9,6 +9,7 @@ import torch
 from semcomm.core.patches import patchify
 from semcomm.wire import v1 as bitstream
 from semcomm.wire.errors import BitstreamError
+from semcomm.wire.v2 import read_version
 from semcomm.edge.encoder import EdgeEncoder, collaborative_predictions
 from semcomm.server.decoder import ServerDecoder
 from semcomm.edge.gating import Gate
@@ -27,9 +28,8 @@ def test_strings_carry_exactly_the_selected_patches(models, tiny_images):
     encoder = EdgeEncoder(edge, TopK(10), gate=None, bf16=False)
     transmission = encoder.encode(tiny_images)
     decoder = ServerDecoder(server, bf16=False)
-    for i, string in enumerate(transmission.strings):
-        version, received = decoder.decode(string)
-        assert version == 1
+    for i, (string, received) in enumerate(zip(transmission.strings, decoder.decompress(transmission.strings))):
+        assert read_version(string) == 1
         torch.testing.assert_close(received.positions, transmission.mask[i].nonzero().flatten())
         original = patchify(tiny_images[i : i + 1], 4)[0]
         assert torch.equal(received.values, original[received.positions].float())
@@ -93,3 +93,15 @@ def test_an_empty_batch_gives_an_empty_transmission(models):
     assert sent.strings == [] and sent.bits.shape == (0,) and sent.edge_logits.shape == (0, 10)
     logits = ServerDecoder(server, bf16=False).classify(sent.strings)
     assert logits.shape == (0, 10) and collaborative_predictions(sent, logits).shape == (0,)
+
+
+def test_images_are_checked_once_where_they_come_in(models, tiny_images, monkeypatch):
+    import semcomm.edge.encoder as encoder_module
+
+    calls = []
+    check = encoder_module.check_images
+    monkeypatch.setattr(encoder_module, "check_images", lambda *args: calls.append(args) or check(*args))
+    sent = EdgeEncoder(models[0], TopK(4), gate=None, bf16=False).encode(tiny_images.float() / 255)
+    assert len(calls) == 1 and sent.strings == EdgeEncoder(models[0], TopK(4), gate=None).encode(tiny_images).strings
+    with pytest.raises(ValueError, match=r"images are \(16, 16\) pixels but the model takes \(32, 32\)"):
+        EdgeEncoder(models[0], TopK(4)).encode(tiny_images[..., :16, :16])

@@ -2,8 +2,6 @@
 both format versions; damaged, missing or empty input is handled as documented."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -12,6 +10,7 @@ from hypothesis import strategies as st
 
 from semcomm.wire.errors import BitstreamError
 from semcomm.core.patches import patchify
+from semcomm.edge.codec import CODECS
 from semcomm.edge.encoder import EdgeEncoder, collaborative_predictions
 from semcomm.server.decoder import ServerDecoder
 from semcomm.edge.gating import Gate
@@ -23,6 +22,7 @@ from semcomm.train.fitting import fit_switched_tables, latent_tables
 from semcomm.rate.hint import HintCoder
 from semcomm.rate.latent import LatentCodec, LatentConfig, LatentPair
 from semcomm.rate.pixels import PixelIAQ
+from semcomm.rate.raw8 import Raw8
 from semcomm.rate.policies import IAQ, FixedLevel, UniformBudget
 from semcomm.edge.selection import SpreadTopK, TopK
 
@@ -56,9 +56,51 @@ def dct_pair(models, hint, tiny_images):
 
 
 def test_registry_lists_the_shipped_pairs():
-    assert {"pixel-iaq", "dct-cifar10", "latent-cifar10"} <= set(list_codecs())
-    with pytest.raises(KeyError, match="unknown codec 'jpeg-xl'"):
+    assert {"pixel-iaq", "dct-cifar10", "latent-cifar10", "raw8"} <= set(list_codecs())
+    assert list_codecs() == sorted(list_codecs())
+    with pytest.raises(KeyError, match="unknown codec 'jpeg-xl'; choose from: .*raw8"):
         create_codec("jpeg-xl")
+    with pytest.raises(ValueError, match="codec 'raw8' is already registered"):
+        CODECS.register("raw8", Raw8)
+
+
+def test_raw8_is_the_pair_of_version_1(models, tiny_images):
+    """The edge encoder's default pair writes exactly its strings; the pair reads them back and classifies them as
+    the server decoder does; it refuses what version 1 cannot carry."""
+    edge, server = models
+    pair = create_codec("raw8", server=server)
+    pair.bf16 = False
+    assert (pair.version, pair.levels, pair.num_patches) == (1, 1, 64)
+    sent = EdgeEncoder(edge, TopK(8), gate=None).encode(tiny_images)
+    assert torch.equal(sent.level, sent.mask.long())
+    assert pair.compress(pair.source(tiny_images), sent.level) == sent.strings
+    assert EdgeEncoder(edge, TopK(8), gate=None, codec=pair).encode(tiny_images).strings == sent.strings
+    received = pair.decompress(sent.strings)
+    for i, item in enumerate(received):
+        assert torch.equal(item.positions, sent.mask[i].nonzero().flatten()) and (item.level == 1).all()
+    torch.testing.assert_close(pair.classify(received), ServerDecoder(server, bf16=False).classify(sent.strings))
+    with pytest.raises(ValueError, match="carry no hint"):
+        pair.compress(pair.source(tiny_images), sent.level, torch.zeros(4, 10, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"0 \(not sent\) or 1, got 0..2"):
+        pair.compress(pair.source(tiny_images), 2 * sent.level)
+    with pytest.raises(ValueError, match="hints need a codec pair"):
+        EdgeEncoder(edge, TopK(4), hint=HintCoder(np.array([10, 5, 80])))
+    with pytest.raises(ValueError, match="only writes strings"):
+        Raw8(patch_size=4, grid_size=(8, 8)).classify(received)
+    with pytest.raises(ValueError, match="codec raw8 codes 16 patches, the edge has 64"):
+        EdgeEncoder(edge, TopK(4), codec=Raw8(patch_size=8, grid_size=(4, 4)))
+    with pytest.raises(KeyError, match="unknown codec 'raw9'"):
+        EdgeEncoder(edge, TopK(4), codec="raw9")
+    with pytest.raises(TypeError, match="codec must be a codec pair or a registered name .*raw8.*, got None"):
+        EdgeEncoder(edge, TopK(4), codec=None)
+
+
+def test_server_decoder_takes_one_pair_per_format_version(models):
+    _, server = models
+    with pytest.raises(ValueError, match="raw8 and raw8 both read format version 1"):
+        ServerDecoder(server, codec=create_codec("raw8", server=server))
+    with pytest.raises(ValueError, match="needs a pixel server model, a codec pair, or both"):
+        ServerDecoder()
 
 
 def test_every_registered_pair_builds_with_and_without_the_hint():
@@ -75,9 +117,8 @@ def test_pixel_iaq_decodes_to_the_quantizer_cells(models, tiny_images):
     level = torch.zeros(4, 64, dtype=torch.int64)
     level[:, :10] = torch.arange(1, 11).clamp_max(8)
     source = pair.source(tiny_images)
-    strings = pair.encode(source, level)
-    for i, string in enumerate(strings):
-        received = pair.decode(string)
+    strings = pair.compress(source, level)
+    for i, (string, received) in enumerate(zip(strings, pair.decompress(strings))):
         lo, hi = float(source[i].min()), float(source[i].max())
         for j, position in enumerate(received.positions.tolist()):
             cell = (hi - lo + 1) / 2 ** int(level[i, position])
@@ -89,15 +130,14 @@ def test_pixel_iaq_decodes_to_the_quantizer_cells(models, tiny_images):
 def test_dct_pair_round_trip_matches_its_own_reconstruction(dct_pair, tiny_images):
     level = torch.randint(0, 7, (4, 64), generator=torch.Generator().manual_seed(0))
     level[:, 5] = 3
-    strings = dct_pair.encode(dct_pair.source(tiny_images), level)
-    decoded = dct_pair.roundtrip(tiny_images, level)
-    for i, string in enumerate(strings):
-        received = dct_pair.decode(string)
+    strings = dct_pair.compress(dct_pair.source(tiny_images), level)
+    decoded = dct_pair.reconstruct(tiny_images, level)
+    for i, received in enumerate(dct_pair.decompress(strings)):
         assert received.level.tolist() == level[i][level[i] > 0].tolist()
         expected = patchify(decoded[i : i + 1] * 255, 4)[0][received.positions]
         torch.testing.assert_close(received.values.clamp(0, 255), expected, atol=1e-3, rtol=0)
     # at the finest level (luma steps 1..7, chroma twice that) even white noise comes back within a few levels
-    fine = dct_pair.roundtrip(tiny_images, torch.full((4, 64), 6))
+    fine = dct_pair.reconstruct(tiny_images, torch.full((4, 64), 6))
     assert (fine * 255 - tiny_images.float()).abs().mean() < 3.5
 
 
@@ -107,9 +147,8 @@ def test_latent_pair_strings_carry_the_rounded_latents(latent_pair, models, tiny
     source = latent_pair.source(tiny_images, out.hidden[2])
     level = torch.zeros(4, 64, dtype=torch.int64)
     level[:, ::5] = torch.randint(1, 4, (4, 13), generator=torch.Generator().manual_seed(1))
-    strings = latent_pair.encode(source, level)
-    for i, string in enumerate(strings):
-        received = latent_pair.decode(string)
+    strings = latent_pair.compress(source, level)
+    for i, received in enumerate(latent_pair.decompress(strings)):
         lv = level[i][level[i] > 0]
         gain = torch.exp2(lv.double() - 1)[:, None]
         medians = latent_pair._medians[lv - 1]
@@ -134,18 +173,19 @@ def test_switched_tables_code_each_image_with_its_cheapest_set(latent_pair, mode
     assert switched.layout.param_widths == (1,)
     level = torch.zeros(4, 64, dtype=torch.int64)
     level[:, 3:40] = 2
-    for (symbols_i, indexes, params), string in zip(switched.symbols(source, level), switched.encode(source, level)):
+    for (symbols_i, indexes, params), string in zip(switched.symbols(source, level), switched.compress(source, level)):
         costs = [t.estimated_bits(symbols_i, indexes) for t in sets]
         assert params == (int(np.argmin(costs)),)
         assert fmt.unpack(string, {3: switched.layout}, hint_coder=switched.hint_coder).params == params
-    for a, b in zip(switched.encode(source, level), latent_pair.encode(source, level)):
-        torch.testing.assert_close(switched.decode(a).values, latent_pair.decode(b).values)
+    for a, b in zip(switched.decompress(switched.compress(source, level)),
+                    latent_pair.decompress(latent_pair.compress(source, level))):
+        torch.testing.assert_close(a.values, b.values)
     corrupted = LatentPair(latent_pair.codec, latent_pair.tables, latent_pair._medians.float(), table_sets=sets * 2,
                            bf16=False)  # 4 sets: a 2-bit field; set 3 of a 3-set pair is corrupted data
     corrupted.table_sets = corrupted.table_sets[:3]
     frame = fmt.Frame(3, level[0].tolist(), None, (3,), 0, b"\x80\x00\x00\x00")
     with pytest.raises(BitstreamError, match="table set 3"):
-        corrupted.decode(fmt.pack(corrupted.layout, frame))
+        corrupted.decompress([fmt.pack(corrupted.layout, frame)])
 
 
 @pytest.mark.parametrize("policy", [FixedLevel(2), UniformBudget(300), IAQ(300), IAQ(300, solver="greedy")])
@@ -205,7 +245,7 @@ def test_lost_strings_fall_back_to_the_edge(models, latent_pair, tiny_images):
 def test_random_bytes_never_raise_anything_but_bitstream_errors(latent_pair, data):
     for string in (data, bytes([0x23]) + data):
         try:
-            latent_pair.decode(string)
+            latent_pair.decompress([string])
         except BitstreamError:
             pass
 
@@ -217,14 +257,14 @@ def test_truncations_and_flips_are_detected(latent_pair, models, tiny_images, in
     out = edge.forward_with_attention(tiny_images, (-1,), hidden=(2,))
     level = torch.zeros(4, 64, dtype=torch.int64)
     level[:, :20] = 2
-    string = latent_pair.encode(latent_pair.source(tiny_images, out.hidden[2]), level)[index]
+    string = latent_pair.compress(latent_pair.source(tiny_images, out.hidden[2]), level)[index]
     with pytest.raises(BitstreamError):
-        latent_pair.decode(string[: bit % len(string)])
+        latent_pair.decompress([string[: bit % len(string)]])
     flipped = bytearray(string)
     flipped[(bit // 8) % len(string)] ^= 1 << (bit % 8)
     if flipped[0] >> 4 == 2:
         with pytest.raises(BitstreamError):
-            latent_pair.decode(bytes(flipped))
+            latent_pair.decompress([bytes(flipped)])
 
 
 def test_bad_encoder_input_is_named(models, latent_pair, tiny_images):
@@ -233,11 +273,11 @@ def test_bad_encoder_input_is_named(models, latent_pair, tiny_images):
         EdgeEncoder(edge, TopK(4), policy=FixedLevel(1))
     source = latent_pair.source(tiny_images, torch.zeros(4, 64, 128))
     with pytest.raises(ValueError, match="at least one patch"):
-        latent_pair.encode(source, torch.zeros(4, 64, dtype=torch.int64))
+        latent_pair.compress(source, torch.zeros(4, 64, dtype=torch.int64))
     with pytest.raises(ValueError, match="levels must lie in 0..3"):
-        latent_pair.encode(source, torch.full((4, 64), 9))
+        latent_pair.compress(source, torch.full((4, 64), 9))
     with pytest.raises(TypeError, match="int64"):
-        latent_pair.encode(source, torch.ones(4, 64))
+        latent_pair.compress(source, torch.ones(4, 64))
     with pytest.raises(ValueError, match="reads the edge's tokens"):
         latent_pair.source(tiny_images, None)
 
@@ -248,14 +288,13 @@ def test_entropy_coding_off_writes_the_same_symbols_in_fixed_length_fields(dct_p
     level = torch.zeros(4, 64, dtype=torch.int64)
     level[:, 10:30] = 4
     source = dct_pair.source(tiny_images)
-    coded, plain = dct_pair.encode(source, level), fixed.encode(source, level)
-    for a, b in zip(coded, plain):
-        ra, rb = dct_pair.decode(a), fixed.decode(b)
+    coded, plain = dct_pair.compress(source, level), fixed.compress(source, level)
+    for a, b, ra, rb in zip(coded, plain, dct_pair.decompress(coded), fixed.decompress(plain)):
         torch.testing.assert_close(ra.values, rb.values)  # the fitted tables span these symbols
         offsets, widths = fixed.fixed_length(fixed.table_indexes(rb.level.numpy(), ()))
         assert 8 * len(b) >= widths.sum() and len(a) < len(b)
     with pytest.raises(BitstreamError, match="unknown codec id 10"):
-        dct_pair.decode(plain[0])
+        dct_pair.decompress([plain[0]])
 
 
 def test_pca_init_gives_the_server_its_own_tokens(models, tiny_images):

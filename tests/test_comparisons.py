@@ -1,4 +1,5 @@
-"""The published comparisons (semcomm.comparisons) on a small CIFAR-10 subset: every table is there and consistent."""
+"""The published comparisons (semcomm.experiments.comparisons) on a small CIFAR-10 subset: every table is there
+and consistent."""
 from __future__ import annotations
 
 import math

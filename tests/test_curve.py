@@ -19,7 +19,7 @@ BUDGETS = (4, 8, 16, 32, 48)
 
 @pytest.fixture(scope="module")
 def sweep(cifar_test, tmp_path_factory):
-    config = SweepConfig(codec=None, fusion=False, budgets=BUDGETS, rules=("top-k", "spread-top-k", "attention-sum"),
+    config = SweepConfig(codec="raw8", fusion=False, budgets=BUDGETS, rules=("top-k", "spread-top-k", "attention-sum"),
                          thresholds=(0.8,), codecs=(ImageCodec("webp", 20),))
     runner = Sweep(config, cache_dir=tmp_path_factory.mktemp("edge"), progress=False)
     return runner, runner.run(cifar_test)
@@ -103,7 +103,7 @@ def test_paired_comparison_with_random_is_consistent(sweep):
 
 
 def test_mcnemar_exact_p_value():
-    from semcomm.experiments.sweep import paired_comparison
+    from semcomm.experiments.statistics import paired_comparison
 
     a = torch.tensor([True] * 10 + [False] * 5)
     b = torch.tensor([False] * 10 + [False] * 5)

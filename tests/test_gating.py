@@ -6,9 +6,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semcomm.edge.gating import KINDS, Gate, uncertainty
+from semcomm.core.registry import UnknownNameError
+from semcomm.edge.gating import COMPARED, GATES, Gate, compare_gates, uncertainty
 
 SETTINGS = settings(max_examples=50, deadline=None)
+KINDS = ("min_entropy", "shannon", "margin")  # the built-in gates
 
 
 def random_logits(batch, classes, seed, scale=3.0):
@@ -57,7 +59,7 @@ def test_shannon_and_margin_hand_computed():
 @given(seed=st.integers(0, 2**31 - 1), classes=st.integers(2, 50))
 def test_scores_are_in_range_and_ordered(seed, classes):
     logits = random_logits(8, classes, seed)
-    h_min, h, margin = (uncertainty(logits, k) for k in KINDS)
+    h_min, h, margin = (uncertainty(logits, k) for k in ("min_entropy", "shannon", "margin"))
     for score in (h_min, h, margin):
         assert score.shape == (8,) and score.dtype == torch.float32 and torch.isfinite(score).all()
     assert (h_min >= 0).all() and (h_min <= math.log2(classes) + 1e-5).all()
@@ -158,6 +160,7 @@ def test_unknown_kind():
     with pytest.raises(ValueError, match="unknown gate 'entropy'") as info:
         uncertainty(torch.zeros(2, 3), "entropy")
     assert all(k in str(info.value) for k in KINDS)
+    assert isinstance(info.value, UnknownNameError) and isinstance(info.value, KeyError)
     with pytest.raises(ValueError, match="unknown gate"):
         Gate("entropy")
     with pytest.raises(ValueError, match="unknown gate"):
@@ -174,3 +177,44 @@ def test_bad_threshold(threshold):
 def test_bad_rate(rate):
     with pytest.raises(ValueError, match="offload_rate"):
         Gate.calibrate(torch.zeros(4, 3), rate)
+
+
+def test_the_gates_are_registered_by_name():
+    assert set(KINDS) <= set(GATES.names()) and COMPARED == KINDS
+    logits = random_logits(16, 7, 4)
+    for kind in KINDS:
+        assert torch.equal(uncertainty(logits, GATES.get(kind)), uncertainty(logits, kind))
+        assert Gate(GATES.get(kind), 0.5).label == Gate(kind, 0.5).label == f"{kind} 0.5"
+
+
+def test_a_score_function_is_a_gate():
+    def one_minus_p_max(logits):
+        return 1 - logits.float().softmax(dim=-1).amax(dim=-1)
+
+    logits = random_logits(30, 5, 5)
+    gate = Gate(one_minus_p_max, 0.4)
+    assert gate.label == "one_minus_p_max 0.4"
+    assert torch.equal(gate.offload(logits), one_minus_p_max(logits) >= 0.4)
+    calibrated = Gate.calibrate(logits, 0.3, one_minus_p_max)
+    assert calibrated.kind is one_minus_p_max and calibrated.offload(logits).sum() == 9
+    with pytest.raises(ValueError, match="B x C"):  # the logits are checked for every gate
+        Gate(one_minus_p_max).offload(torch.zeros(3))
+    with pytest.raises(TypeError, match="a name .*min_entropy.* or a function of B x C logits, got 3"):
+        Gate(3)
+
+
+def test_compare_gates_rows_in_the_papers_order_and_with_a_function():
+    edge, server = random_logits(40, 4, 6), random_logits(40, 4, 7)
+    labels = torch.randint(0, 4, (40,), generator=torch.Generator().manual_seed(8))
+    rows = compare_gates(edge, server, labels, (0.5,))
+    assert [r["gate"] for r in rows] == ["edge alone", "server alone", *KINDS]
+
+    def squared_margin(logits):
+        return uncertainty(logits, "margin") ** 2
+
+    rows = compare_gates(edge, server, labels, (0.25, 0.5), kinds=("margin", squared_margin))
+    assert [r["gate"] for r in rows[2:]] == ["margin", "squared_margin"] * 2
+    # the square of the margin score ranks the images as the margin does: the same images offloaded
+    for margin_row, squared_row in zip(rows[2::2], rows[3::2]):
+        assert squared_row["threshold"] == pytest.approx(margin_row["threshold"] ** 2)
+        assert (squared_row["offload"], squared_row["top1"]) == (margin_row["offload"], margin_row["top1"])

@@ -2,10 +2,12 @@
 import pytest
 import torch
 
-from semcomm.edge.importance import METHODS, attention_rollout, patch_importance
+from semcomm.core.registry import UnknownNameError
+from semcomm.edge.importance import IMPORTANCE, attention_layers, attention_rollout, patch_importance
 from semcomm.models.adapter import ViTOutput
 
 B, HEADS, N = 3, 4, 16
+METHODS = ("mean", "mean_layers", "rollout")  # the built-in methods
 
 
 def random_attention(batch, heads, tokens, generator, layers=3, dtype=torch.float32):
@@ -136,6 +138,7 @@ def test_unknown_method_names_the_choices():
         patch_importance(output(random_attention(1, 1, N + 1, g, layers=1)), "max")
     for method in METHODS:
         assert method in str(info.value)
+    assert isinstance(info.value, UnknownNameError)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -197,3 +200,32 @@ def test_importance_needs_a_class_token():
     for method in METHODS:
         with pytest.raises(ValueError, match="CLS token.s attention row, but ViTOutput.num_prefix_tokens is 0"):
             patch_importance(out, method)
+
+
+def test_the_methods_are_registered_with_the_layers_they_read():
+    assert set(METHODS) <= set(IMPORTANCE.names())
+    assert [IMPORTANCE.info(m)["layers"] for m in METHODS] == [(-1,), None, None]
+    g = torch.Generator().manual_seed(13)
+    out = output(random_attention(B, HEADS, N + 1, g))
+    for method in METHODS:
+        assert torch.equal(patch_importance(out, IMPORTANCE.get(method)), patch_importance(out, method))
+        assert attention_layers(IMPORTANCE.get(method)) == attention_layers(method)
+
+
+def test_a_function_is_an_importance_method():
+    def first_layer(out):
+        return out.attention(0)[:, :, 0, out.num_prefix_tokens:].float().mean(dim=1) * 7  # any scale
+    first_layer.layers = (0,)
+
+    g = torch.Generator().manual_seed(14)
+    attn = random_attention(B, HEADS, N + 1, g)
+    scores = patch_importance(output(attn), first_layer)
+    assert torch.allclose(scores, patch_importance(output(attn[:1]), "mean"))
+    assert attention_layers(first_layer) == (0,) and attention_layers(first_layer, "mean") == (-1, 0)
+    assert attention_layers(first_layer, "rollout") is None
+
+    def no_layers_named(out):
+        return torch.ones(len(out.logits), N)
+
+    assert attention_layers(no_layers_named) is None  # a function that does not say reads every layer
+    assert torch.equal(patch_importance(output(attn), no_layers_named), torch.full((B, N), 1 / N))

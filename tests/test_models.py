@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from semcomm.models import CheckpointError, TimmViT, create_model, load_weights, save_weights
+from semcomm.models import TimmViT, create_model, load_weights, save_weights
+from semcomm.zoo import CheckpointError
 
 TIMM_MODELS = [
     ("semcomm_vit_edge_p4_32", 32, 6, 4, 1),
@@ -161,17 +162,17 @@ def test_zoo_verifies_sha256_and_refuses_non_finite_weights(tmp_path, monkeypatc
 
     from safetensors.torch import load_file, save_file
 
-    from semcomm.models import zoo
+    from semcomm.zoo import SHIPPED_DIR
 
-    for suffix in (".json", ".safetensors"):
-        shutil.copy(zoo.CHECKPOINT_DIR / f"vit-edge-cifar10{suffix}", tmp_path / f"vit-edge-cifar10{suffix}")
-    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path)
+    for suffix in (".json", ".safetensors"):  # a copy in the user zoo, found before the shipped one
+        shutil.copy(SHIPPED_DIR / f"vit-edge-cifar10{suffix}", tmp_path / f"vit-edge-cifar10{suffix}")
+    monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path))
     assert create_model("vit-edge-cifar10").num_classes == 10  # an intact copy loads
     weights = tmp_path / "vit-edge-cifar10.safetensors"
     data = bytearray(weights.read_bytes())
     data[-100:-90] = b"\x00" * 10  # bytes overwritten inside a tensor: still a valid file
     weights.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="corrupted: SHA-256"):
+    with pytest.raises(CheckpointError, match="corrupted or was replaced: its SHA-256"):
         create_model("vit-edge-cifar10")
     state = load_file(str(weights))
     state["head.weight"] = torch.full_like(state["head.weight"], float("nan"))
@@ -200,6 +201,7 @@ def test_project_architectures_at_any_geometry_register_on_first_use():
 
 def test_user_zoo_is_searched_before_the_shipped_checkpoints(tmp_path, monkeypatch):
     from semcomm.models import zoo
+    from semcomm.zoo import SHIPPED_DIR, file_sha256, zoo_dirs
 
     monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path / "mine"))
     model = create_model("semcomm_vit_edge_p4_32", num_classes=3)
@@ -207,9 +209,9 @@ def test_user_zoo_is_searched_before_the_shipped_checkpoints(tmp_path, monkeypat
     card = zoo.ModelCard(name="my-edge", architecture="semcomm_vit_edge_p4_32", dataset="mine", num_classes=3,
                          params=sum(p.numel() for p in model.parameters()), epochs=1, test_top1=0.5,
                          test_images=10, classes=["a", "b", "c"],
-                         sha256=zoo.file_sha256(tmp_path / "mine" / "my-edge.safetensors"))
+                         sha256=file_sha256(tmp_path / "mine" / "my-edge.safetensors"))
     assert zoo.write_card(card) == tmp_path / "mine" / "my-edge.json"  # default: the first user zoo directory
-    assert zoo.zoo_dirs() == [tmp_path / "mine", zoo.CHECKPOINT_DIR]
+    assert zoo_dirs() == [tmp_path / "mine", SHIPPED_DIR]
     listed = {c.name: c for c in zoo.list_checkpoints()}
     assert not listed["my-edge"].shipped and listed["vit-edge-cifar10"].shipped
     assert zoo.model_card("my-edge").classes == ["a", "b", "c"]

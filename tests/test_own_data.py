@@ -149,13 +149,13 @@ def test_cache_is_keyed_by_content_never_stale(tmp_path, cache, monkeypatch):
     assert not torch.equal(first.images, second.images)
     assert torch.equal(second.images[0].permute(1, 2, 0), torch.from_numpy(np.array(_picture(1, (8, 8)))))
 
-    import semcomm.data
+    import semcomm.data.decode
 
     def no_decoding(*args):
         raise AssertionError("decoded again although the data did not change")
 
     with monkeypatch.context() as patched:
-        patched.setattr(semcomm.data, "_read_rgb", no_decoding)
+        patched.setattr(semcomm.data.decode, "read_rgb", no_decoding)
         assert torch.equal(load_split("pets", "train", data_root=tmp_path / "a").images, first.images)
         assert torch.equal(load_split("pets", "train", data_root=tmp_path / "a", image_size=8).images, first.images)
 
@@ -208,7 +208,7 @@ def test_command_line_trains_exports_evaluates_and_sweeps_own_data(tmp_path, cac
                            "--codec", "raw8", "--no-twins", "--budgets", "4", "--rules", "top-k",
                            "--thresholds", "0", "--codecs", "none", "--limit", "4", "--json", swept], capsys)
     assert code == 0, err
-    from semcomm.experiments.sweep import SweepResult
+    from semcomm.experiments.results import SweepResult
 
     sweep = SweepResult.from_json(swept)
     assert sweep.images == 4 and sweep.dataset == "tiny/val[4]" and len(sweep.points) > 1
@@ -256,7 +256,7 @@ def test_command_line_errors_are_one_line(tmp_path, cache, capsys, argv, message
 
 
 def test_recipes_at_any_geometry_keep_the_presets_and_name_the_rest():
-    from semcomm.train.vit import PRESETS, parse_run_name, recipe
+    from semcomm.train.presets import PRESETS, parse_run_name, recipe
 
     for name in ("vit-edge-cifar10", "vit-server-cifar10", "vit-edge-imagenette", "vit-server-imagenette"):
         size, dataset, geometry = parse_run_name(name)

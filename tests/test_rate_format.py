@@ -238,7 +238,7 @@ def test_format_md_worked_example_matches_the_code():
     dump = re.search(r"### Worked example.*?```\n(.*?)```", text, re.S).group(1)
     documented = bytes.fromhex("".join(line[6:] for line in dump.strip().splitlines()))
     assert string == documented
-    received = pair.decode(string)
+    (received,) = pair.decompress([string])
     assert received.positions.tolist() == [18, 19, 27, 45] and received.level.tolist() == [3, 2, 2, 1]
 
 

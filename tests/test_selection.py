@@ -7,7 +7,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semcomm.edge.selection import AttentionSum, RandomK, SpreadTopK, Threshold, TopK, mask_to_positions, random_like
+from semcomm.core.registry import UnknownNameError
+from semcomm.edge.selection import (
+    SELECTION_RULES, AttentionSum, RandomK, SpreadTopK, Threshold, TopK, mask_to_positions, random_like,
+    selection_rules, takes_budget,
+)
 from semcomm.core.seeding import as_generator
 
 GRID = (8, 8)
@@ -316,3 +320,45 @@ def test_spread_topk_grid_not_divisible_by_cell():
         SpreadTopK(4, cell=3)(importance(), GRID)
     with pytest.raises(ValueError, match="cell"):
         SpreadTopK(4, cell=0)
+
+
+BUILT_IN = {"top-k": True, "spread-top-k": True, "random-k": True, "spread-random": True, "threshold": False,
+            "attention-sum": False}  # name -> takes a budget
+
+
+def test_the_rules_are_registered_with_whether_they_take_a_budget():
+    assert set(BUILT_IN) <= set(SELECTION_RULES.names())
+    assert {name: takes_budget(name) for name in BUILT_IN} == BUILT_IN
+    made = {name: SELECTION_RULES.create(name, 8) for name, budget in BUILT_IN.items() if budget}
+    assert made == {"top-k": TopK(8), "spread-top-k": SpreadTopK(8), "random-k": RandomK(8),
+                    "spread-random": SpreadTopK(8, random_within=True)}
+    assert [rule.label for rule in made.values()] == ["top-k 8", "spread-top-k 8", "random 8", "spread-random 8"]
+    assert SELECTION_RULES.create("threshold", 0.1) == Threshold(0.1)
+    assert not takes_budget(TopK(3))  # an object is taken as it is
+
+
+@pytest.mark.parametrize("names, budgets, labels", [
+    (("spread-top-k",), (16, 32, 64), ["spread-top-k 16", "spread-top-k 32", "spread-top-k 64"]),
+    (("threshold", "top-k", "attention-sum", "spread-top-k"), (8, 16),
+     ["top-k 8", "top-k 16", "spread-top-k 8", "spread-top-k 16", "threshold 0.0156", "attention-sum 0.97"]),
+    (("attention-sum",), (8,), ["attention-sum 0.97"]),
+    (("top-k",), (), []),
+])
+def test_selection_rules_are_the_sweeps_grid(names, budgets, labels):
+    """Every rule with a budget at every budget, then each other rule once (the sweep's rows, in its order)."""
+    rules = selection_rules(names, budgets)
+    assert [rule.label for rule in rules] == labels
+    assert all(type(rule.k) is int for rule in rules if hasattr(rule, "k"))
+
+
+def test_selection_rules_settings_and_objects():
+    rules = selection_rules(["threshold", TopK(3), "top-k"], [5], {"threshold": {"delta": round(1 / 50, 4)}})
+    assert rules == [TopK(5), Threshold(0.02), TopK(3)]
+    assert selection_rules(["attention-sum"], [], {"attention-sum": {"delta": 0.9}}) == [AttentionSum(0.9)]
+    with pytest.raises(UnknownNameError, match=r"unknown selection rules \['best-k', 'worst-k'\]; choose from "
+                                                r"\['attention-sum', .*'top-k'\]"):
+        selection_rules(["top-k", "worst-k", "best-k"], [8])
+    with pytest.raises(ValueError, match="budget k >= 1"):
+        selection_rules(["spread-top-k"], [0])
+    with pytest.raises(TypeError, match="a name .* or a SelectionRule, got 3"):
+        selection_rules(["top-k", 3], [8])

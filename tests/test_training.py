@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from semcomm.train.augmentation import pad_crop_flip
-from semcomm.train.vit import TrainConfig, learning_rate, random_positions, train
+from semcomm.train.token_dropping import random_positions
+from semcomm.train.vit import TrainConfig, learning_rate, train
 
 
 def test_augment_is_a_crop_or_its_mirror():
@@ -147,7 +148,7 @@ def test_deit_recipe_with_a_low_resolution_phase_resumes_exactly(tmp_path):
 
 def test_imagenette_presets_train_on_imagenette_and_score_on_its_val_split():
     from semcomm.data import evaluation_split
-    from semcomm.train.vit import PRESET_DATASETS, PRESETS, recipe
+    from semcomm.train.presets import PRESET_DATASETS, PRESETS, recipe
 
     for name in ("vit-edge-imagenette", "vit-server-imagenette"):
         assert PRESET_DATASETS[name] == "imagenette" and PRESETS[name].augment == "deit"
@@ -157,3 +158,11 @@ def test_imagenette_presets_train_on_imagenette_and_score_on_its_val_split():
     assert PRESETS["vit-server-imagenette"].grown_from == "vit-edge-imagenette"
     _, other = recipe("server", "mydata", (64, 8))
     assert other.grown_from is None and other.epochs == 150 and other.lr == 1e-3
+
+
+def test_quantization_aware_training_sees_what_the_codec_delivers(tmp_path, cifar_test):
+    data = cifar_test.subset(16)
+    config = TrainConfig("semcomm_vit_server_p4_32", epochs=1, batch_size=16, eval_images=16, bf16=False,
+                         codec="dct-cifar10", codec_levels=(1, 6), token_keep=(0.5, 1.0))
+    _, history = train(config, data, data, tmp_path, progress=False)
+    assert [e["epoch"] for e in history.epochs] == [1] and torch.isfinite(torch.tensor(history.epochs[0]["loss"]))

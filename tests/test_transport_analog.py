@@ -15,10 +15,11 @@ from semcomm.rate import create_codec
 from semcomm.wire.bits import subset_bits, width_for
 from semcomm.rate.pair import Received
 from semcomm.edge.selection import SpreadTopK
-from semcomm.transport.analog import (
-    AnalogTransport, ControlChannel, PowerAllocation, analog_over_link, noise_variance, server_levels,
-    source_statistics,
-)
+from semcomm.transport.analog import AnalogTransport, noise_variance, source_statistics
+from semcomm.transport.analog_outcome import AnalogOutcome, server_levels
+from semcomm.transport.control import ControlChannel
+from semcomm.transport.over_link import over_link
+from semcomm.transport.power import POWER_ALLOCATIONS, PowerAllocation
 from semcomm.wire.side_info import SideInfo, pack_side_info, unpack_side_info
 
 K = 16  # patches sent per image in the end-to-end tests
@@ -37,9 +38,9 @@ def real(cifar_test):
                            mean=mean, variance=variance)
 
 
-def run(real, transport, snr_db, seed=0, **kwargs):
-    return analog_over_link(real.sent, real.pair, transport, snr_db, torch.Generator().manual_seed(seed),
-                            source=real.source, importance=real.importance, **kwargs)
+def run(real, transport, snr_db, seed=0):
+    return over_link(real.sent, real.pair, transport, snr_db, torch.Generator().manual_seed(seed),
+                     source=real.source, importance=real.importance)
 
 
 def gaussian_source(b=400, k=8, v=16, seed=0):
@@ -128,6 +129,29 @@ def test_importance_allocation_favours_important_patches_and_keeps_the_total():
             assert (error.gather(1, top) < error.gather(1, bottom)).all()
 
 
+def test_a_user_can_register_a_power_allocation_or_pass_one():
+    importance = torch.tensor([[0.4, 0.3, 0.2, 0.1]])
+
+    @POWER_ALLOCATIONS.register("test-top-half", side_information=True)
+    def top_half(importance, allocation):  # the less important half one step down
+        return (importance < importance.median(-1, keepdim=True).values).long()
+
+    try:
+        allocation = PowerAllocation("test-top-half", step_db=3.0)
+        assert allocation.levels(importance).tolist() == [[0, 0, 0, 1]] and allocation.bits_per_patch == 2
+        assert allocation(importance)[0, 0] > allocation(importance)[0, 3]
+    finally:  # leave the registry as the library has it
+        POWER_ALLOCATIONS._entries.pop("test-top-half")
+        POWER_ALLOCATIONS._info.pop("test-top-half")
+    passed = PowerAllocation(top_half, bits=1)  # or the rule itself: its levels are sent
+    assert passed.levels(importance).tolist() == [[0, 0, 0, 1]] and passed.bits_per_patch == 1
+    assert PowerAllocation("uniform").bits_per_patch == 0 and PowerAllocation("importance", bits=3).bits_per_patch == 3
+    assert POWER_ALLOCATIONS.names() == ["importance", "uniform"]
+    for bad in ("test-top-half", 3):
+        with pytest.raises(ValueError, match=f"unknown power allocation {bad!r}; choose one of importance, uniform"):
+            PowerAllocation(bad)
+
+
 def test_server_levels_match_the_pair_distortion(real):
     distortion = real.pair.distortion
     assert server_levels(distortion[1:], distortion).tolist() == list(range(1, real.pair.levels + 1))
@@ -137,6 +161,7 @@ def test_server_levels_match_the_pair_distortion(real):
 # ---- end to end on the shipped latent pair ------------------------------------------------------
 def test_at_60_db_the_server_sees_the_unquantized_values(real):
     out = run(real, AnalogTransport(AWGN(), "uniform", real.mean, real.variance), 60.0)
+    assert isinstance(out, AnalogOutcome) and out.packets_sent == 0 and out.images_lost == 0
     sent = real.sent
     assert (out.level[sent.mask] == real.pair.levels).all() and (out.level[~sent.mask] == 0).all()
     hints = real.pair.hint_coder.symbols(sent.edge_logits)
@@ -187,8 +212,8 @@ def test_side_information_is_counted_and_read_back(real):
 
 
 def test_a_receiver_gate_answers_weak_images_at_the_edge(real):
-    transport = AnalogTransport(AWGN(), "uniform", real.mean, real.variance)
-    out = run(real, transport, -5.0, min_level=3)  # every patch below level 3 at -5 dB
+    transport = AnalogTransport(AWGN(), "uniform", real.mean, real.variance, min_level=3)
+    out = run(real, transport, -5.0)  # every patch below level 3 at -5 dB
     assert out.images_lost == len(real.labels) and out.lost.all() and (out.level == 0).all()
     assert torch.equal(out.predictions, real.sent.edge_logits.argmax(-1))
 
@@ -229,6 +254,10 @@ def test_bad_input_is_refused_with_a_clear_error(real):
     with pytest.raises(ValueError, match="rate"):
         ControlChannel(0.0)
     with pytest.raises(ValueError, match="source must be B x N x V"):
-        analog_over_link(real.sent, real.pair, transport, 10.0, source=real.source[:, :32], importance=real.importance)
+        over_link(real.sent, real.pair, transport, 10.0, source=real.source[:, :32], importance=real.importance)
+    with pytest.raises(ValueError, match="source must be B x N x V"):
+        over_link(real.sent, real.pair, transport, 10.0, importance=real.importance)
     with pytest.raises(ValueError, match="min_level"):
-        run(real, transport, 10.0, min_level=0)
+        AnalogTransport(AWGN(), min_level=0)
+    with pytest.raises(ValueError, match="min_level must be an integer in 1..5"):
+        run(real, AnalogTransport(AWGN(), min_level=6), 10.0)

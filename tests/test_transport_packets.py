@@ -1,5 +1,6 @@
-"""Packets: a v2 string re-packed as a protected header and independently decodable data packets;
-lost or corrupted packets cost their patches, never raise."""
+"""Packets: an image cut into a protected header and independently decodable data packets (from the
+codec's symbols, or from a finished v2 string: the same bytes); lost or corrupted packets cost their
+patches, never raise; carried over digital links chosen by name."""
 from __future__ import annotations
 
 import pytest
@@ -15,10 +16,17 @@ from semcomm.rate import create_codec
 from semcomm.rate.policies import IAQ, FixedLevel
 from semcomm.rate.zoo import load_hint
 from semcomm.edge.selection import SpreadTopK
-from channels import AWGN, BSC, DigitalLink, Uncoded
+from channels import AWGN, BSC, DigitalLink, FlatFading, Uncoded
+from semcomm.rate.packetize import Packetizer, WholeString
 from semcomm.transport.digital import DigitalTransport
-from semcomm.wire.packets import Packetizer, WholeString
+from semcomm.transport.links import CHANNELS, SNR, LinkSpec
 from semcomm.transport.over_link import over_link
+from semcomm.wire import packets as v3
+from semcomm.wire.errors import BitstreamError
+
+
+def decode(pair, string):
+    return pair.decompress([string])[0]
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +41,73 @@ def sent(cifar_test):
     return pair, strings
 
 
+@pytest.mark.parametrize("codec", ["latent-cifar10", "dct-cifar10"])
+def test_packets_cut_from_the_symbols_are_those_of_the_finished_string(cifar_test, codec):
+    """The rate stage cuts packets from the codec's symbols before rANS coding; a finished string, its
+    payload decoded back to the same symbols, gives the very same bytes (mixed levels, with the hint)."""
+    edge, pair, hint = create_model("vit-edge-cifar10"), create_codec(codec), load_hint("vit-edge-cifar10")
+    images = cifar_test.images[:12]
+    encoder = EdgeEncoder(edge, SpreadTopK(24), gate=None, codec=pair, policy=IAQ(600, min_level=1), hint=hint)
+    analysis = encoder.analyze(images)
+    sent = encoder.encode(images, analysis=analysis)
+    assert len({int(m) for m in sent.level[sent.level > 0]}) > 1  # several levels in play
+    source = pair.source(images, analysis.hidden)
+    symbols = hint.symbols(analysis.logits)
+    for size, copies in ((40, 2), (64, 1)):
+        packetizer = Packetizer(pair, packet_bytes=size, header_copies=copies)
+        cut = packetizer.compress(source, sent.level, symbols)
+        assert cut == [packetizer.split(s) for s in sent.strings]
+        assert cut == [packetizer.split(s) for s in pair.compress(source, sent.level, symbols)]
+    assert WholeString(pair).compress(source, sent.level, symbols) == [[s] for s in sent.strings]
+
+
+def test_the_packet_format_round_trips_and_names_what_is_wrong(sent):
+    pair, strings = sent
+    layout, coder = pair.layout, pair.hint_coder
+    header = v3.HeaderPacket([0, 3, 0, 2] + [0] * 60, (1,), torch.tensor([0, 2, 1, 2, 2, 2, 0, 2, 2, 2]), 5)
+    data = v3.DataPacket(number=4, first=1, count=1, state_code=0, payload=bytes([0x80, 1, 2, 3]))
+    back = v3.unpack(v3.pack_header(layout, header, coder), layout, coder, classes=10)
+    assert back.level == header.level and back.params == (1,) and back.packets == 5
+    assert torch.equal(back.hint, header.hint)
+    packet = v3.pack_data(layout, data)
+    assert v3.unpack(packet, layout) == data
+    assert len(packet) == v3.data_overhead_bytes(layout) + len(data.payload)  # 9 + 18 + 3 bits: 4 bytes, CRC
+    other = v3.pack_data(type(layout)(codec_id=(layout.codec_id + 1) % 16, num_patches=64, levels=5), data)
+    flipped = packet[:-1] + bytes([packet[-1] ^ 1])
+    for bad, message in ((None, "must be bytes"), (packet[:2], "truncated"), (flipped, "CRC"),
+                         (strings[0], "format version 2"), (other, "codec id")):
+        with pytest.raises(BitstreamError, match=message):
+            v3.unpack(bad, layout)
+
+
+def test_channels_are_chosen_by_name_and_a_user_can_register_one():
+    assert CHANNELS.names() == sorted(["ideal", "awgn", "rayleigh", "rayleigh-fast", "bsc", "bec", "gilbert-elliott"])
+    assert LinkSpec("bsc").label == "bsc LDPC(648, 1/2)" and LinkSpec("bsc").condition_name == "crossover probability"
+    assert LinkSpec("rayleigh", modulation=16).label == "rayleigh 16-QAM LDPC(648, 1/2)"
+    transport, snr = LinkSpec("gilbert-elliott").transport(0.1)
+    assert snr is None and transport.ideal and transport.erasures is not None
+    with pytest.raises(ValueError, match="unknown channel 'rician'; choose from awgn, bec, bsc, gilbert-elliott, "):
+        LinkSpec("rician")
+    with pytest.raises(ValueError, match=r"needs an SNR channel \(awgn, rayleigh, rayleigh-fast\)"):
+        LinkSpec("bsc", adaptive=True)
+    with pytest.raises(ValueError, match="crossover probability must be a probability"):
+        LinkSpec("bsc").transport(1.5)
+
+    @CHANNELS.register("test-rician", condition=SNR)
+    def rician(spec, snr_db):
+        return DigitalTransport(spec.digital_link(FlatFading("rician", k_factor=3.0, coherence=None, csi=spec.csi)))
+
+    try:
+        transport, snr = LinkSpec("test-rician", modulation=16).transport(12.0)
+        assert snr == 12.0 and isinstance(transport.link.channel, FlatFading)
+        assert transport.link.constellation.order == 16 and LinkSpec("test-rician").condition_name == "SNR (dB)"
+        with pytest.raises(ValueError, match="SNR must be a finite number"):
+            LinkSpec("test-rician").transport(None)
+    finally:  # leave the registry as the library has it
+        CHANNELS._entries.pop("test-rician")
+        CHANNELS._info.pop("test-rician")
+
+
 def test_all_packets_arrive_and_decode_to_the_string(sent):
     pair, strings = sent
     packetizer = Packetizer(pair, packet_bytes=48, header_copies=2)
@@ -41,7 +116,7 @@ def test_all_packets_arrive_and_decode_to_the_string(sent):
         assert all(len(p) <= 48 for p in packets[2:]) and packets[0] == packets[1]
         assert len(packets) > 3  # the string needed several data packets
         arrival = packetizer.join(packets)
-        whole = pair.decode(string)
+        whole = decode(pair, string)
         assert arrival.packets_lost == 0 and len(arrival.missing) == 0
         assert torch.equal(arrival.received.positions, whole.positions)
         assert torch.equal(arrival.received.level, whole.level)
@@ -53,7 +128,7 @@ def test_a_lost_data_packet_costs_exactly_its_patches(sent):
     pair, strings = sent
     packetizer = Packetizer(pair, packet_bytes=48)
     packets = packetizer.split(strings[0])
-    whole = pair.decode(strings[0])
+    whole = decode(pair, strings[0])
     full = packetizer.join(packets)
     for lost in range(2, len(packets)):
         arrival = packetizer.join([p if i != lost else None for i, p in enumerate(packets)])
@@ -99,7 +174,7 @@ def test_random_losses_and_flips_never_raise(sent, data):
             damaged.append(packet)
     arrival = packetizer.join(damaged)
     if arrival.received is not None:  # CRC-16 catches every single flip and (but for 2^-16) every truncation
-        sent_positions = set(pair.decode(string).positions.tolist())
+        sent_positions = set(decode(pair, string).positions.tolist())
         assert set(arrival.received.positions.tolist()) | set(arrival.missing.tolist()) == sent_positions
         assert torch.isfinite(arrival.received.values).all()
     order = data.draw(st.permutations(range(len(damaged))))
@@ -125,8 +200,8 @@ def _sent_string(pair) -> bytes:
     """Four patches of large latents at the finest level: over 12 bytes each."""
     level = torch.zeros(1, 64, dtype=torch.int64)
     level[0, :4] = 5
-    return pair.encode(torch.randn(1, 64, pair.values_per_patch, generator=torch.Generator().manual_seed(0)) * 40,
-                       level)[0]
+    return pair.compress(torch.randn(1, 64, pair.values_per_patch, generator=torch.Generator().manual_seed(0)) * 40,
+                         level)[0]
 
 
 # --- over a digital link of `channels` --------------------------------------------------------------
@@ -141,7 +216,7 @@ def test_an_error_free_link_delivers_every_packet_and_counts_channel_uses(sent):
     blocks = torch.tensor([sum(-(-8 * len(p) // 200) for p in image) for image in packets])
     assert torch.equal(delivery.blocks, blocks) and torch.equal(delivery.channel_uses, 200 * blocks)
     for string, arrived in zip(strings, delivery.packets):
-        torch.testing.assert_close(packetizer.join(arrived).received.values, pair.decode(string).values)
+        torch.testing.assert_close(packetizer.join(arrived).received.values, decode(pair, string).values)
     chunked = DigitalTransport(link, chunk_blocks=3).send(packets, generator=torch.Generator().manual_seed(0))
     assert chunked.packets == packets and torch.equal(chunked.blocks, blocks)  # chunks only bound memory
     with pytest.raises(ValueError, match="chunk_blocks must be a positive integer"):
@@ -180,11 +255,12 @@ def test_over_an_error_free_link_predictions_are_the_link_less_ones(cifar_test):
     sent = encoder.encode(images)
     direct = collaborative_predictions(sent, ServerDecoder(codec=pair).classify([s for s in sent.strings if s]))
     packetizer = Packetizer(pair, packet_bytes=64)
-    clean = over_link(sent, pair, packetizer, DigitalTransport(DigitalLink(Uncoded(256), channel=BSC(0.0), crc=None)))
+    clean = over_link(sent, pair, DigitalTransport(DigitalLink(Uncoded(256), channel=BSC(0.0), crc=None),
+                                                   framing=packetizer))
     assert torch.equal(clean.predictions, direct) and clean.packets_lost == 0 and clean.images_lost == 0
     assert (clean.link_bits >= sent.bits).all() and (clean.channel_uses[~sent.offloaded] == 0).all()
-    noisy = over_link(sent, pair, packetizer, DigitalTransport(DigitalLink(Uncoded(256), channel=BSC(0.05), crc="crc16")),
-                      generator=torch.Generator().manual_seed(0))
+    noisy = over_link(sent, pair, DigitalTransport(DigitalLink(Uncoded(256), channel=BSC(0.05), crc="crc16"),
+                                                   framing=packetizer), generator=torch.Generator().manual_seed(0))
     assert noisy.packets_lost > 0 and noisy.images_lost > 0
     lost_to_edge = (noisy.predictions == edge(images).argmax(-1)).float().mean()
     assert lost_to_edge >= (direct == edge(images).argmax(-1)).float().mean()
@@ -198,17 +274,23 @@ def test_reusing_the_logits_of_intact_arrivals_changes_nothing(cifar_test):
                           hint=load_hint("vit-edge-cifar10"))
     sent = encoder.encode(cifar_test.images[:64])
     intact = torch.full((64, pair.num_classes), float("nan"))
-    intact[sent.offloaded] = pair.classify([pair.decode(s) for s in sent.strings if s])
+    intact[sent.offloaded] = pair.classify([decode(pair, s) for s in sent.strings if s])
     link = DigitalTransport(DigitalLink(Uncoded(256), channel=BSC(0.002), crc="crc16"))
-    runs = [over_link(sent, pair, Packetizer(pair, packet_bytes=32), link, generator=torch.Generator().manual_seed(3),
-                      min_arrived=0.5, intact_logits=logits) for logits in (None, intact)]
+    runs = [over_link(sent, pair, link.with_framing(Packetizer(pair, packet_bytes=32)),
+                      generator=torch.Generator().manual_seed(3), min_arrived=0.5, intact_logits=logits)
+            for logits in (None, intact)]
     assert 0 < runs[0].packets_lost < runs[0].packets_sent  # some images intact, some not
     for name in ("predictions", "link_bits", "channel_uses", "lost"):
         assert torch.equal(getattr(runs[0], name), getattr(runs[1], name)), name
     for name in ("packets_lost", "packets_sent", "images_lost", "patches_missing"):
         assert getattr(runs[0], name) == getattr(runs[1], name), name
     with pytest.raises(ValueError, match="intact_logits must be B x C"):
-        over_link(sent, pair, Packetizer(pair), link, intact_logits=intact[:10])
+        over_link(sent, pair, link.with_framing(Packetizer(pair)), intact_logits=intact[:10])
+    with pytest.raises(ValueError, match="give it a framing"):
+        over_link(sent, pair, link)
+    with pytest.raises(ValueError, match="the framing cuts strings of codec pair dct, not of latent"):
+        over_link(sent, pair, link.with_framing(Packetizer(create_codec("dct-cifar10"))))
+    assert link.framing is None  # with_framing copies
 
 
 def test_the_whole_string_arrives_whole_or_not_at_all(sent):
@@ -217,7 +299,7 @@ def test_the_whole_string_arrives_whole_or_not_at_all(sent):
     for string in strings[:4]:
         (packet,) = framing.split(string)
         assert packet == string  # not one bit added
-        arrival, whole = framing.join([packet]), pair.decode(string)
+        arrival, whole = framing.join([packet]), decode(pair, string)
         assert arrival.packets_lost == 0 and torch.equal(arrival.received.positions, whole.positions)
         torch.testing.assert_close(arrival.received.values, whole.values)
         for damaged in ([None], [packet[: len(packet) // 2]], [bytes([packet[0] ^ 0x40]) + packet[1:]], []):

@@ -10,7 +10,8 @@ from semcomm.rate.image_codecs import ImageCodec
 from semcomm.cli import main
 from semcomm.experiments.sweep import Sweep, SweepConfig
 from semcomm.transport.links import LinkSpec
-from semcomm.experiments.link_sweep import LinkSweep, LinkSweepConfig, LinkSweepResult
+from semcomm.experiments.link_results import LinkSweepResult
+from semcomm.experiments.link_sweep import LinkSweep, LinkSweepConfig
 
 SETTING = ("spread-top-k", 16, 3)
 WEBP = ImageCodec("webp", 40)
@@ -130,6 +131,15 @@ def test_cli_link_writes_json_and_plot(tmp_path, capsys):
     assert (tmp_path / "r.png").stat().st_size > 10_000
     assert "equal channel uses" in capsys.readouterr().out
     assert torch.isfinite(torch.tensor([p.accuracy for p in result.points])).all()
+    # every point records the settings that made it, beside its label
+    whole = result.find("spread-top-k 16 L3 whole", 6.0, "min_entropy 0.8")
+    assert (whole.family, whole.rule, whole.budget, whole.level, whole.framing, whole.codec) == (
+        "semantic", "spread-top-k", 16, 3, "whole", "latent-cifar10")
+    assert (whole.gate_kind, whole.threshold) == ("min_entropy", 0.8)
+    webp = result.find("webp-q40", 0.0)
+    assert (webp.family, webp.codec, webp.quality, webp.framing, webp.gate_kind) == ("codec", "webp", 40, None, None)
+    edge = result.find("edge alone", 0.0, "min_entropy inf")
+    assert (edge.family, edge.gate_kind, edge.threshold, edge.codec) == ("reference", "min_entropy", None, None)
 
 
 def test_link_adaptation_speeds_up_with_the_snr_and_keeps_its_error_target():

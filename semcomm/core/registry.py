@@ -4,13 +4,14 @@ IAQ solvers, codecs, backends, channels, augmentations.
 A registry maps names to objects (classes, factories or functions) of one kind. Where the library
 expects a strategy it takes a name or the object itself (as Sionna's ``cn_update="name" | callable``):
 :meth:`Registry.resolve` looks names up and passes objects through. Names are unique (registering a
-name twice raises), listings are sorted, and an unknown name is an error that lists the valid ones.
-The command line's choices and help come from the same listings.
+name twice raises), listings are sorted, and an unknown name is an error that lists the valid ones
+(:class:`UnknownNameError`, both a KeyError and a ValueError). The command line's choices and help come
+from the same listings.
 
 Third-party packages add strategies without editing semcomm, as pytest finds its plug-ins: a package
 declares an entry point in the group ``semcomm.plugins`` naming a module (or a callable); semcomm loads
-every such entry point the first time any registry is read, and the module registers its strategies
-with the registries' decorators::
+every such entry point once, the first time a registry is listed or asked for a name it does not hold,
+and the module registers its strategies with the registries' decorators::
 
     # pyproject.toml of the plug-in package
     [project.entry-points."semcomm.plugins"]
@@ -19,22 +20,26 @@ with the registries' decorators::
     # my_package/rules.py
     from semcomm.edge.selection import SELECTION_RULES, SelectionRule
 
-    @SELECTION_RULES.register("every-other")
+    @SELECTION_RULES.register("every-other", budget=True)
     class EveryOther(SelectionRule): ...
+
+A plug-in that fails to load (an import error, a name registered twice, a callable that raises) is
+reported with a warning and skipped; the library and the other plug-ins work on. The library never
+reads a registry while its own modules are being imported, so a plug-in may import any of them.
 
 >>> from semcomm.core.registry import Registry
 >>> shapes = Registry("shape")
->>> @shapes.register("square")
+>>> @shapes.register("square", sides=4)
 ... def square(side):
 ...     return side * side
->>> shapes.names(), shapes.resolve("square")(3)
-(['square'], 9)
+>>> shapes.names(), shapes.resolve("square")(3), shapes.info("square"), shapes.name_of(square)
+(['square'], 9, {'sides': 4}, 'square')
 """
 from __future__ import annotations
 
 import importlib.metadata
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -42,20 +47,33 @@ PLUGIN_GROUP = "semcomm.plugins"
 _plugins_loaded = False
 
 
+class UnknownNameError(KeyError, ValueError):
+    """A name no registry entry has; the message lists the valid names.
+
+    A KeyError (a failed look-up) and a ValueError (a bad argument value), so either ``except`` catches it.
+    """
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
 def load_plugins() -> None:
-    """Load every entry point of the ``semcomm.plugins`` group once (a module, or a callable that is called)."""
+    """Load every entry point of the ``semcomm.plugins`` group once (a module, or a callable that is called).
+
+    A plug-in that raises while loading is reported with a warning and skipped.
+    """
     global _plugins_loaded
     if _plugins_loaded:
         return
-    _plugins_loaded = True
+    _plugins_loaded = True  # before loading: a plug-in that reads a registry does not load them again
     for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
         try:
             loaded = entry.load()
+            if callable(loaded) and not isinstance(loaded, type):
+                loaded()
         except Exception as err:  # a broken plug-in must not take the library down with it
-            warnings.warn(f"semcomm plug-in {entry.name!r} ({entry.value}) failed to load: {err}", stacklevel=2)
-            continue
-        if callable(loaded) and not isinstance(loaded, type):
-            loaded()
+            warnings.warn(f"semcomm plug-in {entry.name!r} ({entry.value}) failed to load: "
+                          f"{type(err).__name__}: {err}", stacklevel=2)
 
 
 class Registry(Generic[T]):
@@ -92,16 +110,19 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
     def get(self, name: str) -> T:
-        """The object registered under ``name``; KeyError listing the valid names if there is none."""
-        load_plugins()
-        if name not in self._entries:
-            raise KeyError(f"unknown {self.kind} {name!r}; choose from: {', '.join(self.names()) or '(none)'}")
+        """The object registered under ``name``; :class:`UnknownNameError` listing the valid names if none is."""
+        if name not in self:
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; choose from: {', '.join(self.names()) or '(none)'}")
         return self._entries[name]
 
-    def info(self, name: str) -> dict[str, Any]:
-        """The metadata ``name`` was registered with."""
-        self.get(name)
-        return dict(self._info[name])
+    def info(self, name_or_object: str | Any) -> dict[str, Any]:
+        """The metadata a name was registered with; for an object, that of the name it is registered under
+        (``{}`` for an object that is not registered)."""
+        if isinstance(name_or_object, str):
+            self.get(name_or_object)
+            return dict(self._info[name_or_object])
+        name = self._registered_name(name_or_object)
+        return {} if name is None else dict(self._info[name])
 
     def resolve(self, name_or_object: str | T) -> T:
         """A name is looked up; anything else is taken to be the strategy itself and passed through."""
@@ -113,12 +134,25 @@ class Registry(Generic[T]):
             return name_or_object
         return self.get(name_or_object)(*args, **kwargs)
 
+    def name_of(self, name_or_object: str | Any) -> str:
+        """A name for labels and messages: a name itself, the name an object is registered under, else the
+        object's ``__name__`` (or its type's)."""
+        if isinstance(name_or_object, str):
+            return name_or_object
+        name = self._registered_name(name_or_object)
+        return name if name is not None else getattr(name_or_object, "__name__", type(name_or_object).__name__)
+
+    def _registered_name(self, obj: Any) -> str | None:
+        load_plugins()
+        return next((name for name, entry in self._entries.items() if entry is obj), None)
+
     def help(self) -> str:
         """``a, b, c``: the names, for ``--help`` texts."""
         return ", ".join(self.names())
 
     def __contains__(self, name: object) -> bool:
-        load_plugins()
+        if name not in self._entries:  # plug-ins are loaded only for a name the library does not hold
+            load_plugins()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
@@ -132,6 +166,6 @@ class Registry(Generic[T]):
 
 
 def _describe(entry: Any) -> str:
-    if isinstance(entry, Callable) and hasattr(entry, "__qualname__"):
+    if callable(entry) and hasattr(entry, "__qualname__"):
         return f"{getattr(entry, '__module__', '?')}.{entry.__qualname__}"
     return repr(entry)

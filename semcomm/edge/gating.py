@@ -2,7 +2,9 @@
 
 Each gate turns B x C edge logits into a B uncertainty score (higher = less
 sure) and offloads an image when its score is >= ``threshold``. A threshold
-of 0 therefore offloads every image and ``math.inf`` none.
+of 0 therefore offloads every image and ``math.inf`` none. The scores live
+in the registry :data:`GATES`; wherever a gate's kind is expected, its name
+or the score function itself (B x C logits -> B scores) is accepted.
 
 * ``min_entropy``: H_min = -log2 max_c p_c, in bits (the methods paper's
   default, threshold 0.8: offload when p_max < 2^-0.8 = 0.574).
@@ -12,40 +14,65 @@ of 0 therefore offloads every image and ``math.inf`` none.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-KINDS = ("min_entropy", "shannon", "margin")
+from semcomm.core.registry import Registry
+
+GateScore = Callable[[torch.Tensor], torch.Tensor]
+GATES: Registry[GateScore] = Registry("gate")
+COMPARED = ("min_entropy", "shannon", "margin")  # the gates compare_gates compares by default, in its row order
 
 
-def uncertainty(logits: torch.Tensor, kind: str = "min_entropy") -> torch.Tensor:
-    """B uncertainty scores of B x C logits (see the module docstring for units)."""
+@GATES.register("min_entropy")
+def min_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """B min-entropies -log2 max_c p_c (bits) of B x C logits."""
+    return -logits.float().log_softmax(dim=-1).max(dim=-1).values / math.log(2)
+
+
+@GATES.register("shannon")
+def shannon(logits: torch.Tensor) -> torch.Tensor:
+    """B Shannon entropies -sum_c p_c log2 p_c (bits) of B x C logits."""
+    log_p = logits.float().log_softmax(dim=-1)
+    return -(log_p.exp() * log_p).sum(dim=-1) / math.log(2)
+
+
+@GATES.register("margin")
+def margin(logits: torch.Tensor) -> torch.Tensor:
+    """B scores 1 - (p_1 - p_2) of B x C logits: the top-two probability gap subtracted from 1."""
+    top2 = logits.float().log_softmax(dim=-1).exp().topk(2, dim=-1).values
+    return 1 - (top2[:, 0] - top2[:, 1])
+
+
+def uncertainty(logits: torch.Tensor, kind: str | GateScore = "min_entropy") -> torch.Tensor:
+    """B uncertainty scores of B x C logits by ``kind``, a name of :data:`GATES` or a score function (see the
+    module docstring for units)."""
+    score = GATES.resolve(kind)
     if logits.ndim != 2 or logits.shape[1] < 2:
         raise ValueError(f"logits must be B x C with C >= 2 classes, got shape {tuple(logits.shape)}")
     if not torch.isfinite(logits).all():
         raise ValueError("logits contain NaN or infinite values")
-    log_p = logits.float().log_softmax(dim=-1)
-    if kind == "min_entropy":
-        return -log_p.max(dim=-1).values / math.log(2)
-    if kind == "shannon":
-        return -(log_p.exp() * log_p).sum(dim=-1) / math.log(2)
-    if kind == "margin":
-        top2 = log_p.exp().topk(2, dim=-1).values
-        return 1 - (top2[:, 0] - top2[:, 1])
-    raise ValueError(f"unknown gate {kind!r}; choose one of {KINDS}")
+    return score(logits)
 
 
 @dataclass(frozen=True)
 class Gate:
-    """Offload an image when ``uncertainty(logits, kind) >= threshold``."""
+    """Offload an image when ``uncertainty(logits, kind) >= threshold``.
 
-    kind: str = "min_entropy"
+    ``kind``: a name of :data:`GATES` or a score function (B x C logits -> B scores).
+    """
+
+    kind: str | GateScore = "min_entropy"
     threshold: float = 0.8
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown gate {self.kind!r}; choose one of {KINDS}")
+        if isinstance(self.kind, str):
+            GATES.get(self.kind)  # an unknown name is refused here, listing the valid ones
+        elif not callable(self.kind):
+            raise TypeError(f"a gate's kind is a name ({GATES.help()}) or a function of B x C logits, "
+                            f"got {self.kind!r}")
         if math.isnan(self.threshold) or self.threshold < 0:
             raise ValueError(f"gate threshold must be >= 0 (0 offloads all, inf none), got {self.threshold}")
 
@@ -55,10 +82,10 @@ class Gate:
 
     @property
     def label(self) -> str:
-        return f"{self.kind} {self.threshold:g}"
+        return f"{GATES.name_of(self.kind)} {self.threshold:g}"
 
     @classmethod
-    def calibrate(cls, logits: torch.Tensor, offload_rate: float, kind: str = "min_entropy") -> "Gate":
+    def calibrate(cls, logits: torch.Tensor, offload_rate: float, kind: str | GateScore = "min_entropy") -> "Gate":
         """The gate that offloads ``offload_rate`` of the images in ``logits`` (held-out data).
 
         The threshold is the score of the ``round(rate * B)``-th most uncertain
@@ -74,8 +101,10 @@ class Gate:
 
 
 def compare_gates(edge_logits: torch.Tensor, server_logits: torch.Tensor, labels: torch.Tensor,
-                  rates: tuple[float, ...], seed: int = 0) -> list[dict]:
-    """Every gate kind at equal offload rates: calibrated on a random half of the images, evaluated on the other.
+                  rates: tuple[float, ...], seed: int = 0,
+                  kinds: tuple[str | GateScore, ...] = COMPARED) -> list[dict]:
+    """Gates (``kinds``: names of :data:`GATES` or score functions) at equal offload rates: calibrated on a random
+    half of the images, evaluated on the other.
 
     Offloaded images take the server's answer, the rest the edge's.
 
@@ -98,10 +127,10 @@ def compare_gates(edge_logits: torch.Tensor, server_logits: torch.Tensor, labels
     rows = [{"gate": "edge alone", "top1": float(edge_ok.float().mean())},
             {"gate": "server alone", "top1": float(server_ok.float().mean())}]
     for rate in rates:
-        for kind in KINDS:
+        for kind in kinds:
             gate = Gate.calibrate(edge_logits[held_out], rate, kind)
             offload = gate.offload(edge_logits[evaluation])
-            rows.append({"gate": kind, "target": rate, "threshold": gate.threshold,
+            rows.append({"gate": GATES.name_of(kind), "target": rate, "threshold": gate.threshold,
                          "offload": float(offload.float().mean()),
                          "top1": float(torch.where(offload, server_ok, edge_ok).float().mean())})
     return rows

@@ -1,8 +1,14 @@
 """Patch importance from a ViT's attention.
 
-Every method returns B x N non-negative scores over the N patches (prefix
-tokens such as CLS dropped) that sum to 1 per image. All read the first
-token's (CLS's) row, so the model needs at least one prefix token.
+Every method maps a :class:`~semcomm.models.adapter.ViTOutput` to B x N
+non-negative scores over the N patches (prefix tokens such as CLS dropped);
+:func:`patch_importance` renormalises them to sum to 1 per image. The
+methods live in the registry :data:`IMPORTANCE`, each with the attention
+layers it reads (``info(name)["layers"]``: layer indices, or None for every
+layer); wherever a method is expected, its name or the function itself is
+accepted (an unregistered function may carry a ``layers`` attribute,
+default None: every layer). The built-in methods read the first token's (CLS's) row, so the
+model needs at least one prefix token.
 
 * ``mean``: last layer, CLS row, averaged over heads (the methods paper's default).
 * ``mean_layers``: the same CLS row averaged over every layer.
@@ -18,42 +24,71 @@ same scores as the per-head maps it averages.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from semcomm.core.registry import Registry
 from semcomm.models.adapter import ViTOutput, _as_heads
 
-METHODS = ("mean", "mean_layers", "rollout")
+ImportanceMethod = Callable[[ViTOutput], torch.Tensor]
+IMPORTANCE: Registry[ImportanceMethod] = Registry("importance method")
 
 
-def attention_layers(*methods: str) -> tuple[int, ...] | None:
-    """The layers whose attention ``methods`` read, for ``forward_with_attention(layers=...)``; None: all."""
-    for method in methods:
-        check_method(method)
-    return (-1,) if set(methods) <= {"mean"} else None
+def attention_layers(*methods: str | ImportanceMethod) -> tuple[int, ...] | None:
+    """The layers whose attention ``methods`` read, for ``forward_with_attention(layers=...)``; None: all.
+
+    Raises UnknownNameError (a ValueError) for a name no method is registered under.
+    """
+    needed = [_layers(m) for m in methods]
+    if any(layers is None for layers in needed):
+        return None
+    return tuple(sorted({layer for layers in needed for layer in layers}))
 
 
-def check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"unknown importance method {method!r}; choose one of {METHODS}")
+def _layers(method: str | ImportanceMethod) -> tuple[int, ...] | None:
+    info = IMPORTANCE.info(method)
+    return info["layers"] if "layers" in info else getattr(method, "layers", None)
 
 
-def patch_importance(output: ViTOutput, method: str = "mean") -> torch.Tensor:
-    """B x N importance of each patch, renormalised to sum to 1."""
-    layers = attention_layers(method)  # also rejects an unknown method
+def patch_importance(output: ViTOutput, method: str | ImportanceMethod = "mean") -> torch.Tensor:
+    """B x N importance of each patch by ``method`` (a name of :data:`IMPORTANCE` or a function), renormalised
+    to sum to 1."""
+    scores = IMPORTANCE.resolve(method)(output)
+    total = scores.sum(dim=-1, keepdim=True)
+    # no mass on any patch (e.g. CLS attends only to prefix tokens): no preference, so uniform
+    return torch.where(total > 0, scores / total, torch.full_like(scores, 1 / scores.shape[-1]))
+
+
+@IMPORTANCE.register("mean", layers=(-1,))
+def mean_importance(output: ViTOutput) -> torch.Tensor:
+    """B x N: the CLS row of the last layer's attention, averaged over heads."""
+    prefix = _cls_prefix(output, "mean")
+    return output.attention(-1)[:, :, 0, prefix:].float().mean(dim=1)
+
+
+@IMPORTANCE.register("mean_layers", layers=None)
+def mean_layers_importance(output: ViTOutput) -> torch.Tensor:
+    """B x N: the CLS row averaged over heads, then over every layer."""
+    prefix = _cls_prefix(output, "mean_layers")
+    maps = _every_layer(output, "mean_layers")
+    return torch.stack([a[:, :, 0, prefix:].float().mean(dim=1) for a in maps]).mean(dim=0)
+
+
+@IMPORTANCE.register("rollout", layers=None)
+def rollout_importance(output: ViTOutput) -> torch.Tensor:
+    """B x N: the CLS row of the attention rollout of every layer."""
+    prefix = _cls_prefix(output, "rollout")
+    return attention_rollout(_every_layer(output, "rollout"))[:, 0, prefix:]
+
+
+def _cls_prefix(output: ViTOutput, method: str) -> int:
+    """The number of prefix tokens of ``output``; a clear error if there is no CLS token to read a row of."""
     prefix = output.num_prefix_tokens
     if prefix < 1:
         raise ValueError(f"importance {method!r} reads the CLS token's attention row, but ViTOutput.num_prefix_tokens "
                          "is 0 (no token before the patches)")
-    maps = [output.attention(i) for i in layers] if layers is not None else _every_layer(output, method)
-    if method == "mean":
-        scores = maps[-1][:, :, 0, prefix:].float().mean(dim=1)
-    elif method == "mean_layers":
-        scores = torch.stack([a[:, :, 0, prefix:].float().mean(dim=1) for a in maps]).mean(dim=0)
-    else:
-        scores = attention_rollout(maps)[:, 0, prefix:]
-    total = scores.sum(dim=-1, keepdim=True)
-    # no mass on any patch (e.g. CLS attends only to prefix tokens): no preference, so uniform
-    return torch.where(total > 0, scores / total, torch.full_like(scores, 1 / scores.shape[-1]))
+    return prefix
 
 
 def _every_layer(output: ViTOutput, method: str) -> list[torch.Tensor]:

@@ -5,6 +5,12 @@ A rule maps importance (B x N, each row summing to 1) to a boolean mask
 image; ``Threshold`` and ``AttentionSum`` keep a per-image number. Every
 image keeps at least one patch.
 
+The rules live in the registry :data:`SELECTION_RULES`, each registered
+with ``budget=True`` (built as ``factory(k)``, ``k`` patches per image) or
+``budget=False`` (built once as ``factory(**settings)``, its registered
+``settings`` by default); :func:`selection_rules` builds the rules a sweep
+runs from names and budgets.
+
 For a fair comparison with random selection at equal bits,
 :func:`random_like` draws, for any mask, a random mask with exactly the same
 number of patches in every image.
@@ -13,10 +19,14 @@ from __future__ import annotations
 
 import numbers
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from einops import rearrange
+
+from semcomm.core.registry import Registry, UnknownNameError
 from semcomm.core.seeding import as_generator
 
 
@@ -41,6 +51,9 @@ class SelectionRule(ABC):
         """Short name for tables, e.g. ``top-k 16``."""
 
 
+SELECTION_RULES: Registry[Callable[..., SelectionRule]] = Registry("selection rule")
+
+
 def _check_budget(rule, name: str) -> None:
     """Accept any integer budget k >= 1 (numpy integers too; stored as int)."""
     k = rule.k
@@ -57,6 +70,7 @@ def _keep_lowest(keys: torch.Tensor, k: int) -> torch.Tensor:
     return mask.scatter_(1, keys.topk(k, dim=1, largest=False).indices, True)
 
 
+@SELECTION_RULES.register("top-k", budget=True)
 @dataclass(frozen=True)
 class TopK(SelectionRule):
     """The ``k`` most important patches."""
@@ -74,6 +88,7 @@ class TopK(SelectionRule):
         return f"top-k {self.k}"
 
 
+@SELECTION_RULES.register("random-k", budget=True)
 @dataclass(frozen=True)
 class RandomK(SelectionRule):
     """``k`` patches uniformly at random (ignores importance): the baseline."""
@@ -91,6 +106,8 @@ class RandomK(SelectionRule):
         return f"random {self.k}"
 
 
+# by default the importance of every patch of 64 when all weigh the same (rounded as a sweep's label shows it)
+@SELECTION_RULES.register("threshold", budget=False, settings={"delta": round(1 / 64, 4)})
 @dataclass(frozen=True)
 class Threshold(SelectionRule):
     """Every patch with importance >= ``delta`` (at least the most important one)."""
@@ -109,6 +126,7 @@ class Threshold(SelectionRule):
         return f"threshold {self.delta:g}"
 
 
+@SELECTION_RULES.register("attention-sum", budget=False, settings={"delta": 0.97})
 @dataclass(frozen=True)
 class AttentionSum(SelectionRule):
     """The shortest prefix of patches, by descending importance, whose importance sums to ``delta``."""
@@ -131,6 +149,7 @@ class AttentionSum(SelectionRule):
         return f"attention-sum {self.delta:g}"
 
 
+@SELECTION_RULES.register("spread-top-k", budget=True)
 @dataclass(frozen=True)
 class SpreadTopK(SelectionRule):
     """``k`` patches spread over the image: cells of ``cell`` x ``cell`` patches take turns.
@@ -166,6 +185,47 @@ class SpreadTopK(SelectionRule):
     def label(self) -> str:
         kind = "spread-random" if self.random_within else "spread-top-k"
         return f"{kind} {self.k}"
+
+
+@SELECTION_RULES.register("spread-random", budget=True)
+def spread_random(k: int, cell: int = 2) -> SpreadTopK:
+    """``k`` random patches spread over the image (the spread-random baseline): ``SpreadTopK(k, cell, True)``."""
+    return SpreadTopK(k, cell, random_within=True)
+
+
+def takes_budget(rule: str | SelectionRule) -> bool:
+    """Whether the rule registered under a name keeps a budget of ``k`` patches per image (False for objects)."""
+    return isinstance(rule, str) and bool(SELECTION_RULES.info(rule).get("budget", False))
+
+
+def selection_rules(names: Sequence[str | SelectionRule], budgets: Sequence[int],
+                    settings: Mapping[str, Mapping[str, Any]] | None = None) -> list[SelectionRule]:
+    """The selection rules a sweep runs, in order: each named rule that takes a budget at every budget (patches
+    per image), then each other rule once.
+
+    Args:
+        names: names of :data:`SELECTION_RULES`, or :class:`SelectionRule` objects (taken as they are).
+        budgets: patches per image of the rules that take a budget.
+        settings: per name of a rule without a budget, keyword arguments that override the ones it was
+            registered with (e.g. ``{"threshold": {"delta": 0.02}}``).
+
+    >>> [rule.label for rule in selection_rules(["spread-top-k", "threshold", "top-k"], [8, 16])]
+    ['spread-top-k 8', 'spread-top-k 16', 'top-k 8', 'top-k 16', 'threshold 0.0156']
+    """
+    unknown = sorted({name for name in names if isinstance(name, str) and name not in SELECTION_RULES})
+    if unknown:
+        raise UnknownNameError(f"unknown selection rules {unknown}; choose from {SELECTION_RULES.names()}")
+    wrong = [name for name in names if not isinstance(name, (str, SelectionRule))]
+    if wrong:
+        raise TypeError(f"a selection rule is a name ({SELECTION_RULES.help()}) or a SelectionRule, got {wrong[0]!r}")
+    rules = [SELECTION_RULES.create(name, k) for name in names if takes_budget(name) for k in budgets]
+    for name in names:
+        if isinstance(name, SelectionRule):
+            rules.append(name)
+        elif not takes_budget(name):
+            options = {**SELECTION_RULES.info(name).get("settings", {}), **(settings or {}).get(name, {})}
+            rules.append(SELECTION_RULES.create(name, **options))
+    return rules
 
 
 def random_like(mask: torch.Tensor, generator: torch.Generator | int | None = None) -> torch.Tensor:

@@ -1,9 +1,11 @@
 """Experiments on top of the library: the bitrate-accuracy sweep, the link sweep, the published comparisons,
 and their figures."""
-from semcomm.experiments.link_sweep import LinkPoint, LinkSweep, LinkSweepConfig, LinkSweepResult
-from semcomm.experiments.sweep import OperatingPoint, Sweep, SweepConfig, SweepResult
+from semcomm.experiments.link_results import LinkPoint, LinkSweepResult
+from semcomm.experiments.link_sweep import LinkSweep, LinkSweepConfig
+from semcomm.experiments.results import Frontier, OperatingPoint, SweepResult
+from semcomm.experiments.sweep import Sweep, SweepConfig
 
 __all__ = [
-    "LinkPoint", "LinkSweep", "LinkSweepConfig", "LinkSweepResult", "OperatingPoint", "Sweep", "SweepConfig",
-    "SweepResult",
+    "Frontier", "LinkPoint", "LinkSweep", "LinkSweepConfig", "LinkSweepResult", "OperatingPoint", "Sweep",
+    "SweepConfig", "SweepResult",
 ]

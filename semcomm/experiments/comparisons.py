@@ -36,8 +36,10 @@ from semcomm.inference import predict_logits
 from semcomm.models import create_model
 from semcomm.rate import create_codec
 from semcomm.rate.policies import IAQ, UniformBudget
-from semcomm.experiments.sweep import IMPORTANCE_METHODS, OperatingPoint, Sweep, SweepConfig
+from semcomm.experiments.results import OperatingPoint
+from semcomm.experiments.sweep import Sweep, SweepConfig
 
+METHODS = ("mean", "mean_layers", "rollout")  # the importance methods compared (names of IMPORTANCE)
 RULES = ("top-k", "spread-top-k", "attention-sum")
 FRACTIONS = (1 / 8, 1 / 4, 1 / 2)  # fixed budgets, as fractions of the patches
 DEPTHS = (1, 2, 4)  # bits per pixel value of the uniform quantizer IAQ is compared with
@@ -49,8 +51,9 @@ class Comparisons:
     """All four comparisons on one split (fractions in [0, 1], bits per image).
 
     Attributes:
-        importance: importance method -> its sweep's points (dicts of :class:`~semcomm.sweep.OperatingPoint`).
-        gates: :func:`~semcomm.gating.compare_gates` rows.
+        importance: importance method -> its sweep's points (dicts of
+            :class:`~semcomm.experiments.results.OperatingPoint`).
+        gates: :func:`~semcomm.edge.gating.compare_gates` rows.
         iaq: one row per (patches, payload budget, gate): ``{"patches", "payload", "gate", "iaq", "uniform"}``,
             the last two points as dicts.
     """
@@ -77,8 +80,8 @@ def published_comparisons(split: ImageSplit, edge: str, server: str, rates: tupl
     budgets = tuple(sorted({max(1, round(f * n)) for f in FRACTIONS}))
     out = Comparisons(split.name, len(split), n, edge, server, budgets,
                       machine=f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}")
-    for method in IMPORTANCE_METHODS:
-        config = SweepConfig(edge=edge, server=server, importance=method, codec=None, rules=RULES, budgets=budgets,
+    for method in METHODS:
+        config = SweepConfig(edge=edge, server=server, importance=method, codec="raw8", rules=RULES, budgets=budgets,
                              thresholds=(0.8,), fusion=False, twins=True, codecs=(), full_images=method == "mean")
         out.importance[method] = [asdict(p) for p in Sweep(config, progress=progress).run(split).points]
 
@@ -103,11 +106,11 @@ def _iaq_rows(points: list[OperatingPoint], k: int, payloads: tuple[int, ...]) -
     rows = []
     for b in payloads:
         for gate in ("none", "min_entropy 0.8"):
-            pair = {p.label.split()[-2]: p for p in points if p.gate == gate and p.family == "semantic"
-                    and p.label.split()[-1] == f"{b:g}b"}
-            if {"iaq", "uniform"} <= set(pair):
+            pair = {p.policy: p for p in points if p.gate == gate and p.family == "semantic"
+                    and p.policy in ("iaq", "uniform-budget") and p.policy_settings["bits"] == b}
+            if {"iaq", "uniform-budget"} <= set(pair):
                 rows.append({"patches": k, "payload": b, "gate": gate, "iaq": asdict(pair["iaq"]),
-                             "uniform": asdict(pair["uniform"])})
+                             "uniform": asdict(pair["uniform-budget"])})
     return rows
 
 
@@ -166,7 +169,7 @@ def operating_point_table(points: list[dict], n: int) -> str:
 
 
 def gate_table(rows: list[dict], title: bool = True) -> str:
-    """:func:`~semcomm.gating.compare_gates` rows as markdown (``title``: with a heading and the edge and server
+    """:func:`~semcomm.edge.gating.compare_gates` rows as markdown (``title``: with a heading and the edge and server
     alone)."""
     lines = ["## 3. Gates at equal offload rates (calibrated on one half, evaluated on the other)\n",
              f"edge alone {_pct(rows[0]['top1'])}, server alone {_pct(rows[1]['top1'])}\n"] if title else []

@@ -10,19 +10,19 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from semcomm.experiments.sweep import SweepResult
-from semcomm.experiments.link_sweep import LinkSweepResult
+from semcomm.experiments.results import SweepResult
+from semcomm.experiments.link_results import LinkSweepResult
 
-SCHEME_COLORS = {"webp": "tab:orange", "jpeg": "tab:brown", "raw8": "tab:gray"}
+COLORS = {"webp": "tab:orange", "jpeg": "tab:brown", "raw8": "tab:gray"}  # image codecs and raw 8-bit patches
 
 
 def plot_sweep(result: SweepResult, path: str | Path | None = None) -> Figure:
     """Top-1 against mean bits per image (log scale): left, every point and each scheme's Pareto
     frontier (solid with fusion, dashed without); right, the frontiers alone, near the server's accuracy.
 
-    Semantic schemes get the default colour cycle, image codecs their own;
-    random twins are drawn thin. The edge alone (0 bits) is a dotted line,
-    the server on full images a dash-dotted one.
+    Semantic schemes get the default colour cycle, image codecs their own, a
+    random twin its scheme's (both by codec) and a thin line. The edge alone
+    (0 bits) is a dotted line, the server on full images a dash-dotted one.
     """
     fig = Figure(figsize=(14, 5.5))
     axes = fig.subplots(1, 2, sharey=False)
@@ -31,21 +31,20 @@ def plot_sweep(result: SweepResult, path: str | Path | None = None) -> Figure:
         server = result.find("full images").accuracy
     except KeyError:
         server = None
-    colors, cycle = dict(SCHEME_COLORS), iter(["tab:blue", "tab:green", "tab:red", "tab:purple", "tab:cyan", "tab:olive"])
+    colors, cycle = dict(COLORS), iter(["tab:blue", "tab:green", "tab:red", "tab:purple", "tab:cyan", "tab:olive"])
     for frontier in result.frontiers:
-        base = frontier.scheme.removeprefix("random ")
-        if base not in colors:
-            colors[base] = next(cycle, "black")
+        if frontier.codec not in colors:
+            colors[frontier.codec] = next(cycle, "black")
     for ax in axes:
         for frontier in result.frontiers:
             points = [p for p in frontier.points if p["bits_per_image"] > 0]
             if not points:
                 continue
-            random = frontier.scheme.startswith("random")
+            random = frontier.random
             ax.plot([p["bits_per_image"] for p in points], [100 * p["accuracy"] for p in points],
                     "-" if frontier.fusion else "--", drawstyle="steps-post", marker="o", ms=3,
                     lw=0.8 if random else 1.8, alpha=0.6 if random else 1.0,
-                    color=colors[frontier.scheme.removeprefix("random ")], label=frontier.name)
+                    color=colors[frontier.codec], label=frontier.name)
         ax.axhline(100 * edge, color="grey", lw=0.8, ls=":", label="edge alone (0 bits)")
         if server is not None:
             ax.axhline(100 * server, color="black", lw=0.8, ls="-.", label="server, full images")
@@ -55,8 +54,7 @@ def plot_sweep(result: SweepResult, path: str | Path | None = None) -> Figure:
     left, right = axes
     for p in result.points:
         if p.bits_per_image > 0:
-            base = p.scheme.removeprefix("random ")
-            left.scatter(p.bits_per_image, 100 * p.accuracy, s=6, alpha=0.25, color=colors.get(base, "black"))
+            left.scatter(p.bits_per_image, 100 * p.accuracy, s=6, alpha=0.25, color=colors.get(p.codec, "black"))
     left.set_title("all operating points (dots) and Pareto frontiers")
     left.set_ylabel("top-1 accuracy (%)")
     left.legend(fontsize=7, loc="lower right")
@@ -79,7 +77,7 @@ def plot_link(result: LinkSweepResult, path: str | Path | None = None) -> Figure
     left, right = fig.subplots(1, 2)
     schemes = list(dict.fromkeys(p.scheme for p in result.points if p.scheme != "edge"))
     conditions = sorted({p.condition for p in result.points})
-    colors = dict(SCHEME_COLORS)
+    colors = dict(COLORS)
     cycle = iter(["tab:blue", "tab:green", "tab:red", "tab:purple"])
     for scheme in schemes:
         colors.setdefault(scheme, next(cycle, "black"))

@@ -21,6 +21,12 @@ Solvers (``B`` images, ``N`` patches, levels 0..L):
   lambda by bisection: the greedy's convex-hull points, vectorised.
 * :func:`uniform_allocation`: one level for every sent patch, the baseline.
 
+The IAQ solvers live in the registry :data:`IAQ_SOLVERS` under ``greedy``,
+``lagrangian`` and ``water-filling`` (:func:`equal_step_water_filling`), all
+called ``solve(weights, rates, distortion, budget, min_gain=...)``; a solver
+registered with ``channel_terms=False`` uses its own distortion model, not
+the one it is given, so it cannot honour a channel's.
+
 A note on the channel: for natural-binary indices the channel-aware D is
 affine in the clean one, D_eps(M) = eps / 3 + (1 - 4 eps) D_0(M) (with
 R = 1), so under a fixed budget every solver allocates exactly as on a clean
@@ -35,9 +41,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 import torch
+
+from semcomm.core.registry import Registry
+
+IAQ_SOLVERS: Registry[Callable[..., torch.Tensor]] = Registry("IAQ solver")
 
 
 def quantizer_distortion(levels: int, value_range: float = 1.0) -> torch.Tensor:
@@ -94,6 +105,7 @@ def _check(weights: torch.Tensor, rates: torch.Tensor, budget) -> torch.Tensor:
     return budget
 
 
+@IAQ_SOLVERS.register("greedy")
 def greedy_allocation(weights: torch.Tensor, rates: torch.Tensor, distortion: torch.Tensor, budget,
                       min_gain: float = 0.0) -> torch.Tensor:
     """Greedy incremental allocation (see the module docstring); B x N levels within each budget.
@@ -153,6 +165,7 @@ def water_filling(weights: torch.Tensor, max_level: int, bits_per_level: float, 
     return levels_at(high).long()
 
 
+@IAQ_SOLVERS.register("lagrangian")
 def lagrangian_allocation(weights: torch.Tensor, rates: torch.Tensor, distortion: torch.Tensor, budget,
                           min_gain: float = 0.0, iterations: int = 24) -> torch.Tensor:
     """Each patch minimises w_i D(M) + lambda R_i(M); lambda by bisection to the largest allocation within
@@ -175,6 +188,19 @@ def lagrangian_allocation(weights: torch.Tensor, rates: torch.Tensor, distortion
         high = torch.where(fits, mid, high)
         low = torch.where(fits, low, mid)
     return levels_at(high.clamp_min(min_gain))
+
+
+@IAQ_SOLVERS.register("water-filling", channel_terms=False)
+def equal_step_water_filling(weights: torch.Tensor, rates: torch.Tensor, distortion: torch.Tensor, budget,
+                             min_gain: float = 0.0) -> torch.Tensor:
+    """:func:`water_filling` as an IAQ solver: B x N levels within each budget, for rate tables whose every level
+    step costs the same bits (raw pixels). Its distortion is its own model (4^-M), so ``distortion`` is not read;
+    a minimum gain per bit is refused."""
+    steps = rates.diff(dim=-1)
+    if (steps - steps[..., :1]).abs().max() > 1e-9 or min_gain:
+        raise ValueError("the water-filling solver needs every level step to cost the same bits "
+                         "(raw pixels) and no channel terms; use 'greedy' or 'lagrangian'")
+    return water_filling(weights, rates.shape[-1] - 1, float(steps[0, 0, 0]), budget)
 
 
 def uniform_allocation(selected: torch.Tensor, rates: torch.Tensor, budget) -> torch.Tensor:

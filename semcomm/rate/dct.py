@@ -18,12 +18,13 @@ import torch
 from einops import rearrange
 
 from semcomm.core.patches import unpatchify
-
-from semcomm.wire import v2 as fmt
-from semcomm.rate.entropy import SymbolTables
+from semcomm.edge.codec import CODECS
 from semcomm.models import ViTAdapter, create_model
-from semcomm.rate.pair import TableCodedPair, register_codec
+from semcomm.models.adapter import to_uint8
+from semcomm.rate.entropy import SymbolTables
+from semcomm.rate.framed import TableCodedPair
 from semcomm.rate.pixels import PixelPair
+from semcomm.wire import v2 as fmt
 
 RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
                             dtype=torch.float64)
@@ -91,11 +92,11 @@ class DCTPair(PixelPair, TableCodedPair):
     def source(self, images, hidden=None):
         return self.coefficients(self.pixels(images))
 
-    def roundtrip(self, images: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        """B x 3 x H x W float images in [0, 1] as the server decodes them: every patch quantized at its
-        level (B x N, 1..L; 0 leaves a patch black, as if not sent). The decoded values without the bits,
-        for training a server on what it receives."""
-        coefficients = self.source(images)
+    def reconstruct(self, images: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """B x 3 x H x W float images in [0, 1] as the server decodes them: every patch of B x 3 x H x W
+        uint8 or [0, 1] float ``images`` quantized at its level (B x N, 1..L; 0 leaves a patch black, as
+        if not sent). The decoded values without the bits, for training a server on what it receives."""
+        coefficients = self.source(to_uint8(images))
         q = self.quantize(coefficients, level) * self.steps(level.clamp_min(1))
         pixels = self.pixels_from(q) * (level > 0)[..., None]
         return (unpatchify(pixels, self.patch_size, self.grid_size) / 255).clamp(0, 1).float()
@@ -110,11 +111,13 @@ class DCTPair(PixelPair, TableCodedPair):
 
     @torch.no_grad()
     def fit_tables(self, images: torch.Tensor, batch: int = 500) -> SymbolTables:
-        """Fit one table per (level, coefficient) to every patch of ``images`` at every level, and the
-        mean squared error of a patch (in the orthonormal DCT domain) at each level as ``distortion``
-        (level 0, not sent: the spread of patches about the mean patch)."""
+        """Fit one table per (level, coefficient) to every patch of ``images`` (B x 3 x H x W, uint8 or
+        [0, 1] float) at every level, and the mean squared error of a patch (in the orthonormal DCT
+        domain) at each level as ``distortion`` (level 0, not sent: the spread of patches about the mean
+        patch)."""
         symbols, indexes, patches = [], [], []
         error = torch.zeros(self.levels + 1, dtype=torch.float64)
+        images = to_uint8(images)
         for start in range(0, len(images), batch):
             coefficients = self.source(images[start : start + batch])
             patches.append(coefficients.reshape(-1, coefficients.shape[-1]))
@@ -131,7 +134,7 @@ class DCTPair(PixelPair, TableCodedPair):
         return self.tables
 
 
-@register_codec
+@CODECS.register("dct-cifar10")
 def dct_cifar10(server: str | ViTAdapter = "vit-server-cifar10", hint: bool = True,
                 entropy_coding: bool = True) -> DCTPair:
     """The shipped DCT pair for CIFAR-10 (tables fitted on its training split) with a zoo pixel server;

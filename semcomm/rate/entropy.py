@@ -35,7 +35,6 @@ with warnings.catch_warnings():  # CompressAI's import pulls in torch_geometric,
     from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf
 
 from semcomm.wire.errors import BitstreamError
-from semcomm.wire.v2 import STATE_LENGTH_BITS
 
 PRECISION = 16
 PAD_SYMBOLS = 4
@@ -238,7 +237,7 @@ def rans_encode(tables: SymbolTables, symbols, indexes) -> tuple[int, bytes]:
 
     Returns ``(state_code, data)``: ``data`` is the compacted rANS string and
     ``state_code`` in 0..4 its state's byte length minus 4, which the caller
-    stores in a :data:`STATE_LENGTH_BITS`-bit field. No symbols: ``(0, b"")``.
+    stores in a :data:`~semcomm.wire.v2.STATE_LENGTH_BITS`-bit field. No symbols: ``(0, b"")``.
     """
     symbols, indexes = np.asarray(symbols, dtype=np.int64).tolist(), np.asarray(indexes, dtype=np.int64).tolist()
     if len(symbols) != len(indexes):

@@ -5,7 +5,7 @@ linear bottleneck, from either
 
 * ``source="pixels"`` (the shipped pair): the patch's normalised pixels;
   the map starts as the principal components of the server's own patch
-  embeddings (:func:`~semcomm.rate.latent_training.pca_init`), so the server
+  embeddings (:func:`~semcomm.train.latent.pca_init`), so the server
   sees its usual tokens from the first step; or
 * ``source="tokens"``: the edge ViT's tokens after block ``tap`` (the edge
   as the semantic encoder literally), through a LayerNorm first.
@@ -29,21 +29,20 @@ levels B x N int64 (0 = patch not sent); bits are per image.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import timm
 import torch
-import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck
 from einops import rearrange
 from torch import nn
 
-from semcomm.wire import v2 as fmt
+from semcomm.edge.codec import CODECS
 from semcomm.rate.entropy import SymbolTables
-from semcomm.models.zoo import CheckpointError
-from semcomm.rate.pair import TableCodedPair, register_codec
+from semcomm.rate.framed import TableCodedPair
+from semcomm.wire import v2 as fmt
+from semcomm.zoo import CheckpointError
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ class LatentBottleneck(nn.Module):
 
     A linear map (after a LayerNorm for edge tokens, whose scale varies);
     for pixels it starts as the principal components of the server's own
-    patch embeddings (:func:`pca_init`), so the server sees its usual tokens.
+    patch embeddings (:func:`~semcomm.train.latent.pca_init`), so the server sees its usual tokens.
     """
 
     def __init__(self, in_dim: int, channels: int, norm: bool):
@@ -293,7 +292,7 @@ class LatentPair(TableCodedPair):
                    hint_coder=load_hint(card.edge) if hint else None, bf16=bf16, entropy_coding=entropy_coding,
                    distortion=tensors.get("distortion"), table_sets=table_sets)
 
-    def source(self, images, hidden):
+    def source(self, images, hidden=None):
         if self.config.source == "pixels":
             values = patch_values(images, self.config)
         elif hidden is None:
@@ -304,7 +303,7 @@ class LatentPair(TableCodedPair):
             return self.codec.bottleneck(values).double()
 
     def quantize(self, latents: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        m = level.clamp_min(1)
+        m = level.clamp(1, self.levels)
         return torch.round(latents * self._gains[m][..., None] - self._medians[m - 1]).long()
 
     def dequantize(self, symbols, level, params):
@@ -316,7 +315,7 @@ class LatentPair(TableCodedPair):
         return self.codec.server(values, positions, level)
 
 
-@register_codec
+@CODECS.register("latent-cifar10")
 def latent_cifar10(hint: bool = True, bf16: bool = True, entropy_coding: bool = True) -> LatentPair:
     """The shipped latent pair for CIFAR-10 (edge ``vit-edge-cifar10`` tokens after block 2, its own server);
     ``entropy_coding=False`` writes the same symbols in fixed-length fields (codec id 11)."""

@@ -1,8 +1,9 @@
 """Codec pairs whose server reads pixels, and importance-aware quantization of raw pixels.
 
 :class:`PixelPair` is the server half shared by every pair that sends pixel
-patches (raw or transform coded): the received patches are placed on an
-empty canvas and the server ViT embeds only them, each at its own position.
+patches (raw 8-bit, quantized or transform coded): the received patches are
+placed on an empty canvas and the server ViT embeds only them, each at its
+own position.
 
 :class:`PixelIAQ` is the IAQ paper's scheme as it stands: each sent patch's
 pixel values quantized uniformly with its own bit depth M (its level,
@@ -15,11 +16,12 @@ import numpy as np
 import torch
 
 from semcomm.core.patches import patchify, unpatchify
+from semcomm.edge.codec import CODECS
 from semcomm.models import ViTAdapter, create_model
-from semcomm.models.adapter import to_uint8
-from semcomm.wire import v2 as fmt
+from semcomm.rate.framed import FramedPair
 from semcomm.rate.hint import HintCoder
-from semcomm.rate.pair import CodecPair, register_codec
+from semcomm.rate.pair import CodecPair
+from semcomm.wire import v2 as fmt
 
 
 class PixelPair(CodecPair):
@@ -35,8 +37,8 @@ class PixelPair(CodecPair):
         return 3 * self.patch_size ** 2
 
     def pixels(self, images: torch.Tensor) -> torch.Tensor:
-        """B x N x P float pixel values (0..255) of uint8 or [0, 1] images, patchify order."""
-        return patchify(to_uint8(images), self.patch_size).float()
+        """B x N x P float pixel values (0..255) of B x 3 x H x W uint8 images, patchify order."""
+        return patchify(images, self.patch_size).float()
 
     def server_logits(self, values, positions, level):
         b, k, p = values.shape
@@ -46,7 +48,7 @@ class PixelPair(CodecPair):
         return self.server.forward_tokens(images, positions)
 
 
-class PixelIAQ(PixelPair):
+class PixelIAQ(PixelPair, FramedPair):
     """Raw pixels, bit depth per patch = level (1..``max_bits``), per-image range (see the module docstring)."""
 
     name = "pixel-iaq"
@@ -86,7 +88,7 @@ class PixelIAQ(PixelPair):
         return values.view(-1, self.patch_values)
 
 
-@register_codec
+@CODECS.register("pixel-iaq")
 def pixel_iaq(server: str | ViTAdapter = "vit-server-cifar10", hint: bool | HintCoder = True,
               edge: str = "vit-edge-cifar10", **kwargs) -> PixelIAQ:
     """Raw-pixel IAQ (the IAQ paper's scheme) with a zoo or user server. ``hint``: True, strings can

@@ -9,8 +9,12 @@ the patch importance and, for budgets, the codec's per-patch rate table
 * :class:`UniformBudget`: the highest common level whose payload fits a
   bit budget per image (the baseline for IAQ at equal bits).
 * :class:`IAQ`: importance-aware allocation under the same budget, by any
-  solver of :mod:`semcomm.rate.allocation`, optionally aware of a BSC's
-  crossover probability.
+  solver of :data:`~semcomm.rate.allocation.IAQ_SOLVERS` (a name or the
+  function), optionally aware of a BSC's crossover probability.
+
+The policies live in the registry :data:`LEVEL_POLICIES` (``fixed-level``,
+``uniform-budget``, ``iaq``), each with the name of its one required
+argument (``info(name)["parameter"]``: ``level`` or ``bits``).
 
 Shapes: mask and importance B x N; rates B x N x (L + 1); distortion (L + 1)
 (a codec's measured error of a patch at each level, 0 = not sent); levels B x N int64.
@@ -18,16 +22,13 @@ Shapes: mask and importance B x N; rates B x N x (L + 1); distortion (L + 1)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from semcomm.rate.allocation import (
-    channel_distortion, greedy_allocation, importance_weights, lagrangian_allocation, uniform_allocation,
-    water_filling,
-)
-
-SOLVERS = ("lagrangian", "greedy", "water-filling")
+from semcomm.core.registry import Registry
+from semcomm.rate.allocation import IAQ_SOLVERS, channel_distortion, importance_weights, uniform_allocation
 
 
 class LevelPolicy(ABC):
@@ -46,6 +47,10 @@ class LevelPolicy(ABC):
         ...
 
 
+LEVEL_POLICIES: Registry[type[LevelPolicy]] = Registry("level policy")
+
+
+@LEVEL_POLICIES.register("fixed-level", parameter="level")
 @dataclass(frozen=True)
 class FixedLevel(LevelPolicy):
     """Every selected patch at ``level``."""
@@ -71,6 +76,7 @@ def _check_bits(bits: float, name: str) -> None:
         raise ValueError(f"{name} needs a positive payload budget in bits, got {bits!r}")
 
 
+@LEVEL_POLICIES.register("uniform-budget", parameter="bits")
 @dataclass(frozen=True)
 class UniformBudget(LevelPolicy):
     """The highest common level for all selected patches whose estimated payload fits ``bits``."""
@@ -89,6 +95,7 @@ class UniformBudget(LevelPolicy):
         return f"uniform {self.bits:g}b"
 
 
+@LEVEL_POLICIES.register("iaq", parameter="bits")
 @dataclass(frozen=True)
 class IAQ(LevelPolicy):
     """Importance-aware levels within the selection, estimated payload within ``bits`` per image.
@@ -100,11 +107,14 @@ class IAQ(LevelPolicy):
     lowers the weighted distortion by at least ``min_gain`` per bit (0: spend
     the budget). A patch is either not sent or sent at ``min_level`` or
     above. At least the most important selected patch is sent (at
-    ``min_level``) even when the budget does not cover it.
+    ``min_level``) even when the budget does not cover it. ``solver``: a name
+    of :data:`~semcomm.rate.allocation.IAQ_SOLVERS` or a function called as
+    they are (an unregistered function may carry ``channel_terms = False``, see
+    there).
     """
 
     bits: float
-    solver: str = "lagrangian"
+    solver: str | Callable[..., torch.Tensor] = "lagrangian"
     power: float = 1.0
     eps: float = 0.0
     min_gain: float = 0.0
@@ -113,8 +123,10 @@ class IAQ(LevelPolicy):
 
     def __post_init__(self):
         _check_bits(self.bits, "IAQ")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"unknown IAQ solver {self.solver!r}; choose from {SOLVERS}")
+        if isinstance(self.solver, str):
+            IAQ_SOLVERS.get(self.solver)  # an unknown name is refused here, listing the valid ones
+        elif not callable(self.solver):
+            raise TypeError(f"an IAQ solver is a name ({IAQ_SOLVERS.help()}) or a function, got {self.solver!r}")
         if isinstance(self.min_level, bool) or not isinstance(self.min_level, int) or self.min_level < 1:
             raise ValueError(f"IAQ min_level must be an integer >= 1, got {self.min_level!r}")
 
@@ -128,21 +140,21 @@ class IAQ(LevelPolicy):
             distortion = channel_distortion(top, self.eps)
         weights = importance_weights(importance, self.power) * mask
         rates, distortion = rates[..., columns], distortion[columns]
-        if self.solver == "water-filling":
-            steps = rates.diff(dim=-1)
-            if (steps - steps[..., :1]).abs().max() > 1e-9 or self.eps or self.min_gain:
-                raise ValueError("the water-filling solver needs every level step to cost the same bits "
-                                 "(raw pixels) and no channel terms; use 'greedy' or 'lagrangian'")
-            level = water_filling(weights, len(columns) - 1, float(steps[0, 0, 0]), self.bits)
-        else:
-            solve = lagrangian_allocation if self.solver == "lagrangian" else greedy_allocation
-            level = solve(weights, rates, distortion, self.bits, min_gain=self.min_gain)
+        if self.eps and not self._channel_terms():
+            raise ValueError(f"the {IAQ_SOLVERS.name_of(self.solver)} solver uses its own distortion model and "
+                             f"takes no channel terms (eps = {self.eps:g}); use 'greedy' or 'lagrangian'")
+        solve = IAQ_SOLVERS.resolve(self.solver)
+        level = solve(weights, rates, distortion, self.bits, min_gain=self.min_gain)
         level = level * mask
         empty = level.amax(1) == 0
         if empty.any():  # the budget covers nothing: the single most important selected patch, coarsest
             best = (importance * mask).argmax(1)
             level[empty, best[empty]] = 1
         return columns[level]
+
+    def _channel_terms(self) -> bool:
+        """Whether the solver honours the (channel-aware) distortion it is given."""
+        return IAQ_SOLVERS.info(self.solver).get("channel_terms", getattr(self.solver, "channel_terms", True))
 
     @property
     def label(self) -> str:

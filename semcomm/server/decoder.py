@@ -1,8 +1,10 @@
-"""The server: parse strings (format version 1 or 2) and classify each image from the patches it carries.
+"""The server: read each string with the codec pair of its format version, and classify what it carries.
 
-The server decoder parses strings of either version and classifies each
-image from only the patches it received, each at its own position, fusing
-the edge's prediction where it came along.
+The server decoder holds one codec pair per format version it reads: ``raw8`` for version 1 (built
+from a pixel server, ``model``) and the codec pair of version-2 strings (``codec``). Each string goes
+to the pair of the version in its first four bits; each pair decompresses its strings and classifies
+every image from only the patches it received, each at its own position, fusing the edge's prediction
+where it came along.
 """
 from __future__ import annotations
 
@@ -11,49 +13,60 @@ from dataclasses import dataclass, field
 
 import torch
 
+from semcomm.edge.codec import CODECS
 from semcomm.inference import DEFAULT_BATCH
 from semcomm.models.adapter import ViTAdapter
-from semcomm.wire import v2 as fmt
+from semcomm.rate.codec import create_codec
 from semcomm.rate.pair import CodecPair, Received
-from semcomm.rate.raw8 import RawPixels
 from semcomm.wire.errors import BitstreamError
+from semcomm.wire.v2 import read_version
+
+ERRORS = ("raise", "nan")
 
 
 @dataclass
 class ServerDecoder:
-    """Parse strings (format version 1 or 2) and classify each image from the patches it carries.
+    """Read strings (format version 1 or 2) and classify each image from the patches it carries.
 
     Args:
-        model: the pixel server ViT, for version-1 strings (and None if only version 2 arrives).
-        codec: the codec pair of version-2 strings (it holds its own server).
+        model: the pixel server ViT (or a backend) of version-1 strings, read through the ``raw8`` pair;
+            None if only version 2 arrives.
+        codec: the codec pair of version-2 strings, or its registered name (the pair holds its own server).
     """
 
     model: ViTAdapter | None = None
     batch_size: int = DEFAULT_BATCH
     bf16: bool = True
-    codec: CodecPair | None = None
-    _readers: dict = field(init=False, repr=False)
+    codec: CodecPair | str | None = None
+    _pairs: dict[int, CodecPair] = field(init=False, repr=False)
 
     def __post_init__(self):
         if self.model is None and self.codec is None:
             raise ValueError("a ServerDecoder needs a pixel server model, a codec pair, or both")
-        self._readers = {1: RawPixels(self.model) if self.model is not None else None, 2: self.codec}
-        for reader in self._readers.values():
-            if reader is not None:
-                reader.bf16 = self.bf16
+        if self.codec is not None:
+            self.codec = CODECS.create(self.codec)
+        pairs = [p for p in (None if self.model is None else create_codec("raw8", server=self.model), self.codec)
+                 if p is not None]
+        self._pairs = {}
+        for pair in pairs:
+            if pair.version in self._pairs:
+                raise ValueError(f"{self._pairs[pair.version].name} and {pair.name} both read format version "
+                                 f"{pair.version}; give one pair per version")
+            pair.bf16 = self.bf16
+            self._pairs[pair.version] = pair
 
     @property
     def num_classes(self) -> int:
-        return (self.model or self.codec).num_classes
+        return next(iter(self._pairs.values())).num_classes
 
-    def decode(self, string: bytes) -> tuple[int, Received]:
-        """(format version, what the string carries); :class:`~semcomm.wire.errors.BitstreamError` if malformed."""
-        version = fmt.read_version(string)
-        reader = self._readers.get(version)
-        if reader is None:
-            known = [v for v, r in self._readers.items() if r is not None]
-            raise BitstreamError(f"unknown format: version {version} (this decoder reads {known})")
-        return version, reader.decode(string)
+    def decompress(self, strings: list[bytes | None], errors: str = "raise") -> list[Received | None]:
+        """What each string carries, read by the codec pair of its format version.
+
+        Args:
+            errors: ``"raise"`` raises :class:`~semcomm.wire.errors.BitstreamError` naming the first
+                malformed or missing (None) string; ``"nan"`` gives None for it instead.
+        """
+        return [None if item is None else item[1] for item in self._read(strings, errors)]
 
     @torch.no_grad()
     def classify(self, strings: list[bytes | None], errors: str = "raise", fuse: bool = True) -> torch.Tensor:
@@ -64,27 +77,36 @@ class ServerDecoder:
             errors: ``"raise"`` raises :class:`~semcomm.wire.errors.BitstreamError`
                 on a malformed or missing (None) string; ``"nan"`` gives its row NaN
                 logits instead (a string damaged or lost on a link), which
-                :func:`collaborative_predictions` answers with the edge's prediction.
+                :func:`~semcomm.edge.encoder.collaborative_predictions` answers with the edge's prediction.
         """
-        if errors not in ("raise", "nan"):
+        logits = torch.full((len(strings), self.num_classes), math.nan)
+        items: dict[int, dict[int, Received]] = {version: {} for version in self._pairs}
+        for i, item in enumerate(self._read(strings, errors)):
+            if item is not None:
+                items[item[0]][i] = item[1]
+        for version, got in items.items():
+            if got:
+                logits[list(got)] = self._pairs[version].classify(list(got.values()), self.batch_size, fuse)
+        return logits
+
+    def _read(self, strings: list[bytes | None], errors: str) -> list[tuple[int, Received] | None]:
+        """(format version, what it carries) of each string, or None where ``errors="nan"`` forgives it."""
+        if errors not in ERRORS:
             raise ValueError(f"errors must be 'raise' or 'nan', got {errors!r}")
         if not isinstance(strings, (list, tuple)):
             raise TypeError(f"strings must be a list of bytes (None for a lost string), got {type(strings).__name__}")
-        logits = torch.full((len(strings), self.num_classes), math.nan)
-        items: dict[int, dict[int, Received]] = {1: {}, 2: {}}
+        out: list[tuple[int, Received] | None] = []
         for i, string in enumerate(strings):
             try:
                 if string is None:
                     raise BitstreamError("missing: no string (None)")
-                version, received = self.decode(string)
+                version = read_version(string)
+                if version not in self._pairs:
+                    raise BitstreamError(f"unknown format: version {version} "
+                                         f"(this decoder reads {sorted(self._pairs)})")
+                out.append((version, self._pairs[version].decompress([string])[0]))
             except BitstreamError as err:
                 if errors == "raise":
                     raise BitstreamError(f"string {i}: {err}") from err
-                continue
-            items[version][i] = received
-        for version, got in items.items():
-            if got:
-                rows = list(got)
-                logits[rows] = self._readers[version].classify(list(got.values()), self.batch_size, fuse)
-        return logits
-
+                out.append(None)
+        return out

@@ -3,7 +3,10 @@
 Two recipes:
 
 * :func:`pad_crop_flip`: CIFAR's random crop after reflect padding and a
-  random horizontal flip, vectorised on the batch;
+  random horizontal flip, vectorised on the batch (with :func:`random_flip`
+  and no augmentation at all, the label-preserving augmentations of the
+  registry :data:`AUGMENTATIONS`: ``none``, ``flip``, ``pad-crop-flip``,
+  each called ``augment(images, generator) -> images``);
 * :class:`ImageNetAugment`: the DeiT-style recipe for a ViT trained from
   scratch, built from timm's own transforms: random-resized crop, horizontal
   flip and RandAugment per image (``timm.data.transforms_imagenet_train``),
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,9 +32,29 @@ from PIL import Image
 from timm.data import Mixup
 from timm.data.transforms_factory import transforms_imagenet_train
 
+from semcomm.core.registry import Registry
 
+AUGMENTATIONS: Registry[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = Registry("augmentation")
+
+
+@AUGMENTATIONS.register("none")
+def no_augmentation(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The B x 3 x H x W images as they are."""
+    return images
+
+
+@AUGMENTATIONS.register("flip")
+def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """B x 3 x H x W images (any dtype), each flipped left-right with probability 1/2."""
+    mirrored = torch.rand(len(images), generator=generator) < 0.5
+    return torch.where(mirrored[:, None, None, None], images.flip(-1), images)
+
+
+@AUGMENTATIONS.register("pad-crop-flip")
 def pad_crop_flip(images: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
     """Random crop after reflect padding, and random horizontal flip, of B x 3 x H x W uint8 images."""
+    if images.dtype != torch.uint8:
+        raise ValueError(f"pad-crop-flip augments uint8 images, got {images.dtype}")
     b, _, h, w = images.shape
     padded = F.pad(images.float(), (pad, pad, pad, pad), mode="reflect")
     dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator)

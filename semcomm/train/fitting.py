@@ -4,7 +4,8 @@
 * :func:`fit_dct`: the DCT pair's rANS tables (one per level and coefficient).
 * :func:`export_latent`: a trained latent codec's weights and its integer tables.
 
-Each writes into ``checkpoints/codecs/`` with a card (:mod:`semcomm.rate.zoo`).
+A pair is written into the shipped ``codecs/`` folder of the zoo with its card, a hint coder into the user
+zoo's (:mod:`semcomm.rate.zoo`); :func:`measure_pair` is what a card records.
 """
 from __future__ import annotations
 
@@ -15,14 +16,18 @@ import numpy as np
 import torch
 
 from semcomm.data import ImageSplit
+from semcomm.edge.encoder import EdgeEncoder
+from semcomm.edge.selection import TopK
 from semcomm.inference import predict_logits
 from semcomm.models import create_model
 from semcomm.rate.dct import DCTPair
 from semcomm.rate.entropy import SetCosts, SymbolTables
 from semcomm.rate.hint import HintCoder
-from semcomm.rate.latent import WEIGHTS_PREFIX, LatentCodec, LatentConfig
-from semcomm.train.latent import edge_view
+from semcomm.rate.latent import WEIGHTS_PREFIX, LatentCodec, LatentConfig, LatentPair
+from semcomm.rate.policies import FixedLevel
 from semcomm.rate.zoo import CodecCard, save_codec, save_hint, write_card
+from semcomm.server.decoder import ServerDecoder
+from semcomm.train.latent import edge_view
 
 
 def fit_hint(edge: str, train_split: ImageSplit, step: float = 2.0, levels: int = 3,
@@ -156,11 +161,6 @@ def fit_switched_tables(symbols: np.ndarray, sets: int, iterations: int = 6,
 def measure_pair(pair, edge_name: str, test_split: ImageSplit) -> dict:
     """Top-1 of the pair's server alone and real bits per image with every patch of every image of
     ``test_split`` sent, at each level (no hint): what a card records."""
-    from semcomm.edge.encoder import EdgeEncoder
-    from semcomm.server.decoder import ServerDecoder
-    from semcomm.edge.selection import TopK
-    from semcomm.rate.policies import FixedLevel
-
     edge = create_model(edge_name)
     encoder = EdgeEncoder(edge, TopK(edge.num_patches), gate=None, codec=pair)
     analysis = encoder.analyze(test_split.images)
@@ -194,15 +194,14 @@ def export_latent(name: str, run_dir: str | Path, edge: str, train_split: ImageS
     tensors.update(stats.tables.state_dict("tables."))
     if stats.table_sets:
         tensors.update(SymbolTables.concat(*stats.table_sets).state_dict("switched."))
-    card = CodecCard(name=name, kind="latent", edge=edge, server=f"{name} (its own)", dataset=train_split.name.split("/")[0],
+    card = CodecCard(name=name, kind="latent", edge=edge, server=f"{name} (its own)",
+                     dataset=train_split.name.split("/")[0],
                      config=dict(codec=asdict(config), codec_id=3, table_sets=table_sets, train=state["config"]),
                      history=state["history"],
                      notes=f"`semcomm train {name} --export`; tables ({table_sets} switched sets) fitted on "
                            f"{train_split.name} ({len(train_split)} images)")
     card = save_codec(card, tensors)
     if test_split is not None:
-        from semcomm.rate.latent import LatentPair
-
         card.measured = measure_pair(LatentPair.from_zoo(name, hint=False), edge, test_split)
         write_card(card)
     return card

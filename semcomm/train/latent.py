@@ -30,12 +30,13 @@ from tqdm.auto import tqdm
 
 from semcomm.data import ImageSplit
 from semcomm.edge.importance import patch_importance
+from semcomm.edge.selection import SpreadTopK, TopK
 from semcomm.inference import autocast
 from semcomm.models import ViTAdapter, create_model
-from semcomm.edge.selection import SpreadTopK, TopK
-from semcomm.train.augmentation import pad_crop_flip
-from semcomm.train.vit import TrainConfig, learning_rate
 from semcomm.rate.latent import LatentCodec, LatentConfig, patch_values, shipped_weights
+from semcomm.train.augmentation import pad_crop_flip
+from semcomm.train.schedule import warmup_cosine
+from semcomm.zoo import load_tensors
 
 
 @dataclass
@@ -150,9 +151,7 @@ def build_codec(config: LatentTrainConfig, train_split: ImageSplit | None = None
 def load_codec_weights(codec: LatentCodec, path: str | Path) -> None:
     """Warm-start ``codec`` from a safetensors file: a training run's weights, or a shipped pair's
     (``weights.``-prefixed, without entropy models, which then start afresh)."""
-    from safetensors.torch import load_file
-
-    state = load_file(str(path))
+    state = load_tensors(path)
     state = shipped_weights(state) or state
     own = codec.state_dict()
     misfit = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
@@ -181,9 +180,7 @@ def _optimizers(codec: LatentCodec, config: LatentTrainConfig):
 
 def _lr_scale(config: LatentTrainConfig, step: int, steps_per_epoch: int) -> float:
     """The zoo's warm-up + cosine schedule as a fraction of each parameter group's base rate."""
-    schedule = TrainConfig("", epochs=config.epochs, lr=1.0, min_lr=config.min_lr / config.lr,
-                           warmup_epochs=config.warmup_epochs)
-    return learning_rate(schedule, step, steps_per_epoch)
+    return warmup_cosine(step, steps_per_epoch, config.epochs, config.warmup_epochs, 1.0, config.min_lr / config.lr)
 
 
 def train_latent(config: LatentTrainConfig, train_split: ImageSplit, test_split: ImageSplit, run_dir: str | Path,
@@ -288,7 +285,10 @@ def evaluate_latent(codec: LatentCodec, edge: ViTAdapter, split: ImageSplit, bf1
         with autocast(bf16):
             _, importance, source = edge_view(edge, images, codec.config)
         for key, (k, m) in settings.items():
-            mask = torch.ones_like(importance, dtype=torch.bool) if k is None else SpreadTopK(k)(importance.float(), grid)
+            if k is None:
+                mask = torch.ones_like(importance, dtype=torch.bool)
+            else:
+                mask = SpreadTopK(k)(importance.float(), grid)
             level = torch.where(mask, m, 0)
             with autocast(bf16):
                 out = codec(source.float(), level, training=False)

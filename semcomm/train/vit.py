@@ -3,7 +3,7 @@
 Recipe: augmentation (CIFAR's padded random crop and flip, or for ViTs
 trained from scratch at ImageNet geometry DeiT's recipe from timm:
 random-resized crop, flip, RandAugment, Mixup / CutMix; see
-:mod:`semcomm.augmentation`), AdamW, linear warm-up then cosine decay per
+:mod:`semcomm.train.augmentation`), AdamW, linear warm-up then cosine decay per
 step, label smoothing, optional bf16 autocast on CPU, an optional
 low-resolution phase (the first epochs train on smaller crops, with the
 position embeddings resampled: fewer tokens, several times faster per
@@ -12,7 +12,8 @@ random fraction of its patches, each image its own random subset) so that a
 server model learns to classify from partial patch sets. With a ``guide``
 (an edge model), a share of those batches keeps the patches the edge's
 attention would select instead (top-k or spread-top-k on ``mean``
-importance), so the server also sees the subsets it will receive.
+importance), so the server also sees the subsets it will receive
+(:mod:`semcomm.train.token_dropping`).
 
 The full training state (fp32 weights, optimizer, history) is saved to
 ``run_dir/state.pt`` after every epoch; calling :func:`train` again with the
@@ -20,15 +21,12 @@ same ``run_dir`` resumes from it. Every random draw of epoch ``e`` comes from
 a generator seeded with ``(seed, e)``, so a resumed run matches an
 uninterrupted one.
 
-``PRESETS`` holds the tuned recipes behind the zoo; :func:`recipe` extends
-them to any size x geometry x data set (run names
-``vit-<size>-<dataset>[-<image>p<patch>]``, :func:`parse_run_name`).
+:mod:`semcomm.train.presets` holds the tuned recipes behind the zoo and
+extends them to any size x geometry x data set.
 """
 from __future__ import annotations
 
 import json
-import math
-import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -38,15 +36,16 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from semcomm.train.augmentation import ImageNetAugment, pad_crop_flip
 from semcomm.data import ImageSplit
 from semcomm.inference import autocast, predict_logits, top1
-from semcomm.edge.importance import attention_layers, patch_importance
-from semcomm.models import TimmViT, ViTAdapter, create_model, list_checkpoints, load_weights
+from semcomm.models import ModelCard, TimmViT, ViTAdapter, create_model, list_checkpoints, load_weights, save_weights
+from semcomm.models.zoo import write_card
+from semcomm.rate import create_codec
+from semcomm.train.augmentation import ImageNetAugment, pad_crop_flip
 from semcomm.train.growth import grow_by_stacking
-from semcomm.models.architectures import vit_architecture
-from semcomm.models.zoo import ModelCard, file_sha256, save_weights, user_zoo_dirs, write_card
-from semcomm.edge.selection import SpreadTopK, TopK
+from semcomm.train.schedule import warmup_cosine
+from semcomm.train.token_dropping import guided_positions, random_positions, tokens_to_keep
+from semcomm.zoo import user_zoo_dirs
 
 
 @dataclass
@@ -74,7 +73,7 @@ class TrainConfig:
             side x side crops (architectures built with ``dynamic_img_size``).
         drop_path: stochastic-depth rate (timm's ``drop_path_rate``).
         grown_from: zoo name of a trained shallower ViT of the same width whose
-            blocks, stacked, start this one (:mod:`semcomm.models.growth`);
+            blocks, stacked, start this one (:mod:`semcomm.train.growth`);
             None: a random start.
     """
 
@@ -148,19 +147,10 @@ def training_loss(logits: torch.Tensor, targets: torch.Tensor, config: TrainConf
     return F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
 
 
-def random_positions(batch: int, num_patches: int, keep: int, generator: torch.Generator) -> torch.Tensor:
-    """B x keep sorted random patch indices, a different subset per image."""
-    order = torch.rand(batch, num_patches, generator=generator).argsort(dim=1)
-    return order[:, :keep].sort(dim=1).values
-
-
 def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
-    warmup = config.warmup_epochs * steps_per_epoch
-    total = config.epochs * steps_per_epoch
-    if step < warmup:
-        return config.lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * progress))
+    """The learning rate at optimizer step ``step``: ``config``'s warm-up then cosine decay
+    (:func:`~semcomm.train.schedule.warmup_cosine`)."""
+    return warmup_cosine(step, steps_per_epoch, config.epochs, config.warmup_epochs, config.lr, config.min_lr)
 
 
 def build(config: TrainConfig, init_from: str | Path | None = None, grow: bool = True) -> TimmViT:
@@ -188,7 +178,7 @@ def _check_own_model(model, config: TrainConfig, init_from) -> None:
         raise ValueError("init_from loads weights into the built architecture; load your model's weights yourself")
     if config.grown_from:
         raise ValueError("config.grown_from stacks blocks into the built architecture; start your model yourself "
-                         "(semcomm.models.growth.grow_by_stacking)")
+                         "(semcomm.train.growth.grow_by_stacking)")
     if model.num_classes != config.num_classes:
         raise ValueError(f"the model has {model.num_classes} outputs but config.num_classes is {config.num_classes}")
     if config.low_res and not isinstance(model, TimmViT):
@@ -238,7 +228,7 @@ def train(
     else:
         _check_own_model(model, config, init_from)
     guide = create_model(config.guide) if config.guide else None
-    codec = _pixel_codec(config.codec, model) if config.codec else None
+    codec = create_codec(config.codec, server=model, hint=False) if config.codec else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = TrainHistory(list(earlier_history or []))
     warm_restart = init_from is not None
@@ -282,8 +272,9 @@ def train(
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
         accuracy = top1(predict_logits(model, eval_split.images, bf16=config.bf16), eval_split.labels)
-        history.epochs.append(dict(epoch=epoch + 1, schedule_epochs=config.epochs, loss=sum(losses) / len(losses), test_top1=accuracy,
-                                   test_images=len(eval_split), minutes=(time.time() - started) / 60))
+        history.epochs.append(dict(epoch=epoch + 1, schedule_epochs=config.epochs, loss=sum(losses) / len(losses),
+                                   test_top1=accuracy, test_images=len(eval_split),
+                                   minutes=(time.time() - started) / 60))
         if warm_restart and epoch == start_epoch:
             history.epochs[-1]["warm_restart"] = True  # fresh optimizer state from here on
         if progress:
@@ -295,14 +286,10 @@ def train(
     return model.eval(), history
 
 
-def _pixel_codec(name: str, server: TimmViT):
-    from semcomm.rate import create_codec
-
-    return create_codec(name, server=server, hint=False)
-
-
 def _forward_training(model: TimmViT, images: torch.Tensor, config: TrainConfig, generator: torch.Generator,
                       guide: TimmViT | None = None, codec=None):
+    """B x C logits of one training batch as the model sees it: through the codec at random levels, with the
+    patches token dropping keeps (random or guided), or at low resolution."""
     seen = images
     if tuple(images.shape[-2:]) != model.image_size:  # the low-resolution phase: the model's own checks do not apply
         return _forward_low_res(model, images, config, generator)
@@ -310,8 +297,8 @@ def _forward_training(model: TimmViT, images: torch.Tensor, config: TrainConfig,
         low, high = config.codec_levels
         level = torch.randint(low, high + 1, (len(images), model.num_patches), generator=generator)
         with torch.no_grad():
-            seen = codec.roundtrip(images, level)
-    keep = _tokens_to_keep(config, model.num_patches, generator)
+            seen = codec.reconstruct(images, level)
+    keep = tokens_to_keep(config.token_keep, config.full_image_prob, model.num_patches, generator)
     if keep is None:
         return model(seen)
     if guide is not None and torch.rand(1, generator=generator).item() < config.guided_prob:
@@ -326,84 +313,9 @@ def _forward_low_res(model: TimmViT, images: torch.Tensor, config: TrainConfig, 
         raise ValueError("the low-resolution phase trains on pixels only (no codec, no guide)")
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     patches = (images.shape[-2] // model.patch_size) * (images.shape[-1] // model.patch_size)
-    keep = _tokens_to_keep(config, patches, generator)
+    keep = tokens_to_keep(config.token_keep, config.full_image_prob, patches, generator)
     positions = None if keep is None else random_positions(len(images), patches, keep, generator)
     return model._forward_tokens((x - model.mean) / model.std, positions)
-
-
-def _tokens_to_keep(config: TrainConfig, num_patches: int, generator: torch.Generator) -> int | None:
-    """How many patches this batch keeps under random token dropping (None: all of them)."""
-    if config.token_keep is None or torch.rand(1, generator=generator).item() < config.full_image_prob:
-        return None
-    low, high = config.token_keep
-    fraction = low + (high - low) * torch.rand(1, generator=generator).item()
-    return max(1, round(fraction * num_patches))
-
-
-@torch.no_grad()
-def guided_positions(guide: TimmViT, images: torch.Tensor, keep: int, generator: torch.Generator) -> torch.Tensor:
-    """B x keep sorted positions chosen by the guide's attention (top-k or spread-top-k, at random)."""
-    importance = patch_importance(guide.forward_with_attention(images, attention_layers("mean")), "mean")
-    rule = TopK(keep) if torch.rand(1, generator=generator).item() < 0.5 else SpreadTopK(keep)
-    mask = rule(importance, guide.grid_size, generator)
-    return mask.nonzero()[:, 1].view(len(images), keep)
-
-
-PRESETS = {
-    "vit-edge-cifar10": TrainConfig("semcomm_vit_edge_p4_32", epochs=30, warmup_epochs=2.0),
-    "vit-server-cifar10": TrainConfig("semcomm_vit_server_p4_32", epochs=45, warmup_epochs=3.0,
-                                      token_keep=(0.1, 1.0), guide="vit-edge-cifar10", guided_prob=0.5),
-}
-# the server fine-tuned on what the DCT pair delivers: warm-start it with --init-from vit-server-cifar10.pt weights
-PRESETS["vit-server-dct-cifar10"] = replace(PRESETS["vit-server-cifar10"], epochs=6, lr=3e-4, warmup_epochs=0.5,
-                                           codec="dct-cifar10", codec_levels=(1, 6))
-# ImageNet geometry from scratch on Imagenette (9,469 training images): DeiT's augmentation, stochastic depth, and
-# most epochs at 128 x 128 (64 tokens) before the last ones at 224 x 224 (196 tokens)
-_IMAGENETTE = dict(augment="deit", warmup_epochs=5.0, eval_images=1000)
-PRESETS["vit-edge-imagenette"] = TrainConfig("semcomm_vit_edge_p16_224", epochs=120, low_res=(128, 90), drop_path=0.05,
-                                             **_IMAGENETTE)
-# the server starts from the trained edge's 6 blocks stacked twice (progressive stacking, semcomm.models.growth):
-# from scratch it reached 40% after 10 of 150 planned epochs, about 10 hours of one core from its target
-_SERVER_IMAGENETTE = TrainConfig("semcomm_vit_server_p16_224", epochs=150, low_res=(128, 110), drop_path=0.1,
-                                 token_keep=(0.25, 1.0), full_image_prob=0.5, **_IMAGENETTE)
-PRESETS["vit-server-imagenette"] = replace(_SERVER_IMAGENETTE, epochs=60, lr=5e-4, warmup_epochs=2.0,
-                                           low_res=(128, 35), grown_from="vit-edge-imagenette")
-# other geometries and data sets start from scratch, with the recipes made for that
-_FROM_SCRATCH = {"vit-server-imagenette": _SERVER_IMAGENETTE}
-PRESET_DATASETS = {name: name.rsplit("-", 1)[-1] for name in PRESETS}
-_RUN_NAME = re.compile(r"vit-(edge|server)-(.+?)(?:-(\d+)p(\d+))?")
-
-
-def parse_run_name(name: str) -> tuple[str, str, tuple[int, int] | None] | None:
-    """(size, data set, (image, patch) or None) of a name ``vit-<size>-<dataset>[-<image>p<patch>]``; None otherwise."""
-    match = _RUN_NAME.fullmatch(name)
-    if match is None:
-        return None
-    return match[1], match[2], (int(match[3]), int(match[4])) if match[3] else None
-
-
-def recipe(size: str, dataset: str, geometry: tuple[int, int], base: str | None = None) -> tuple[str, TrainConfig]:
-    """Run name and config for the project's ``size`` ViT at ``geometry`` (image, patch side in pixels) on ``dataset``.
-
-    ``base`` is the preset whose hyper-parameters are used (default
-    ``vit-<size>-<dataset>`` if that is a preset). At the preset's own
-    geometry the result is the preset itself, under its own name. Otherwise
-    the run is named ``vit-<size>-<dataset>-<image>p<patch>`` and uses the
-    preset's recipe (for a data set without one: Imagenette's DeiT recipe
-    at 64 pixels and up, CIFAR's below; from scratch where the preset is
-    grown from another model) on the architecture at that geometry, without
-    a guide or a low-resolution phase. ``num_classes`` is left for
-    the caller to set from the data.
-    """
-    architecture = vit_architecture(size, *geometry)
-    base = base or f"vit-{size}-{dataset}"
-    if base in PRESETS and PRESETS[base].architecture == architecture:
-        return base, PRESETS[base]
-    if base in PRESETS and PRESETS[base].codec is not None:
-        raise ValueError(f"preset {base} trains on what its codec delivers at its own geometry only")
-    family = base if base in PRESETS else f"vit-{size}-{'imagenette' if geometry[0] >= 64 else 'cifar10'}"
-    config = replace(_FROM_SCRATCH.get(family, PRESETS[family]), architecture=architecture, guide=None, low_res=None)
-    return f"vit-{size}-{dataset}-{geometry[0]}p{geometry[1]}", config
 
 
 def export(name: str, run_dir: str | Path, test_split: ImageSplit, directory: str | Path | None = None) -> ModelCard:
@@ -411,7 +323,7 @@ def export(name: str, run_dir: str | Path, test_split: ImageSplit, directory: st
 
     ``directory`` defaults to the first user zoo directory (``$SEMCOMM_ZOO`` or
     ``~/.cache/semcomm/zoo``), never the installed package; the project ships
-    its own checkpoints by passing ``semcomm/models/checkpoints``.
+    its own checkpoints by passing ``semcomm/zoo/checkpoints``.
 
     The card's ``test_top1`` is measured on all of ``test_split``, in fp32, on
     the fp16 weights as shipped; ``history`` is the run's per-epoch record.
@@ -422,7 +334,7 @@ def export(name: str, run_dir: str | Path, test_split: ImageSplit, directory: st
     model.load_state_dict(state["model"])
     directory = Path(directory) if directory else user_zoo_dirs()[0]
     weights = directory / f"{name}.safetensors"
-    save_weights(model.model, weights)
+    sha256 = save_weights(model.model, weights)
     shipped = create_model(config.architecture, num_classes=config.num_classes, weights=weights)
     accuracy = top1(predict_logits(shipped, test_split.images, bf16=False, desc=f"testing {name}"), test_split.labels)
     card = ModelCard(
@@ -430,7 +342,7 @@ def export(name: str, run_dir: str | Path, test_split: ImageSplit, directory: st
         num_classes=config.num_classes, params=sum(p.numel() for p in shipped.parameters()), epochs=state["epoch"],
         test_top1=accuracy, test_images=len(test_split), recipe=json.loads(json.dumps(asdict(config))),
         history=state["history"], classes=list(test_split.classes),
-        sha256=file_sha256(weights),
+        sha256=sha256,
         notes=f"`semcomm train {name}`; test_top1 in fp32 on the fp16 weights as shipped; "
               "history test_top1 is on a fixed test subset in bf16, during training",
     )

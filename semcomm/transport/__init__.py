@@ -1,12 +1,17 @@
-"""Carrying what the edge sent over links of ``channels``: packets over digital links chosen by name (fixed or
-adaptive modulation and coding), analog transport of the codec's values with power allocation, and
-``over_link``, the codec end to end over one link."""
-from semcomm.transport.analog import AnalogOutcome, AnalogTransport, ControlChannel, PowerAllocation, analog_over_link
-from semcomm.transport.digital import Delivery, DigitalTransport
+"""Carrying what the edge sent over links of ``channels``: one :class:`Transport` contract for packets over
+digital links chosen by name (fixed or adaptive modulation and coding) and analog transport of the codec's
+values with power allocation, and ``over_link``, the codec end to end over one link with either."""
+from semcomm.transport.analog import AnalogTransport, source_statistics
+from semcomm.transport.analog_outcome import AnalogOutcome
+from semcomm.transport.base import Carried, LinkOutcome, Transport
+from semcomm.transport.control import ControlChannel
+from semcomm.transport.digital import Delivery, DigitalTransport, Framing
 from semcomm.transport.links import CHANNELS, MCS_TABLE, LinkAdaptation, LinkSpec
-from semcomm.transport.over_link import LinkOutcome, over_link
+from semcomm.transport.over_link import over_link
+from semcomm.transport.power import POWER_ALLOCATIONS, PowerAllocation
 
 __all__ = [
-    "AnalogOutcome", "AnalogTransport", "CHANNELS", "ControlChannel", "Delivery", "DigitalTransport",
-    "LinkAdaptation", "LinkOutcome", "LinkSpec", "MCS_TABLE", "PowerAllocation", "analog_over_link", "over_link",
+    "AnalogOutcome", "AnalogTransport", "CHANNELS", "Carried", "ControlChannel", "Delivery", "DigitalTransport",
+    "Framing", "LinkAdaptation", "LinkOutcome", "LinkSpec", "MCS_TABLE", "POWER_ALLOCATIONS", "PowerAllocation",
+    "Transport", "over_link", "source_statistics",
 ]

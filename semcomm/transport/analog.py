@@ -6,7 +6,8 @@ One offloaded image sends K patches of V values each (the codec pair's
 1. **whiten**: u = (x - mean_v) / sqrt(var_v) per value dimension v, with
    the source statistics the receiver already knows (fitted once on
    training images by :func:`source_statistics`; never sent);
-2. **power**: patch k gets a share p_k of the power (:class:`PowerAllocation`,
+2. **power**: patch k gets a share p_k of the power
+   (:class:`~semcomm.transport.power.PowerAllocation`,
    mean over the K patches 1), and the image one amplitude correction d,
    a power of 2 sent as an 8-bit code, chosen so that the image's mean
    symbol energy per data channel use is at most the budget Es = 1 and
@@ -29,156 +30,44 @@ csi="estimated" its pilot estimate, taken as the truth; csi="none" is
 refused), and, from the side information, each patch's power level and the
 image's amplitude code.
 
-**Side information** (:class:`SideInfo`): which patches were sent, the
-edge's hint, the power levels and the amplitude code travel as bits over a
-separate digital control channel (:class:`ControlChannel`: BPSK with a
-rate-1/2 code by default, *assumed error-free*), whose channel uses are
-counted with the analog ones. :func:`analog_over_link` runs the whole path
-and classifies with the codec pair's server, at the level whose measured
-quantisation error (``pair.distortion``) is nearest each patch's post-channel
-error.
+**Side information** (:class:`~semcomm.wire.side_info.SideInfo`): which
+patches were sent, the edge's hint, the power levels and the amplitude code
+travel as bits over a separate digital control channel
+(:class:`~semcomm.transport.control.ControlChannel`: BPSK with a rate-1/2 code
+by default, *assumed error-free*), whose channel uses are counted with the
+analog ones.
+
+:meth:`AnalogTransport.send` runs steps 1-5 on B x K x V values;
+:meth:`AnalogTransport.carry` carries an edge's offloaded images (the
+:class:`~semcomm.transport.base.Transport` contract), and
+:func:`~semcomm.transport.over_link.over_link` classifies what arrived with the
+codec pair's server, at the level whose measured quantisation error
+(``pair.distortion``) is nearest each patch's post-channel error
+(:func:`~semcomm.transport.analog_outcome.server_levels`).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from einops import rearrange
 
 from channels import AWGN, AnalogLink, FlatFading
 
-from semcomm.edge.encoder import Transmission, collaborative_predictions
-from semcomm.rate.hint import HintCoder
-from semcomm.rate.pair import CodecPair, Received
 from semcomm.core.seeding import as_generator
-from semcomm.transport.over_link import LinkOutcome
+from semcomm.edge.encoder import Transmission
+from semcomm.rate.pair import CodecPair, Received
+from semcomm.transport.analog_outcome import AnalogCarried, server_levels
+from semcomm.transport.base import Transport
+from semcomm.transport.control import ControlChannel
+from semcomm.transport.power import PowerAllocation, check_importance
 from semcomm.wire.side_info import SCALE_BITS, SideInfo, pack_side_info, unpack_side_info
 
-ALLOCATIONS = ("uniform", "importance")
 SCALE_STEP = 1 / 32  # octaves of amplitude per code step: d = 2^((code - 128) / 32)
 _SCALE_ZERO = 1 << (SCALE_BITS - 1)
 
 
-# ---- power allocation ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PowerAllocation:
-    """How an image's power is shared among its K sent patches.
-
-    * ``uniform``: every patch the same power (p_k = 1); no side information.
-    * ``importance``: p_k proportional to (importance_k / max_j importance_j)^alpha,
-      quantized to power levels l_k = round(-10 alpha log10(importance_k / max) / step_db),
-      clipped to 0..2^bits - 1 (level l is l x step_db dB below the strongest patch),
-      then normalised so the mean over the image's K patches is 1, i.e. the
-      image's mean power per data channel use equals the budget. The K levels
-      (``bits`` each) are side information. alpha = 0.5 minimises the
-      importance-weighted MSE at high SNR (sum_k w_k / p_k under sum_k p_k fixed).
-
-    Args:
-        kind: ``"uniform"`` or ``"importance"``.
-        alpha: exponent (>= 0; 0 gives uniform powers but still sends the levels).
-        bits: bits per patch's power level (``importance`` only), >= 1.
-        step_db: power step between levels, dB (> 0).
-
-    >>> allocation = PowerAllocation("importance", alpha=1.0)
-    >>> importance = torch.tensor([[0.4, 0.2, 0.1, 0.05]])
-    >>> allocation.levels(importance)
-    tensor([[0, 1, 2, 3]])
-    >>> allocation(importance)
-    tensor([[2.1296, 1.0673, 0.5349, 0.2681]])
-    """
-
-    kind: str = "uniform"
-    alpha: float = 0.5
-    bits: int = 2
-    step_db: float = 3.0
-
-    def __post_init__(self):
-        if self.kind not in ALLOCATIONS:
-            raise ValueError(f"unknown power allocation {self.kind!r}; choose one of {ALLOCATIONS}")
-        if not isinstance(self.alpha, (int, float)) or not math.isfinite(self.alpha) or self.alpha < 0:
-            raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha!r}")
-        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or self.bits < 1:
-            raise ValueError(f"bits must be an integer >= 1 (bits per patch's power level), got {self.bits!r}")
-        if not isinstance(self.step_db, (int, float)) or not math.isfinite(self.step_db) or self.step_db <= 0:
-            raise ValueError(f"step_db must be a positive number of dB, got {self.step_db!r}")
-
-    @property
-    def bits_per_patch(self) -> int:
-        """Side-information bits per sent patch (0 for uniform)."""
-        return self.bits if self.kind == "importance" else 0
-
-    def levels(self, importance: torch.Tensor) -> torch.Tensor:
-        """B x K int64 power levels (0 = strongest) of patches of importance B x K (>= 0)."""
-        _check_importance(importance)
-        if self.kind == "uniform":
-            return torch.zeros(importance.shape, dtype=torch.int64)
-        top = importance.double().amax(-1, keepdim=True).clamp_min(1e-300)
-        ratio_db = 10 * torch.log10((importance.double() / top).pow(self.alpha))
-        return (-ratio_db / self.step_db).round().clamp(0, 2**self.bits - 1).long()
-
-    def powers(self, levels: torch.Tensor) -> torch.Tensor:
-        """B x K float32 power per channel use of each patch, in units of the budget (mean over K: 1)."""
-        relative = 10.0 ** (-levels.double() * self.step_db / 10)
-        return (relative / relative.mean(-1, keepdim=True)).float()
-
-    def __call__(self, importance: torch.Tensor) -> torch.Tensor:
-        """B x K power per channel use of each patch (mean over K: 1) from B x K importance."""
-        return self.powers(self.levels(importance))
-
-
-def _check_importance(importance: torch.Tensor) -> None:
-    if not isinstance(importance, torch.Tensor) or importance.dim() != 2 or importance.is_complex():
-        raise ValueError(f"importance must be a real B x K tensor, got {getattr(importance, 'shape', importance)!r}")
-    if not torch.isfinite(importance).all() or (importance < 0).any():
-        raise ValueError("importance must be finite and >= 0")
-
-
-# ---- side information ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ControlChannel:
-    """The digital channel carrying the side information: BPSK (one coded bit per complex channel use)
-    with a code of rate ``rate``, **assumed error-free**: ceil(bits / rate) channel uses.
-
-    The assumption is optimistic where no code of that rate can be error-free:
-    :meth:`shannon_limit_db` is the lowest Es/N0 at which BPSK on AWGN carries
-    ``rate`` bits per use (an ideal code; real codes need more, fading more still).
-    """
-
-    rate: float = 0.5
-
-    def __post_init__(self):
-        if not isinstance(self.rate, (int, float)) or not 0 < self.rate <= 1:
-            raise ValueError(f"control channel code rate must lie in (0, 1], got {self.rate!r}")
-
-    def channel_uses(self, bits: int) -> int:
-        """Complex channel uses for ``bits`` information bits."""
-        return math.ceil(bits / self.rate)
-
-    @property
-    def label(self) -> str:
-        return f"BPSK rate {self.rate:g}, assumed error-free"
-
-    def shannon_limit_db(self) -> float:
-        """Es/N0 (dB) at which the BPSK-input AWGN capacity equals ``rate`` (bisection, 0.001 dB)."""
-        low, high = -40.0, 40.0
-        while high - low > 1e-3:
-            middle = (low + high) / 2
-            low, high = (low, middle) if bpsk_capacity(middle) >= self.rate else (middle, high)
-        return high
-
-
-def bpsk_capacity(snr_db: float, nodes: int = 96) -> float:
-    """Bits per channel use of BPSK (+-1, Es = 1) on AWGN at Es/N0 ``snr_db``, by Gauss-Hermite quadrature:
-    1 - E[log2(1 + exp(-2 y / s2))], y ~ N(1, s2), s2 = no / 2 (one real dimension)."""
-    s2 = 10.0 ** (-snr_db / 10) / 2
-    x, w = np.polynomial.hermite.hermgauss(nodes)
-    y = 1 + math.sqrt(2 * s2) * x
-    return float(1 - (w * np.logaddexp(0, -2 * y / s2)).sum() / math.sqrt(math.pi) / math.log(2))
-
-
-# ---- the analog link ----------------------------------------------------------------------------
 @dataclass
 class AnalogReception:
     """What the receiver of :class:`AnalogTransport` estimates of B images of K patches.
@@ -219,7 +108,7 @@ def noise_variance(snr_db: float) -> float:
     return 10.0 ** (-snr_db / 10)
 
 
-class AnalogTransport:
+class AnalogTransport(Transport):
     """The analog link of the module docstring: whitening, power allocation, symbols, channel, LMMSE.
 
     It wraps a :class:`channels.AnalogLink` (its channel, value-pairs-to-symbols layout and
@@ -231,9 +120,17 @@ class AnalogTransport:
     Args:
         channel: ``channels.AWGN()`` (default) or ``channels.FlatFading(...)`` with csi
             ``"perfect"`` or ``"estimated"``.
-        allocation: a :class:`PowerAllocation` or its kind (``"uniform"``, ``"importance"``).
+        allocation: a :class:`~semcomm.transport.power.PowerAllocation` or its kind (``"uniform"``,
+            ``"importance"``, or another registered in ``POWER_ALLOCATIONS``).
         mean, variance: the source statistics per value dimension (V tensors or numbers),
             known to the receiver; see :func:`source_statistics`.
+        control: the channel of the side information (positions, hint, power levels, amplitude code).
+        min_level: a receiver gate of :meth:`carry`: patches whose level
+            (:func:`~semcomm.transport.analog_outcome.server_levels`) falls below it are not given
+            to the server, and an image left with none is answered by the edge (1, the default:
+            every patch is given to the server).
+        send_hint: :meth:`carry` sends the edge's hint (when the pair has a hint coder), which the
+            server fuses.
 
     >>> transport = AnalogTransport(AWGN(), "uniform")
     >>> values = torch.randn(2, 4, 16, generator=torch.Generator().manual_seed(0))
@@ -243,7 +140,8 @@ class AnalogTransport:
     """
 
     def __init__(self, channel=None, allocation: PowerAllocation | str = "uniform",
-                 mean: torch.Tensor | float = 0.0, variance: torch.Tensor | float = 1.0):
+                 mean: torch.Tensor | float = 0.0, variance: torch.Tensor | float = 1.0, *,
+                 control: ControlChannel = ControlChannel(), min_level: int = 1, send_hint: bool = True):
         self.link = AnalogLink(AWGN() if channel is None else channel, equalizer="zf")
         if isinstance(self.link.channel, FlatFading) and self.link.channel.csi == "none":
             raise ValueError("analog transport needs channel knowledge at the receiver: csi 'perfect' or "
@@ -256,6 +154,11 @@ class AnalogTransport:
                 raise ValueError(f"{name} must be a finite number or a V vector, got shape {tuple(value.shape)}")
         if (self.variance <= 0).any():
             raise ValueError("variance must be > 0 in every value dimension")
+        if not isinstance(control, ControlChannel):
+            raise TypeError(f"control must be a ControlChannel, got {type(control).__name__}")
+        if isinstance(min_level, bool) or not isinstance(min_level, int) or min_level < 1:
+            raise ValueError(f"min_level must be an integer level >= 1, got {min_level!r}")
+        self.control, self.min_level, self.send_hint = control, min_level, bool(send_hint)
 
     @property
     def channel(self):
@@ -287,6 +190,60 @@ class AnalogTransport:
         error = self.variance * (no / 2) / denominator
         return AnalogReception(estimate, error.float(), levels, codes, sent.pow(2).sum((1, 2)) / _data_uses(k * v),
                                self.channel_uses(k, v))
+
+    def carry(self, sent: Transmission, pair: CodecPair, snr_db: float | None = None,
+              generator: torch.Generator | int | None = None, *, source: torch.Tensor | None = None,
+              importance: torch.Tensor | None = None, decode_intact: bool = True) -> AnalogCarried:
+        """Send every offloaded image's selected patches at Es/N0 ``snr_db`` (``math.inf``: noise-free) and
+        give the server each patch's LMMSE estimate at the level its error earns.
+
+        Args:
+            sent: the edge's decisions (``offloaded``, ``mask``, ``edge_logits``; its strings are not used).
+            pair: the codec pair whose server classifies (needs ``distortion``).
+            generator: every noise and fading draw (a seed or None: seed 0).
+            source: B x N x V unquantized source values (``pair.source``) of all B images.
+            importance: B x N patch importance (e.g. ``EdgeAnalysis.importance["mean"]``).
+            decode_intact: not used (no analog image arrives exactly as sent).
+
+        The server reads positions and hint from the control bits (:func:`unpack_side_info`).
+        """
+        _check_link_inputs(sent, pair, source, importance)
+        if self.min_level > pair.levels:
+            raise ValueError(f"min_level must be an integer in 1..{pair.levels}, got {self.min_level!r}")
+        generator = as_generator(generator)
+        b, n = sent.mask.shape
+        offloaded = sent.offloaded.nonzero().flatten()
+        slot = {i: s for s, i in enumerate(offloaded.tolist())}
+        received: list[Received | None] = [None] * len(offloaded)
+        hinter = pair.hint_coder if self.send_hint else None
+        hints = hinter.symbols(sent.edge_logits) if hinter is not None else None
+        power_bits = self.allocation.bits_per_patch
+        link_bits, analog_uses, control_uses = (torch.zeros(b, dtype=torch.int64) for _ in range(3))
+        level, energy = torch.zeros(b, n, dtype=torch.int64), torch.zeros(b)
+        counts = sent.mask.sum(1)
+        for k in sorted(set(counts[offloaded].tolist())):
+            rows = offloaded[counts[offloaded] == k]
+            positions = sent.mask[rows].nonzero()[:, 1].view(len(rows), k)
+            values = source[rows].gather(1, positions[..., None].expand(-1, -1, source.shape[-1])).float()
+            reception = self.send(values, importance[rows].gather(1, positions), snr_db, generator)
+            patch_level = server_levels(reception.error.sum(-1), pair.distortion)
+            patch_level[patch_level < self.min_level] = 0
+            for j, i in enumerate(rows.tolist()):
+                info = SideInfo(positions[j], None if hints is None else hints[i],
+                                reception.power_levels[j] if power_bits else None, int(reception.scale_codes[j]))
+                data, bits = pack_side_info(info, n, hinter, power_bits)
+                got = unpack_side_info(data, bits, n, hinter, pair.num_classes, power_bits)
+                keep = patch_level[j] > 0
+                if keep.any():
+                    received[slot[i]] = Received(got.positions[keep], patch_level[j][keep],
+                                                 reception.values[j][keep], got.hint)
+                level[i, got.positions] = patch_level[j]
+                link_bits[i], control_uses[i] = bits, self.control.channel_uses(bits)
+            analog_uses[rows], energy[rows] = reception.channel_uses, reception.energy
+        missing = counts[offloaded] - (level[offloaded] > 0).sum(1)
+        return AnalogCarried(received=received, missing=missing, intact=torch.zeros(len(offloaded), dtype=torch.bool),
+                             link_bits=link_bits, channel_uses=analog_uses + control_uses, analog_uses=analog_uses,
+                             control_uses=control_uses, level=level, energy=energy, control=self.control.label)
 
     def _through_channel(self, sent: torch.Tensor, no: float, generator: torch.Generator):
         """(B x K x V received values derotated by h / |h|, B x K x V |h| of each value's symbol)."""
@@ -320,7 +277,7 @@ class AnalogTransport:
                 self.mean.dim() == 1 and len(self.mean) != values.shape[-1]:
             raise ValueError(f"values have V = {values.shape[-1]} per patch, the source statistics "
                              f"{self.mean.numel()} / {self.variance.numel()}")
-        _check_importance(importance)
+        check_importance(importance)
         if tuple(importance.shape) != tuple(values.shape[:2]):
             raise ValueError(f"importance must be B x K = {tuple(values.shape[:2])}, got {tuple(importance.shape)}")
 
@@ -341,113 +298,6 @@ def _scale(codes: torch.Tensor) -> torch.Tensor:
     return torch.exp2((codes.double() - _SCALE_ZERO) * SCALE_STEP).float()
 
 
-# ---- end to end ---------------------------------------------------------------------------------
-@dataclass(kw_only=True)
-class AnalogOutcome(LinkOutcome):
-    """A :class:`~semcomm.transport.run.LinkOutcome` of the analog path.
-
-    ``link_bits`` holds the side-information bits per image (0 when answered at
-    the edge), ``channel_uses`` the analog and control uses together;
-    ``packets_lost`` and ``packets_sent`` are 0 (no packets); ``images_lost``
-    counts offloaded images none of whose patches the receiver kept, and
-    ``patches_missing`` the sent patches it dropped (``min_level`` of :func:`analog_over_link`).
-
-    Attributes:
-        lost: B booleans, True for an offloaded image the edge answered because no patch was kept.
-        analog_uses: B int64 complex channel uses of the analog symbols (pilots included).
-        control_uses: B int64 channel uses of the side information on the control channel.
-        level: B x N int64 level the server was given for each patch (0: not sent or dropped).
-        energy: B float32 mean analog symbol energy per data channel use (Es units; 0 when not sent).
-        control: how the side information travelled (and that it is assumed error-free).
-    """
-
-    lost: torch.Tensor | None = None
-    analog_uses: torch.Tensor
-    control_uses: torch.Tensor
-    level: torch.Tensor
-    energy: torch.Tensor
-    control: str
-
-
-def server_levels(error: torch.Tensor, distortion: torch.Tensor) -> torch.Tensor:
-    """The level (1..L) whose measured quantisation error is nearest each patch's post-channel error.
-
-    ``error`` (any shape) is a patch's summed error variance over its V values;
-    ``distortion`` (L + 1) the codec pair's measured squared error of a patch at
-    each level (index 0, not sent, is not a level the server takes). Nearest on
-    a log scale (the levels are about a factor 3-4 apart).
-    """
-    log_error = error.double().clamp_min(1e-12).log()
-    return (log_error[..., None] - distortion[1:].double().clamp_min(1e-12).log()).abs().argmin(-1) + 1
-
-
-def analog_over_link(sent: Transmission, pair: CodecPair, transport: AnalogTransport, snr_db: float,
-                     generator: torch.Generator | int | None = None, *, source: torch.Tensor,
-                     importance: torch.Tensor, control: ControlChannel = ControlChannel(),
-                     min_level: int = 1, batch_size: int = 256, fuse_hint: bool = True) -> AnalogOutcome:
-    """Send every offloaded image's selected patches over ``transport`` at ``snr_db`` and classify.
-
-    Args:
-        sent: the edge's decisions (``offloaded``, ``mask``, ``edge_logits``; its strings are not used).
-        pair: the codec pair whose server classifies (needs ``distortion``).
-        transport: the analog link.
-        snr_db: Es/N0 in dB of the analog link (``math.inf``: noise-free).
-        generator: every noise and fading draw (a seed or None: seed 0).
-        source: B x N x V unquantized source values (``pair.source``) of all B images.
-        importance: B x N patch importance (e.g. ``EdgeAnalysis.importance["mean"]``).
-        control: the channel of the side information (positions, hint, power levels, amplitude code).
-        min_level: a receiver gate: patches whose level (:func:`server_levels`) falls below it
-            are not given to the server, and an image left with none is answered by the edge
-            (1, the default: every patch is given to the server).
-        fuse_hint: send the edge's hint (when the pair has a hint coder) and fuse it with the server.
-
-    The server reads positions and hint from the control bits (:func:`unpack_side_info`) and gets
-    each patch's LMMSE estimate at the level :func:`server_levels` gives its error.
-    """
-    _check_link_inputs(sent, pair, source, importance)
-    if isinstance(min_level, bool) or not isinstance(min_level, int) or not 1 <= min_level <= pair.levels:
-        raise ValueError(f"min_level must be an integer in 1..{pair.levels}, got {min_level!r}")
-    generator = as_generator(generator)
-    b, n = sent.mask.shape
-    offloaded = sent.offloaded.nonzero().flatten()
-    slot = {i: s for s, i in enumerate(offloaded.tolist())}
-    received: list[Received | None] = [None] * len(offloaded)
-    hinter = pair.hint_coder if fuse_hint else None
-    hints = hinter.symbols(sent.edge_logits) if hinter is not None else None
-    power_bits = transport.allocation.bits_per_patch
-    link_bits, analog_uses, control_uses = (torch.zeros(b, dtype=torch.int64) for _ in range(3))
-    level, energy = torch.zeros(b, n, dtype=torch.int64), torch.zeros(b)
-    counts = sent.mask.sum(1)
-    for k in sorted(set(counts[offloaded].tolist())):
-        rows = offloaded[counts[offloaded] == k]
-        positions = sent.mask[rows].nonzero()[:, 1].view(len(rows), k)
-        values = source[rows].gather(1, positions[..., None].expand(-1, -1, source.shape[-1])).float()
-        reception = transport.send(values, importance[rows].gather(1, positions), snr_db, generator)
-        patch_level = server_levels(reception.error.sum(-1), pair.distortion)
-        patch_level[patch_level < min_level] = 0
-        for j, i in enumerate(rows.tolist()):
-            info = SideInfo(positions[j], None if hints is None else hints[i],
-                            reception.power_levels[j] if power_bits else None, int(reception.scale_codes[j]))
-            data, bits = pack_side_info(info, n, hinter, power_bits)
-            got = unpack_side_info(data, bits, n, hinter, pair.num_classes, power_bits)
-            keep = patch_level[j] > 0
-            if keep.any():
-                received[slot[i]] = Received(got.positions[keep], patch_level[j][keep], reception.values[j][keep],
-                                             got.hint)
-            level[i, got.positions] = patch_level[j]
-            link_bits[i], control_uses[i] = bits, control.channel_uses(bits)
-        analog_uses[rows], energy[rows] = reception.channel_uses, reception.energy
-    server_logits = pair.classify(received, batch_size, fuse_hint)
-    lost = torch.zeros(b, dtype=torch.bool)
-    lost[offloaded] = torch.tensor([r is None for r in received], dtype=torch.bool)
-    sent_patches = int(counts[offloaded].sum())
-    return AnalogOutcome(predictions=collaborative_predictions(sent, server_logits), link_bits=link_bits,
-                         channel_uses=analog_uses + control_uses, packets_lost=0, packets_sent=0,
-                         images_lost=int(lost.sum()), patches_missing=sent_patches - int((level > 0).sum()),
-                         lost=lost, analog_uses=analog_uses,
-                         control_uses=control_uses, level=level, energy=energy, control=control.label)
-
-
 def _check_link_inputs(sent: Transmission, pair: CodecPair, source: torch.Tensor, importance: torch.Tensor) -> None:
     b, n = sent.mask.shape
     if pair.distortion is None:
@@ -458,6 +308,6 @@ def _check_link_inputs(sent: Transmission, pair: CodecPair, source: torch.Tensor
     if not isinstance(source, torch.Tensor) or source.dim() != 3 or tuple(source.shape[:2]) != (b, n):
         raise ValueError(f"source must be B x N x V = {b} x {n} x V (pair.source of all B images), got "
                          f"{tuple(getattr(source, 'shape', ()))}")
-    _check_importance(importance)
+    check_importance(importance)
     if tuple(importance.shape) != (b, n):
         raise ValueError(f"importance must be B x N = {b} x {n}, got {tuple(importance.shape)}")

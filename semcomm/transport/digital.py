@@ -1,11 +1,15 @@
 """Packets over a digital link of ``channels``: bits become link blocks and channel uses.
 
+A :class:`DigitalTransport` carries an edge's strings (:meth:`~DigitalTransport.carry`) cut into packets by
+its *framing* (:class:`~semcomm.rate.packetize.Packetizer` or :class:`~semcomm.rate.packetize.WholeString`),
+and joins what arrives; :meth:`~DigitalTransport.send` carries any packets (an image codec's files too).
+
 Each packet's bytes (MSB first) are zero-padded to whole link blocks
 (``link.payload_bits`` information bits each) and sent through a
 :class:`channels.DigitalLink` (code, modulation, AWGN / fading / BSC / BEC,
 the link's own CRC). A packet arrives when every block of it passes the
 link's CRC (or, on a link without CRC, always, possibly damaged: then the
-packet's own CRC-16 decides, at :meth:`~semcomm.transport.Packetizer.join`).
+packet's own CRC-16 decides, at the framing's ``join``).
 Channel uses per image are its blocks times the link's uses per block.
 
 Two variants share the accounting: ``ideal=True`` delivers every block
@@ -19,12 +23,30 @@ tables of about 10 kB per 648-bit block each.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from channels import DigitalLink, PacketErasure
+
+from semcomm.edge.encoder import Transmission
+from semcomm.rate.packetize import Arrival
+from semcomm.rate.pair import CodecPair
+from semcomm.transport.base import Carried, Transport
+
+
+class Framing(Protocol):
+    """How a codec pair's strings become packets and what arrives becomes patches
+    (:class:`~semcomm.rate.packetize.Packetizer`, :class:`~semcomm.rate.packetize.WholeString`)."""
+
+    pair: CodecPair
+
+    def split(self, string: bytes) -> list[bytes]: ...
+
+    def join(self, packets: list[bytes | None]) -> Arrival: ...
 
 
 @dataclass
@@ -42,11 +64,25 @@ class Delivery:
     channel_uses: torch.Tensor
 
 
-class DigitalTransport:
-    """Sends packets over ``link`` (a :class:`channels.DigitalLink`); see the module docstring."""
+class DigitalTransport(Transport):
+    """Sends packets over ``link`` (a :class:`channels.DigitalLink`); see the module docstring.
+
+    Args:
+        link: the coded, modulated link.
+        ideal: deliver every block unaltered (channel uses still those of ``link``).
+        erasures: loses whole blocks besides the link (e.g. ``channels.GilbertElliott``).
+        chunk_blocks: blocks per pass through the link (bounds memory).
+        framing: how :meth:`carry` cuts a codec pair's strings into packets and joins them
+            (see :meth:`with_framing`); :meth:`send` needs none.
+
+    >>> from channels import BSC, Uncoded
+    >>> transport = DigitalTransport(DigitalLink(Uncoded(256), channel=BSC(0.01)))
+    >>> transport.send([[bytes(40)], [bytes(10), bytes(80)]]).blocks.tolist()  # 256-bit blocks: 240 payload bits
+    [2, 4]
+    """
 
     def __init__(self, link: DigitalLink, ideal: bool = False, erasures: PacketErasure | None = None,
-                 chunk_blocks: int = 4096):
+                 chunk_blocks: int = 4096, framing: Framing | None = None):
         if not isinstance(link, DigitalLink):
             raise TypeError(f"link must be a channels.DigitalLink, got {type(link).__name__}")
         if erasures is not None and not isinstance(erasures, PacketErasure):
@@ -54,6 +90,40 @@ class DigitalTransport:
         if isinstance(chunk_blocks, bool) or not isinstance(chunk_blocks, int) or chunk_blocks < 1:
             raise ValueError(f"chunk_blocks must be a positive integer, got {chunk_blocks!r}")
         self.link, self.ideal, self.erasures, self.chunk_blocks = link, ideal, erasures, chunk_blocks
+        self.framing = framing
+
+    def with_framing(self, framing: Framing) -> DigitalTransport:
+        """The same link carrying a codec pair's strings as ``framing`` cuts them (a copy; this one is unchanged)."""
+        framed = copy.copy(self)
+        framed.framing = framing
+        return framed
+
+    def carry(self, sent: Transmission, pair: CodecPair, snr_db: float | None = None,
+              generator: torch.Generator | None = None, *, source: torch.Tensor | None = None,
+              importance: torch.Tensor | None = None, decode_intact: bool = True) -> Carried:
+        """Every offloaded image's string as packets of the framing, in one pass through the link, and what
+        arrived joined (``source`` and ``importance`` are not used; see :meth:`Transport.carry`)."""
+        if self.framing is None:
+            raise ValueError("a digital transport carries a codec pair's strings as packets: give it a framing, "
+                             "e.g. transport.with_framing(Packetizer(pair))")
+        if self.framing.pair is not pair:
+            raise ValueError(f"the framing cuts strings of codec pair {self.framing.pair.name}, not of {pair.name}")
+        offloaded = sent.offloaded.nonzero().flatten().tolist()
+        packets = [self.framing.split(sent.strings[i]) for i in offloaded]
+        delivery = self.send(packets, snr_db=snr_db, generator=generator)
+        intact = [got == image for got, image in zip(delivery.packets, packets)]
+        arrivals = [None if whole and not decode_intact else self.framing.join(arrived)
+                    for whole, arrived in zip(intact, delivery.packets)]
+        link_bits = torch.zeros(len(sent.strings), dtype=torch.int64)
+        channel_uses = torch.zeros(len(sent.strings), dtype=torch.int64)
+        if offloaded:
+            link_bits[offloaded] = torch.tensor([sum(8 * len(p) for p in image) for image in packets])
+            channel_uses[offloaded] = delivery.channel_uses
+        return Carried(received=[None if a is None else a.received for a in arrivals],
+                       missing=torch.tensor([0 if a is None else len(a.missing) for a in arrivals], dtype=torch.int64),
+                       intact=torch.tensor(intact, dtype=torch.bool), link_bits=link_bits, channel_uses=channel_uses,
+                       packets_lost=sum(a.packets_lost for a in arrivals if a is not None),
+                       packets_sent=sum(map(len, packets)))
 
     def blocks_for(self, packet: bytes) -> int:
         """Link blocks one packet occupies."""

@@ -16,6 +16,22 @@ channel                model                                                   c
                        mean burst ``burst`` blocks) on an error-free link
 =====================  =====================================================  ==========================
 
+Channels are registered by name in :data:`CHANNELS` (one
+:class:`~semcomm.core.registry.Registry`); each entry builds the link's
+:class:`~semcomm.transport.digital.DigitalTransport` from the spec and the checked
+condition, and is registered with ``condition``, what its condition is
+(:data:`SNR`: Es/N0 in dB, given to the link when called; :data:`NO_CONDITION`:
+ignored; any other name: a probability in [0, 1], given to the builder), and
+``modulated=False`` for bit channels that take no modulation. A plug-in adds its own::
+
+    from channels import FlatFading
+    from semcomm.transport.digital import DigitalTransport
+    from semcomm.transport.links import CHANNELS, SNR
+
+    @CHANNELS.register("rician", condition=SNR)
+    def rician(spec, snr_db):
+        return DigitalTransport(spec.digital_link(FlatFading("rician", k_factor=3.0, coherence=None, csi=spec.csi)))
+
 The code is IEEE 802.11n LDPC (``n`` = 648, 1296 or 1944; rate 1/2, 2/3,
 3/4 or 5/6) with a CRC-16 per block, soft sum-product decoding; fading
 receivers use perfect CSI unless ``csi`` says otherwise.
@@ -28,24 +44,24 @@ channel (:class:`LinkAdaptation`), is at most ``target_bler``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from channels import AWGN, BEC, BSC, DigitalLink, FlatFading, GilbertElliott, LDPC80211n, run_ber
 
+from semcomm.core.registry import Registry
 from semcomm.transport.digital import DigitalTransport
 
-CHANNELS = ("ideal", "awgn", "rayleigh", "rayleigh-fast", "bsc", "bec", "gilbert-elliott")
-SNR_CHANNELS = ("awgn", "rayleigh", "rayleigh-fast")
+ChannelBuilder = Callable[["LinkSpec", "float | None"], DigitalTransport]
+CHANNELS: Registry[ChannelBuilder] = Registry("channel")
+SNR = "SNR (dB)"  # the condition of channels whose condition is Es/N0
+NO_CONDITION = "none"  # the condition of channels that take none
 MODULATIONS = (2, 4, 16, 64, 256)
 CODE_RATES = ("1/2", "2/3", "3/4", "5/6")
 BLOCK_LENGTHS = (648, 1296, 1944)
 # modulation and code rate pairs of the adaptive link, slowest first (802.11n-like)
 MCS_TABLE = ((2, "1/2"), (4, "1/2"), (4, "3/4"), (16, "1/2"), (16, "3/4"), (64, "2/3"), (64, "3/4"), (64, "5/6"))
-# one receive condition per channel kind; the sweep's x axis
-CONDITION_NAMES = {"ideal": "none", "awgn": "SNR (dB)", "rayleigh": "SNR (dB)", "rayleigh-fast": "SNR (dB)",
-                   "bsc": "crossover probability", "bec": "erasure probability",
-                   "gilbert-elliott": "block loss rate"}
 
 
 @dataclass(frozen=True)
@@ -53,7 +69,7 @@ class LinkSpec:
     """A digital link by name (see the module docstring).
 
     Attributes:
-        channel: one of :data:`CHANNELS`.
+        channel: a name registered in :data:`CHANNELS`.
         modulation: QAM order (2 = BPSK, 4 = QPSK, 16, 64, 256); unused on ``bsc`` / ``bec``.
         code_rate: LDPC rate, ``"1/2"``, ``"2/3"``, ``"3/4"`` or ``"5/6"``.
         block: LDPC code length n in bits.
@@ -74,8 +90,8 @@ class LinkSpec:
     target_bler: float = 0.01
 
     def __post_init__(self):
-        if self.channel not in CHANNELS:
-            raise ValueError(f"unknown channel {self.channel!r}; choose from {', '.join(CHANNELS)}")
+        if not isinstance(self.channel, str) or self.channel not in CHANNELS:
+            raise ValueError(f"unknown channel {self.channel!r}; choose from {CHANNELS.help()}")
         if isinstance(self.modulation, bool) or self.modulation not in MODULATIONS:
             raise ValueError(f"unsupported modulation order {self.modulation!r}; choose from "
                              f"{', '.join(map(str, MODULATIONS))} (2 = BPSK, 4 = QPSK, 16/64/256-QAM)")
@@ -86,8 +102,9 @@ class LinkSpec:
             raise ValueError(f"unsupported LDPC block length {self.block!r}; choose from {BLOCK_LENGTHS}")
         if not (isinstance(self.burst, (int, float)) and math.isfinite(self.burst) and self.burst >= 1):
             raise ValueError(f"burst must be a mean burst length of at least 1 block, got {self.burst!r}")
-        if self.adaptive and self.channel not in SNR_CHANNELS:
-            raise ValueError(f"link adaptation needs an SNR channel ({', '.join(SNR_CHANNELS)}), not {self.channel!r}")
+        if self.adaptive and self.condition_name != SNR:
+            snr_channels = ", ".join(name for name in CHANNELS if CHANNELS.info(name).get("condition", SNR) == SNR)
+            raise ValueError(f"link adaptation needs an SNR channel ({snr_channels}), not {self.channel!r}")
         check_probability("target_bler", self.target_bler)
 
     @property
@@ -96,12 +113,19 @@ class LinkSpec:
         names = {2: "BPSK", 4: "QPSK"}
         if self.adaptive:
             return f"{self.channel} adaptive (BLER <= {self.target_bler:g}) LDPC({self.block})"
-        mod = "" if self.channel in ("bsc", "bec") else f" {names.get(self.modulation, f'{self.modulation}-QAM')}"
+        modulated = CHANNELS.info(self.channel).get("modulated", True)
+        mod = f" {names.get(self.modulation, f'{self.modulation}-QAM')}" if modulated else ""
         return f"{self.channel}{mod} LDPC({self.block}, {self.code_rate})"
 
     @property
     def condition_name(self) -> str:
-        return CONDITION_NAMES[self.channel]
+        """What the channel's condition is: :data:`SNR`, :data:`NO_CONDITION` or a probability's name."""
+        return CHANNELS.info(self.channel).get("condition", SNR)
+
+    def digital_link(self, channel) -> DigitalLink:
+        """The spec's coded link over ``channel`` (a ``channels`` channel): 802.11n LDPC, its modulation
+        (ignored by bit channels), a CRC-16 per block."""
+        return DigitalLink(LDPC80211n(n=self.block, rate=self.code_rate), self.modulation, channel, crc="crc16")
 
     def transport(self, condition: float | None = None) -> tuple[DigitalTransport, float | None]:
         """The transport for this link at ``condition``, and the SNR to call it with (None off the SNR axis).
@@ -112,21 +136,46 @@ class LinkSpec:
         if self.adaptive:
             modulation, rate = LinkAdaptation(self).choose(check_snr(condition))
             return replace(self, adaptive=False, modulation=modulation, code_rate=rate).transport(condition)
-        code = LDPC80211n(n=self.block, rate=self.code_rate)
-        if self.channel in SNR_CHANNELS:
-            check_snr(condition)
-            channel = AWGN() if self.channel == "awgn" else FlatFading(
-                "rayleigh", coherence=None if self.channel == "rayleigh" else 1, csi=self.csi)
-            return DigitalTransport(DigitalLink(code, self.modulation, channel, crc="crc16")), float(condition)
-        if self.channel == "ideal":
-            return DigitalTransport(DigitalLink(code, self.modulation, AWGN(), crc="crc16"), ideal=True), None
-        p = check_probability(self.condition_name, condition)
-        if self.channel == "bsc":
-            return DigitalTransport(DigitalLink(code, channel=BSC(p), crc="crc16")), None
-        if self.channel == "bec":
-            return DigitalTransport(DigitalLink(code, channel=BEC(p), crc="crc16")), None
-        return DigitalTransport(DigitalLink(code, self.modulation, AWGN(), crc="crc16"), ideal=True,
-                                erasures=gilbert_channel(p, self.burst)), None
+        build, name = CHANNELS.get(self.channel), self.condition_name
+        if name == SNR:
+            snr_db = check_snr(condition)
+            return build(self, snr_db), snr_db
+        return build(self, None if name == NO_CONDITION else check_probability(name, condition)), None
+
+
+@CHANNELS.register("ideal", condition=NO_CONDITION)
+def _ideal(spec: LinkSpec, condition: None) -> DigitalTransport:
+    return DigitalTransport(spec.digital_link(AWGN()), ideal=True)
+
+
+@CHANNELS.register("awgn", condition=SNR)
+def _awgn(spec: LinkSpec, snr_db: float) -> DigitalTransport:
+    return DigitalTransport(spec.digital_link(AWGN()))
+
+
+@CHANNELS.register("rayleigh", condition=SNR)
+def _rayleigh(spec: LinkSpec, snr_db: float) -> DigitalTransport:
+    return DigitalTransport(spec.digital_link(FlatFading("rayleigh", coherence=None, csi=spec.csi)))
+
+
+@CHANNELS.register("rayleigh-fast", condition=SNR)
+def _rayleigh_fast(spec: LinkSpec, snr_db: float) -> DigitalTransport:
+    return DigitalTransport(spec.digital_link(FlatFading("rayleigh", coherence=1, csi=spec.csi)))
+
+
+@CHANNELS.register("bsc", condition="crossover probability", modulated=False)
+def _bsc(spec: LinkSpec, p: float) -> DigitalTransport:
+    return DigitalTransport(spec.digital_link(BSC(p)))
+
+
+@CHANNELS.register("bec", condition="erasure probability", modulated=False)
+def _bec(spec: LinkSpec, p: float) -> DigitalTransport:
+    return DigitalTransport(spec.digital_link(BEC(p)))
+
+
+@CHANNELS.register("gilbert-elliott", condition="block loss rate")
+def _gilbert_elliott(spec: LinkSpec, loss_rate: float) -> DigitalTransport:
+    return DigitalTransport(spec.digital_link(AWGN()), ideal=True, erasures=gilbert_channel(loss_rate, spec.burst))
 
 
 class LinkAdaptation:

@@ -4,16 +4,21 @@
 most significant bit first, with no alignment between fields. Subsets are
 coded by their rank in the combinatorial number system: a set of K of N
 positions costs exactly ceil(log2 C(N, K)) bits, the least any code can
-spend when every subset is equally likely.
+spend when every subset is equally likely. :class:`HintCode` is what the
+formats need of the variable-length code of the edge's hint.
 """
 from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from semcomm.wire.errors import BitstreamError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class BitWriter:
@@ -67,6 +72,17 @@ class BitReader:
 
     def read_bytes(self, count: int, field: str = "field") -> bytes:
         return self.read(8 * count, field).to_bytes(count, "big")
+
+
+class HintCode(Protocol):
+    """The code of the edge's hint as the string formats use it (:class:`semcomm.rate.hint.HintCoder` is one):
+    a row of C class symbols written as codewords, and read back."""
+
+    def write(self, writer: BitWriter, row: torch.Tensor) -> None:
+        """Append the codewords of ``row`` (C int64 symbols)."""
+
+    def read(self, reader: BitReader, classes: int) -> torch.Tensor:
+        """``classes`` int64 symbols; :class:`BitstreamError` on an invalid codeword."""
 
 
 def pack_fields(values: np.ndarray, widths: np.ndarray) -> tuple[int, int]:

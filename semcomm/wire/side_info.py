@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from semcomm.wire.bits import BitReader, BitWriter, subset_bits, subset_rank, subset_unrank, width_for
+from semcomm.wire.bits import BitReader, BitWriter, HintCode, subset_bits, subset_rank, subset_unrank, width_for
 
 SCALE_BITS = 8  # the image's amplitude code
 
@@ -34,7 +34,7 @@ class SideInfo:
     scale_code: int
 
 
-def pack_side_info(info: SideInfo, num_patches: int, hint_coder: HintCoder | None = None,
+def pack_side_info(info: SideInfo, num_patches: int, hint_coder: HintCode | None = None,
                    power_bits: int = 0) -> tuple[bytes, int]:
     """(bytes, exact bit count) of ``info`` (see :class:`SideInfo`; no CRC: the control channel is error-free)."""
     positions = info.positions.tolist()
@@ -51,7 +51,7 @@ def pack_side_info(info: SideInfo, num_patches: int, hint_coder: HintCoder | Non
     return writer.to_bytes(), writer.bits
 
 
-def unpack_side_info(data: bytes, bits: int, num_patches: int, hint_coder: HintCoder | None = None,
+def unpack_side_info(data: bytes, bits: int, num_patches: int, hint_coder: HintCode | None = None,
                      classes: int = 0, power_bits: int = 0) -> SideInfo:
     """Inverse of :func:`pack_side_info`."""
     reader = BitReader(data, bits)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
+
 from semcomm.wire.errors import BitstreamError
 
 VERSION = 1
@@ -79,7 +79,8 @@ def unpack(string: bytes, num_patches: int, patch_values: int) -> tuple[np.ndarr
         raise BitstreamError(f"truncated: {len(string)} bytes, shorter than the {HEADER_BYTES}-byte header")
     version, use_list, reserved = string[0] >> 4, (string[0] >> 3) & 1, string[0] & 0b111
     if version != VERSION or reserved:
-        raise BitstreamError(f"unknown format: version {version}, reserved bits {reserved:03b} (expected {VERSION}, 000)")
+        raise BitstreamError(f"unknown format: version {version}, reserved bits {reserved:03b} "
+                             f"(expected {VERSION}, 000)")
     count = (string[1] << 8) | string[2]
     if not 1 <= count <= num_patches:
         raise BitstreamError(f"corrupted: header says {count} patches, the grid has {num_patches}")

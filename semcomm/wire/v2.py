@@ -31,12 +31,12 @@ is rejected as corrupted before any field is trusted.
 """
 from __future__ import annotations
 
+import binascii
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import binascii
-
+from semcomm.wire.bits import BitReader, BitWriter, HintCode, subset_bits, subset_rank, subset_unrank, width_for
 from semcomm.wire.errors import BitstreamError
-from semcomm.wire.bits import BitReader, BitWriter, subset_bits, subset_rank, subset_unrank, width_for
 
 VERSION = 2
 CRC_BITS = 16
@@ -72,6 +72,9 @@ class Layout:
             raise ValueError(f"codec id must be in 0..15, got {self.codec_id}")
 
 
+PayloadBits = Callable[[Layout, list[int]], int]  # (layout, level map) -> bits of a raw payload
+
+
 @dataclass
 class Frame:
     """A parsed (or to-be-written) version-2 string.
@@ -79,7 +82,7 @@ class Frame:
     Attributes:
         codec_id: the codec pair.
         level: N ints, each patch's level (0 = not sent).
-        hint: the edge's C hint symbols (see :mod:`semcomm.rate.hint`), or None.
+        hint: the edge's C hint symbols (see :class:`~semcomm.wire.bits.HintCode`), or None.
         params: the codec's parameter values.
         state_code: rANS state length code (entropy-coded payloads).
         payload: rANS bytes, or an int of ``payload_bits`` raw bits.
@@ -100,7 +103,7 @@ class Frame:
 
 
 def read_version(string: bytes) -> int:
-    """The format version in a string's first 4 bits (1 or 2 today)."""
+    """The format version in a string's first 4 bits (1, 2 or 3 today)."""
     if not isinstance(string, (bytes, bytearray)):
         raise BitstreamError(f"a string must be bytes, got {type(string).__name__}")
     if not string:
@@ -108,7 +111,7 @@ def read_version(string: bytes) -> int:
     return string[0] >> 4
 
 
-def pack(layout: Layout, frame: Frame, hint_coder=None) -> bytes:
+def pack(layout: Layout, frame: Frame, hint_coder: HintCode | None = None) -> bytes:
     """Write ``frame`` as a version-2 string (CRC included); ``hint_coder`` writes ``frame.hint``."""
     writer = BitWriter()
     writer.write(VERSION, 4)
@@ -121,13 +124,25 @@ def pack(layout: Layout, frame: Frame, hint_coder=None) -> bytes:
     return seal(writer.to_bytes())
 
 
-def write_image_fields(writer: BitWriter, layout: Layout, frame: Frame, hint_coder=None) -> None:
-    """What every decoder needs before a payload: hint flag, level map, codec parameters and the hint."""
+def check_level_map(level: Sequence[int], layout: Layout) -> None:
+    """ValueError unless ``level`` is a level map of ``layout``: N levels in 0..L, at least one patch sent."""
+    if len(level) != layout.num_patches:
+        raise ValueError(f"level map must hold {layout.num_patches} levels, got {len(level)}")
+    low, high = min(level), max(level)
+    if low < 0 or high > layout.levels:
+        raise ValueError(f"level map: levels must lie in 0..{layout.levels}, got {low}..{high}")
+    if high == 0:
+        raise ValueError("an offloaded image must send at least one patch (a level above 0)")
+
+
+def write_image_fields(writer: BitWriter, layout: Layout, frame: Frame, hint_coder: HintCode | None = None) -> None:
+    """What every decoder needs before a payload: hint flag, level map, codec parameters and the hint.
+    The one check of a level map before it is written (:func:`check_level_map`)."""
     level = [int(m) for m in frame.level]
-    if len(level) != layout.num_patches or min(level) < 0 or max(level) > layout.levels:
-        raise ValueError(f"level map must hold {layout.num_patches} levels in 0..{layout.levels}")
+    check_level_map(level, layout)
     if len(frame.params) != len(layout.param_widths):
-        raise ValueError(f"codec {layout.codec_id} takes {len(layout.param_widths)} parameters, got {len(frame.params)}")
+        raise ValueError(f"codec {layout.codec_id} takes {len(layout.param_widths)} parameters, "
+                         f"got {len(frame.params)}")
     writer.write(int(frame.hint is not None), 1)
     write_level_map(writer, level, layout)
     for value, width in zip(frame.params, layout.param_widths):
@@ -138,7 +153,7 @@ def write_image_fields(writer: BitWriter, layout: Layout, frame: Frame, hint_cod
         hint_coder.write(writer, frame.hint)
 
 
-def read_image_fields(reader: BitReader, layout: Layout, hint_coder=None,
+def read_image_fields(reader: BitReader, layout: Layout, hint_coder: HintCode | None = None,
                       classes: int = 0) -> tuple[list[int], tuple[int, ...], object]:
     """Inverse of :func:`write_image_fields`: (level map, codec parameters, hint or None)."""
     has_hint = bool(reader.read(1, "hint flag"))
@@ -190,8 +205,8 @@ def unseal(string: bytes) -> bytes:
     return body
 
 
-def unpack(string: bytes, layouts: dict[int, Layout], raw_payload_bits=None, hint_coder=None,
-           classes: int = 0, trace: list | None = None) -> Frame:
+def unpack(string: bytes, layouts: dict[int, Layout], raw_payload_bits: PayloadBits | None = None,
+           hint_coder: HintCode | None = None, classes: int = 0, trace: list | None = None) -> Frame:
     """Parse a version-2 string; raise :class:`BitstreamError` naming what is wrong.
 
     Args:
@@ -222,7 +237,8 @@ def unpack(string: bytes, layouts: dict[int, Layout], raw_payload_bits=None, hin
     return frame
 
 
-def dissect(string: bytes, layout: Layout, hint_coder=None, classes: int = 0, raw_payload_bits=None) -> list[dict]:
+def dissect(string: bytes, layout: Layout, hint_coder: HintCode | None = None, classes: int = 0,
+            raw_payload_bits: PayloadBits | None = None) -> list[dict]:
     """Every field of a version-2 string: name, first bit, width in bits and value (the payload as hex)."""
     trace: list = []
     unpack(string, {layout.codec_id: layout}, raw_payload_bits, hint_coder, classes, trace)
@@ -246,11 +262,10 @@ def dissect(string: bytes, layout: Layout, hint_coder=None, classes: int = 0, ra
 
 
 def write_level_map(writer: BitWriter, level: list[int], layout: Layout) -> None:
-    """The patch count, positions and levels of a level map (N levels, 0 = not sent), as in the table above."""
+    """The patch count, positions and levels of a level map (N levels, 0 = not sent; checked by
+    :func:`check_level_map`), as in the table above."""
     n = layout.num_patches
     sent = [i for i, m in enumerate(level) if m > 0]
-    if not sent:
-        raise ValueError("an offloaded image must send at least one patch")
     writer.write(len(sent) - 1, width_for(n))
     writer.write(subset_rank(sent, n), subset_bits(n, len(sent)))
     levels = {level[i] for i in sent}

@@ -2,19 +2,22 @@
 
 A backend is the server side of the codec. It takes what the server
 received, either B x 3 x H x W images with B x K positions of the patches
-that arrived (the rest of each image is ignored) or whole decoded images,
-and returns B x C logits over *all* the data set's classes, whatever runs
-behind it: one ViT (:class:`~semcomm.backends.monolithic.MonolithicBackend`)
+that arrived (the rest of each image is ignored), whole decoded images, or
+the received B x K x P patch values themselves with their positions
+(:meth:`Backend.run_patches`: no image is made on the way), and returns
+B x C logits over *all* the data set's classes, whatever runs behind it:
+one ViT (:class:`~semcomm.server.backends.monolithic.MonolithicBackend`)
 or several sub-models on several simulated devices whose outputs a fusion
-network combines (:class:`~semcomm.backends.partitioned.PartitionedBackend`).
+network combines (:class:`~semcomm.server.backends.partitioned.PartitionedBackend`).
 
 Internally a backend is a list of :class:`Stage` s, each a module placed on
-one device of its :class:`~semcomm.backends.devices.DeviceConfig`, that maps
+one device of its :class:`~semcomm.server.backends.devices.DeviceConfig`, that maps
 the request to a tensor, and a :meth:`Backend.fuse` that the host runs on
-the stages' outputs (a routed backend overrides :meth:`Backend.dispatch` and
-:meth:`Backend.combine` instead, so each image reaches one stage only). An
-engine (:class:`~semcomm.backends.engine.LocalEngine` in this process,
-:class:`~semcomm.backends.ray_engine.RayEngine` with one Ray actor per
+the stages' outputs (a routed backend overrides :meth:`Backend.prepare`,
+:meth:`Backend.dispatch` and :meth:`Backend.combine` instead, so each image
+reaches one stage only). An
+engine (:class:`~semcomm.server.backends.engine.LocalEngine` in this process,
+:class:`~semcomm.server.backends.ray_engine.RayEngine` with one Ray actor per
 device) executes the stages and reports each request's
 critical-path latency and the bytes exchanged.
 
@@ -22,7 +25,8 @@ A backend has the attributes and the two forwards of a pixel server ViT
 (``image_size``, ``patch_size``, ``grid_size``, ``num_patches``,
 ``num_classes``, ``forward(images)``, ``forward_tokens(images, positions)``),
 so it can stand wherever the codec takes one: ``ServerDecoder(backend)`` for
-format version 1, a pixel codec pair's ``server`` for version 2.
+format version 1, a pixel codec pair's ``server`` for version 2 (where
+:meth:`Backend.classify_patches` takes the decoded patches as they are).
 """
 from __future__ import annotations
 
@@ -105,10 +109,20 @@ class Backend(PatchGrid, nn.Module, ABC):
         :meth:`combine` instead."""
         raise NotImplementedError(f"{type(self).__name__} implements neither fuse nor combine")
 
-    def request(self, images: torch.Tensor, positions: torch.Tensor | None = None) -> Request:
-        """What the host ships to each device for B images (see :mod:`~semcomm.backends.request`); a stage is
-        called as ``module(*request.unpack())``."""
-        return Request.pack(images, positions, self.image_size, self.patch_size)
+    def request(self, images: torch.Tensor, positions: torch.Tensor | None = None, **inputs):
+        """What the host ships to each device for B images (see :mod:`~semcomm.server.backends.request`); a stage is
+        called as ``module(*request.unpack())``. ``inputs``: what else :meth:`prepare` takes."""
+        return self.prepare(Request.pack(images, positions, self.image_size, self.patch_size), **inputs)
+
+    def patch_request(self, patches: torch.Tensor, positions: torch.Tensor, **inputs):
+        """The same for B images of which only the B x K x P ``patches`` at B x K ``positions`` arrived (see
+        :meth:`~semcomm.server.backends.request.Request.from_patches`), made without an image."""
+        return self.prepare(Request.from_patches(patches, positions, self.image_size, self.patch_size), **inputs)
+
+    def prepare(self, request: Request):
+        """The request as the engine dispatches it: ``request`` itself; a routed backend adds each image's route
+        (from the extra inputs it takes, e.g. ``edge_logits``)."""
+        return request
 
     def dispatch(self, request) -> dict[str, tuple[tuple[str, ...], Request]]:
         """Device name -> (the stages it runs, the request it is sent) for one request. By default every device
@@ -135,7 +149,7 @@ class Backend(PatchGrid, nn.Module, ABC):
         self._engine = engine
 
     def run(self, images: torch.Tensor, positions: torch.Tensor | None = None, engine=None, **inputs):
-        """Classify and report: an :class:`~semcomm.backends.engine.Execution` (logits, latency, bytes).
+        """Classify and report: an :class:`~semcomm.server.backends.engine.Execution` (logits, latency, bytes).
 
         Args:
             images: B x 3 x H x W, uint8 or float in [0, 1].
@@ -149,6 +163,22 @@ class Backend(PatchGrid, nn.Module, ABC):
                  **inputs) -> torch.Tensor:
         """B x C logits over all classes from what arrived (see :meth:`run`)."""
         return self.run(images, positions, engine, **inputs).logits
+
+    def run_patches(self, patches: torch.Tensor, positions: torch.Tensor, engine=None, **inputs):
+        """:meth:`run` on the received patches themselves: the same logits and bytes as on images holding them.
+
+        Args:
+            patches: B x K x P values of the patches that arrived (P = 3 patch_size^2, patchify order), uint8 or
+                float in [0, 1].
+            positions: B x K int64 indices of those patches (row-major).
+            engine, inputs: as in :meth:`run`.
+        """
+        return (engine or self.engine).run_patches(self, patches, positions, **inputs)
+
+    def classify_patches(self, patches: torch.Tensor, positions: torch.Tensor, engine=None,
+                         **inputs) -> torch.Tensor:
+        """B x C logits over all classes from the received patches (see :meth:`run_patches`)."""
+        return self.run_patches(patches, positions, engine, **inputs).logits
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """B x C logits of whole B x 3 x H x W images (the ViT adapter's ``forward``)."""

@@ -30,7 +30,7 @@ class CollaborativeResult:
         route: B int64, the stage (expert) index each offloaded image went to and -1 where the edge answered;
             None for a backend that is not routed (every stage sees every offloaded image).
         stage_names: the backend's stage names (``route`` indexes them).
-        reports: the backend's :class:`~semcomm.backends.engine.RequestReport` per request (batch).
+        reports: the backend's :class:`~semcomm.server.backends.engine.RequestReport` per request (batch).
     """
 
     logits: torch.Tensor
@@ -75,7 +75,7 @@ def collaborate(edge: ViTAdapter, backend, images: torch.Tensor, gate: Gate, pos
 
     Args:
         edge: the edge ViT (run on whole images, float32).
-        backend: any :class:`~semcomm.backends.base.Backend`.
+        backend: any :class:`~semcomm.server.backends.base.Backend`.
         images: B x 3 x H x W, uint8 or float in [0, 1].
         gate: decides, from the edge's logits, which images go to the backend.
         positions: B x K patches the backend receives per image (None: whole images).

@@ -1,7 +1,9 @@
 """Engines run a backend's stages on its devices and report each request.
 
 An engine builds the request (``backend.request(images, positions, **inputs)``,
-a :class:`~semcomm.backends.request.Request` for pixel backends), asks the
+or ``backend.patch_request(patches, positions, **inputs)`` from the received
+patches themselves: a :class:`~semcomm.server.backends.request.Request`,
+with its route for a routed backend), asks the
 backend which device gets what (``backend.dispatch(request)``: by default
 every device that runs a stage gets the whole request; a routed backend
 sends each device only the images routed to it), each device runs its
@@ -15,7 +17,7 @@ a :class:`RequestReport`:
   slowest device's (transfer in + compute / speed + transfer out) plus the
   host's fusion time. Compute times are measured on this machine (in this
   process for :class:`LocalEngine`, inside each device's actor for
-  :class:`~semcomm.backends.ray_engine.RayEngine`) and divided by the
+  :class:`~semcomm.server.backends.ray_engine.RayEngine`) and divided by the
   device's relative ``speed``; transfers take bytes x 8 / ``link_mbps``.
 
 Both engines run the same modules on the same request, so they give the same
@@ -159,7 +161,7 @@ class Engine(ABC):
         """Classify B images on ``backend``: :class:`Execution` with B x C logits and the request's report.
 
         Args:
-            backend: a :class:`~semcomm.backends.base.Backend`.
+            backend: a :class:`~semcomm.server.backends.base.Backend`.
             images: B x 3 x H x W, uint8 or float in [0, 1].
             positions: B x K int64 indices of the patches that arrived, or None for whole images.
             inputs: what else the backend's ``request`` takes (e.g. ``edge_logits`` of a routed backend).
@@ -169,7 +171,20 @@ class Engine(ABC):
     def submit(self, backend, images: torch.Tensor, positions: torch.Tensor | None = None, **inputs) -> "Pending":
         """Start a request; :meth:`Pending.result` waits for its :class:`Execution`."""
         start = time.perf_counter()
-        request = backend.request(images, positions, **inputs)
+        return self._send(backend, backend.request(images, positions, **inputs), start)
+
+    def run_patches(self, backend, patches: torch.Tensor, positions: torch.Tensor, **inputs) -> Execution:
+        """:meth:`run` on the received B x K x P ``patches`` at B x K ``positions`` themselves, without images (see
+        :meth:`~semcomm.server.backends.base.Backend.run_patches`)."""
+        return self.submit_patches(backend, patches, positions, **inputs).result()
+
+    def submit_patches(self, backend, patches: torch.Tensor, positions: torch.Tensor, **inputs) -> "Pending":
+        """Start a request of received patches (see :meth:`run_patches`)."""
+        start = time.perf_counter()
+        return self._send(backend, backend.patch_request(patches, positions, **inputs), start)
+
+    def _send(self, backend, request, start: float) -> "Pending":
+        """Dispatch a prepared request to the devices; ``start``: when the request began (perf_counter seconds)."""
         jobs = backend.dispatch(request)
         waiting = self._start(backend, jobs, autocast_dtype())
         return Pending(self, backend, jobs, request, waiting, start)
@@ -231,7 +246,7 @@ class Pending:
 class LocalEngine(Engine):
     """Every device's stages in this process, one device after another (reported as if in parallel).
 
-    >>> from semcomm.backends import MonolithicBackend
+    >>> from semcomm.server.backends import MonolithicBackend
     >>> from semcomm.models import create_model
     >>> backend = MonolithicBackend(create_model("semcomm_vit_edge_p4_32"))
     >>> out = LocalEngine().run(backend, torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.tensor([[0, 1], [2, 3]]))

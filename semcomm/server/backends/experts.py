@@ -1,7 +1,7 @@
 """Expert routing: the edge ViT as generalist, expert ViTs on their devices, one expert per offloaded image.
 
 Each expert is a ViT over *all* C classes, specialised on a subset of them
-(:mod:`~semcomm.backends.specialists` trains it). When the edge's gate
+(:mod:`~semcomm.train.backends.specialists` trains it). When the edge's gate
 offloads an image, the router looks at the edge's own prediction: the
 softmax probabilities p of the edge's top-k classes are summed per expert,
 
@@ -33,6 +33,7 @@ from semcomm.models.timm_vit import TimmViT
 from semcomm.server.backends.base import Backend, Stage, ViTStage, check_members
 from semcomm.server.backends.devices import DeviceConfig
 from semcomm.server.backends.request import Request
+from semcomm.server.backends.storage import register_backend_kind
 from semcomm.server.backends.vitspec import ViTSpec
 
 
@@ -171,6 +172,7 @@ class RoutedRequest:
         return (self.route == expert).nonzero().flatten()
 
 
+@register_backend_kind
 class ExpertBackend(Backend):
     """The generalist edge plus E experts, one per device; each image runs on the one expert it is routed to.
 
@@ -215,14 +217,14 @@ class ExpertBackend(Backend):
     def stages(self) -> list[Stage]:
         return [Stage(f"expert{i}", e, d) for i, (e, d) in enumerate(zip(self.experts, self.assigned))]
 
-    def request(self, images: torch.Tensor, positions: torch.Tensor | None = None,
-                edge_logits: torch.Tensor | None = None, route: torch.Tensor | None = None) -> RoutedRequest:
+    def prepare(self, request: Request, edge_logits: torch.Tensor | None = None,
+                route: torch.Tensor | None = None) -> RoutedRequest:
         """The request and its route: ``route`` (B expert indices) if given, else the router's choice from
         ``edge_logits`` (B x C, the edge's on the whole images), else from the generalist run here on what
         arrived."""
-        request = Request.pack(images, positions, self.image_size, self.patch_size)
         if route is None:
             if edge_logits is None:
+                images, positions = request.unpack()
                 with torch.no_grad():
                     edge_logits = self.edge(images) if positions is None else \
                         self.edge.forward_tokens(images, positions)
@@ -252,7 +254,7 @@ class ExpertBackend(Backend):
                 logits[routed.rows(i)] = outputs[stage.name].float()
         return logits
 
-    # ---- saving (see semcomm.backends.storage) ----------------------------------------------------
+    # ---- saving (see semcomm.server.backends.storage) ----------------------------------------------------
     def describe(self) -> dict:
         """The structure (no weights) that :meth:`skeleton` rebuilds."""
         return {"edge": ViTSpec.of(self.edge).to_dict(), "experts": [ViTSpec.of(e.vit).to_dict() for e in self.experts],

@@ -9,9 +9,11 @@ from semcomm.models.adapter import ViTAdapter
 from semcomm.server.backends.base import Backend, Stage, ViTStage
 from semcomm.server.backends.devices import Device, DeviceConfig, host_device
 from semcomm.server.backends.registry import register_backend
+from semcomm.server.backends.storage import register_backend_kind
 from semcomm.server.backends.vitspec import ViTSpec
 
 
+@register_backend_kind
 class MonolithicBackend(Backend):
     """One server ViT on one device; its logits are the answer (fusion is the identity).
 
@@ -44,7 +46,7 @@ class MonolithicBackend(Backend):
     def fuse(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return outputs[0]
 
-    # ---- saving (see semcomm.backends.storage) ----------------------------------------------------
+    # ---- saving (see semcomm.server.backends.storage) ----------------------------------------------------
     def describe(self) -> dict:
         """The structure (no weights) that :meth:`skeleton` rebuilds (the server must be a TimmViT)."""
         return {"server": ViTSpec.of(self.server.vit).to_dict()}

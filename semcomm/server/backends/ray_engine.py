@@ -6,7 +6,7 @@ address the engine starts (or joins, if this process already called
 a cluster passes its address (``"host:port"``, ``"ray://host:port"`` or
 ``"auto"``) and must have semcomm installed on the nodes and each device's
 custom resource declared (:meth:`DeviceConfig.ray_resources
-<semcomm.backends.devices.DeviceConfig.ray_resources>`, e.g.
+<semcomm.server.backends.devices.DeviceConfig.ray_resources>`, e.g.
 ``ray start --resources='{"semcomm_device_phone": 1}'``).
 
 Each device's actor asks for the device's ``cpus`` (fractions allowed, torch
@@ -18,7 +18,7 @@ crash (``max_restarts``) and retry the request that was under way
 (``max_task_retries``): the restarted actor holds the same weights. Every
 answer carries a fingerprint of the weights the actor ran; an answer from
 other weights, an actor that died beyond its restarts, or a request that
-took longer than ``timeout_s`` raises :class:`~semcomm.backends.engine.EngineError`,
+took longer than ``timeout_s`` raises :class:`~semcomm.server.backends.engine.EngineError`,
 never a silent wrong answer. Changing the backend's weights in place
 (training) is noticed and the actors are rebuilt before the next request.
 """

@@ -7,6 +7,12 @@ canvas around them) and their positions, in the dtype they arrived in
 (uint8 pixels 1 byte per value, float pixels in [0, 1] 4 bytes). The
 device rebuilds the canvas and runs its sub-model on the K tokens. Bytes
 are the tensors' raw sizes (numel x element size), without any framing.
+
+A request is made from images (:meth:`Request.pack`, which reads the K
+patches out of them) or straight from the received patches
+(:meth:`Request.from_patches`: a decoder that holds B x K x P patch values
+ships them as they are, with the same numbers and bytes, without placing
+them on a canvas first).
 """
 from __future__ import annotations
 
@@ -45,15 +51,39 @@ class Request:
             images = images.float()
         if positions is None:
             return cls(tuple(image_size), patch_size, images=images.contiguous())
-        if not isinstance(positions, torch.Tensor) or positions.ndim != 2 or len(positions) != len(images):
-            raise ValueError(f"positions must be a B x K = {len(images)} x K tensor of patch indices, got "
-                             f"{getattr(positions, 'shape', type(positions).__name__)}")
-        positions = positions.long()
-        grid = (image_size[0] // patch_size) * (image_size[1] // patch_size)
-        if positions.numel() and (positions.min() < 0 or positions.max() >= grid):
-            raise ValueError(f"positions must lie in [0, {grid}), got [{int(positions.min())}, {int(positions.max())}]")
+        positions = checked_positions(positions, len(images), image_size, patch_size)
         values = patchify(images, patch_size)
         patches = values.gather(1, positions[..., None].expand(-1, -1, values.shape[-1]))
+        return cls(tuple(image_size), patch_size, patches=patches.contiguous(), positions=positions.contiguous())
+
+    @classmethod
+    def from_patches(cls, patches: torch.Tensor, positions: torch.Tensor, image_size: tuple[int, int],
+                     patch_size: int) -> "Request":
+        """The request for B images of which only K patches arrived, built from the patches themselves.
+
+        What :meth:`pack` ships for images holding these patches at these positions, without making the images.
+
+        Args:
+            patches: B x K x P received values, P = 3 patch_size^2 in patchify order (row, column, channel);
+                uint8, or float in [0, 1] (shipped as float32).
+            positions: B x K int64 patch indices (row-major) of the patches.
+        """
+        p = 3 * patch_size * patch_size
+        if not isinstance(patches, torch.Tensor) or patches.ndim != 3 or patches.shape[2] != p:
+            raise ValueError(f"patches must be a B x K x P tensor with P = 3 x {patch_size}^2 = {p} values per patch, "
+                             f"got {tuple(getattr(patches, 'shape', ())) or type(patches).__name__}")
+        if patches.dtype != torch.uint8:
+            if not patches.is_floating_point():
+                raise TypeError(f"patches must be uint8 or floating point, got {patches.dtype}")
+            if not torch.isfinite(patches).all():
+                raise ValueError("patches contain NaN or infinite values")
+            if patches.numel() and (patches.min() < 0 or patches.max() > 1):
+                raise ValueError(f"float patches must lie in [0, 1], got [{float(patches.min()):.3g}, "
+                                 f"{float(patches.max()):.3g}]")
+            patches = patches.float()
+        positions = checked_positions(positions, len(patches), image_size, patch_size)
+        if positions.shape[1] != patches.shape[1]:
+            raise ValueError(f"positions name {positions.shape[1]} patches per image but {patches.shape[1]} arrived")
         return cls(tuple(image_size), patch_size, patches=patches.contiguous(), positions=positions.contiguous())
 
     def unpack(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -84,3 +114,17 @@ class Request:
 def tensor_bytes(tensor: torch.Tensor) -> int:
     """Raw size of a tensor in bytes (numel x element size)."""
     return tensor.numel() * tensor.element_size()
+
+
+def checked_positions(positions: torch.Tensor, batch: int, image_size: tuple[int, int],
+                      patch_size: int) -> torch.Tensor:
+    """B x K ``positions`` as int64 if they are patch indices of the (H / patch_size) x (W / patch_size) grid for
+    ``batch`` images, else a clear ValueError."""
+    if not isinstance(positions, torch.Tensor) or positions.ndim != 2 or len(positions) != batch:
+        raise ValueError(f"positions must be a B x K = {batch} x K tensor of patch indices, got "
+                         f"{getattr(positions, 'shape', type(positions).__name__)}")
+    positions = positions.long()
+    grid = (image_size[0] // patch_size) * (image_size[1] // patch_size)
+    if positions.numel() and (positions.min() < 0 or positions.max() >= grid):
+        raise ValueError(f"positions must lie in [0, {grid}), got [{int(positions.min())}, {int(positions.max())}]")
+    return positions

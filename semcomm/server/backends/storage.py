@@ -11,47 +11,50 @@ A saved backend is a directory holding
   sub-models come back at their pruned shapes), the measured accuracy and
   latency when known, and the weights' SHA-256.
 
-:func:`load_backend` takes the directory's path or a name, looked up as
-``<zoo>/backends/<name>/`` in the user zoo (``$SEMCOMM_ZOO`` or
-``~/.cache/semcomm/zoo``, see :func:`semcomm.models.zoo.user_zoo_dirs`), then
-among the backends shipped in ``semcomm/backends/checkpoints/<name>/``. A
-missing file, a card that does not parse, weights whose SHA-256 is not the
-card's, or weights that do not fit the structure are a
-:class:`~semcomm.models.zoo.CheckpointError` naming the file.
+The card's ``kind`` names the backend class that rebuilds it: every class that can be saved registers itself in
+:data:`BACKEND_KINDS` (``@register_backend_kind`` on a :class:`~semcomm.server.backends.base.Backend` subclass
+with a ``kind`` attribute), so this module imports none of them.
+
+:func:`load_backend` takes the directory's path or a name, looked up as ``backends/<name>/`` in the zoo folders
+(:func:`semcomm.zoo.zoo_dirs`: the user zoo, ``$SEMCOMM_ZOO`` or ``~/.cache/semcomm/zoo``, then the shipped
+checkpoints). A missing file, a card that does not parse, weights whose SHA-256 is not the card's, or weights that
+do not fit the structure are a :class:`~semcomm.zoo.CheckpointError` naming the file.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from semcomm.models.zoo import CheckpointError, file_sha256, user_zoo_dirs, write_json
+from semcomm.core.registry import Registry
 from semcomm.server.backends.base import Backend
-from semcomm.server.backends.decomposed import DecomposedBackend
 from semcomm.server.backends.devices import DeviceConfig
-from semcomm.server.backends.experts import ExpertBackend
-from semcomm.server.backends.monolithic import MonolithicBackend
-from semcomm.server.backends.partitioned import PartitionedBackend
+from semcomm.zoo import (
+    Card, CheckpointError, find_in_zoo, load_state, load_tensors, save_tensors, user_zoo_dirs, zoo_dirs, zoo_entries,
+)
 
 FORMAT = 1
 CARD_FILE = "backend.json"
 WEIGHTS_FILE = "weights.safetensors"
-SHIPPED_DIR = Path(__file__).parent / "checkpoints"
-KINDS: dict[str, type] = {cls.kind: cls for cls in (MonolithicBackend, PartitionedBackend, DecomposedBackend,
-                                                    ExpertBackend)}
+ZOO_FOLDER = "backends"  # saved backends in the zoo: <zoo dir>/backends/<name>/
+BACKEND_KINDS: Registry[type[Backend]] = Registry("backend kind")
+
+
+def register_backend_kind(cls: type[Backend]) -> type[Backend]:
+    """Class decorator: register a :class:`Backend` subclass under its ``kind`` (the kind its cards name), so
+    :func:`load_backend` can rebuild it (with ``cls.skeleton(modules, devices, placement)``)."""
+    BACKEND_KINDS.register(cls.kind, cls)
+    return cls
 
 
 @dataclass
-class BackendCard:
+class BackendCard(Card):
     """What is known about a saved backend (``backend.json``).
 
     Attributes:
         name: its name (the directory's).
-        kind: ``monolithic``, ``partitioned``, ``devit`` or ``experts``.
+        kind: ``monolithic``, ``partitioned``, ``devit`` or ``experts`` (:data:`BACKEND_KINDS`).
         num_devices: N, the devices that run a stage.
         num_classes: C.
         image_size: [H, W] pixels; patch_size: pixels per patch side.
@@ -92,25 +95,21 @@ class BackendCard:
     format: int = FORMAT
     directory: Path | None = field(default=None, repr=False, compare=False)
 
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        del data["directory"]
-        return data
-
 
 def backend_groups(backend: Backend) -> list[list[int]]:
-    """The classes each stage of ``backend`` answers for."""
-    if isinstance(backend, ExpertBackend):
-        return backend.classes.to_list()
-    if isinstance(backend, (PartitionedBackend, DecomposedBackend)):
-        return backend.groups.to_list()
+    """The classes each stage of ``backend`` answers for: its ``groups`` (class groups of sub-models or
+    students), else its ``classes`` (an expert backend's subsets), else all its classes in one group."""
+    for attribute in ("groups", "classes"):
+        found = getattr(backend, attribute, None)
+        if found is not None:
+            return found.to_list()
     return [list(range(backend.num_classes))]
 
 
 def describe_backend(backend: Backend, name: str) -> BackendCard:
     """The card of ``backend`` (without measurements or checksum)."""
-    if type(backend) not in KINDS.values():
-        raise TypeError(f"only the backends {sorted(KINDS)} can be saved, got {type(backend).__name__}")
+    if getattr(backend, "kind", None) not in BACKEND_KINDS or BACKEND_KINDS.get(backend.kind) is not type(backend):
+        raise TypeError(f"only the backends {BACKEND_KINDS.names()} can be saved, got {type(backend).__name__}")
     per_device = {name_: 0 for name_ in backend.placement()}
     on_devices = set()
     for stage in backend.stages:
@@ -135,27 +134,21 @@ def save_backend(backend: Backend, name: str | None = None, directory: str | Pat
     """
     if name is None and directory is None:
         raise ValueError("give the saved backend a name or a directory")
-    directory = Path(directory) if directory is not None else user_zoo_dirs()[0] / "backends" / name
+    directory = Path(directory) if directory is not None else user_zoo_dirs()[0] / ZOO_FOLDER / name
     name = name or directory.name
     card = describe_backend(backend, name)
     card.accuracy, card.latency, card.dataset = accuracy, latency, dataset
     card.classes, card.recipe, card.notes = list(classes or []), dict(recipe or {}), notes
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous()
+    state = {k: v.detach().to(torch.float16) if v.is_floating_point() else v.detach()
              for k, v in backend.state_dict().items()}
-    weights = directory / WEIGHTS_FILE
-    tmp = weights.with_suffix(".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(weights)
-    card.sha256 = file_sha256(weights)
-    write_json(directory / CARD_FILE, card.to_dict())
-    card.directory = directory
+    card.sha256 = save_tensors(state, directory / WEIGHTS_FILE)
+    card.write(directory / CARD_FILE)
     return card
 
 
 def saved_backend_dirs() -> list[Path]:
     """Where saved backends are looked up by name, first match wins: ``<user zoo>/backends``, then the shipped."""
-    return [*(d / "backends" for d in user_zoo_dirs()), SHIPPED_DIR]
+    return zoo_dirs(ZOO_FOLDER)
 
 
 def locate_backend(source: str | Path) -> Path | None:
@@ -164,9 +157,8 @@ def locate_backend(source: str | Path) -> Path | None:
     if path.is_dir() or (path / CARD_FILE).exists() or path.name == CARD_FILE:
         return path.parent if path.name == CARD_FILE else path
     if isinstance(source, str) and source and "/" not in source and "\\" not in source:
-        for root in saved_backend_dirs():
-            if (root / source / CARD_FILE).is_file():
-                return root / source
+        card = find_in_zoo(f"{source}/{CARD_FILE}", ZOO_FOLDER)
+        return None if card is None else card.parent
     return None
 
 
@@ -179,21 +171,11 @@ def read_backend_card(source: str | Path) -> BackendCard:
     path = directory / CARD_FILE
     if not path.is_file():
         raise CheckpointError(f"saved backend {directory} has no {CARD_FILE}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"card {path} is not valid JSON: {err}") from err
-    known = {f.name for f in fields(BackendCard)} - {"directory"}
-    required = {f.name for f in fields(BackendCard) if f.default is MISSING and f.default_factory is MISSING}
-    if not isinstance(data, dict) or set(data) - known or required - set(data):
-        raise CheckpointError(f"card {path} is malformed: unknown fields {sorted(set(data) - known)}, missing "
-                              f"{sorted(required - set(data))}")
-    card = BackendCard(**data)
-    card.directory = directory
+    card = BackendCard.read(path)
     if card.format != FORMAT:
         raise CheckpointError(f"card {path} has format {card.format}; this semcomm reads format {FORMAT}")
-    if card.kind not in KINDS:
-        raise CheckpointError(f"card {path} is of unknown kind {card.kind!r}; known: {sorted(KINDS)}")
+    if card.kind not in BACKEND_KINDS:
+        raise CheckpointError(f"card {path} is of unknown kind {card.kind!r}; known: {BACKEND_KINDS.names()}")
     return card
 
 
@@ -203,39 +185,23 @@ def load_backend(source: str | Path) -> Backend:
     weights = card.directory / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"saved backend {card.directory} has no {WEIGHTS_FILE}")
-    if not card.sha256:
-        raise CheckpointError(f"card {card.directory / CARD_FILE} records no SHA-256; save the backend again")
-    actual = file_sha256(weights)
-    if actual != card.sha256:
-        raise CheckpointError(f"{weights} is corrupted or was replaced: its SHA-256 {actual[:16]}... does not match "
-                              f"the card's {card.sha256[:16]}...")
+    state = load_tensors(weights, card.sha256)
     try:
         devices = DeviceConfig.from_dict(card.devices)
-        backend = KINDS[card.kind].skeleton(card.modules, devices, card.placement)
+        backend = BACKEND_KINDS.get(card.kind).skeleton(card.modules, devices, card.placement)
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"card {card.directory / CARD_FILE} does not describe a valid {card.kind} backend: "
                               f"{err}") from err
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{weights} is not a readable safetensors file: {err}") from err
-    own = backend.state_dict()
-    state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
-    try:
-        backend.load_state_dict(state)
-    except RuntimeError as err:
-        raise CheckpointError(f"{weights} does not fit the structure on its card: {err}") from err
+    load_state(backend, state, f"{weights} does not fit the structure on its card")
     return backend.eval()
 
 
 def list_saved_backends() -> list[BackendCard]:
     """Cards of every saved backend in :func:`saved_backend_dirs` (one per name, first match), by name."""
-    cards: dict[str, BackendCard] = {}
-    for root in saved_backend_dirs():
-        for path in sorted(root.glob(f"*/{CARD_FILE}")) if root.is_dir() else ():
-            if path.parent.name not in cards:
-                try:
-                    cards[path.parent.name] = read_backend_card(path.parent)
-                except CheckpointError:
-                    continue  # a broken entry is reported when it is loaded, not when listing
-    return [cards[name] for name in sorted(cards)]
+    cards = []
+    for path in zoo_entries(f"*/{CARD_FILE}", ZOO_FOLDER, name=lambda card: card.parent.name).values():
+        try:
+            cards.append(read_backend_card(path.parent))
+        except CheckpointError:
+            continue  # a broken entry is reported when it is loaded, not when listing
+    return cards

@@ -6,23 +6,18 @@ head size and classes) plus the per-layer numbers of attention heads and MLP
 hidden units that structured pruning left. :meth:`ViTSpec.build` makes a
 model of exactly that shape (weights drawn from a fixed seed inside a
 forked RNG, so the global generator is never touched; they are meant to be
-overwritten by a load). Also here: a student ViT of the project's
-architecture at a server's geometry (:func:`student_vit`) and a copy of a ViT
-keeping some of its blocks (:func:`keep_blocks`).
+overwritten by a load).
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 
 import timm
 import torch
-from torch import nn
 
 from semcomm.models import architectures
 from semcomm.models.timm_vit import TimmViT
-from semcomm.core.seeding import as_generator
-from semcomm.server.backends.pruning import KeepPlan, check_timm_vit, prune_vit
+from semcomm.server.backends.pruned import KeepPlan, check_timm_vit, prune_vit
 
 
 @dataclass(frozen=True)
@@ -98,49 +93,3 @@ class ViTSpec:
         except TypeError as err:
             raise ValueError(f"a ViT spec has the fields architecture, num_classes, embed_dim, head_dim, heads, "
                              f"units; got {sorted(data)}") from err
-
-
-def student_vit(server: TimmViT, num_classes: int, embed_dim: int, depth: int, num_heads: int,
-                mlp_ratio: float = 2.0, generator: torch.Generator | int | None = None) -> TimmViT:
-    """A freshly initialised student: the project's edge architecture at the server's geometry, resized.
-
-    Args:
-        server: the ViT whose image and patch sizes the student takes (so their tokens correspond).
-        num_classes: the student's outputs.
-        embed_dim, depth, num_heads, mlp_ratio: its shape (``embed_dim`` divisible by ``num_heads``).
-        generator: the initial weights are drawn from it (the global RNG is left as it was).
-    """
-    if not isinstance(server, TimmViT):
-        raise TypeError(f"students are sized from a TimmViT server, got {type(server).__name__}")
-    if min(embed_dim, depth, num_heads, num_classes) < 1 or embed_dim % num_heads:
-        raise ValueError(f"a student needs positive sizes with embed_dim divisible by num_heads, got embed_dim "
-                         f"{embed_dim}, depth {depth}, num_heads {num_heads}, num_classes {num_classes}")
-    side, patch = server.image_size, server.patch_size
-    if side[0] != side[1]:
-        raise ValueError(f"students are built for square images, the server reads {side}")
-    name = architectures.vit_architecture("edge", side[0], patch)
-    seed = int(torch.randint(2 ** 62, (1,), generator=as_generator(generator)))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = timm.create_model(name, num_classes=num_classes, embed_dim=embed_dim, depth=depth,
-                                  num_heads=num_heads, mlp_ratio=mlp_ratio)
-    return TimmViT(model).eval()
-
-
-def keep_blocks(vit: TimmViT, depth: int) -> TimmViT:
-    """A copy of ``vit`` keeping ``depth`` of its blocks, evenly spaced (first and last kept; weights copied)."""
-    check_timm_vit(vit)
-    total = len(vit.model.blocks)
-    if not 1 <= depth <= total:
-        raise ValueError(f"depth must lie in 1..{total} (the model's blocks), got {depth}")
-    chosen = evenly_spaced(total, depth)
-    out = copy.deepcopy(vit)
-    out.model.blocks = nn.Sequential(*[out.model.blocks[i] for i in chosen])
-    return out
-
-
-def evenly_spaced(total: int, count: int) -> list[int]:
-    """``count`` indices in 0..total-1, evenly spaced, including both ends when ``count`` > 1."""
-    if count == 1:
-        return [total - 1]
-    return sorted({round(i * (total - 1) / (count - 1)) for i in range(count)})

@@ -8,7 +8,7 @@ the same patches,
 where s and t are the student's and teacher's logits over the same classes,
 y the true class (the CE term is taken over the images that have one among
 those classes: ``targets >= 0``), T the temperature, and L_rel the relation
-loss of :mod:`~semcomm.backends.relations` (q, k and v token relations of
+loss of :mod:`~semcomm.train.backends.relations` (q, k and v token relations of
 the paired blocks). Optional per-batch augmentation (:func:`augment`): a
 horizontal flip or CIFAR's pad-crop-flip, and keeping a random subset of
 patches (the server receives partial images).
@@ -123,7 +123,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     Args:
         student_logits, teacher_logits: B x C over the same classes.
         targets: B int64 class indices into those C, or -1 for an image of none of them (no CE term).
-        student_qkv, teacher_qkv: recorded q, k, v per block (:func:`~semcomm.backends.relations.recording_qkv`).
+        student_qkv, teacher_qkv: recorded q, k, v per block (:func:`~semcomm.train.backends.relations.recording_qkv`).
         pairs: the (student block, teacher block) pairs of the relation loss.
     """
     ce = known_cross_entropy(student_logits, targets)

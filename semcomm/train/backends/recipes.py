@@ -1,6 +1,7 @@
 """Full-size recipes: class-partitioned, DeViT and expert-routed backends for CIFAR-10 on N = 2 or 5 devices.
 
-A recipe (:func:`cifar10_recipe`) builds one backend from the shipped
+A recipe (:func:`cifar10_recipe`, for every kind in :data:`CIFAR10_RECIPES`)
+builds one backend (the backend registry's factory of its kind) from the shipped
 ``vit-server-cifar10`` (and ``vit-edge-cifar10``: the DeViT students start
 from it, and it is the experts' generalist) on the CIFAR-10 train split, then
 :func:`run_recipe` measures it on the test split and saves it:
@@ -8,20 +9,21 @@ from it, and it is the experts' generalist) on the CIFAR-10 train split, then
 * top-1 of the backend on whole test images, and of the server and the edge
   on the same images;
 * parameters per device (and on the host), and MACs per image per device
-  (counted, :mod:`~semcomm.backends.cost`) against the server's;
+  (counted, :mod:`~semcomm.server.backends.cost`) against the server's;
 * top-1 on the codec's partial inputs: the ``partial_budgets`` patches per
   image that spread-top-k picks by the edge's mean attention, the backend
   against the server on exactly the same patches;
-* in-process (:class:`~semcomm.backends.engine.LocalEngine`) critical-path
+* in-process (:class:`~semcomm.server.backends.engine.LocalEngine`) critical-path
   latency of single-image and batched requests, the server's (as a
   one-device backend) measured the same way, and bytes exchanged per image;
 * for expert routing, at each offload rate of a gate calibrated on the edge's
   logits: top-1 of edge + experts and of edge + server on exactly the same
   offloaded images, and the share of offloaded images each expert served.
 
+Each measurement is a function of :mod:`~semcomm.train.backends.measurements`.
 Building is resumable: each phase (a sub-model, a student, an expert, the
 fusion) is kept under ``<cache>/runs/backend-<name>/`` and skipped when the
-recipe runs again (see :mod:`~semcomm.backends.phases`); the measurements go
+recipe runs again (see :mod:`~semcomm.train.backends.phases`); the measurements go
 to ``results.json`` there, and the backend into the user zoo as ``<name>``
 (``<kind>-cifar10-n<N>``) with them on its card. ``scale`` multiplies every
 step count (``0.01`` for a quick check of the whole path).
@@ -33,34 +35,60 @@ machine, or on Ray) without building or evaluating anything;
 from __future__ import annotations
 
 import json
-import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from semcomm.core.paths import default_cache_dir
+from semcomm.core.registry import Registry
 from semcomm.data import load_split
-from semcomm.edge.gating import Gate
 from semcomm.inference import native_bf16, predict_logits, top1
-from semcomm.rate.hint import fuse
-from semcomm.edge.encoder import EdgeEncoder
-from semcomm.edge.selection import SpreadTopK, TopK, mask_to_positions
-from semcomm.server.backends.collaborate import collaborate
 from semcomm.server.backends.cost import device_macs, macs_per_image
-from semcomm.server.backends.decomposed import build_decomposed
-from semcomm.server.backends.devices import Device, DeviceConfig
-from semcomm.train.backends.distillation import DistillConfig
-from semcomm.server.backends.engine import LocalEngine
-from semcomm.server.backends.monolithic import MonolithicBackend
-from semcomm.server.backends.ray_engine import RayEngine
-from semcomm.server.backends.partitioned import build_partitioned
-from semcomm.train.backends.specialists import ProgressiveSchedule, build_experts
+from semcomm.server.backends.devices import DeviceConfig
+from semcomm.server.backends.registry import create_backend
 from semcomm.server.backends.storage import save_backend
+from semcomm.train.backends.measurements import (
+    backend_logits, compare_offloading, measure_latencies, partial_input_accuracy,
+)
 
-KINDS = ("partitioned", "devit", "experts")
 EPOCH = 781  # optimiser steps of 64 images in one pass over CIFAR-10's 50,000 training images
+CIFAR10_RECIPES: Registry[Callable[[int, Callable[[float], int]], tuple[float, dict]]] = Registry(
+    "CIFAR-10 backend recipe")
+"""Backend kind -> ``settings(num_devices, steps) -> (memory_mb per device, build options)``: its CIFAR-10 recipe
+(``steps(n)`` scales a step count); each kind is also a factory of the backend registry."""
+
+
+@CIFAR10_RECIPES.register("partitioned")
+def _partitioned(n: int, steps: Callable[[float], int]) -> tuple[float, dict]:
+    """Each device holds a fifth of the server's float32 bytes whatever N (so every sub-model is pruned to at
+    least 5x fewer parameters than the server, issue 11's target), and each pruned sub-model learns on all
+    training images to match the server's logits for its classes (no fine-tuning before pruning: the unpruned
+    sub-model *is* the server restricted to the group, so it would match already)."""
+    return 4 * 3_362_890 / 5 / 1e6, dict(
+        groups="confusion", finetune_steps=0, recovery_steps=steps(6 * EPOCH * min(1.0, 2 / n)),
+        fusion_steps=steps(4 * EPOCH), importance_images=512, batch_size=64, lr=1e-4, augmentation="pad-crop-flip",
+        token_keep=(0.5, 1.0), kd_weight=1.0, kd_loss="logits", data="all", bf16=True)
+
+
+@CIFAR10_RECIPES.register("devit")
+def _devit(n: int, steps: Callable[[float], int]) -> tuple[float, dict]:
+    """4 MB per device (an edge-sized student; the students start from the edge), shortened and pruned beyond
+    N = 2."""
+    return 4.0, dict(
+        groups="random", group_seed=42, student_depth=None if n <= 2 else 4, student_keep=1.0 if n <= 2 else 0.5,
+        distill_steps=steps(5 * EPOCH), fusion_steps=steps(4 * EPOCH), joint_steps=steps(2 * EPOCH), data="all",
+        batch_size=64, lr=3e-4, joint_lr=5e-5, augmentation="pad-crop-flip", token_keep=(0.5, 1.0), bf16=True)
+
+
+@CIFAR10_RECIPES.register("experts")
+def _experts(n: int, steps: Callable[[float], int]) -> tuple[float, dict]:
+    """8 MB per device (the server pruned class-wise to about 60% of its parameters, so N = 5 experts ship in
+    about 21 MB of fp16)."""
+    return 8.0, dict(subsets="confusion", top_k=3, steps=steps(3 * EPOCH * min(1.0, 2 / n)), schedule=(3, 0.9),
+                     kd_weight=0.5, batch_size=64, lr=5e-5, augmentation="pad-crop-flip", bf16=True)
 
 
 @dataclass(frozen=True)
@@ -69,9 +97,9 @@ class BackendRecipe:
 
     Attributes:
         name: its zoo name.
-        kind: ``partitioned``, ``devit`` or ``experts``.
+        kind: the backend's kind: its factory in the backend registry and its settings in :data:`CIFAR10_RECIPES`.
         devices: the device config (``DeviceConfig.to_dict()``).
-        build: keyword arguments of the build function (steps, learning rates, ...).
+        build: keyword arguments of the factory (steps, learning rates, ...), JSON-able.
         server, edge: zoo names of the models it is built from.
         dataset: the data set (its ``train`` split builds, ``test`` measures).
         train_limit, test_limit: fixed subsets of the splits (None: all).
@@ -95,18 +123,13 @@ class BackendRecipe:
 def cifar10_recipe(kind: str, num_devices: int, scale: float = 1.0, **changes) -> BackendRecipe:
     """The recipe of ``kind`` for ``num_devices`` identical devices (N = 2 or 5 are the shipped ones).
 
-    Devices: partitioned, each holds a fifth of the server's float32 bytes whatever N (so every sub-model
-    is pruned to at least 5x fewer parameters than the server, issue 11's target), and each pruned sub-model
-    learns on all training images to match the server's logits for its classes (no fine-tuning before
-    pruning: the unpruned sub-model *is* the server restricted to the group, so it would match already);
-    DeViT, 4 MB each (an edge-sized student); experts, 8 MB each (the server pruned class-wise to about 60%
-    of its parameters, so N = 5 experts ship in about 21 MB of fp16). Each partitioned sub-model and each
-    expert covers 10 / N classes, so its steps shrink as 2 / N beyond N = 2 (the same total for every N).
+    Devices and build options: the kind's settings in :data:`CIFAR10_RECIPES`. Each partitioned sub-model and
+    each expert covers 10 / N classes, so its steps shrink as 2 / N beyond N = 2 (the same total for every N).
     Training runs in bf16 autocast where the CPU has native bf16, else in float32 (``native_bf16`` in the
     results says which). ``scale`` multiplies every step count; ``changes`` replace recipe fields.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown backend kind {kind!r}; choose from {', '.join(KINDS)}")
+    if kind not in CIFAR10_RECIPES:
+        raise ValueError(f"unknown backend kind {kind!r}; choose from {CIFAR10_RECIPES.help()}")
     if isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 1:
         raise ValueError(f"the number of devices must be an integer >= 1, got {num_devices!r}")
     if not scale > 0:
@@ -115,85 +138,19 @@ def cifar10_recipe(kind: str, num_devices: int, scale: float = 1.0, **changes) -
     def steps(n: float) -> int:
         return max(1, round(n * scale))
 
-    n = num_devices
-    per_member = min(1.0, 2 / n)
-    if kind == "partitioned":
-        memory = 4 * 3_362_890 / 5 / 1e6
-        build = dict(groups="confusion", finetune_steps=0, recovery_steps=steps(6 * EPOCH * per_member),
-                     fusion_steps=steps(4 * EPOCH), importance_images=512, batch_size=64, lr=1e-4,
-                     augmentation="pad-crop-flip", token_keep=(0.5, 1.0), kd_weight=1.0, kd_loss="logits",
-                     data="all", bf16=True)
-    elif kind == "devit":
-        memory = 4.0
-        build = dict(groups="random", group_seed=42, student_depth=None if n <= 2 else 4,
-                     student_keep=1.0 if n <= 2 else 0.5, distill_steps=steps(5 * EPOCH),
-                     fusion_steps=steps(4 * EPOCH), joint_steps=steps(2 * EPOCH), data="all", batch_size=64,
-                     lr=3e-4, joint_lr=5e-5, augmentation="pad-crop-flip", token_keep=(0.5, 1.0), bf16=True)
-    else:
-        memory = 8.0
-        build = dict(subsets="confusion", top_k=3, steps=steps(3 * EPOCH * per_member), schedule=(3, 0.9),
-                     kd_weight=0.5, batch_size=64, lr=5e-5, augmentation="pad-crop-flip", bf16=True)
-    devices = DeviceConfig.uniform(n, round(memory, 3), cpus=max(0.25, round(1 / n, 2))).to_dict()
-    recipe = BackendRecipe(f"{kind}-cifar10-n{n}", kind, devices, build)
+    memory, build = CIFAR10_RECIPES.get(kind)(num_devices, steps)
+    devices = DeviceConfig.uniform(num_devices, round(memory, 3), cpus=max(0.25, round(1 / num_devices, 2))).to_dict()
+    recipe = BackendRecipe(f"{kind}-cifar10-n{num_devices}", kind, devices, build)
     return BackendRecipe(**{**asdict(recipe), **changes})
 
 
 def build_backend(recipe: BackendRecipe, server, edge, images: torch.Tensor, labels: torch.Tensor,
                   run_dir: Path | None, progress: bool):
-    """The backend of ``recipe`` built from ``server`` and ``edge`` on ``images``, ``labels``."""
-    devices = DeviceConfig.from_dict(recipe.devices)
-    options = dict(recipe.build)
-    gen = torch.Generator().manual_seed(recipe.seed)
-    if recipe.kind == "partitioned":
-        return build_partitioned(server, devices, images, labels, run_dir=run_dir, progress=progress, generator=gen,
-                                 **options).backend
-    if recipe.kind == "devit":
-        if "distill_config" in options:
-            options["distill_config"] = DistillConfig(**options["distill_config"])
-        return build_decomposed(server, devices, images, labels, student=options.pop("student", edge),
-                                run_dir=run_dir, progress=progress, generator=gen, **options).backend
-    if "schedule" in options:
-        options["schedule"] = ProgressiveSchedule(*options["schedule"])
-    return build_experts(edge, server, devices, images, labels, run_dir=run_dir, progress=progress, generator=gen,
-                         **options).backend
-
-
-def backend_logits(backend, images: torch.Tensor, edge_logits: torch.Tensor | None, batch_size: int = 256,
-                   engine=None, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, list]:
-    """(N x C logits of ``backend`` on whole images, or on the patches at N x K ``positions``, and its request
-    reports), batched; a routed backend is given the edge's logits."""
-    engine = engine or LocalEngine()
-    logits, reports = [], []
-    for start in range(0, len(images), batch_size):
-        part = slice(start, start + batch_size)
-        extra = {"edge_logits": edge_logits[part]} if getattr(backend, "routed", False) else {}
-        out = backend.run(images[part], None if positions is None else positions[part], engine, **extra)
-        logits.append(out.logits)
-        reports.append(out.report)
-    return torch.cat(logits), reports
-
-
-def measure_latency(backend, images: torch.Tensor, batch: int, requests: int,
-                    edge_logits: torch.Tensor | None = None, engine=None) -> dict:
-    """Critical-path latency of ``requests`` requests of ``batch`` whole images each on ``engine`` (default: a
-    :class:`LocalEngine`, in this process).
-
-    Returns:
-        ``{"batch", "requests", "critical_path_ms"`` (median), ``"critical_path_ms_mean"``,
-        ``"bytes_per_image"``}.
-    """
-    engine = engine or LocalEngine()
-    routed = getattr(backend, "routed", False)
-    backend.run(images[:batch], None, engine, **({"edge_logits": edge_logits[:batch]} if routed else {}))  # warm-up
-    times, sizes = [], []
-    for r in range(requests):
-        start = (r * batch) % max(1, len(images) - batch + 1)
-        part = slice(start, start + batch)
-        out = backend.run(images[part], None, engine, **({"edge_logits": edge_logits[part]} if routed else {}))
-        times.append(out.report.latency_s * 1e3)
-        sizes.append(out.report.bytes_exchanged / batch)
-    return {"batch": batch, "requests": requests, "critical_path_ms": statistics.median(times),
-            "critical_path_ms_mean": statistics.fmean(times), "bytes_per_image": statistics.fmean(sizes)}
+    """The backend of ``recipe`` built from ``server`` and ``edge`` on ``images``, ``labels``: the registry's
+    factory of its kind, with the recipe's build options and a generator seeded with its seed."""
+    return create_backend(recipe.kind, server=server, edge=edge, devices=recipe.devices, images=images,
+                          labels=labels, run_dir=run_dir, progress=progress,
+                          generator=torch.Generator().manual_seed(recipe.seed), **recipe.build)
 
 
 def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: bool = True,
@@ -207,7 +164,7 @@ def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: b
         latency_requests: requests per latency measurement.
         threads: torch threads while measuring latency (None: as set).
         partial_budgets: patches per image of the partial-input measurements.
-        ray: also measure latency on a :class:`~semcomm.backends.ray_engine.RayEngine` (a local instance).
+        ray: also measure latency on a :class:`~semcomm.server.backends.ray_engine.RayEngine` (a local instance).
     """
     from semcomm.models import create_model
 
@@ -283,39 +240,6 @@ def _run_dir(recipe: BackendRecipe, run_dir: str | Path | None) -> Path:
     return Path(run_dir) if run_dir is not None else default_cache_dir() / "runs" / f"backend-{recipe.name}"
 
 
-def measure_latencies(backend, server, images: torch.Tensor, edge_logits: torch.Tensor | None,
-                      latency_requests: int = 30, threads: int | None = None, ray: bool = False) -> dict:
-    """Critical-path latency of ``backend`` and of ``server`` (as a one-device backend) on requests of 1 and of 64
-    whole ``images``, in process and, with ``ray``, on a local :class:`~semcomm.backends.ray_engine.RayEngine`.
-
-    Returns:
-        ``{"latency": {"batch1": {"backend", "server", "speedup"}, "batch64": ...}}`` plus ``"latency_ray"`` (same
-        layout) with ``ray``; each entry as :func:`measure_latency` returns it.
-    """
-    server_backend = MonolithicBackend(server, Device("server", memory_mb=1e6))
-    engines = {"latency": LocalEngine()}
-    if ray:
-        engines["latency_ray"] = RayEngine(devices=server_backend.devices)
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    results = {}
-    try:
-        for key, engine in engines.items():
-            results[key] = {}
-            for batch in (1, 64):
-                count = latency_requests if batch == 1 else max(3, latency_requests // 10)
-                mine = measure_latency(backend, images, batch, count, edge_logits, engine)
-                theirs = measure_latency(server_backend, images, batch, count, engine=engine)
-                results[key][f"batch{batch}"] = {"backend": mine, "server": theirs,
-                                                 "speedup": theirs["critical_path_ms"] / mine["critical_path_ms"]}
-    finally:
-        torch.set_num_threads(previous)
-        for engine in engines.values():
-            engine.shutdown()
-    return results
-
-
 def retime_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: bool = True,
                   zoo_dir: str | Path | None = None, latency_requests: int = 30, threads: int | None = None,
                   ray: bool = False) -> dict:
@@ -344,46 +268,6 @@ def retime_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save
         results["saved"] = str(_save(backend, recipe, results, list(test.classes), zoo_dir).directory)
     path.write_text(json.dumps(results, indent=2, default=_jsonable))
     return results
-
-
-@torch.no_grad()
-def partial_input_accuracy(backend, server, edge, images: torch.Tensor, labels: torch.Tensor,
-                           edge_logits: torch.Tensor, budgets: tuple[int, ...], seed: int = 0) -> list[dict]:
-    """Per budget k: top-1 of ``backend`` and of ``server`` on the k patches per image that spread-top-k picks
-    by ``edge``'s mean attention (what the codec sends), with the backend's MACs per device on them."""
-    importance = EdgeEncoder(edge, TopK(1), gate=None).analyze(images, ("mean",)).importance["mean"]
-    rows = []
-    for k in budgets:
-        mask = SpreadTopK(k)(importance, edge.grid_size, torch.Generator().manual_seed(seed))
-        positions = torch.stack(mask_to_positions(mask))
-        logits, _ = backend_logits(backend, images, edge_logits, positions=positions)
-        server_logits = torch.cat([server.forward_tokens(images[i:i + 256], positions[i:i + 256])
-                                   for i in range(0, len(images), 256)])
-        rows.append({"patches": k, "top1": top1(logits, labels), "server_top1": top1(server_logits, labels),
-                     "macs_per_device": device_macs(backend, images[:8], positions[:8]),
-                     "server_macs": macs_per_image(server, images[:8], positions[:8])})
-    return rows
-
-
-def compare_offloading(edge, backend, images: torch.Tensor, labels: torch.Tensor, edge_logits: torch.Tensor,
-                       server_logits: torch.Tensor, rates) -> list[dict]:
-    """Per offload rate: top-1 of edge + ``backend`` and of edge + server on the same offloaded images, each
-    also fused with the edge's own prediction on those images (:func:`~semcomm.rate.hint.fuse` at its default
-    weight, as the codec's pairs fuse), and the share each stage (expert) served."""
-    edge_log_probs = edge_logits.float().log_softmax(-1)
-    rows = []
-    for rate in rates:
-        gate = Gate.calibrate(edge_logits, rate)
-        result = collaborate(edge, backend, images, gate, edge_logits=edge_logits)
-        sent = result.offloaded[:, None]
-        with_server = torch.where(sent, server_logits, edge_logits)
-        rows.append({"target_rate": rate, "offload_rate": result.offload_rate, "top1": result.top1(labels),
-                     "server_top1": top1(with_server, labels), "edge_top1": top1(edge_logits, labels),
-                     "fused_top1": top1(torch.where(sent, fuse(result.logits, edge_log_probs), edge_logits), labels),
-                     "server_fused_top1": top1(torch.where(sent, fuse(server_logits, edge_log_probs), edge_logits),
-                                               labels),
-                     "share_served": result.share_served() if result.route is not None else None})
-    return rows
 
 
 def _save(backend, recipe: BackendRecipe, results: dict, classes: list, zoo_dir: str | Path | None):

@@ -1,9 +1,8 @@
-"""Sub-models of a class-partitioned backend: the server restricted to a group of classes, and their fine-tuning.
+"""Fine-tuning the sub-models of a class-partitioned backend (each the server restricted to a group of classes).
 
-A sub-model starts as a copy of the server ViT whose classifier keeps only
-the rows of its group's classes (so at first its logits are exactly the
-server's for those classes), is fine-tuned, and is pruned to its device
-(:mod:`~semcomm.backends.pruning`). Fine-tuning uses either the images of
+A sub-model (:class:`~semcomm.server.backends.submodels.ClassSubModel`) is
+fine-tuned, and is pruned to its device
+(:mod:`~semcomm.train.backends.pruning`). Fine-tuning uses either the images of
 its classes only (``data="group"``, ED-ViT's reading) or every training
 image (``data="all"``: the cross-entropy on the images of its classes, the
 distillation term on all of them). Trained on its own classes only, a
@@ -14,66 +13,14 @@ scale, so the fusion starts from (an approximation of) the server's logits.
 """
 from __future__ import annotations
 
-import copy
-from collections.abc import Sequence
-
 import torch
-from torch import nn
 
-from semcomm.models.timm_vit import TimmViT
 from semcomm.core.seeding import as_generator
-from semcomm.server.backends.base import ViTStage
+from semcomm.server.backends.submodels import ClassSubModel
 from semcomm.train.backends.distillation import augment, check_kd_loss, check_token_keep, supervised_loss
 from semcomm.train.backends.phases import optimizer_step, training_mode, training_steps
 
-
 SUBMODEL_DATA = ("group", "all")
-
-
-class ClassSubModel(ViTStage):
-    """A ViT answering for a group of classes: ``(images, positions) -> B x len(classes)`` logits.
-
-    Attributes:
-        vit: the sub-model (its ``num_classes`` = len(classes)).
-        classes: the full-label-space class of each output, ascending.
-    """
-
-    def __init__(self, vit: TimmViT, classes: Sequence[int]):
-        super().__init__(vit)
-        self.classes = tuple(int(c) for c in classes)
-        if vit.num_classes != len(self.classes):
-            raise ValueError(f"the sub-model has {vit.num_classes} outputs for {len(self.classes)} classes")
-
-    @classmethod
-    def from_server(cls, server: TimmViT, classes: Sequence[int]) -> "ClassSubModel":
-        """A copy of ``server`` whose head keeps the rows of ``classes`` only (weights copied, not shared)."""
-        if not isinstance(server, TimmViT):
-            raise TypeError(f"sub-models are built from a TimmViT server (a timm VisionTransformer), "
-                            f"got {type(server).__name__}")
-        classes = sorted(int(c) for c in classes)
-        if not classes or len(set(classes)) != len(classes) or classes[0] < 0 or classes[-1] >= server.num_classes:
-            raise ValueError(f"classes must be distinct indices in 0..{server.num_classes - 1}, got {classes}")
-        head = server.model.head
-        if not isinstance(head, nn.Linear):
-            raise TypeError(f"the server's head is {type(head).__name__}; restricting it needs an nn.Linear")
-        vit = copy.deepcopy(server)
-        index = torch.tensor(classes)
-        restricted = nn.utils.skip_init(nn.Linear, head.in_features, len(classes), bias=head.bias is not None)
-        with torch.no_grad():
-            restricted.weight.copy_(head.weight[index])
-            if head.bias is not None:
-                restricted.bias.copy_(head.bias[index])
-        vit.model.head = restricted
-        vit.model.num_classes = len(classes)
-        vit.num_classes = len(classes)
-        return cls(vit, classes)
-
-    def targets(self, labels: torch.Tensor) -> torch.Tensor:
-        """B int64: each label's index among this sub-model's outputs, -1 for a label outside its group."""
-        size = max(max(self.classes), int(labels.max()) if labels.numel() else 0) + 1
-        lookup = torch.full((size,), -1, dtype=torch.int64)
-        lookup[torch.tensor(self.classes)] = torch.arange(len(self.classes))
-        return lookup[labels.long()]
 
 
 def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Tensor, steps: int,
@@ -94,7 +41,7 @@ def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Te
         labels: N int64 full-label-space classes.
         steps: optimiser steps (each on ``batch_size`` images drawn with ``generator``).
         augmentation, token_keep: per-batch augmentation and the range of kept-patch fractions
-            (:func:`~semcomm.backends.distillation.augment`; None: whole images).
+            (:func:`~semcomm.train.backends.distillation.augment`; None: whole images).
         teacher: a sub-model over the same classes, or None (then ``kd_weight`` must be 0).
         data: ``"group"`` (batches of the group's images) or ``"all"`` (batches of every image).
         bf16: run forward passes in bfloat16 autocast.

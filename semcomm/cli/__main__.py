@@ -1,0 +1,6 @@
+"""``python -m semcomm.cli``."""
+import sys
+
+from semcomm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,45 @@
+"""One split of an image-classification data set, held in memory as uint8 images and int64 labels."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ImageSplit:
+    """One split of an image-classification data set, held in memory.
+
+    Attributes:
+        images: N x 3 x H x W uint8 tensor.
+        labels: N int64 tensor of class indices.
+        classes: class names, indexed by label.
+        name: data set name and split, e.g. ``"cifar10/test"``.
+
+    >>> images = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    >>> split = ImageSplit(images, torch.tensor([0, 1, 0, 1]), ["a", "b"], "toy/test")
+    >>> len(split), split.subset(2).name
+    (4, 'toy/test[2]')
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    name: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, limit: int | None) -> "ImageSplit":
+        """A fixed subset of ``limit`` images (all of them when ``limit`` is None).
+
+        Splits are stored class by class, so the subset is drawn with a fixed
+        seed (0), in the split's order: the same images every time, every
+        class represented.
+        """
+        if limit is None or limit >= len(self):
+            return self
+        if limit < 1:
+            raise ValueError(f"limit must be a positive number of images, got {limit}")
+        index = torch.randperm(len(self), generator=torch.Generator().manual_seed(0))[:limit].sort().values
+        return ImageSplit(self.images[index], self.labels[index], self.classes, f"{self.name}[{limit}]")

@@ -1,0 +1,49 @@
+"""The edge pass of a sweep, cached on disk: edge logits, patch importance by every method, codec tokens.
+
+A sweep runs the edge ViT once over its split and reuses the result for every setting, with the importance
+of every method registered in :data:`~semcomm.edge.importance.IMPORTANCE` (plug-ins included). For zoo
+weights (which identify the model) the result is cached under a key of the weights' bytes, the images'
+bytes, the precision, the block whose tokens the codec pair reads and the importance methods.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from semcomm.data import ImageSplit
+from semcomm.edge.encoder import EdgeAnalysis, EdgeEncoder
+from semcomm.edge.importance import IMPORTANCE
+
+
+def edge_analysis(encoder: EdgeEncoder, split: ImageSplit, weights: Path | None, name: str, bf16: bool,
+                  cache_dir: Path, progress: bool = True) -> EdgeAnalysis:
+    """Edge logits (B x C), importance by every method (B x N each) and, for a codec pair that reads the
+    edge's tokens, those tokens (B x N x D) of ``split``.
+
+    Args:
+        encoder: the sweep's edge encoder (its model, and its codec pair's ``tap``).
+        weights: the zoo weights file of the edge (None: not cached, the model is not identified).
+        name: the edge's zoo name (the cache file's prefix).
+        bf16: whether the edge ran under bf16 autocast (part of the key).
+        cache_dir: where cached passes live.
+    """
+    methods = tuple(IMPORTANCE)
+    path = None
+    if weights is not None:
+        key = hashlib.sha256(weights.read_bytes())
+        key.update(split.images.numpy().tobytes())
+        key.update(str(bf16).encode())
+        tap = None if encoder.codec is None else encoder.codec.tap
+        key.update(f"tap {tap}".encode())
+        key.update(f"importance {methods}".encode())
+        path = cache_dir / f"{name}-{key.hexdigest()[:20]}.pt"
+        if path.exists():
+            data = torch.load(path)
+            return EdgeAnalysis(data["logits"], data["importance"], data.get("hidden"))
+    analysis = encoder.analyze(split.images, methods, desc="edge pass" if progress else None)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(dict(logits=analysis.logits, importance=analysis.importance, hidden=analysis.hidden), path)
+    return analysis

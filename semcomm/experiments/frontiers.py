@@ -1,0 +1,66 @@
+"""Pareto frontiers of a sweep's schemes (mean bits per image against top-1), and their comparison.
+
+Every scheme's frontier includes the edge alone (0 bits): any scheme can keep every image at the edge.
+The semantic scheme is compared with the image codecs at every accuracy from the edge's + 1 point up to
+the server's accuracy on full images.
+"""
+from __future__ import annotations
+
+import math
+
+from semcomm.experiments.results import Frontier, OperatingPoint, SweepResult
+
+
+def pareto_frontiers(points: list[OperatingPoint]) -> list[Frontier]:
+    """Per (scheme, fusion): the points not beaten by a point with no more bits and higher top-1."""
+    edge = {p.fusion: p for p in points if p.scheme == "edge"}
+    frontiers = []
+    for key in dict.fromkeys((p.scheme, p.fusion) for p in points if p.scheme != "edge"):
+        members = [p for p in points if (p.scheme, p.fusion) == key]
+        random, codec = members[0].family == "random", members[0].codec
+        if key[1] in edge:
+            members.append(edge[key[1]])
+        members.sort(key=lambda p: (p.bits_per_image, -p.accuracy))
+        front, best = [], -1.0
+        for p in members:
+            if p.accuracy > best:
+                front.append(dict(bits_per_image=p.bits_per_image, accuracy=p.accuracy, label=p.label, gate=p.gate))
+                best = p.accuracy
+        frontiers.append(Frontier(key[0], key[1], front, random=random, codec=codec))
+    return frontiers
+
+
+def mark_frontier_points(points: list[OperatingPoint], frontiers: list[Frontier]) -> None:
+    """Set ``frontier`` on every point that lies on its scheme's frontier (the edge alone on any)."""
+    for f in frontiers:
+        on_it = {(q["label"], q["gate"]) for q in f.points}
+        for p in points:
+            if p.scheme in (f.scheme, "edge") and p.fusion == f.fusion and (p.label, p.gate) in on_it:
+                p.frontier = True
+
+
+def compare_frontiers(result: SweepResult, step: float = 0.0025) -> list[dict]:
+    """Bits each frontier needs (None: never) at each accuracy from the edge's + 1 point to the server's
+    full-image accuracy.
+
+    Compares, with and without fusion, the semantic scheme with the image
+    codecs; accuracies every ``step``.
+    """
+    try:
+        top = result.find("full images").accuracy
+    except KeyError:
+        return []
+    low = result.edge_accuracy + 0.01
+    names = [f for f in result.frontiers if not f.random and f.scheme != "raw8"]
+
+    def row(target):  # None where a frontier never reaches the accuracy (JSON has no infinity)
+        return dict(accuracy=target, **{f.name: None if math.isinf(b := f.bits_for(target)) else b for f in names})
+
+    rows = []
+    target = low
+    while target <= top + 1e-9:
+        rows.append(row(round(target, 6)))
+        target += step
+    if rows and abs(rows[-1]["accuracy"] - top) > 1e-9:
+        rows.append(row(top))
+    return rows
