@@ -52,10 +52,10 @@ from semcomm.experiments.settings import gate_fields
 from semcomm.experiments.sweep import DEFAULT_THRESHOLDS, Sweep, SweepConfig
 from semcomm.rate.hint import fuse
 from semcomm.rate.image_codecs import ImageCodec, standard_codecs
+from semcomm.rate.packetize import Packetizer, WholeString
 from semcomm.rate.policies import FixedLevel
 from semcomm.transport.links import LinkSpec
 from semcomm.transport.over_link import over_link
-from semcomm.rate.packetize import Packetizer, WholeString
 
 FRAMINGS = ("packets", "whole")
 

@@ -41,7 +41,7 @@ from semcomm.inference import autocast, predict_logits, top1
 from semcomm.models import ModelCard, TimmViT, ViTAdapter, create_model, list_checkpoints, load_weights, save_weights
 from semcomm.models.zoo import write_card
 from semcomm.rate import create_codec
-from semcomm.train.augmentation import ImageNetAugment, pad_crop_flip
+from semcomm.train.augmentation import AUGMENTATIONS, ImageNetAugment
 from semcomm.train.growth import grow_by_stacking
 from semcomm.train.schedule import warmup_cosine
 from semcomm.train.token_dropping import guided_positions, random_positions, tokens_to_keep
@@ -125,19 +125,18 @@ def training_batch(config: TrainConfig, split: ImageSplit, index: torch.Tensor, 
                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Augmented images (B x 3 x S x S, uint8 or float in [0, 1]) and targets of one batch.
 
-    Targets are class indices (B, int64) for ``pad-crop-flip`` and soft
+    Targets are class indices (B, int64) for an image augmentation of
+    :data:`~semcomm.train.augmentation.AUGMENTATIONS` (``pad-crop-flip``, ...) and soft
     targets (B x C) for ``deit``; S is the low-resolution side during the
     ``low_res`` phase, else the data's.
     """
     images, labels = split.images[index], split.labels[index]
-    if config.augment == "pad-crop-flip":
-        return pad_crop_flip(images, generator), labels
-    if config.augment == "deit":
+    if config.augment == "deit":  # DeiT's recipe changes the targets too (Mixup / CutMix): not an image augmentation
         size = config.low_res[0] if config.low_res and epoch < config.low_res[1] else images.shape[-1]
         recipe = ImageNetAugment(config.num_classes, config.crop_scale, config.rand_augment, config.mixup,
                                  config.cutmix, config.label_smoothing)
         return recipe(images, labels, size, generator)
-    raise ValueError(f"unknown augment {config.augment!r}; choose 'pad-crop-flip' or 'deit'")
+    return AUGMENTATIONS.get(config.augment)(images, generator), labels
 
 
 def training_loss(logits: torch.Tensor, targets: torch.Tensor, config: TrainConfig) -> torch.Tensor:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semcomm.train.augmentation import pad_crop_flip
+from semcomm.train.augmentation import AUGMENTATIONS
 from semcomm.inference import autocast
 from semcomm.models.timm_vit import TimmViT
 from semcomm.core.seeding import as_generator
@@ -133,27 +133,16 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return loss, {"ce": float(ce.detach()), "kd": float(kd.detach()), "relation": float(rel.detach())}
 
 
-AUGMENTATIONS = ("none", "flip", "pad-crop-flip")
-
-
 def augment(images: torch.Tensor, num_patches: int, augmentation: str, token_keep: tuple[float, float] | None,
             generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(images, positions) of one training batch.
 
-    ``augmentation``: ``"none"``; ``"flip"``, each image flipped left-right with probability 1/2;
-    ``"pad-crop-flip"``, CIFAR's random crop after 4-pixel reflect padding, then the flip (uint8 images).
+    ``augmentation``: a name in :data:`~semcomm.train.augmentation.AUGMENTATIONS` (``"none"``, ``"flip"``,
+    ``"pad-crop-flip"``, ...).
     Then K random patches per image are kept, K = round(f N) with f ~ U(token_keep) drawn per batch
     (positions None when all are kept or ``token_keep`` is None).
     """
-    if augmentation == "flip":
-        mirrored = torch.rand(len(images), generator=generator) < 0.5
-        images = torch.where(mirrored[:, None, None, None], images.flip(-1), images)
-    elif augmentation == "pad-crop-flip":
-        if images.dtype != torch.uint8:
-            raise ValueError(f"pad-crop-flip augments uint8 images, got {images.dtype}")
-        images = pad_crop_flip(images, generator)
-    elif augmentation != "none":
-        raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {augmentation!r}")
+    images = AUGMENTATIONS.get(augmentation)(images, generator)
     if token_keep is None:
         return images, None
     lo, hi = token_keep
