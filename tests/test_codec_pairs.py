@@ -267,6 +267,26 @@ def test_truncations_and_flips_are_detected(latent_pair, models, tiny_images, in
             latent_pair.decompress([bytes(flipped)])
 
 
+def test_the_edge_keeps_what_its_strings_were_coded_from(models, latent_pair, hint, tiny_images):
+    """A framed pair compresses in two steps, its frames (fields and symbols, nothing coded yet) then each
+    one packed; the edge keeps the frames of its strings (for a link to cut packets from), raw8 has none."""
+    edge, _ = models
+    encoder = EdgeEncoder(edge, SpreadTopK(12), gate=None, codec=latent_pair, policy=IAQ(300), hint=hint)
+    analysis = encoder.analyze(tiny_images)
+    sent = encoder.encode(tiny_images, analysis=analysis)
+    assert [latent_pair.pack(coded) for coded in sent.frames] == sent.strings
+    source, symbols = latent_pair.source(tiny_images, analysis.hidden), hint.symbols(sent.edge_logits)
+    frames = latent_pair.frames(source, sent.level, symbols)
+    assert [latent_pair.pack(coded) for coded in frames] == latent_pair.compress(source, sent.level, symbols)
+    for coded, kept, level in zip(frames, sent.frames, sent.level):
+        assert coded.frame.level == level.tolist() and coded.frame.payload == b"" and kept.frame.payload == b""
+        assert np.array_equal(coded.symbols, kept.symbols) and np.array_equal(coded.indexes, kept.indexes)
+        assert len(coded.symbols) == len(coded.indexes) == int((level > 0).sum()) * latent_pair.values_per_patch
+    assert EdgeEncoder(edge, TopK(8), gate=None).encode(tiny_images).frames is None  # raw8: version 1, no frames
+    with pytest.raises(TypeError, match="int64"):
+        latent_pair.frames(source, sent.level.float())
+
+
 def test_bad_encoder_input_is_named(models, latent_pair, tiny_images):
     edge, _ = models
     with pytest.raises(ValueError, match="need a codec pair"):

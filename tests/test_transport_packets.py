@@ -1,7 +1,9 @@
 """Packets: an image cut into a protected header and independently decodable data packets (from the
-codec's symbols, or from a finished v2 string: the same bytes); lost or corrupted packets cost their
-patches, never raise; carried over digital links chosen by name."""
+codec's symbols, as the link path does with those the edge kept, or from a finished v2 string: the same
+bytes); lost or corrupted packets cost their patches, never raise; carried over digital links chosen by name."""
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
@@ -17,11 +19,13 @@ from semcomm.rate.policies import IAQ, FixedLevel
 from semcomm.rate.zoo import load_hint
 from semcomm.edge.selection import SpreadTopK
 from channels import AWGN, BSC, DigitalLink, FlatFading, Uncoded
+from semcomm.rate import framed, packetize
 from semcomm.rate.packetize import Packetizer, WholeString
 from semcomm.transport.digital import DigitalTransport
 from semcomm.transport.links import CHANNELS, SNR, LinkSpec
 from semcomm.transport.over_link import over_link
 from semcomm.wire import packets as v3
+from semcomm.wire import v2
 from semcomm.wire.errors import BitstreamError
 
 
@@ -291,6 +295,56 @@ def test_reusing_the_logits_of_intact_arrivals_changes_nothing(cifar_test):
     with pytest.raises(ValueError, match="the framing cuts strings of codec pair dct, not of latent"):
         over_link(sent, pair, link.with_framing(Packetizer(create_codec("dct-cifar10"))))
     assert link.framing is None  # with_framing copies
+
+
+def test_the_link_cuts_packets_from_the_symbols_the_edge_kept_without_decoding(cifar_test, monkeypatch):
+    """The link path sends exactly the packets of the finished strings (split), cut from the symbols the
+    edge kept: no string is parsed, no payload rANS-decoded on the way (the server's join decodes what
+    arrives). Strings that come without their symbols (read from disk) are split from the string."""
+    edge, pair = create_model("vit-edge-cifar10"), create_codec("latent-cifar10")
+    encoder = EdgeEncoder(edge, SpreadTopK(24), gate=Gate("min_entropy", 0.4), codec=pair,
+                          policy=IAQ(600, min_level=1), hint=load_hint("vit-edge-cifar10"))
+    sent = encoder.encode(cifar_test.images[:40])
+    assert 0 < int(sent.offloaded.sum()) < 40  # some answered at the edge: no string, no frame
+    assert [f is None for f in sent.frames] == [s is None for s in sent.strings]
+    link = DigitalTransport(DigitalLink(Uncoded(256), channel=BSC(0.0), crc=None))
+    read_back = dataclasses.replace(sent, frames=None)
+    for framing in (Packetizer(pair, packet_bytes=40, header_copies=2), WholeString(pair)):
+        expected = [framing.split(s) for s in sent.strings if s is not None]
+        with monkeypatch.context() as patched:
+            sends = _record_sends(patched)
+            for module, name in ((packetize, "rans_decode"), (framed, "rans_decode"), (v2, "unpack")):
+                patched.setattr(module, name, _refuse(name))
+            fresh = link.with_framing(framing).carry(sent, pair, decode_intact=False)
+        assert sends == [expected] and fresh.intact.all() and fresh.received == [None] * len(expected)
+        with monkeypatch.context() as patched:
+            sends = _record_sends(patched)
+            carried = [link.with_framing(framing).carry(t, pair) for t in (sent, read_back)]
+        assert sends == [expected, expected]
+        assert torch.equal(carried[0].link_bits, carried[1].link_bits)
+        for a, b in zip(carried[0].received, carried[1].received):
+            assert torch.equal(a.positions, b.positions) and torch.equal(a.values, b.values)
+    first = int(sent.offloaded.nonzero()[0])
+    with pytest.raises(ValueError, match=r"the symbols are of codec id 3; this packetizer cuts dct \(codec id 2\)"):
+        Packetizer(create_codec("dct-cifar10")).split(sent.strings[first], sent.frames[first])
+
+
+def _record_sends(patched) -> list:
+    """The packets every DigitalTransport.send is given, from now until ``patched`` is undone."""
+    sends, send = [], DigitalTransport.send
+
+    def recorded(self, packets, **kwargs):
+        sends.append(packets)
+        return send(self, packets, **kwargs)
+
+    patched.setattr(DigitalTransport, "send", recorded)
+    return sends
+
+
+def _refuse(name: str):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{name} called on the link path of fresh transmissions")
+    return refuse
 
 
 def test_the_whole_string_arrives_whole_or_not_at_all(sent):

@@ -97,7 +97,7 @@ def add_split_args(p: argparse.ArgumentParser) -> None:
 
 def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", type=Path, help="zoo folder to write the weights and card into (default: the user zoo, "
-                   "$SEMCOMM_ZOO or ~/.cache/semcomm/zoo; the project ships with --to semcomm/models/checkpoints)")
+                   "$SEMCOMM_ZOO or ~/.cache/semcomm/zoo; the project ships with --to semcomm/zoo/checkpoints)")
 
 
 def check_output(path: Path, option: str) -> None:

@@ -13,6 +13,7 @@ from semcomm.edge.gating import GATES
 from semcomm.edge.importance import IMPORTANCE
 from semcomm.edge.selection import SELECTION_RULES, takes_budget
 from semcomm.experiments.codecs import pixel_codecs
+from semcomm.rate.allocation import IAQ_SOLVERS
 
 
 def add_sweep(sub) -> None:
@@ -39,6 +40,8 @@ def add_sweep(sub) -> None:
     p.add_argument("--iaq-bits", type=float_list, help="IAQ payload budgets in bits per image, e.g. 200,400")
     p.add_argument("--iaq-min-level", type=int, default=1, help="IAQ: a patch is not sent or sent at this level or above")
     p.add_argument("--iaq-power", type=float, default=1.0, help="IAQ weights: importance to this power")
+    p.add_argument("--iaq-solver", default="lagrangian", type=registered(IAQ_SOLVERS),
+                   help=f"IAQ's bit allocation: {IAQ_SOLVERS.help()}")
     p.add_argument("--iaq-budgets", type=int_list, help="patches IAQ chooses among (default 64: all)")
     p.add_argument("--uniform-bits", type=float_list, help="uniform-level payload budgets (IAQ's baseline)")
     p.add_argument("--gate", default="min_entropy", type=registered(GATES),
@@ -69,7 +72,8 @@ def sweep(args: argparse.Namespace) -> int:
         raise ValueError("--engine and --address say where a --backend runs; give one (`semcomm zoo` lists them)")
     config = SweepConfig(edge=args.edge, server=args.backend or args.server, importance=args.importance, codec=args.codec,
                          gate_kind=args.gate, fusion=not args.no_fusion, twins=not args.no_twins)
-    policies = (tuple(IAQ(b, power=args.iaq_power, min_level=args.iaq_min_level) for b in args.iaq_bits or ())
+    policies = (tuple(IAQ(b, solver=args.iaq_solver, power=args.iaq_power, min_level=args.iaq_min_level)
+                      for b in args.iaq_bits or ())
                 + tuple(UniformBudget(b) for b in args.uniform_bits or ()))
     for name, value in (("budgets", args.budgets), ("rules", args.rules), ("thresholds", args.thresholds),
                         ("levels", args.levels), ("policies", policies or None), ("codecs", args.codecs),

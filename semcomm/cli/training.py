@@ -12,14 +12,17 @@ from semcomm.cli.inputs import check_classes, geometry_of, image_side, load, run
 from semcomm.cli.options import add_data_args, add_export_args, image_geometry
 from semcomm.data import load_split, locate
 from semcomm.models.architectures import SIZES
+from semcomm.train.backends.recipes import CIFAR10_RECIPES
+from semcomm.train.latent import LATENT_PRESETS
+from semcomm.train.presets import PRESET_DATASETS, PRESETS, parse_run_name, recipe
 
 
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train (or resume) a zoo model from a preset, or a ViT on any ImageFolder data")
-    p.add_argument("preset", nargs="?", help="a preset (vit-edge-cifar10, vit-server-cifar10, vit-server-dct-cifar10, "
-                   "vit-edge-imagenette, vit-server-imagenette, latent-cifar10) or vit-<edge|server>-<dataset>"
-                   "[-<image>p<patch>], or a backend: partitioned|devit|experts-cifar10-n<devices>; without it, --data, --size "
-                   "and --geometry name the run")
+    p.add_argument("preset", nargs="?", help=f"a preset ({', '.join(_preset_names())}) or "
+                   "vit-<edge|server>-<dataset>[-<image>p<patch>], or a backend: "
+                   f"{'|'.join(CIFAR10_RECIPES)}-cifar10-n<devices>; without it, --data, --size and --geometry name "
+                   "the run")
     p.add_argument("--size", choices=SIZES, help="the project's edge or server ViT")
     p.add_argument("--geometry", type=image_geometry, help="IMAGE/PATCH sides in pixels, e.g. 64/8 (default: the preset's)")
     p.add_argument("--batch-size", type=int, help="override the batch size")
@@ -60,8 +63,7 @@ def add_fit(sub) -> None:
 def train(args: argparse.Namespace) -> int:
     import torch
 
-    from semcomm.train.backends.recipes import CIFAR10_RECIPES
-    from semcomm.train.latent import LATENT_PRESETS, train_latent
+    from semcomm.train.latent import train_latent
     from semcomm.train.vit import train as train_vit
 
     if args.threads:
@@ -126,8 +128,6 @@ def _train_backend(args: argparse.Namespace, kind: str, devices: int) -> int:
 
 def _training_run(args: argparse.Namespace):
     """(run name, config, data set (name or path), image side) that `semcomm train`'s arguments ask for."""
-    from semcomm.train.vit import PRESET_DATASETS, PRESETS, parse_run_name, recipe
-
     data_name = locate(args.data).name if args.data else None
     if args.preset is None:
         if not (args.data and args.size and args.geometry):
@@ -160,15 +160,12 @@ def _training_run(args: argparse.Namespace):
 
 
 def _preset_names() -> list[str]:
-    from semcomm.train.latent import LATENT_PRESETS
-    from semcomm.train.vit import PRESETS
-
+    """The training presets: ViTs, then codec pairs."""
     return [*PRESETS, *LATENT_PRESETS]
 
 
 def export(args: argparse.Namespace) -> int:
-    from semcomm.train.latent import LATENT_PRESETS
-    from semcomm.train.vit import PRESET_DATASETS, TrainConfig, parse_run_name
+    from semcomm.train.vit import TrainConfig
     from semcomm.train.vit import export as export_vit
 
     if args.preset in LATENT_PRESETS:

@@ -1,10 +1,11 @@
 """The codec as the edge encoder sees it, and the registry of codecs by name.
 
 The edge encoder drives a codec pair's edge half (:class:`semcomm.rate.pair.CodecPair`) through the
-calls below and nothing else, so the edge imports nothing from the rate stage: it takes the pair as an
-object, or looks its name up in :data:`CODECS` at run time. The rate stage fills the registry (``raw8``,
-``pixel-iaq``, ``dct-cifar10``, ``latent-cifar10``, ...) when :mod:`semcomm.rate` is imported; each
-entry is a factory ``fn(**kwargs) -> CodecPair``.
+calls below (:class:`EdgeCodec`, and :class:`FramedCodec` where the pair offers its frames) and nothing
+else, so the edge imports nothing from the rate stage: it takes the pair as an object, or looks its
+name up in :data:`CODECS` at run time. The rate stage fills the registry (``raw8``, ``pixel-iaq``,
+``dct-cifar10``, ``latent-cifar10``, ...) when :mod:`semcomm.rate` is imported; each entry is a
+factory ``fn(**kwargs) -> CodecPair``.
 
 Shapes: images B x 3 x H x W uint8; hidden B x N x D edge tokens; source B x N x V; mask B x N bool;
 rates B x N x (L + 1) bits; level B x N int64 (0 = not sent); hint B x C int64 symbols.
@@ -61,3 +62,19 @@ class EdgeCodec(Protocol):
     def compress(self, source: torch.Tensor, level: torch.Tensor | None = None,
                  hint: torch.Tensor | None = None) -> list[bytes]:
         """One string per image."""
+
+
+class FramedCodec(EdgeCodec, Protocol):
+    """An edge codec whose strings are coded from per-image frames (:class:`semcomm.rate.framed.FramedPair`).
+
+    The edge compresses in its two steps and keeps the frames in the
+    :class:`~semcomm.edge.encoder.Transmission`, so that a link cuts packets from their symbols
+    without decoding the strings. The edge never looks inside a frame.
+    """
+
+    def frames(self, source: torch.Tensor, level: torch.Tensor | None = None,
+               hint: torch.Tensor | None = None) -> list[Any]:
+        """What each image's string is coded from (its frame fields and symbols), before any coding."""
+
+    def pack(self, coded: Any) -> bytes:
+        """The string of one image from its frame (:meth:`frames`): ``compress`` is ``pack`` of each."""

@@ -7,8 +7,9 @@ holding the selected patches, each at the level a level policy gives it,
 written by a codec pair (:mod:`semcomm.edge.codec`): ``raw8`` (the default)
 writes raw 8-bit pixels (format version 1), the other pairs a version-2
 string with the edge's prediction as side information when a hint coder is
-given. The encoder calls every pair alike; it imports nothing of the rate
-stage or the wire.
+given; of these the encoder also keeps what each string was coded from
+(:attr:`Transmission.frames`), from which a link cuts packets. The encoder
+calls every pair alike; it imports nothing of the rate stage or the wire.
 
 Images are checked once, where they come in (:meth:`EdgeEncoder.encode`,
 :meth:`~EdgeEncoder.analyze`, :meth:`~EdgeEncoder.transmit`): B x 3 x H x W
@@ -17,11 +18,12 @@ uint8, or float in [0, 1] (sent as 8-bit pixels, rounded), H x W the edge's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from semcomm.core.seeding import as_generator
-from semcomm.edge.codec import CODECS, EdgeCodec, HintSymbols, LevelPolicy
+from semcomm.edge.codec import CODECS, EdgeCodec, FramedCodec, HintSymbols, LevelPolicy
 from semcomm.edge.gating import Gate
 from semcomm.edge.importance import attention_layers, patch_importance
 from semcomm.edge.selection import SelectionRule
@@ -58,6 +60,10 @@ class Transmission:
         mask: B x N booleans, the patches selected (rows of kept images too).
         strings: B entries, the byte string sent, or None (answered at the edge).
         level: B x N levels of the sent patches (0 = not sent; raw8 sends every selected patch at level 1).
+        frames: B entries, what each string was coded from (the codec's frame fields and symbols, see
+            :class:`~semcomm.edge.codec.FramedCodec`; None where not sent), so that a link cuts packets
+            from the symbols without decoding the strings; None for a codec that offers no frames (raw8)
+            and for strings that came without them.
     """
 
     edge_logits: torch.Tensor
@@ -65,6 +71,7 @@ class Transmission:
     mask: torch.Tensor
     strings: list[bytes | None]
     level: torch.Tensor
+    frames: list[Any | None] | None = None
 
     @property
     def bits(self) -> torch.Tensor:
@@ -102,7 +109,7 @@ class EdgeEncoder:
         self.importance, self.batch_size, self.bf16 = importance, batch_size, bf16
         if not isinstance(codec, str) and not hasattr(codec, "for_edge"):
             raise TypeError(f"codec must be a codec pair or a registered name ({CODECS.help()}), got {codec!r}")
-        self.codec: EdgeCodec = CODECS.create(codec).for_edge(self.model)
+        self.codec: EdgeCodec | FramedCodec = CODECS.create(codec).for_edge(self.model)
         self.policy, self.hint = self.codec.edge_policy(policy, hint), hint
 
     def analyze(self, images: torch.Tensor, methods: tuple[str, ...] | None = None,
@@ -172,6 +179,7 @@ class EdgeEncoder:
         offloaded = (self.gate.offload(edge_logits) if self.gate is not None
                      else torch.ones(len(images), dtype=torch.bool))
         strings: list[bytes | None] = [None] * len(images)
+        frames: list[Any | None] | None = [None] * len(images) if hasattr(self.codec, "frames") else None
         level = torch.zeros(mask.shape, dtype=torch.int64)
         sent = offloaded.nonzero().flatten()
         if len(sent):
@@ -180,9 +188,16 @@ class EdgeEncoder:
             weights = importance[sent] if importance is not None else mask[sent].float()
             level[sent] = self.policy(mask[sent], weights, rates, self.codec.distortion)
             hint = self.hint.symbols(edge_logits[sent]) if self.hint is not None else None
-            for i, string in zip(sent.tolist(), self.codec.compress(source, level[sent], hint)):
+            if frames is None:
+                coded = self.codec.compress(source, level[sent], hint)
+            else:  # in the codec's two steps, keeping the frames
+                made = self.codec.frames(source, level[sent], hint)
+                coded = [self.codec.pack(frame) for frame in made]
+                for i, frame in zip(sent.tolist(), made):
+                    frames[i] = frame
+            for i, string in zip(sent.tolist(), coded):
                 strings[i] = string
-        return Transmission(edge_logits, offloaded, mask, strings, level)
+        return Transmission(edge_logits, offloaded, mask, strings, level, frames)
 
 
 def collaborative_predictions(transmission: Transmission, server_logits: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,11 @@ its symbols are (:meth:`FramedPair.symbols`), which table codes each (:meth:`~Fr
 and what they stand for (:meth:`~FramedPair.dequantize`). :class:`TableCodedPair` adds the common case
 of V symbols per patch, one table per (level, value), optionally switched among several fitted sets.
 
+Compressing is two steps: :meth:`FramedPair.frames` gives each image's frame fields and symbols
+(:class:`FrameSymbols`), :meth:`FramedPair.pack` codes one image's payload whole and frames it. The
+edge keeps the first step's output, so that a link cuts packets from the symbols
+(:class:`~semcomm.rate.packetize.Packetizer`) without decoding the string.
+
 Shapes: source B x N x V; level B x N int64 (0 = not sent); per image, the K sent patches'
 symbols flattened in position order.
 """
@@ -13,7 +18,9 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -23,6 +30,21 @@ from semcomm.rate.pair import CodecPair, Received
 from semcomm.wire import v2 as fmt
 from semcomm.wire.bits import pack_fields, unpack_fields, width_for
 from semcomm.wire.errors import BitstreamError
+
+
+class FrameSymbols(NamedTuple):
+    """One image as its version-2 string is coded from it, before its payload is coded.
+
+    Attributes:
+        frame: its level map (N ints), edge hint (C symbols, or None) and codec parameters; the payload
+            fields are left empty.
+        symbols: the K x V symbols of its K sent patches, flat (int64), in coding order (position order).
+        indexes: the table index of each symbol (int64, same length).
+    """
+
+    frame: fmt.Frame
+    symbols: np.ndarray
+    indexes: np.ndarray
 
 
 class FramedPair(CodecPair):
@@ -79,9 +101,13 @@ class FramedPair(CodecPair):
         return int(self.fixed_length(self.table_indexes(sent, ()))[1].sum())
 
     # ---- the contract ----------------------------------------------------------------------------
-    def compress(self, source: torch.Tensor, level: torch.Tensor | None = None,
-                 hint: torch.Tensor | None = None) -> list[bytes]:
-        """One version-2 string per image.
+    def frames(self, source: torch.Tensor, level: torch.Tensor | None = None,
+               hint: torch.Tensor | None = None) -> list[FrameSymbols]:
+        """What each image's string is coded from, before any payload is coded: its frame and symbols.
+
+        The one check of the level map (a B x N integer tensor) is here; its values are checked where a
+        string or packet writes them. :meth:`compress` codes each payload whole; a
+        :class:`~semcomm.rate.packetize.Packetizer` cuts the symbols into packets.
 
         Args:
             source: B x N x V from :meth:`source`.
@@ -89,17 +115,27 @@ class FramedPair(CodecPair):
             hint: B x C hint symbols (:meth:`HintCoder.symbols`), or None for no fusion.
         """
         self._check_level(level, len(source))
-        strings = []
-        for i, (symbols, indexes, params) in enumerate(self.symbols(source, level)):
-            frame = fmt.Frame(self.layout.codec_id, level[i].tolist(), None if hint is None else hint[i], params)
-            if self.layout.entropy_coded:
-                frame.state_code, frame.payload = rans_encode(self.tables_for(params), symbols, indexes)
-            else:
-                offsets, widths = self.fixed_length(indexes)
-                values = np.clip(symbols - offsets, 0, (1 << widths) - 1)
-                frame.payload, frame.payload_bits = pack_fields(values, widths)
-            strings.append(fmt.pack(self.layout, frame, self.hint_coder))
-        return strings
+        return [FrameSymbols(fmt.Frame(self.layout.codec_id, level[i].tolist(), None if hint is None else hint[i],
+                                       params), symbols, indexes)
+                for i, (symbols, indexes, params) in enumerate(self.symbols(source, level))]
+
+    def pack(self, coded: FrameSymbols) -> bytes:
+        """The version-2 string of one image (:meth:`frames`): its payload coded whole (rANS, or the
+        fixed-length code when entropy coding is off), framed, CRC included."""
+        frame, symbols, indexes = coded
+        if self.layout.entropy_coded:
+            state_code, payload = rans_encode(self.tables_for(frame.params), symbols, indexes)
+            frame = replace(frame, state_code=state_code, payload=payload)
+        else:
+            offsets, widths = self.fixed_length(indexes)
+            payload, payload_bits = pack_fields(np.clip(symbols - offsets, 0, (1 << widths) - 1), widths)
+            frame = replace(frame, payload=payload, payload_bits=payload_bits)
+        return fmt.pack(self.layout, frame, self.hint_coder)
+
+    def compress(self, source: torch.Tensor, level: torch.Tensor | None = None,
+                 hint: torch.Tensor | None = None) -> list[bytes]:
+        """One version-2 string per image (arguments as :meth:`frames`)."""
+        return [self.pack(coded) for coded in self.frames(source, level, hint)]
 
     def decompress(self, strings: Sequence[bytes]) -> list[Received]:
         """Parse and dequantize each string; :class:`BitstreamError` if one is malformed or corrupted."""

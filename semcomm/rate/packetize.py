@@ -11,8 +11,9 @@ cuts one image of an entropy-coded codec pair into
   lost data packet costs the patches it carried and nothing else.
 
 The runs are cut from the symbols the codec produced (:meth:`Packetizer.packets`,
-:meth:`Packetizer.compress`), before any rANS coding: each run is as long as fits
-one data packet. A finished version-2 string can be packetized too
+:meth:`Packetizer.compress`, or :meth:`Packetizer.split` of a string given what it
+was coded from, as the edge keeps it), before any rANS coding: each run is as long
+as fits one data packet. A finished version-2 string alone can be packetized too
 (:meth:`Packetizer.split`: its payload is decoded back to the same symbols), and
 gives the same bytes. The packets' fields and CRC are :mod:`semcomm.wire.packets`.
 
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 
 from semcomm.rate.entropy import SymbolTables, rans_decode, rans_encode
+from semcomm.rate.framed import FramedPair, FrameSymbols
 from semcomm.rate.pair import CodecPair, Received
 from semcomm.wire import packets as v3
 from semcomm.wire import v2
@@ -74,7 +76,7 @@ class Packetizer:
     (True, 0)
     """
 
-    def __init__(self, pair: CodecPair, packet_bytes: int = 64, header_copies: int = 2):
+    def __init__(self, pair: FramedPair, packet_bytes: int = 64, header_copies: int = 2):
         if not pair.layout.entropy_coded or not hasattr(pair, "values_per_patch"):
             raise ValueError(f"packets need an entropy-coded pair with fixed symbols per patch; {pair.name} is not")
         if isinstance(packet_bytes, bool) or not isinstance(packet_bytes, int) or packet_bytes < 1:
@@ -93,15 +95,23 @@ class Packetizer:
                  hint: torch.Tensor | None = None) -> list[list[bytes]]:
         """The packets of B images, cut from the codec's symbols: as :meth:`CodecPair.compress`, with packets
         in place of each version-2 string (``source`` B x N x V, ``level`` B x N, ``hint`` B x C or None)."""
-        pair = self.pair
-        pair._check_level(level, len(source))
-        return [self.packets(v2.Frame(pair.layout.codec_id, level[i].tolist(), None if hint is None else hint[i],
-                                      params), symbols, indexes)
-                for i, (symbols, indexes, params) in enumerate(pair.symbols(source, level))]
+        return [self.packets(*coded) for coded in self.pair.frames(source, level, hint)]
 
-    def split(self, string: bytes) -> list[bytes]:
-        """The packets of one finished version-2 string (its payload decoded back to the codec's symbols)."""
+    def split(self, string: bytes, coded: FrameSymbols | None = None) -> list[bytes]:
+        """The packets of one finished version-2 string.
+
+        Args:
+            string: the string.
+            coded: what ``string`` was coded from (:meth:`FramedPair.frames`, as the edge keeps it in
+                ``Transmission.frames``), or None: then the string's payload is decoded back to its symbols.
+                Given, the packets are cut from its symbols and the string is not read (the same bytes).
+        """
         pair = self.pair
+        if coded is not None:
+            if coded.frame.codec_id != pair.layout.codec_id:
+                raise ValueError(f"the symbols are of codec id {coded.frame.codec_id}; this packetizer cuts "
+                                 f"{pair.name} (codec id {pair.layout.codec_id})")
+            return self.packets(*coded)
         frame = v2.unpack(string, {pair.layout.codec_id: pair.layout}, hint_coder=pair.hint_coder,
                           classes=pair.num_classes)
         sent = np.asarray([m for m in frame.level if m > 0], dtype=np.int64)
@@ -115,7 +125,7 @@ class Packetizer:
         Args:
             frame: the image's level map, codec parameters and hint (its payload fields are not read).
             symbols, indexes: the K x V symbols of its sent patches and their table indexes, flat, in
-                coding order (position order, as :meth:`CodecPair.symbols` gives them).
+                coding order (position order, as :meth:`FramedPair.symbols` gives them).
         """
         k, v = sum(1 for m in frame.level if m > 0), self.pair.values_per_patch
         symbols = np.asarray(symbols, dtype=np.int64).reshape(k, v)
@@ -219,8 +229,8 @@ class WholeString:
         """``[[string]]``: each image's version-2 string (:meth:`CodecPair.compress`) as one packet."""
         return [[string] for string in self.pair.compress(source, level, hint)]
 
-    def split(self, string: bytes) -> list[bytes]:
-        """``[string]``: one packet."""
+    def split(self, string: bytes, coded: FrameSymbols | None = None) -> list[bytes]:
+        """``[string]``: one packet (``coded``, what it was coded from, is not needed)."""
         return [bytes(string)]
 
     def join(self, packets: list[bytes | None]) -> Arrival:

@@ -85,7 +85,8 @@ class Transport(ABC):
         """Carry every offloaded image of ``sent`` (coded by ``pair``) over the link and report what arrived.
 
         Args:
-            sent: the edge's decisions and strings for B images.
+            sent: the edge's decisions and strings for B images (and what each string was coded from,
+                ``sent.frames``, where the edge kept it: packets are cut from that).
             pair: the codec pair whose server reads what arrives.
             snr_db: Es/N0 in dB of the link (None where the link's condition is not an SNR).
             generator: every random draw of the link (a torch.Generator; some transports take a seed).

@@ -1,8 +1,9 @@
 """Packets over a digital link of ``channels``: bits become link blocks and channel uses.
 
 A :class:`DigitalTransport` carries an edge's strings (:meth:`~DigitalTransport.carry`) cut into packets by
-its *framing* (:class:`~semcomm.rate.packetize.Packetizer` or :class:`~semcomm.rate.packetize.WholeString`),
-and joins what arrives; :meth:`~DigitalTransport.send` carries any packets (an image codec's files too).
+its *framing* (:class:`~semcomm.rate.packetize.Packetizer` or :class:`~semcomm.rate.packetize.WholeString`;
+packets are cut from the codec's symbols that the edge kept, not from the finished strings), and joins
+what arrives; :meth:`~DigitalTransport.send` carries any packets (an image codec's files too).
 
 Each packet's bytes (MSB first) are zero-padded to whole link blocks
 (``link.payload_bits`` information bits each) and sent through a
@@ -33,6 +34,7 @@ import torch
 from channels import DigitalLink, PacketErasure
 
 from semcomm.edge.encoder import Transmission
+from semcomm.rate.framed import FrameSymbols
 from semcomm.rate.packetize import Arrival
 from semcomm.rate.pair import CodecPair
 from semcomm.transport.base import Carried, Transport
@@ -44,7 +46,8 @@ class Framing(Protocol):
 
     pair: CodecPair
 
-    def split(self, string: bytes) -> list[bytes]: ...
+    def split(self, string: bytes, coded: FrameSymbols | None = None) -> list[bytes]:
+        """One image's packets, from what ``string`` was coded from when given (no decoding), else the string."""
 
     def join(self, packets: list[bytes | None]) -> Arrival: ...
 
@@ -102,14 +105,18 @@ class DigitalTransport(Transport):
               generator: torch.Generator | None = None, *, source: torch.Tensor | None = None,
               importance: torch.Tensor | None = None, decode_intact: bool = True) -> Carried:
         """Every offloaded image's string as packets of the framing, in one pass through the link, and what
-        arrived joined (``source`` and ``importance`` are not used; see :meth:`Transport.carry`)."""
+        arrived joined (``source`` and ``importance`` are not used; see :meth:`Transport.carry`).
+
+        The packets are cut from the symbols each string was coded from where the edge kept them
+        (``sent.frames``), and from the string itself (its payload decoded) where not: the same bytes."""
         if self.framing is None:
             raise ValueError("a digital transport carries a codec pair's strings as packets: give it a framing, "
                              "e.g. transport.with_framing(Packetizer(pair))")
         if self.framing.pair is not pair:
             raise ValueError(f"the framing cuts strings of codec pair {self.framing.pair.name}, not of {pair.name}")
         offloaded = sent.offloaded.nonzero().flatten().tolist()
-        packets = [self.framing.split(sent.strings[i]) for i in offloaded]
+        frames = sent.frames or [None] * len(sent.strings)
+        packets = [self.framing.split(sent.strings[i], frames[i]) for i in offloaded]
         delivery = self.send(packets, snr_db=snr_db, generator=generator)
         intact = [got == image for got, image in zip(delivery.packets, packets)]
         arrivals = [None if whole and not decode_intact else self.framing.join(arrived)
