@@ -22,12 +22,12 @@ import time
 import torch
 
 from semcomm import create_model
-from semcomm.edge.encoder import EdgeEncoder
 from semcomm.data import load_split
+from semcomm.edge.encoder import EdgeEncoder
 from semcomm.edge.gating import Gate
 from semcomm.edge.importance import attention_layers, patch_importance
-from semcomm.inference import autocast
 from semcomm.edge.selection import AttentionSum, SpreadTopK, TopK
+from semcomm.inference import autocast
 
 
 def best_of(fn, repeats: int) -> float:

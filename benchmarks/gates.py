@@ -14,8 +14,8 @@ import argparse
 
 from semcomm import create_model
 from semcomm.data import evaluation_split, load_split
-from semcomm.experiments.comparisons import gate_table
 from semcomm.edge.gating import compare_gates
+from semcomm.experiments.comparisons import gate_table
 from semcomm.inference import predict_logits
 
 

@@ -14,15 +14,15 @@ import argparse
 import torch
 
 from semcomm import create_model
-from semcomm.edge.encoder import EdgeEncoder
-from semcomm.server.decoder import ServerDecoder
 from semcomm.data import load_split
-from semcomm.rate import create_codec
-from semcomm.train.fitting import fit_latent_tables
-from semcomm.rate.latent import LatentPair
-from semcomm.train.latent import LatentTrainConfig, build_codec
-from semcomm.rate.policies import FixedLevel
+from semcomm.edge.encoder import EdgeEncoder
 from semcomm.edge.selection import TopK
+from semcomm.rate import create_codec
+from semcomm.rate.latent import LatentPair
+from semcomm.rate.policies import FixedLevel
+from semcomm.server.decoder import ServerDecoder
+from semcomm.train.fitting import fit_latent_tables
+from semcomm.train.latent import LatentTrainConfig, build_codec
 
 
 def main() -> None:

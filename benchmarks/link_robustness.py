@@ -22,8 +22,8 @@ import time
 from tqdm import tqdm
 
 from semcomm.data import load_split
-from semcomm.transport.links import LinkSpec
 from semcomm.experiments.link_sweep import LinkSweep, LinkSweepConfig
+from semcomm.transport.links import LinkSpec
 
 SETTING = ("spread-top-k", 64, 3)
 LABEL, GATE = "spread-top-k 64 L3", "min_entropy 0.6"

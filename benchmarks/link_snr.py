@@ -17,14 +17,14 @@ import torch
 
 from channels import AWGN, DigitalLink, FlatFading, LDPC80211n
 from semcomm import create_model
-from semcomm.edge.encoder import EdgeEncoder
 from semcomm.data import load_split
+from semcomm.edge.encoder import EdgeEncoder
 from semcomm.edge.gating import Gate
+from semcomm.edge.selection import SpreadTopK
 from semcomm.rate import create_codec
+from semcomm.rate.packetize import Packetizer
 from semcomm.rate.policies import FixedLevel
 from semcomm.rate.zoo import load_hint
-from semcomm.edge.selection import SpreadTopK
-from semcomm.rate.packetize import Packetizer
 from semcomm.transport.digital import DigitalTransport
 from semcomm.transport.over_link import over_link
 

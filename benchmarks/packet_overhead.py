@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 
 from semcomm import create_model
-from semcomm.edge.encoder import EdgeEncoder
 from semcomm.data import load_split
+from semcomm.edge.encoder import EdgeEncoder
+from semcomm.edge.selection import SpreadTopK
 from semcomm.rate import create_codec
+from semcomm.rate.packetize import Packetizer
 from semcomm.rate.policies import IAQ, FixedLevel
 from semcomm.rate.zoo import load_hint
-from semcomm.edge.selection import SpreadTopK
-from semcomm.rate.packetize import Packetizer
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from semcomm import create_model
-from semcomm.experiments.comparisons import RATES, markdown, published_comparisons
 from semcomm.data import evaluation_split, load_split
+from semcomm.experiments.comparisons import RATES, markdown, published_comparisons
 
 
 def main() -> None:

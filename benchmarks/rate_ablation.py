@@ -17,17 +17,17 @@ import time
 import torch
 
 from semcomm import create_model
-from semcomm.edge.encoder import EdgeEncoder
-from semcomm.server.decoder import ServerDecoder
 from semcomm.data import load_split
+from semcomm.edge.encoder import EdgeEncoder
 from semcomm.edge.gating import Gate
-from semcomm.rate import create_codec
-from semcomm.rate.hint import fuse
-from semcomm.rate.allocation import greedy_allocation, lagrangian_allocation, quantizer_distortion
-from semcomm.rate.policies import IAQ, FixedLevel, LevelPolicy, UniformBudget
-from semcomm.rate.zoo import load_hint
 from semcomm.edge.selection import RandomK, SpreadTopK, TopK
 from semcomm.experiments.sweep import paired_comparison
+from semcomm.rate import create_codec
+from semcomm.rate.allocation import greedy_allocation, lagrangian_allocation, quantizer_distortion
+from semcomm.rate.hint import fuse
+from semcomm.rate.policies import IAQ, FixedLevel, LevelPolicy, UniformBudget
+from semcomm.rate.zoo import load_hint
+from semcomm.server.decoder import ServerDecoder
 
 
 class MatchedIAQ(LevelPolicy):

@@ -12,14 +12,14 @@ import argparse
 from collections import defaultdict
 
 from semcomm import create_model
-from semcomm.edge.encoder import EdgeEncoder
 from semcomm.data import load_split
+from semcomm.edge.encoder import EdgeEncoder
+from semcomm.edge.selection import SpreadTopK
 from semcomm.rate import create_codec
 from semcomm.rate.entropy import rans_encode
-from semcomm.wire.v2 import dissect, unpack
 from semcomm.rate.policies import FixedLevel
 from semcomm.rate.zoo import load_hint
-from semcomm.edge.selection import SpreadTopK
+from semcomm.wire.v2 import dissect, unpack
 
 
 def main() -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from semcomm.rate.image_codecs import ImageCodec
 from semcomm.data import load_split
 from semcomm.experiments.plots import plot_sweep
-from semcomm.rate.policies import IAQ
 from semcomm.experiments.sweep import Sweep, SweepConfig
+from semcomm.rate.image_codecs import ImageCodec
+from semcomm.rate.policies import IAQ
 
 THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.6, 1.8, 2.0, 2.5, 3.0)
 

@@ -18,18 +18,17 @@ import argparse
 import platform
 
 import torch
+from codec_overhead import best_of  # benchmarks/ is on the path when a script here runs
 
 from semcomm import create_model
-from semcomm.edge.encoder import EdgeEncoder
 from semcomm.data import load_split
+from semcomm.edge.encoder import EdgeEncoder
 from semcomm.edge.gating import Gate
 from semcomm.edge.importance import attention_layers, patch_importance
+from semcomm.edge.selection import SpreadTopK
 from semcomm.rate import create_codec
 from semcomm.rate.policies import IAQ, FixedLevel
 from semcomm.rate.zoo import load_hint
-from semcomm.edge.selection import SpreadTopK
-
-from codec_overhead import best_of  # benchmarks/ is on the path when a script here runs
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-
 from backend_helpers import random_positions, tiny_data, tiny_vit
+
 from semcomm.core.patches import unpatchify
 from semcomm.edge.encoder import EdgeEncoder
 from semcomm.edge.selection import TopK

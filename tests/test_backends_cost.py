@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from backend_helpers import one_thread, random_positions, tiny_data, tiny_vit  # noqa: F401 (fixture)
+
 from semcomm.server.backends import Device, MonolithicBackend
 from semcomm.server.backends.cost import device_macs, macs_per_image
 

@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from backend_helpers import one_thread, random_positions, tiny_data, tiny_vit  # noqa: F401 (fixture)
+
 from semcomm.server.backends import (
     ClassGroups, ClassSubModel, DecomposedBackend, DeviceConfig, LocalEngine, StudentStage, TokenFusion, ViTSpec,
     class_token,

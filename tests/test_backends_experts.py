@@ -10,16 +10,16 @@ import doctest
 import pytest
 import torch
 import torch.nn.functional as F
+from backend_helpers import one_thread, random_positions, tiny_data, tiny_vit  # noqa: F401 (fixture)
 
 import semcomm.server.backends.experts as experts_module
-from backend_helpers import one_thread, random_positions, tiny_data, tiny_vit  # noqa: F401 (fixture)
+from semcomm.edge.gating import Gate
 from semcomm.server.backends import (
     DeviceConfig, ExpertBackend, ExpertClasses, ExpertStage, LocalEngine, MonolithicBackend, TopKMassRouter, ViTSpec,
     collaborate,
 )
 from semcomm.train.backends import ProgressiveSchedule, build_experts, train_specialist
 from semcomm.train.backends.specialists import domain_batch
-from semcomm.edge.gating import Gate
 
 THREE = DeviceConfig.from_dict([{"name": "slow", "memory_mb": 1.0, "speed": 0.5},
                                 {"name": "fast", "memory_mb": 1.0, "speed": 3.0, "link_mbps": 10.0},

@@ -13,8 +13,8 @@ import socket
 
 import pytest
 import torch
-
 from backend_helpers import random_positions, tiny_data, tiny_vit
+
 from semcomm.edge.encoder import EdgeEncoder
 from semcomm.edge.selection import TopK
 from semcomm.server.backends import (

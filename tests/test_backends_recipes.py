@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from backend_helpers import one_thread, tiny_data, tiny_vit  # noqa: F401 (fixture)
+
 from semcomm.inference import top1
 from semcomm.rate.hint import fuse
 from semcomm.server.backends import DecomposedBackend, Device, ExpertBackend, MonolithicBackend, PartitionedBackend

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from backend_helpers import one_thread, random_positions, tiny_data, tiny_vit  # noqa: F401 (fixture)
+
 from semcomm.server.backends import (
     Device, DeviceConfig, MonolithicBackend, ViTSpec, create_backend, list_saved_backends, load_backend,
     read_backend_card, save_backend,

@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semcomm.wire.v1 import HEADER_BYTES, VERSION, index_bits, pack, position_bytes, stream_bits, unpack
-from semcomm.wire.errors import BitstreamError
 from semcomm.core.patches import patchify, unpatchify
+from semcomm.wire.errors import BitstreamError
+from semcomm.wire.v1 import HEADER_BYTES, VERSION, index_bits, pack, position_bytes, stream_bits, unpack
 
 SETTINGS = settings(max_examples=50, deadline=None)
 

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from semcomm.core.patches import patchify
+from semcomm.edge.encoder import EdgeEncoder, collaborative_predictions
+from semcomm.edge.gating import Gate
+from semcomm.edge.selection import AttentionSum, TopK
+from semcomm.models import create_model
+from semcomm.server.decoder import ServerDecoder
 from semcomm.wire import v1 as bitstream
 from semcomm.wire.errors import BitstreamError
 from semcomm.wire.v2 import read_version
-from semcomm.edge.encoder import EdgeEncoder, collaborative_predictions
-from semcomm.server.decoder import ServerDecoder
-from semcomm.edge.gating import Gate
-from semcomm.models import create_model
-from semcomm.edge.selection import AttentionSum, TopK
 
 
 @pytest.fixture(scope="module")

@@ -8,23 +8,23 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semcomm.wire.errors import BitstreamError
 from semcomm.core.patches import patchify
 from semcomm.edge.codec import CODECS
 from semcomm.edge.encoder import EdgeEncoder, collaborative_predictions
-from semcomm.server.decoder import ServerDecoder
 from semcomm.edge.gating import Gate
+from semcomm.edge.selection import SpreadTopK, TopK
 from semcomm.models import create_model
 from semcomm.rate import create_codec, list_codecs
 from semcomm.rate.dct import DCTPair
-from semcomm.wire import v2 as fmt
-from semcomm.train.fitting import fit_switched_tables, latent_tables
 from semcomm.rate.hint import HintCoder
 from semcomm.rate.latent import LatentCodec, LatentConfig, LatentPair
 from semcomm.rate.pixels import PixelIAQ
-from semcomm.rate.raw8 import Raw8
 from semcomm.rate.policies import IAQ, FixedLevel, UniformBudget
-from semcomm.edge.selection import SpreadTopK, TopK
+from semcomm.rate.raw8 import Raw8
+from semcomm.server.decoder import ServerDecoder
+from semcomm.train.fitting import fit_switched_tables, latent_tables
+from semcomm.wire import v2 as fmt
+from semcomm.wire.errors import BitstreamError
 
 SETTINGS = settings(max_examples=30, deadline=None)
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from semcomm.experiments.comparisons import markdown, published_comparisons
 from semcomm.data import load_split
+from semcomm.experiments.comparisons import markdown, published_comparisons
 
 
 @pytest.fixture(scope="module")

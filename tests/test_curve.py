@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from semcomm import create_model
-from semcomm.rate.image_codecs import ImageCodec
 from semcomm.edge.gating import Gate
-from semcomm.inference import predict_logits
 from semcomm.experiments.sweep import Sweep, SweepConfig
+from semcomm.inference import predict_logits
+from semcomm.rate.image_codecs import ImageCodec
 
 BUDGETS = (4, 8, 16, 32, 48)
 

@@ -16,11 +16,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from semcomm.edge.encoder import EdgeEncoder
-from semcomm.server.decoder import ServerDecoder
 from semcomm.edge.gating import Gate
 from semcomm.edge.importance import patch_importance
-from semcomm.models import ViTAdapter, ViTOutput
 from semcomm.edge.selection import TopK
+from semcomm.models import ViTAdapter, ViTOutput
+from semcomm.server.decoder import ServerDecoder
 
 
 class TorchEncoderViT(ViTAdapter):

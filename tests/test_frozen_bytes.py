@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from semcomm.edge.encoder import EdgeEncoder
+from semcomm.edge.selection import SpreadTopK, TopK
 from semcomm.models import create_model
 from semcomm.rate import create_codec
+from semcomm.rate.packetize import Packetizer
 from semcomm.rate.policies import IAQ, FixedLevel
 from semcomm.rate.zoo import load_hint
-from semcomm.edge.selection import SpreadTopK, TopK
 from semcomm.wire.side_info import SideInfo, pack_side_info
-from semcomm.rate.packetize import Packetizer
 
 DIGESTS = {
     "v1 spread-top-k 16": "3ab48834a496fde4198b61e1640109a0cbd7519c3cb61efa36f0e03872736ef9",

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from backend_helpers import tiny_vit
 from torch import nn
 
-from backend_helpers import tiny_vit
 from semcomm.models import create_model, model_card
 from semcomm.train.growth import grow_by_stacking
 from semcomm.train.vit import TrainConfig, build

@@ -12,13 +12,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from semcomm.wire.errors import BitstreamError
+from semcomm.rate.entropy import SetCosts, SymbolTables, rans_decode, rans_encode
+from semcomm.rate.hint import HintCoder, canonical_code, fuse, quantize_log_probs
 from semcomm.wire import v2 as fmt
 from semcomm.wire.bits import (
     BitReader, BitWriter, pack_fields, subset_bits, subset_rank, subset_unrank, unpack_fields, width_for,
 )
-from semcomm.rate.entropy import SetCosts, SymbolTables, rans_decode, rans_encode
-from semcomm.rate.hint import HintCoder, canonical_code, fuse, quantize_log_probs
+from semcomm.wire.errors import BitstreamError
 
 SETTINGS = settings(max_examples=60, deadline=None)
 LAYOUT = fmt.Layout(3, 64, 4)

@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from semcomm.core.registry import UnknownNameError
+from semcomm.core.seeding import as_generator
 from semcomm.edge.selection import (
     SELECTION_RULES, AttentionSum, RandomK, SpreadTopK, Threshold, TopK, mask_to_positions, random_like,
     selection_rules, takes_budget,
 )
-from semcomm.core.seeding import as_generator
 
 GRID = (8, 8)
 N = 64

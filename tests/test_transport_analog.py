@@ -11,15 +11,15 @@ import torch
 from channels import AWGN, BSC, AnalogLink, FlatFading
 from semcomm import create_model
 from semcomm.edge.encoder import EdgeEncoder, collaborative_predictions
-from semcomm.rate import create_codec
-from semcomm.wire.bits import subset_bits, width_for
-from semcomm.rate.pair import Received
 from semcomm.edge.selection import SpreadTopK
+from semcomm.rate import create_codec
+from semcomm.rate.pair import Received
 from semcomm.transport.analog import AnalogTransport, noise_variance, source_statistics
 from semcomm.transport.analog_outcome import AnalogOutcome, server_levels
 from semcomm.transport.control import ControlChannel
 from semcomm.transport.over_link import over_link
 from semcomm.transport.power import POWER_ALLOCATIONS, PowerAllocation
+from semcomm.wire.bits import subset_bits, width_for
 from semcomm.wire.side_info import SideInfo, pack_side_info, unpack_side_info
 
 K = 16  # patches sent per image in the end-to-end tests

@@ -10,17 +10,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from channels import AWGN, BSC, DigitalLink, FlatFading, Uncoded
 from semcomm import create_model
 from semcomm.edge.encoder import EdgeEncoder, collaborative_predictions
-from semcomm.server.decoder import ServerDecoder
 from semcomm.edge.gating import Gate
-from semcomm.rate import create_codec
-from semcomm.rate.policies import IAQ, FixedLevel
-from semcomm.rate.zoo import load_hint
 from semcomm.edge.selection import SpreadTopK
-from channels import AWGN, BSC, DigitalLink, FlatFading, Uncoded
+from semcomm.rate import create_codec
 from semcomm.rate import framed, packetize
 from semcomm.rate.packetize import Packetizer, WholeString
+from semcomm.rate.policies import IAQ, FixedLevel
+from semcomm.rate.zoo import load_hint
+from semcomm.server.decoder import ServerDecoder
 from semcomm.transport.digital import DigitalTransport
 from semcomm.transport.links import CHANNELS, SNR, LinkSpec
 from semcomm.transport.over_link import over_link

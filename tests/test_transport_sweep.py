@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 
-from semcomm.rate.image_codecs import ImageCodec
 from semcomm.cli import main
-from semcomm.experiments.sweep import Sweep, SweepConfig
-from semcomm.transport.links import LinkSpec
 from semcomm.experiments.link_results import LinkSweepResult
 from semcomm.experiments.link_sweep import LinkSweep, LinkSweepConfig
+from semcomm.experiments.sweep import Sweep, SweepConfig
+from semcomm.rate.image_codecs import ImageCodec
+from semcomm.transport.links import LinkSpec
 
 SETTING = ("spread-top-k", 16, 3)
 WEBP = ImageCodec("webp", 40)

@@ -32,12 +32,12 @@ import torch
 
 from semcomm.data import ImageSplit
 from semcomm.edge.gating import compare_gates
+from semcomm.experiments.results import OperatingPoint
+from semcomm.experiments.sweep import Sweep, SweepConfig
 from semcomm.inference import predict_logits
 from semcomm.models import create_model
 from semcomm.rate import create_codec
 from semcomm.rate.policies import IAQ, UniformBudget
-from semcomm.experiments.results import OperatingPoint
-from semcomm.experiments.sweep import Sweep, SweepConfig
 
 METHODS = ("mean", "mean_layers", "rollout")  # the importance methods compared (names of IMPORTANCE)
 RULES = ("top-k", "spread-top-k", "attention-sum")

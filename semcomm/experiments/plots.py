@@ -10,8 +10,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from semcomm.experiments.results import SweepResult
 from semcomm.experiments.link_results import LinkSweepResult
+from semcomm.experiments.results import SweepResult
 
 COLORS = {"webp": "tab:orange", "jpeg": "tab:brown", "raw8": "tab:gray"}  # image codecs and raw 8-bit patches
 

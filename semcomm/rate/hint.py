@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from semcomm.wire.errors import BitstreamError
 from semcomm.wire.bits import BitReader, BitWriter
+from semcomm.wire.errors import BitstreamError
 
 DEFAULT_WEIGHT = 0.3
 

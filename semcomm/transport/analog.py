@@ -54,7 +54,6 @@ import torch
 from einops import rearrange
 
 from channels import AWGN, AnalogLink, FlatFading
-
 from semcomm.core.seeding import as_generator
 from semcomm.edge.encoder import Transmission
 from semcomm.rate.pair import CodecPair, Received

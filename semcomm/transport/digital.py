@@ -32,7 +32,6 @@ import numpy as np
 import torch
 
 from channels import DigitalLink, PacketErasure
-
 from semcomm.edge.encoder import Transmission
 from semcomm.rate.framed import FrameSymbols
 from semcomm.rate.packetize import Arrival

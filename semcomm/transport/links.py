@@ -49,7 +49,6 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from channels import AWGN, BEC, BSC, DigitalLink, FlatFading, GilbertElliott, LDPC80211n, run_ber
-
 from semcomm.core.registry import Registry
 from semcomm.transport.digital import DigitalTransport
 

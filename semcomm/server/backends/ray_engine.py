@@ -30,7 +30,6 @@ import torch
 
 from channels.montecarlo import import_ray as channels_import_ray
 from channels.montecarlo import join_ray
-
 from semcomm.server.backends.engine import DeviceResult, Engine, EngineError, fingerprint, run_stages
 
 RESOURCE_SHARE = 0.01  # of a device's custom resource per actor: pins the actor to it, lets backends share it

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semcomm.train.augmentation import AUGMENTATIONS
+from semcomm.core.seeding import as_generator
 from semcomm.inference import autocast
 from semcomm.models.timm_vit import TimmViT
-from semcomm.core.seeding import as_generator
+from semcomm.train.augmentation import AUGMENTATIONS
 from semcomm.train.backends.phases import optimizer_step, training_mode, training_steps
 from semcomm.train.backends.relations import layer_pairs, recording_qkv, relation_kl
 
