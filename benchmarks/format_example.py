@@ -1,4 +1,5 @@
-"""Print FORMAT.md's worked example: one version-2 string of the shipped DCT pair, byte by byte.
+"""Print FORMAT.md's worked examples: one version-2 string of the shipped DCT pair, byte by byte, and the
+same image as version-3 packets (one header copy, data packets of at most 20 bytes).
 
     .venv/bin/python benchmarks/format_example.py
 
@@ -11,6 +12,8 @@ import torch
 
 from semcomm.models import ViTAdapter
 from semcomm.rate import create_codec
+from semcomm.rate.packetize import Packetizer
+from semcomm.wire import packets
 from semcomm.wire.v2 import dissect
 
 
@@ -37,6 +40,11 @@ def example_string(pair) -> bytes:
     return pair.compress(source, example_level(), pair.hint_coder.symbols(EXAMPLE_LOGITS))[0]
 
 
+def example_packets(pair) -> list[bytes]:
+    """The example string as packets: one header copy, then data packets of at most 20 bytes."""
+    return Packetizer(pair, packet_bytes=20, header_copies=1).split(example_string(pair))
+
+
 class _NoServer(ViTAdapter):
     """The example needs the pair's coding half only."""
 
@@ -50,19 +58,27 @@ class _NoServer(ViTAdapter):
         raise NotImplementedError
 
 
-def main() -> None:
-    pair = create_codec("dct-cifar10", server=_NoServer())
-    string = example_string(pair)
-    print(f"{len(string)} bytes = {8 * len(string)} bits\n")
+def show(data: bytes, rows: list[dict]) -> None:
+    """``data`` in hex, 16 bytes a line, then its fields as a Markdown table (fields of 0 bits left out)."""
+    print(f"{len(data)} bytes = {8 * len(data)} bits\n")
     print("```")
-    for start in range(0, len(string), 16):
-        chunk = string[start : start + 16]
-        print(f"{start:04x}  " + " ".join(f"{b:02x}" for b in chunk))
+    for start in range(0, len(data), 16):
+        print(f"{start:04x}  " + " ".join(f"{b:02x}" for b in data[start : start + 16]))
     print("```\n")
     print("| field | first bit | bits | value |")
     print("|---|---:|---:|---|")
-    for row in dissect(string, pair.layout, pair.hint_coder, pair.num_classes):
-        print(f"| {row['field']} | {row['start']} | {row['bits']} | {row['value']} |")
+    for row in rows:
+        if row["bits"]:
+            print(f"| {row['field']} | {row['start']} | {row['bits']} | {row['value']} |")
+    print()
+
+
+def main() -> None:
+    pair = create_codec("dct-cifar10", server=_NoServer())
+    string = example_string(pair)
+    show(string, dissect(string, pair.layout, pair.hint_coder, pair.num_classes))
+    for packet in example_packets(pair):
+        show(packet, packets.dissect(packet, pair.layout, pair.hint_coder, pair.num_classes))
 
 
 if __name__ == "__main__":

@@ -46,8 +46,10 @@ def main() -> None:
     for frontier in result.frontiers:
         points = ", ".join(f"{p['bits_per_image']:,.0f} b {100 * p['accuracy']:.2f}%" for p in frontier.points)
         print(f"* {frontier.name}: {points}")
+    for note in result.notes:
+        print(f"\nnote: {note}")
     print("\nmean bits per image each frontier needs for a top-1 accuracy:\n")
-    print(result.comparison_table())
+    print(result.comparison_table() or result.comparison_note)
 
 
 if __name__ == "__main__":

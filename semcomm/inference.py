@@ -1,14 +1,59 @@
-"""Batched inference helpers shared by training, the codec and evaluation."""
+"""Batched inference helpers shared by training, the codec and evaluation, and the check that a model's outputs
+are finite (:class:`NonFiniteOutputError`)."""
 from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Sequence
 from typing import Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
 
 DEFAULT_BATCH = 256
+SHOWN = 10  # image indices an error lists before it only counts the rest
+
+
+class NonFiniteOutputError(ValueError):
+    """A model returned NaN or infinite values for some images.
+
+    Attributes:
+        source: what returned them, e.g. ``"MyViT._forward_tokens (in forward_tokens)"``.
+        what: which output, e.g. ``"logits"`` or ``"attention in layer 1 (ViTOutput.attentions[1])"``.
+        images: the images concerned, as indices into the images given to the call that raised (batched
+            calls such as :func:`map_batches` rename a batch's indices to the whole call's).
+    """
+
+    def __init__(self, source: str, what: str, images: Sequence[int]):
+        self.source, self.what, self.images = source, what, [int(i) for i in images]
+        super().__init__(f"{source} returned NaN or infinite {what} for {describe_rows(self.images, 'image')}")
+
+    def within(self, index: Sequence[int]) -> "NonFiniteOutputError":
+        """The same error with image ``i`` renamed ``index[i]`` (a batch's images within a larger call)."""
+        return NonFiniteOutputError(self.source, self.what, [index[i] for i in self.images])
+
+
+def nonfinite_rows(values: torch.Tensor) -> list[int]:
+    """Indices of the rows (first dimension) of ``values`` holding a NaN or an infinity; [] when all are finite."""
+    finite = torch.isfinite(values)
+    if bool(finite.all()):
+        return []
+    return (~finite.reshape(len(values), -1).all(dim=1)).nonzero().flatten().tolist()
+
+
+def check_finite(values: torch.Tensor, source: str, what: str) -> torch.Tensor:
+    """``values`` (B x ...), unless rows hold NaN or infinities: then a :class:`NonFiniteOutputError` naming
+    ``source``, ``what`` and those rows."""
+    rows = nonfinite_rows(values)
+    if rows:
+        raise NonFiniteOutputError(source, what, rows)
+    return values
+
+
+def describe_rows(rows: Sequence[int], noun: str) -> str:
+    """``"images 2, 5"`` of ``rows`` (the first :data:`SHOWN`, then a count of all) for errors."""
+    shown = ", ".join(map(str, rows[:SHOWN])) + (f", ... ({len(rows)} in all)" if len(rows) > SHOWN else "")
+    return f"{noun}{'s' if len(rows) != 1 else ''} {shown}"
 
 
 @functools.cache
@@ -41,11 +86,17 @@ def map_batches(
     bf16: bool = True,
     desc: str | None = None,
 ) -> torch.Tensor:
-    """Concatenate ``fn(batch_slice)`` over ``n`` items, as float32, under no_grad/autocast."""
+    """Concatenate ``fn(batch_slice)`` over ``n`` items, as float32, under no_grad/autocast.
+
+    A :class:`NonFiniteOutputError` of one batch is raised naming the images by their index among all ``n``.
+    """
     outputs = []
     for part in tqdm(list(batches(n, batch_size)), desc=desc, disable=desc is None, leave=False):
-        with autocast(bf16):
-            outputs.append(fn(part).float())
+        try:
+            with autocast(bf16):
+                outputs.append(fn(part).float())
+        except NonFiniteOutputError as err:
+            raise err.within(range(part.start, part.stop)) from None
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 

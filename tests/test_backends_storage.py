@@ -146,3 +146,39 @@ def test_weights_that_do_not_fit_the_card_and_missing_cards_are_named(tmp_path):
     (target / "backend.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="is not valid JSON"):
         load_backend(target)
+
+
+def test_listing_skips_a_broken_saved_backend_with_a_warning_naming_it(tmp_path, monkeypatch):
+    from semcomm.zoo import ZooWarning
+
+    monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path))
+    save_backend(_build("monolithic"), name="box-tiny")
+    broken = tmp_path / "backends" / "broken" / "backend.json"
+    broken.parent.mkdir()
+    broken.write_text('{"name": "broken"}')
+    with pytest.warns(ZooWarning, match=rf"card {broken} is malformed: unknown fields \[\], missing \["):
+        names = [card.name for card in list_saved_backends()]
+    assert "box-tiny" in names and "broken" not in names
+    with pytest.raises(CheckpointError, match=f"card {broken} is malformed"):
+        load_backend("broken")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(num_classes="10"), r"field 'num_classes' must be an integer"),
+    (lambda d: d.update(num_devices=0), "field 'num_devices' must be at least 1"),
+    (lambda d: d.update(image_size=[32]), r"field 'image_size' must be \[height, width\]"),
+    (lambda d: d.update(accuracy=[0.5]), "field 'accuracy' must be an object or null"),
+    (lambda d: d.update(sha256="not-hex"), "field 'sha256' must be 64 lowercase hex digits"),
+])
+def test_a_card_field_error_names_the_card_and_the_field(saved, tmp_path, edit, message):
+    target = _copy(saved, tmp_path)
+    card = json.loads((target / "backend.json").read_text())
+    edit(card)
+    (target / "backend.json").write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match=rf"card {target / 'backend.json'} is malformed: .*{message}"):
+        load_backend(target)
+
+
+def test_a_loaded_backend_is_named_after_its_card(saved):
+    directory, card = saved
+    assert load_backend(directory).name == card.name == directory.name

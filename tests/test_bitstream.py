@@ -277,6 +277,26 @@ def test_trailing_bytes(count):
             unpack(bytes(good(count)) + extra, 64, 48)
 
 
+@pytest.mark.parametrize("count", [5, 40])
+def test_appends_of_any_length_are_refused(count):
+    string = bytes(good(count))
+    for n in range(1, 17):
+        for extra in (bytes(n), bytes([0xA5]) * n):
+            with pytest.raises(BitstreamError, match="corrupted.*trailing"):
+                unpack(string + extra, 64, 48)
+
+
+def test_any_bytes_like_string_parses_and_other_types_are_named():
+    positions, patches = sample(5, 64, 48)
+    string = bytes(good(5))
+    for data in (bytearray(string), memoryview(string), np.frombuffer(string, dtype=np.uint8)):
+        got_positions, got_patches = unpack(data, 64, 48)
+        assert np.array_equal(got_positions, positions) and np.array_equal(got_patches, patches)
+    for bad in (string.decode("latin-1"), list(string), np.frombuffer(string, dtype=np.uint8).astype(np.int16)):
+        with pytest.raises(TypeError, match="a string must be bytes-like"):
+            unpack(bad, 64, 48)
+
+
 def test_wrong_receiver_geometry_is_rejected():
     string = bytes(good(5))
     with pytest.raises(BitstreamError):

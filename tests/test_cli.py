@@ -134,3 +134,195 @@ def test_errors_are_clear(argv, message, capsys):
         main(argv)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError("the command started its work before refusing a bad option")
+
+
+@pytest.fixture
+def refuse_work(monkeypatch):
+    """Loading data (the first work of every command) fails the test: a bad option must be refused first."""
+    from semcomm.cli import catalogue, link, sweep, training
+
+    for module in (catalogue, link, sweep, training):
+        monkeypatch.setattr(module, "load", _no_work)
+    monkeypatch.setattr(training, "load_split", _no_work)
+    monkeypatch.setattr("semcomm.data.load_images", _no_work)
+
+
+THIS_FILE = __file__  # a file where a folder is expected
+BAD_INPUTS = [  # (argv, the option the one-line error must name)
+    (["sweep", "--limit", "0"], "--limit"), (["sweep", "--limit", "many"], "--limit"),
+    (["sweep", "--plot", "out.txt"], "--plot"), (["sweep", "--plot", "out"], "--plot"),
+    (["sweep", "--json", "out.csv"], "--json"), (["sweep", "--json", "/no/such/folder/s.json"], "--json"),
+    (["sweep", "--budgets", "0"], "--budgets"), (["sweep", "--budgets", "8,x"], "--budgets"),
+    (["sweep", "--budgets", "16,100"], "--budgets"), (["sweep", "--iaq-budgets", "65"], "--iaq-budgets"),
+    (["sweep", "--levels", "0"], "--levels"), (["sweep", "--levels", "9"], "--levels"),
+    (["sweep", "--codec", "raw8", "--levels", "2", "--no-fusion"], "--levels"),
+    (["sweep", "--codec", "raw8", "--iaq-bits", "400", "--no-fusion"], "--iaq-bits"),
+    (["sweep", "--iaq-bits", "-5"], "--iaq-bits"), (["sweep", "--iaq-bits", "inf"], "--iaq-bits"),
+    (["sweep", "--iaq-min-level", "0"], "--iaq-min-level"),
+    (["sweep", "--iaq-bits", "400", "--iaq-min-level", "7"], "--iaq-min-level"),
+    (["sweep", "--iaq-power", "nan"], "--iaq-power"), (["sweep", "--uniform-bits", "0"], "--uniform-bits"),
+    (["sweep", "--thresholds", "-1"], "--thresholds"), (["sweep", "--thresholds", "nan"], "--thresholds"),
+    (["sweep", "--codecs", "webp-q200"], "--codecs"), (["sweep", "--codecs", "gif-q5"], "--codecs"),
+    (["sweep", "--rules", "best-k"], "--rules"), (["sweep", "--gate", "coin"], "--gate"),
+    (["sweep", "--importance", "dice"], "--importance"), (["sweep", "--codec", "zip"], "--codec"),
+    (["sweep", "--iaq-solver", "guess"], "--iaq-solver"), (["sweep", "--edge", "no-such-edge"], "--edge"),
+    (["sweep", "--server", "no-such-server"], "--server"), (["sweep", "--backend", "no-such-backend"], "--backend"),
+    (["sweep", "--engine", "gpu"], "--engine"), (["sweep", "--address", "host:1"], "--address"),
+    (["sweep", "--backend", "partitioned-cifar10-n2", "--codec", "latent-cifar10"], "--backend"),
+    (["sweep", "--data-root", "/no/such/root"], "--data-root"), (["sweep", "--data", "/no/such/data"], "--data"),
+    (["sweep", "--dataset", "no-such-data"], "--dataset"), (["sweep", "--split", "nope"], "--split"),
+    (["sweep", "--threads", "0"], "--threads"), (["sweep", "--edge", "semcomm_vit_edge_p7_32"], "--edge"),
+    (["link", "--snrs", "1e9"], "--snrs"), (["link", "--snrs", "-100"], "--snrs"),
+    (["link", "--snrs", "nan"], "--snrs"),
+    (["link", "--snrs", "inf"], "--snrs"), (["link", "--channel", "bsc", "--snrs", "0.1,2"], "--snrs"),
+    (["link", "--channel", "bec", "--snrs", "-0.1"], "--snrs"),
+    (["link", "--channel", "gilbert-elliott", "--snrs", "1.5"], "--snrs"),
+    (["link", "--channel", "ideal", "--snrs", "3"], "--snrs"), (["link", "--channel", "smoke"], "--channel"),
+    (["link", "--modulation", "3"], "--modulation"), (["link", "--modulation", "qam"], "--modulation"), (["link", "--code-rate", "7/8"], "--code-rate"),
+    (["link", "--block", "100"], "--block"), (["link", "--adaptive", "--channel", "bsc"], "--adaptive"),
+    (["link", "--target-bler", "0"], "--target-bler"), (["link", "--target-bler", "1.5"], "--target-bler"),
+    (["link", "--framings", "smoke"], "--framings"), (["link", "--framings", ","], "--framings"),
+    (["link", "--header-copies", "0"], "--header-copies"), (["link", "--packet-bytes", "0"], "--packet-bytes"),
+    (["link", "--min-arrived", "2"], "--min-arrived"), (["link", "--rule", "threshold"], "--rule"),
+    (["link", "--rule", "best-k"], "--rule"), (["link", "--budgets", "0"], "--budgets"),
+    (["link", "--budgets", "65"], "--budgets"), (["link", "--levels", "6"], "--levels"),
+    (["link", "--seed", "-1"], "--seed"), (["link", "--plot", "a.txt"], "--plot"),
+    (["link", "--json", "a.txt"], "--json"), (["link", "--limit", "-1"], "--limit"),
+    (["link", "--threads", "x"], "--threads"), (["link", "--edge", "x"], "--edge"),
+    (["link", "--thresholds", "a"], "--thresholds"), (["link", "--gate", "coin"], "--gate"),
+    (["evaluate", "no-such-model"], "model"), (["evaluate", "vit-edge-cifar10", "--limit", "0"], "--limit"),
+    (["evaluate", "vit-edge-cifar10", "--json", "x.txt"], "--json"),
+    (["evaluate", "vit-edge-cifar10", "--threads", "0"], "--threads"),
+    (["evaluate", "vit-edge-cifar10", "--split", "nope"], "--split"),
+    (["evaluate", "/no/such/card.json"], "model"),
+    (["predict", "no-such-model", "--data", "/tmp"], "model"), (["predict", "vit-edge-cifar10"], "--data"),
+    (["predict", "vit-edge-cifar10", "--dataset", "cifar10"], "--split"),
+    (["predict", "vit-edge-cifar10", "--data", "/no/such/images"], "--data"),
+    (["predict", "vit-edge-cifar10", "--data", "/tmp", "--csv", "x.json"], "--csv"),
+    (["predict", "vit-edge-cifar10", "--data", "/tmp", "--limit", "0"], "--limit"),
+    (["train", "--epochs", "0"], "--epochs"), (["train", "--batch-size", "-1"], "--batch-size"),
+    (["train", "--stop-after", "0"], "--stop-after"), (["train", "--geometry", "64/7"], "--geometry"),
+    (["train", "--size", "huge"], "--size"), (["train", "--init-from", "no-such-checkpoint"], "--init-from"),
+    (["train", "--init-from", THIS_FILE], "--init-from"), (["train", "--grow-from", "no-such-model"], "--grow-from"),
+    (["train", "--grow-from", "semcomm_vit_edge_p4_32"], "--grow-from"),
+    (["train", "--run-dir", THIS_FILE], "--run-dir"),
+    (["train", "--to", THIS_FILE], "--to"), (["train", "--threads", "0"], "--threads"),
+    (["train", "no-such-preset"], "preset"), (["train", "vit-edge-cifar10", "--data", "/no/such/data"], "--data"),
+    (["export", "vit-edge-cifar10", "--to", THIS_FILE], "--to"), (["export", "no-such-run"], "run"),
+    (["fit", "guess"], "what"), (["fit", "hint", "--edge", "no-such-edge"], "--edge"),
+    (["fit", "hint", "--images", "0"], "--images"), (["fit", "dct", "--to", "/tmp"], "--to"),
+    (["fit", "hint", "--to", THIS_FILE], "--to"), (["fit", "hint", "--threads", "-2"], "--threads"),
+]
+
+
+@pytest.mark.parametrize("argv, option", BAD_INPUTS, ids=[" ".join(argv) for argv, _ in BAD_INPUTS])
+def test_every_bad_option_is_one_line_naming_it_before_any_work(argv, option, refuse_work, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    lines = error.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"semcomm {argv[0]}: error: "), error
+    assert option in lines[0] and "Traceback" not in error
+
+
+def test_every_command_that_runs_a_model_takes_threads(capsys):
+    import torch
+
+    for command in ("train", "export", "evaluate", "predict", "sweep", "link", "fit"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "--threads" in capsys.readouterr().out, command
+    before = torch.get_num_threads()
+    try:
+        assert main(["evaluate", "vit-edge-cifar10", "--limit", "8", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_help_says_where_the_user_zoo_is_as_the_code_finds_it(tmp_path, monkeypatch, capsys):
+    for argv in (["export", "--help"], ["fit", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        shown = " ".join(capsys.readouterr().out.split())
+        assert "$SEMCOMM_ZOO" in shown and "$SEMCOMM_CACHE/zoo" in shown and "~/.cache/semcomm/zoo" in shown
+    monkeypatch.delenv("SEMCOMM_ZOO", raising=False)
+    monkeypatch.setenv("SEMCOMM_CACHE", str(tmp_path))
+    assert main(["zoo"]) == 0
+    assert f"user zoo: {tmp_path / 'zoo'} ($SEMCOMM_ZOO" in capsys.readouterr().out
+
+
+def test_zoo_skips_a_malformed_user_card_with_a_one_line_warning(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path))
+    (tmp_path / "mine.json").write_text("{not json")
+    assert main(["zoo"]) == 0
+    out, err = capsys.readouterr()
+    assert "vit-edge-cifar10" in out and "mine" not in out
+    assert err.splitlines() == [f"semcomm zoo: warning: skipped a zoo entry: card {tmp_path / 'mine.json'} is not "
+                                "valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 "
+                                "(char 1)"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "mine"])
+    assert exit_.value.code == 2
+    assert f"argument model: card {tmp_path / 'mine.json'} is not valid JSON" in capsys.readouterr().err
+
+
+def _own_edge(tmp_path):
+    """The shipped CIFAR-10 edge as a checkpoint of the user's own, ``my-edge``, outside the zoo: its card's path."""
+    import shutil
+
+    from semcomm.zoo import SHIPPED_DIR
+
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    shutil.copy(SHIPPED_DIR / "vit-edge-cifar10.safetensors", folder / "my-edge.safetensors")
+    card = json.loads((SHIPPED_DIR / "vit-edge-cifar10.json").read_text())
+    (folder / "my-edge.json").write_text(json.dumps({**card, "name": "my-edge"}))
+    return folder / "my-edge.json"
+
+
+def test_fit_hint_takes_any_model_the_cli_loads_and_files_it_under_its_name(tmp_path, monkeypatch, capsys):
+    from semcomm.rate.zoo import load_hint
+
+    monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path / "zoo"))
+    card = _own_edge(tmp_path)
+    assert main(["fit", "hint", "--edge", str(card), "--images", "64", "--threads", "1"]) == 0
+    written = tmp_path / "zoo" / "codecs" / "hint-my-edge.json"
+    assert f"written to {written}" in capsys.readouterr().out
+    assert json.loads(written.read_text())["edge"] == "my-edge" and load_hint(str(card)).counts.sum() == 64 * 10
+
+
+def test_predict_names_each_unlabelled_images_class(tmp_path, capsys):
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    from semcomm.models import model_card
+
+    folder = tmp_path / "photos"
+    (folder / "b").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b/c.jpg", "b/d.png"):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / name)
+    out = tmp_path / "p.json"
+    assert main(["predict", "vit-edge-cifar10", "--data", str(folder), "--json", str(out), "--csv",
+                 str(tmp_path / "p.csv"), "--fp32"]) == 0
+    assert "3 images of photos classified by vit-edge-cifar10" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    classes = model_card("vit-edge-cifar10").classes
+    assert (result["model"], result["images"]) == ("vit-edge-cifar10", 3)
+    assert [row["file"] for row in result["predictions"]] == ["a.png", "b/c.jpg", "b/d.png"]
+    assert all(row["class"] == classes[row["index"]] and 0 < row["probability"] <= 1 for row in result["predictions"])
+    with open(tmp_path / "p.csv", newline="") as f:
+        assert [dict(row, index=int(row["index"]), probability=float(row["probability"]))
+                for row in csv.DictReader(f)] == result["predictions"]
+    assert main(["predict", "vit-edge-cifar10", "--data", str(folder), "--limit", "2", "--fp32"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    shown = [[row["file"], row["class"]] for row in result["predictions"][:2]]
+    assert [line.split("\t")[:2] for line in lines] == shown

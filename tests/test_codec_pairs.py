@@ -2,6 +2,8 @@
 both format versions; damaged, missing or empty input is handled as documented."""
 from __future__ import annotations
 
+import binascii
+
 import numpy as np
 import pytest
 import torch
@@ -230,6 +232,55 @@ def test_server_decoder_reads_both_versions_and_flags_damage(models, latent_pair
     assert only_v2.classify([v1[0]], errors="nan").isnan().all()
     with pytest.raises(BitstreamError, match="version 1"):
         only_v2.classify([v1[0]])
+
+
+def _every_kind_of_string(models, latent_pair, dct_pair, hint, tiny_images) -> list[tuple[object, list[bytes]]]:
+    """(pair, strings) of version 1 (raw8) and of version 2: rANS (latent, DCT), fixed-length (DCT with entropy
+    coding off) and raw (pixel-iaq) payloads, with the hint and mixed levels where the pair has them."""
+    edge, server = models
+    raw8 = create_codec("raw8", server=server)
+    fixed = DCTPair(server, dct_pair.tables, hint_coder=hint, entropy_coding=False)
+    out = [(raw8, EdgeEncoder(edge, TopK(8), gate=None).encode(tiny_images).strings)]
+    pixels = PixelIAQ(server)
+    pixels.hint_coder = hint
+    for pair in (latent_pair, dct_pair, fixed, pixels):
+        encoder = EdgeEncoder(edge, TopK(12), gate=None, codec=pair, policy=UniformBudget(40 * 12), hint=hint)
+        out.append((pair, encoder.encode(tiny_images).strings))
+    return out
+
+
+def test_bytes_appended_to_a_string_are_refused(models, latent_pair, dct_pair, hint, tiny_images):
+    """Zeros after a version-2 string keep its CRC-16 valid (no final XOR), and the rANS decoder reads only
+    the words it needs: the exact payload is checked, so nothing may follow a string of any version."""
+    for pair, strings in _every_kind_of_string(models, latent_pair, dct_pair, hint, tiny_images):
+        for string in strings:
+            assert pair.decompress([string])  # as sent: decodes
+            for n in range(1, 17):
+                keep_crc = bytes([0x5A]) * (n - 2) + binascii.crc_hqx(bytes([0x5A]) * (n - 2), 0).to_bytes(2, "big")
+                for extra in (bytes(n), bytes([0x5A]) * n, keep_crc[-n:]):  # zeros and keep_crc keep a CRC valid
+                    with pytest.raises(BitstreamError):
+                        pair.decompress([string + extra])
+
+
+def test_any_bytes_like_string_decodes_and_other_types_are_named(models, latent_pair, dct_pair, hint, tiny_images):
+    """bytes, bytearray, memoryview and numpy uint8 buffers decode alike (both versions, with errors="nan"
+    too); anything else is a TypeError naming the string, whatever ``errors`` says."""
+    edge, server = models
+    (_, v1), (_, v2) = _every_kind_of_string(models, latent_pair, dct_pair, hint, tiny_images)[:2]
+    decoder = ServerDecoder(server, bf16=False, codec=latent_pair)
+    strings = [v1[0], v2[1], v2[2]]
+    expected = decoder.classify(strings)
+    assert expected.isfinite().all()
+    for convert in (bytearray, memoryview, lambda s: np.frombuffer(s, dtype=np.uint8),
+                    lambda s: memoryview(bytes(1) + s)[1:]):
+        converted = [convert(s) for s in strings]
+        torch.testing.assert_close(decoder.classify(converted, errors="nan"), expected)
+        torch.testing.assert_close(decoder.classify(converted), expected)
+        assert len(latent_pair.decompress([convert(v2[1])])[0].positions) == 12
+    for bad in ("a string", [1, 2, 3], np.frombuffer(v2[1], dtype=np.uint8).astype(np.int64), torch.tensor([35])):
+        for errors in ("raise", "nan"):
+            with pytest.raises(TypeError, match=r"string 1 must be bytes-like \(bytes, bytearray, memoryview"):
+                decoder.classify([v2[0], bad], errors=errors)
 
 
 def test_lost_strings_fall_back_to_the_edge(models, latent_pair, tiny_images):

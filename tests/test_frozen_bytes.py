@@ -30,8 +30,9 @@ DIGESTS = {
     "v2 dct-cifar10 IAQ 600": "ef42b2e11495a0cd14861fd8878f7d927431fb580ec6db7c51e46165356f235e",
     "v2 pixel-iaq L4 hint": "dccc6081d47752b467fb4794dde00575ce390f3d3728917972d61cfe80959abf",
     "v2 pixel-iaq IAQ 900": "57ca084a84b8d3305360aa010cc58f6379c6f0ff69d31710bea09b952fc3add1",
-    "v3 latent-cifar10 packets 48 x2": "03e82d10fac401581cb517947f3e3af6c7d2e3b6cd2b407ce849db9c186ad976",
-    "v3 dct-cifar10 packets 64 x1": "373c8fa622120eb11d40bf451773d52141af586e824744c21b5c75aa7fb183da",
+    # issue 25: every packet carries the image identity (16 bits after the codec id; FORMAT.md, version 3)
+    "v3 latent-cifar10 packets 48 x2": "fedd895de21303aab5250da1852b7e5fe4e585e900e33f1e9ac50f49b300cbb4",
+    "v3 dct-cifar10 packets 64 x1": "f653c7df2b006f8fa722e0d17de3c9d1c32950569e3c250abb6dcf93c132f182",
     "webp q40": "c6e1ef8d86d8b73e4f7ae5f7801e3d8e916887eea000c04323a796bf1cd319a5",
     "jpeg q50": "d11a30ac53b394c7de72e6644ec4b6bb982d7a8e6cb32b951c4251da80629f5a",
     "analog side information": "deb6b020c5813f8fa0d5e2e8481fc2e2632a931e33c093acd9c2a089033ea81b",

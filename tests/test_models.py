@@ -1,6 +1,8 @@
 """ViT adapter: attention for timm models of several sizes, token-subset forwards, zoo and bad input."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -221,3 +223,97 @@ def test_user_zoo_is_searched_before_the_shipped_checkpoints(tmp_path, monkeypat
             torch.testing.assert_close(loaded.eval()(images), model(images), atol=2e-2, rtol=0)
     with pytest.raises(KeyError, match="searched"):
         zoo.model_card("not-mine")
+
+
+def _user_copy(tmp_path, monkeypatch, name="vit-edge-cifar10"):
+    """A copy of a shipped checkpoint in a user zoo at ``tmp_path`` (found before the shipped one)."""
+    import shutil
+
+    from semcomm.zoo import SHIPPED_DIR
+
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(SHIPPED_DIR / f"{name}{suffix}", tmp_path / f"{name}{suffix}")
+    monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path))
+    return tmp_path / f"{name}.json", tmp_path / f"{name}.safetensors"
+
+
+def test_one_malformed_card_in_the_user_zoo_hides_nothing_else(tmp_path, monkeypatch):
+    import warnings
+
+    from semcomm.models import list_checkpoints
+    from semcomm.zoo import ZooWarning
+
+    monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path))
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.warns(ZooWarning, match=rf"card {tmp_path / 'broken.json'} is not valid JSON"):
+        names = [card.name for card in list_checkpoints()]
+    assert "vit-edge-cifar10" in names and "broken" not in names
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # loading another name neither reads nor warns about the bad file
+        assert create_model("vit-edge-cifar10").num_classes == 10
+    with pytest.raises(CheckpointError, match=rf"card {tmp_path / 'broken.json'} is not valid JSON"):
+        create_model("broken")
+    with pytest.raises(KeyError, match="unknown model 'nothing'"):
+        create_model("nothing")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.pop("num_classes"), r"missing \['num_classes'\]"),
+    (lambda c: c.update(num_classes="ten"), r"field 'num_classes' must be an integer, got \"ten\""),
+    (lambda c: c.update(num_classes=0), "field 'num_classes' must be at least 1"),
+    (lambda c: c.update(architecture="vit_gigantic_nonsense"), "field 'architecture' is 'vit_gigantic_nonsense'"),
+    (lambda c: c.update(architecture="semcomm_vit_edge_p7_32"), "field 'architecture'"),
+    (lambda c: c.update(classes=["cat"]), "field 'classes' must be empty or name each of the 10 classes"),
+    (lambda c: c.update(name="another"), "field 'name' is 'another'"),
+    (lambda c: c.update(sha256="xyz"), "field 'sha256' must be 64 lowercase hex digits"),
+    (lambda c: c.update(test_top1=1.5), r"field 'test_top1' must be an accuracy in \[0, 1\]"),
+    (lambda c: c.update(epochs=-1), "field 'epochs' must be at least 0"),
+    (lambda c: c.update(params=12), "fields 'params', 'architecture' and 'num_classes' disagree: "
+                                    "semcomm_vit_edge_p4_32 with 10 classes has 811,146 parameters, not 12"),
+    (lambda c: c.update(num_classes=10**9, classes=[]), "disagree: .* with 1000000000 classes has .* not 811,146"),  # no OOM
+    (lambda c: c.update(architecture="semcomm_vit_edge_p1_4096"), "disagree: semcomm_vit_edge_p1_4096 with"),
+])
+def test_a_card_field_error_names_the_file_and_the_field(tmp_path, monkeypatch, edit, message):
+    card_path, _ = _user_copy(tmp_path, monkeypatch)
+    card = json.loads(card_path.read_text())
+    edit(card)
+    card_path.write_text(json.dumps(card))
+    for name in ("vit-edge-cifar10", str(card_path)):
+        with pytest.raises(CheckpointError, match=rf"card {card_path} is malformed: .*{message}"):
+            create_model(name)
+
+
+def test_weights_given_with_a_card_are_checked_by_sha256(tmp_path):
+    import shutil
+
+    from semcomm.zoo import SHIPPED_DIR, file_sha256
+
+    intact, corrupted = tmp_path / "intact.safetensors", tmp_path / "corrupted.safetensors"
+    shutil.copy(SHIPPED_DIR / "vit-edge-cifar10.safetensors", intact)
+    data = bytearray(intact.read_bytes())
+    data[-100:-90] = b"\x00" * 10  # bytes overwritten inside a tensor: still a valid, finite file
+    corrupted.write_bytes(bytes(data))
+    for name in ("vit-edge-cifar10", str(SHIPPED_DIR / "vit-edge-cifar10.json")):
+        assert create_model(name, weights=intact).num_classes == 10  # the card's own weights, copied
+        with pytest.raises(CheckpointError, match=rf"weights {corrupted} are not the weights of card .*vit-edge-cifar10"
+                                                  r"\.json \(their SHA-256 is not the card's\)"):
+            create_model(name, weights=corrupted)
+    with pytest.raises(CheckpointError, match=f"{corrupted} is corrupted or was replaced"):
+        create_model("vit-edge-cifar10", weights=corrupted, sha256=file_sha256(intact))
+    vouched = create_model("vit-edge-cifar10", weights=corrupted, sha256=file_sha256(corrupted))  # vouched for
+    assert vouched.num_classes == 10
+    with pytest.raises(CheckpointError, match=f"{intact} is corrupted or was replaced"):
+        create_model("semcomm_vit_edge_p4_32", weights=intact, sha256="0" * 64)
+
+
+def test_a_timm_model_that_is_no_vit_is_a_value_error():
+    with pytest.raises(ValueError, match="'resnet18' is not a ViT the codec can run"):
+        create_model("resnet18")
+
+
+def test_a_model_is_named_after_its_checkpoint_or_architecture(tmp_path):
+    from semcomm.zoo import SHIPPED_DIR
+
+    assert create_model("vit-edge-cifar10").name == "vit-edge-cifar10"
+    assert create_model(str(SHIPPED_DIR / "vit-server-cifar10.json")).name == "vit-server-cifar10"
+    assert create_model("semcomm_vit_edge_p4_32", num_classes=3).name == "semcomm_vit_edge_p4_32"

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from semcomm.cli import main
-from semcomm.data import DataNotFoundError, evaluation_split, load_split, square_image
+from semcomm.data import DataNotFoundError, DataWarning, evaluation_split, load_images, load_split, square_image
 
 CLASSES = ("n01", "n02", "n03")
 
@@ -124,6 +124,60 @@ def test_bad_annotations_are_named(tmp_path, cache, damage, message):
     damage(tmp_path / "tiny")
     with pytest.raises(ValueError, match=message):
         load_split(tmp_path / "tiny", "val", image_size=16)
+
+
+def test_annotated_files_that_do_not_exist_refuse_the_split_or_are_skipped_with_a_warning(tmp_path, cache):
+    """Strict by default (the error says how to skip); skip_missing=True loads the rest and names every skipped file,
+    on every load, cached or not; a strict load afterwards is not served the skipping load's arrays."""
+    data = tmp_path / "tiny"
+    val_labels = make_tiny_imagenet(data)
+    for gone in ("val_1.JPEG", "val_4.JPEG"):
+        (data / "val" / "images" / gone).unlink()
+    with pytest.raises(ValueError, match="names 2 files that are not images under .*val_1.JPEG, val_4.JPEG.*"
+                                         "skip_missing=True"):
+        load_split(data, "val", image_size=16)
+    for _ in ("decoded", "cached"):
+        with pytest.warns(DataWarning, match="names 2 files that are not images under .*skipped them: val_1.JPEG, "
+                                             "val_4.JPEG$"):
+            val = load_split(data, "val", image_size=16, skip_missing=True)
+        assert len(val) == 4 and sorted(val.classes[i] for i in val.labels) == sorted(
+            cls for name, cls in val_labels.items() if name not in ("val_1.JPEG", "val_4.JPEG"))
+    with pytest.raises(ValueError, match="names 2 files that are not images"):
+        load_split(data, "val", image_size=16)
+
+
+def test_unlabelled_images_load_for_prediction_with_their_file_names(tmp_path, cache):
+    """Tiny-ImageNet's test/images/ has no labels: load_split refuses it, load_images reads it (by data set and
+    split, by folder, from an archive), with each image's path, at the model's size."""
+    data = tmp_path / "tiny"
+    make_tiny_imagenet(data)
+    _picture(201, (20, 16)).save(data / "test" / "images" / "test_1.JPEG")
+    with pytest.raises(ValueError, match="looks unlabelled"):
+        load_split(data, "test", image_size=16)
+    test = load_images(data, "test", image_size=16)
+    assert test.name == "tiny/test" and test.files == ["images/test_0.JPEG", "images/test_1.JPEG"]
+    assert test.images.shape == (2, 3, 16, 16) and test.images.dtype == torch.uint8
+    first = np.asarray(Image.open(data / "test" / "images" / "test_0.JPEG"))
+    assert np.array_equal(test.images[0].permute(1, 2, 0).numpy(), first)
+    wide = square_image(Image.open(data / "test" / "images" / "test_1.JPEG").convert("RGB"), 16)
+    assert np.array_equal(test.images[1].permute(1, 2, 0).numpy(), np.asarray(wide))
+
+    by_folder = load_images(data / "test" / "images", image_size=16)
+    assert by_folder.name == "images" and by_folder.files == ["test_0.JPEG", "test_1.JPEG"]
+    assert torch.equal(by_folder.images, test.images)
+    with tarfile.open(tmp_path / "tiny.tar.gz", "w:gz") as tar:
+        tar.add(data, "tiny")
+    assert torch.equal(load_images(tmp_path / "tiny.tar.gz", "test", image_size=16).images, test.images)
+
+    train = load_images(data, "train", limit=3, image_size=16)  # class folders ignored: every image, by path
+    assert train.files == ["n01/images/n01_0.JPEG", "n01/images/n01_1.JPEG", "n01/images/n01_2.JPEG"]
+    with pytest.raises(ValueError, match="differ in size.*give an image size"):
+        load_images(data, "test")
+    with pytest.raises(ValueError, match="limit must be a positive number of images, got 0"):
+        load_images(data, "test", limit=0)
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(DataNotFoundError, match="no images found under .*nothing"):
+        load_images(tmp_path / "nothing")
 
 
 def test_sizes_and_paths_are_checked(tmp_path, cache):

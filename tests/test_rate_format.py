@@ -115,6 +115,24 @@ def test_rans_rejects_malformed_payloads():
         rans_decode(TABLES, 0, b"\x01", [])
 
 
+@pytest.mark.parametrize("count", [1, 3, 50, 2000])
+def test_rans_refuses_any_bytes_beyond_what_its_symbols_code_to(count):
+    """The compiled decoder reads only the words it needs: words appended (zeros or not), or a state stored
+    in more bytes than it takes, would decode to the same symbols. Only the encoder's exact bytes pass."""
+    rng = np.random.default_rng(count)
+    indexes = rng.integers(0, 3, count)
+    symbols = np.where(indexes == 1, rng.integers(0, 2, count), rng.integers(-1, 3, count))
+    code, data = rans_encode(TABLES, symbols, indexes)
+    assert rans_decode(TABLES, code, data, indexes) == symbols.tolist()
+    for extra in (bytes(4), bytes(8), bytes(16), rng.integers(0, 256, 12).astype(np.uint8).tobytes()):
+        with pytest.raises(BitstreamError, match="not the one its symbols code to"):
+            rans_decode(TABLES, code, data + extra, indexes)
+    if code < 4:  # the same state in one byte more (a leading zero), the words unchanged
+        state = code + 4
+        with pytest.raises(BitstreamError, match="not the one its symbols code to"):
+            rans_decode(TABLES, code + 1, bytes(1) + data[:state] + data[state:], indexes)
+
+
 def test_tables_survive_their_state_dict():
     again = SymbolTables.from_state_dict(TABLES.state_dict("t."), "t.")
     assert torch.equal(again.cdfs, TABLES.cdfs) and torch.equal(again.lengths, TABLES.lengths)
@@ -240,6 +258,33 @@ def test_format_md_worked_example_matches_the_code():
     assert string == documented
     (received,) = pair.decompress([string])
     assert received.positions.tolist() == [18, 19, 27, 45] and received.level.tolist() == [3, 2, 2, 1]
+
+
+def test_format_md_packets_example_matches_the_code():
+    """The worked example's image as version-3 packets: FORMAT.md's bytes are the code's, every packet carries
+    the string's CRC-16 as the image identity at bits 9..24, and they join back to the string's patches."""
+    import importlib.util
+
+    from semcomm.rate.packetize import Packetizer
+    from semcomm.wire import packets
+
+    path = Path(__file__).parents[1] / "benchmarks" / "format_example.py"
+    spec = importlib.util.spec_from_file_location("format_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    from semcomm.rate import create_codec
+
+    pair = create_codec("dct-cifar10", server=example._NoServer())
+    cut = example.example_packets(pair)
+    text = (Path(__file__).parents[1] / "FORMAT.md").read_text()
+    section = re.search(r"### Worked example: packets(.*?)\n## ", text, re.S).group(1)
+    dumps = re.findall(r"```\n(.*?)```", section, re.S)
+    assert [bytes.fromhex("".join(line[6:] for line in dump.strip().splitlines())) for dump in dumps] == cut
+    identity = packets.string_identity(example.example_string(pair))
+    assert identity == 0x776E and all((int.from_bytes(p[:4], "big") >> 7) & 0xFFFF == identity for p in cut)
+    arrival = Packetizer(pair, packet_bytes=20, header_copies=1).join(cut)
+    (whole,) = pair.decompress([example.example_string(pair)])
+    assert torch.equal(arrival.received.positions, whole.positions) and not len(arrival.missing)
 
 
 def test_a_uniform_level_map_costs_one_flag_and_the_level():

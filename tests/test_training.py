@@ -29,6 +29,34 @@ def test_learning_rate_warms_up_then_decays_to_min():
     assert abs(rates[-1] - 1e-5) < 1e-7
 
 
+@pytest.mark.parametrize("epochs, warmup", [(2, 5.0), (1, 2.0), (3, 3.0)])
+def test_a_short_run_warms_up_within_a_quarter_of_it_then_peaks_and_decays(epochs, warmup):
+    """A recipe's warm-up longer than a quarter of a short schedule (``--epochs 2`` with the DeiT recipe's 5) is cut
+    to that quarter: the rate reaches its peak, then decays to the minimum by the last step."""
+    config = TrainConfig("semcomm_vit_edge_p4_32", epochs=epochs, lr=1e-3, min_lr=1e-5, warmup_epochs=warmup)
+    steps = 40
+    rates = [learning_rate(config, step, steps) for step in range(epochs * steps)]
+    peak = round(epochs * steps / 4)  # the last warm-up step
+    assert rates[peak - 1] == 1e-3 and all(a < b for a, b in zip(rates[: peak - 1], rates[1:peak]))
+    assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1:]))
+    assert 1e-5 <= rates[-1] < 1e-5 + 0.01 * (1e-3 - 1e-5)  # the last step within 1% of the range from the minimum
+
+
+def test_the_presets_keep_the_warm_up_they_were_trained_with():
+    """Every shipped recipe's warm-up is within a quarter of its schedule: the rate peaks exactly where it did."""
+    from semcomm.train.latent import LATENT_PRESETS
+    from semcomm.train.presets import PRESETS
+    from semcomm.train.schedule import warmup_cosine
+
+    for name, config in PRESETS.items():
+        warmup = round(config.warmup_epochs * 10)
+        assert learning_rate(config, warmup - 1, 10) == config.lr > learning_rate(config, warmup - 2, 10), name
+    for name, config in LATENT_PRESETS.items():
+        warmup = round(config.warmup_epochs * 10)
+        rate = [warmup_cosine(step, 10, config.epochs, config.warmup_epochs, 1.0, 0.0) for step in (warmup - 2, warmup - 1)]
+        assert rate[1] == 1.0 > rate[0], name
+
+
 def test_random_positions_are_sorted_distinct_subsets():
     positions = random_positions(8, 64, 20, torch.Generator().manual_seed(0))
     assert positions.shape == (8, 20)

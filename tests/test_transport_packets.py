@@ -68,20 +68,28 @@ def test_packets_cut_from_the_symbols_are_those_of_the_finished_string(cifar_tes
 def test_the_packet_format_round_trips_and_names_what_is_wrong(sent):
     pair, strings = sent
     layout, coder = pair.layout, pair.hint_coder
-    header = v3.HeaderPacket([0, 3, 0, 2] + [0] * 60, (1,), torch.tensor([0, 2, 1, 2, 2, 2, 0, 2, 2, 2]), 5)
-    data = v3.DataPacket(number=4, first=1, count=1, state_code=0, payload=bytes([0x80, 1, 2, 3]))
-    back = v3.unpack(v3.pack_header(layout, header, coder), layout, coder, classes=10)
-    assert back.level == header.level and back.params == (1,) and back.packets == 5
+    header = v3.HeaderPacket([0, 3, 0, 2] + [0] * 60, (1,), torch.tensor([0, 2, 1, 2, 2, 2, 0, 2, 2, 2]), 5,
+                             identity=0xBEEF)
+    packed = v3.pack_header(layout, header, coder)
+    back = v3.unpack(packed, layout, coder, classes=10)
+    assert back.level == header.level and back.params == (1,) and back.packets == 5 and back.identity == 0xBEEF
     assert torch.equal(back.hint, header.hint)
+    data = v3.DataPacket(number=4, first=1, count=1, state_code=0, payload=bytes([0x80, 1, 2, 3]), identity=0xBEEF)
     packet = v3.pack_data(layout, data)
     assert v3.unpack(packet, layout) == data
-    assert len(packet) == v3.data_overhead_bytes(layout) + len(data.payload)  # 9 + 18 + 3 bits: 4 bytes, CRC
+    for sealed in (packed, packet):  # every packet: version 3, its kind, codec id 3, then the identity
+        assert int.from_bytes(sealed[:4], "big") >> 7 == (3 << 21) | ((sealed is packed) << 20) | (3 << 16) | 0xBEEF
+    assert len(packet) == v3.data_overhead_bytes(layout) + len(data.payload)  # 9 + 16 + 18 + 3 bits: 6 bytes, CRC
     other = v3.pack_data(type(layout)(codec_id=(layout.codec_id + 1) % 16, num_patches=64, levels=5), data)
     flipped = packet[:-1] + bytes([packet[-1] ^ 1])
-    for bad, message in ((None, "must be bytes"), (packet[:2], "truncated"), (flipped, "CRC"),
-                         (strings[0], "format version 2"), (other, "codec id")):
+    for bad, message in ((None, "missing: no packet"), (packet[:2], "truncated"), (flipped, "CRC"),
+                         (strings[0], "format version 2"), (other, "codec id"), (b"", "truncated")):
         with pytest.raises(BitstreamError, match=message):
             v3.unpack(bad, layout)
+    with pytest.raises(TypeError, match="a packet must be bytes-like"):
+        v3.unpack("not bytes", layout)
+    assert v3.unpack(memoryview(packet), layout) == v3.unpack(bytearray(packet), layout) == data
+    assert v3.string_identity(strings[0]) == int.from_bytes(strings[0][-2:], "big")
 
 
 def test_channels_are_chosen_by_name_and_a_user_can_register_one():
@@ -153,6 +161,71 @@ def test_losing_every_header_loses_the_image_and_one_copy_is_enough(sent):
     corrupted[3] ^= 0x10
     arrival = packetizer.join([bytes(corrupted), None] + packets[2:])  # CRC catches it; the third copy serves
     assert arrival.received is not None and arrival.packets_lost == 2
+
+
+def test_another_images_packets_are_refused(sent):
+    """Every packet of every other image, injected among an image's packets or in place of one of them
+    (992 trials per placement), is refused: what arrives is exactly this image's, each refused packet is
+    counted lost, and nothing of the other image is taken."""
+    pair, strings = sent
+    packetizer = Packetizer(pair, packet_bytes=48, header_copies=2)
+    cut = [packetizer.split(s) for s in strings[:8]]
+    full = [packetizer.join(packets).received for packets in cut]
+    assert len({v3.string_identity(s) for s in strings[:8]}) == 8  # eight different identities
+    trials = 0
+    for i, packets in enumerate(cut):
+        for j, others in enumerate(cut):
+            for foreign in others if i != j else ():
+                spot = trials % len(packets)
+                for arrived in (packets[:spot] + [foreign] + packets[spot:],  # among them, in place of one
+                                packets[:spot] + [foreign] + packets[spot + 1 :]):
+                    arrival = packetizer.join(arrived)
+                    assert arrival.packets_lost == 1 and not arrival.header_lost  # the foreign packet
+                    got, whole = arrival.received, full[i]
+                    rows = torch.isin(whole.positions, got.positions)
+                    assert torch.equal(got.values, whole.values[rows]) and torch.equal(got.level, whole.level[rows])
+                    assert len(got.positions) + len(arrival.missing) == len(whole.positions)
+                trials += 1
+    assert trials > 300
+
+
+def test_a_join_that_lost_every_header_counts_every_sent_patch_missing(sent):
+    pair, strings = sent
+    packetizer = Packetizer(pair, packet_bytes=48, header_copies=2)
+    for string in strings[:4]:
+        packets, k = packetizer.split(string), len(decode(pair, string).positions)
+        for arrived in ([None, None] + packets[2:], [None] * len(packets), packets[2:]):
+            arrival = packetizer.join(arrived)
+            assert arrival.received is None and arrival.header_lost and arrival.patches_missing(k) == k
+        data_lost = packetizer.join(packets[:2] + [None] * (len(packets) - 2))  # the header names the positions
+        assert data_lost.received is None and not data_lost.header_lost and data_lost.patches_missing(k) == k
+        assert torch.equal(data_lost.missing, decode(pair, string).positions)
+        one_lost = packetizer.join(packets[:-1] + [None])
+        assert 0 < one_lost.patches_missing(k) == len(one_lost.missing) < k
+        lost_whole = WholeString(pair).join([string[:-1]])
+        assert lost_whole.header_lost and lost_whole.patches_missing(k) == k
+
+
+def test_over_link_counts_every_patch_of_an_image_whose_headers_were_lost(cifar_test):
+    """``patches_missing`` counts every sent patch that did not reach the server: those of lost data
+    packets, and all of an image whose every header copy was lost (its positions unknown to the server)."""
+    edge, pair = create_model("vit-edge-cifar10"), create_codec("latent-cifar10")
+    encoder = EdgeEncoder(edge, SpreadTopK(32), gate=None, codec=pair, policy=FixedLevel(3))
+    sent = encoder.encode(cifar_test.images[:48])
+    packetizer = Packetizer(pair, packet_bytes=32, header_copies=1)
+    link = DigitalTransport(DigitalLink(Uncoded(256), channel=BSC(0.003), crc="crc16"), framing=packetizer)
+    out = over_link(sent, pair, link, generator=torch.Generator().manual_seed(0))
+    carried = link.carry(sent, pair, generator=torch.Generator().manual_seed(0))
+    arrived = sum(0 if r is None else len(r.positions) for r in carried.received)
+    headers_lost = sum(packetizer.join(d).header_lost for d in _deliveries(link, sent, packetizer))
+    assert 0 < headers_lost < out.images_lost  # others lost every data packet, a header arriving
+    assert out.patches_missing == int((sent.level > 0).sum()) - arrived
+
+
+def _deliveries(link, sent, packetizer) -> list:
+    """The packets ``link`` delivers of each of ``sent``'s images, with the seed over_link used above."""
+    packets = [packetizer.split(s) for s in sent.strings if s is not None]
+    return link.send(packets, generator=torch.Generator().manual_seed(0)).packets
 
 
 @settings(max_examples=40, deadline=None)

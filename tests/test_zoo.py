@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from semcomm.zoo import (
-    SHIPPED_DIR, Card, CheckpointError, file_sha256, find_in_zoo, is_shipped, load_state, load_tensors, save_tensors,
-    user_zoo_dirs, verify_sha256, zoo_dirs, zoo_entries,
+    SHIPPED_DIR, USER_ZOO, Card, CheckpointError, ZooWarning, file_sha256, find_in_zoo, is_shipped, load_state,
+    load_tensors, read_cards, save_tensors, user_zoo_dirs, verify_sha256, zoo_dirs, zoo_entries,
 )
 
 
@@ -47,6 +47,46 @@ def test_a_card_that_does_not_fit_is_named(tmp_path, text, message):
     (tmp_path / "bad.json").write_text(text)
     with pytest.raises(CheckpointError, match=message):
         ToyCard.read(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"name": "toy", "size": "3"}', r"field 'size' must be an integer, got \"3\""),
+    ('{"name": "toy", "size": true}', r"field 'size' must be an integer, got true"),
+    ('{"name": "toy", "size": 1.5}', r"field 'size' must be an integer, got 1.5"),
+    ('{"name": 7, "size": 1}', r"field 'name' must be a string, got 7"),
+    ('{"name": "toy", "size": 1, "tags": {}}', r"field 'tags' must be a list, got \{\}"),
+    ('{"name": "toy", "size": 1, "notes": null}', r"field 'notes' must be a string, got null"),
+])
+def test_a_card_field_of_another_type_is_named_with_its_file(tmp_path, text, message):
+    (tmp_path / "bad.json").write_text(text)
+    with pytest.raises(CheckpointError, match=rf"card {tmp_path / 'bad.json'} is malformed: {message}"):
+        ToyCard.read(tmp_path / "bad.json")
+
+
+def test_a_card_that_cannot_be_read_is_named(tmp_path):
+    (tmp_path / "folder.json").mkdir()
+    with pytest.raises(CheckpointError, match="folder.json cannot be read"):
+        ToyCard.read(tmp_path / "folder.json")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(CheckpointError, match="binary.json is not valid JSON"):
+        ToyCard.read(tmp_path / "binary.json")
+    (tmp_path / "deep.json").write_text("[" * 100_000)
+    with pytest.raises(CheckpointError, match="deep.json is not valid JSON"):
+        ToyCard.read(tmp_path / "deep.json")
+
+
+def test_listing_skips_a_card_that_cannot_be_read_with_a_warning_naming_it(tmp_path):
+    ToyCard("good", 1).write(tmp_path / "good.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.warns(ZooWarning, match=rf"skipped a zoo entry: card {tmp_path / 'bad.json'} is not valid JSON"):
+        cards = read_cards(sorted(tmp_path.glob("*.json")), ToyCard.read)
+    assert [card.name for card in cards] == ["good"]
+
+
+def test_the_user_zoo_is_described_as_the_code_finds_it():
+    assert USER_ZOO.startswith("$SEMCOMM_ZOO") and "$SEMCOMM_CACHE/zoo" in USER_ZOO
+    assert "~/.cache/semcomm/zoo" in USER_ZOO
+    assert user_zoo_dirs.__doc__ and "USER_ZOO" in user_zoo_dirs.__doc__
 
 
 def test_tensors_are_written_atomically_and_verified_by_sha256(tmp_path):
@@ -120,3 +160,41 @@ def test_every_shipped_checkpoint_is_intact_where_the_package_keeps_it():
         checked += 1
     assert checked == 5 + 2 + 6  # models, codec pairs, backends
     assert is_shipped(SHIPPED_DIR) and is_shipped(SHIPPED_DIR / "codecs") and not is_shipped(SHIPPED_DIR.parent)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: h.pop("weight"), r"missing \['weight'\]"),
+    (lambda h: h.update(weight="0.3"), r"field 'weight' must be a number, got \"0.3\""),
+    (lambda h: h.update(weight=2.0), r"field 'weight' must be a fusion weight in \[0, 1\], got 2.0"),
+    (lambda h: h.update(step=0), "field 'step' must be a positive number of bits"),
+    (lambda h: h.update(counts=[5, -1, 3]), "field 'counts' must be a non-empty list of integers"),
+    (lambda h: h.update(counts=[]), "field 'counts' must be a non-empty list of integers"),
+    (lambda h: h.update(code_lengths=[9, 9, 9]), "field 'code_lengths' is not the code its counts give"),
+    (lambda h: h.update(edge="vit-edge-imagenette"), "field 'edge' is 'vit-edge-imagenette', but the file is "
+                                                     "hint-vit-edge-cifar10.json"),
+])
+def test_a_hint_file_error_names_the_file_and_the_field(tmp_path, monkeypatch, edit, message):
+    from semcomm.rate.zoo import load_hint
+
+    monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path))
+    path = tmp_path / "codecs" / "hint-vit-edge-cifar10.json"
+    path.parent.mkdir()
+    hint = json.loads((SHIPPED_DIR / "codecs" / path.name).read_text())
+    edit(hint)
+    path.write_text(json.dumps(hint))
+    with pytest.raises(CheckpointError, match=rf"card {path} is malformed: .*{message}"):
+        load_hint("vit-edge-cifar10")
+
+
+def test_a_model_given_by_its_card_has_the_hint_coder_of_its_name(tmp_path, monkeypatch):
+    from semcomm.rate.zoo import hint_name, hint_path, load_hint, save_hint
+
+    monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path / "zoo"))
+    shipped = load_hint("vit-edge-cifar10")
+    card = tmp_path / "elsewhere" / "my-edge.json"
+    assert hint_name(card) == hint_name(str(card)) == hint_name("my-edge") == "my-edge"
+    written = save_hint(str(card), shipped)
+    assert written == tmp_path / "zoo" / "codecs" / "hint-my-edge.json" == hint_path(card)
+    assert json.loads(written.read_text())["edge"] == "my-edge"
+    loaded = load_hint(str(card))
+    assert loaded.counts.tolist() == shipped.counts.tolist() and loaded.code == shipped.code

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from semcomm.cli.inputs import check_classes, dataset, dataset_name, image_side, load
-from semcomm.cli.options import add_data_args, add_split_args
+from semcomm.cli.options import (add_data_args, add_limit_arg, add_model_arg, add_outputs, add_split_args,
+                                 add_threads_arg)
 from semcomm.data import evaluation_split
+from semcomm.zoo import USER_ZOO
 
 
 def add_zoo(sub) -> None:
-    sub.add_parser("zoo", help="list the shipped checkpoints and their measured accuracy").set_defaults(run=zoo)
+    sub.add_parser("zoo", help=f"list the checkpoints, saved backends and codec pairs of the user zoo ({USER_ZOO}) "
+                   "and the shipped ones, with their measured accuracy").set_defaults(run=zoo)
 
 
 def add_codecs(sub) -> None:
@@ -21,11 +23,12 @@ def add_codecs(sub) -> None:
 
 def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="top-1 accuracy of one model on a data split")
-    p.add_argument("model", help="zoo checkpoint name")
+    add_model_arg(p, "model")
     add_split_args(p)
-    p.add_argument("--limit", type=int, help="a fixed subset of N images (seed 0)")
+    add_limit_arg(p)
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
-    p.add_argument("--json", type=Path, help="write the result here")
+    add_outputs(p, "write the result here")
+    add_threads_arg(p)
     add_data_args(p)
     p.set_defaults(run=evaluate)
 
@@ -33,7 +36,9 @@ def add_evaluate(sub) -> None:
 def zoo(args: argparse.Namespace) -> int:
     from semcomm.models import list_checkpoints
     from semcomm.rate.zoo import list_codec_cards
+    from semcomm.zoo import user_zoo_dirs
 
+    print(f"user zoo: {', '.join(map(str, user_zoo_dirs()))} ({USER_ZOO}), searched before the shipped checkpoints\n")
     cards = list_checkpoints()
     name, arch, data = (max([width, *(len(getattr(c, field)) for c in cards)])
                         for field, width in (("name", 24), ("architecture", 26), ("dataset", 10)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from semcomm.core.paths import default_cache_dir
@@ -25,7 +26,8 @@ def load(args: argparse.Namespace, split: str | None, image_size: int, limit: in
     """One split of the command's data set (or ``data``) at ``image_size`` (default split: its evaluation split)."""
     data = data if data is not None else dataset(args)
     split = split or evaluation_split(data, args.data_root)
-    return load_split(data, split, args.data_root, limit=limit, image_size=image_size)
+    return load_split(data, split, args.data_root, limit=limit, image_size=image_size,
+                      skip_missing=getattr(args, "skip_missing", False))
 
 
 def zoo_card(model: str):
@@ -57,6 +59,38 @@ def geometry_of(model: str) -> tuple[int, int]:
 def image_side(model: str) -> int:
     """Side in pixels of the square images ``model`` takes: what its data are resized and cropped to."""
     return geometry_of(model)[0]
+
+
+def check_budgets(option: str, budgets: tuple[int, ...] | None, model: str) -> None:
+    """Refuse patch budgets above the number of patches ``model`` cuts an image into."""
+    image, patch = geometry_of(model)
+    patches = (image // patch) ** 2
+    too_many = [k for k in budgets or () if k > patches]
+    if too_many:
+        raise ValueError(f"{option} {','.join(map(str, too_many))}: {model} cuts an image into {patches} patches")
+
+
+def check_levels(codec: str, asked: dict[str, tuple[int, ...] | None]) -> None:
+    """Refuse level options codec pair ``codec`` cannot honour. ``asked``: each option -> the levels it asks for
+    (``()``: none in particular, e.g. a bit budget; None: not given). The pair is built to ask its levels."""
+    given = {option: levels for option, levels in asked.items() if levels is not None}
+    top = pair_levels(codec) if given else None
+    if top == 1:
+        raise ValueError(f"{', '.join(given)}: codec pair {codec} sends every patch at its one level; drop "
+                         f"{' and '.join(given)}")
+    for option, levels in given.items() if top is not None else ():
+        too_high = [m for m in levels if m > top]
+        if too_high:
+            raise ValueError(f"{option} {','.join(map(str, too_high))}: codec pair {codec} has levels 1..{top}")
+
+
+@lru_cache(maxsize=None)
+def pair_levels(codec: str) -> int | None:
+    """The number of levels of the registered codec pair ``codec`` (built with its defaults), None if it does
+    not say (a plug-in pair then refuses a level itself)."""
+    from semcomm.rate import create_codec
+
+    return getattr(create_codec(codec), "levels", None)
 
 
 def check_codec(codec: str | None, edge: str, data: str, instead: str) -> None:

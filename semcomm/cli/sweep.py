@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from pathlib import Path
 
-from semcomm.cli.inputs import check_classes, check_codec, check_hint, dataset_name, image_side, load
-from semcomm.cli.options import (add_data_args, add_split_args, float_list, image_codecs, int_list, registered,
-                                 registered_list)
+from semcomm.cli.inputs import (check_budgets, check_classes, check_codec, check_hint, check_levels, dataset_name,
+                                image_side, load)
+from semcomm.cli.options import (add_data_args, add_limit_arg, add_model_arg, add_outputs, add_split_args,
+                                 add_threads_arg)
+from semcomm.cli.values import (image_codecs, nonnegative_float, positive_floats, positive_int, positive_ints,
+                                registered, registered_list, saved_backend, shares, thresholds)
 from semcomm.edge.codec import CODECS
 from semcomm.edge.gating import GATES
 from semcomm.edge.importance import IMPORTANCE
@@ -19,13 +21,12 @@ from semcomm.rate.allocation import IAQ_SOLVERS
 def add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="bitrate-accuracy sweep of the semantic codec and its references (the main job)")
     add_split_args(p)
-    p.add_argument("--limit", type=int, help="a fixed subset of N images (seed 0), for a quick look")
-    p.add_argument("--edge", default="vit-edge-cifar10")
-    p.add_argument("--server", default="vit-server-cifar10",
-                   help="pixel server (references, image codecs, pixel codec pairs)")
-    p.add_argument("--backend", help="a saved backend (`semcomm zoo` lists them) in the pixel server's place: it "
-                   "classifies the references, the image codecs and what a pixel codec pair "
-                   f"({', '.join(pixel_codecs())}) sends")
+    add_limit_arg(p)
+    add_model_arg(p, "--edge", "vit-edge-cifar10", "the edge model (gate, importance, selection, hint)")
+    add_model_arg(p, "--server", "vit-server-cifar10", "pixel server (references, image codecs, pixel codec pairs)")
+    p.add_argument("--backend", type=saved_backend, help="a saved backend (`semcomm zoo` lists them, or its folder) "
+                   "in the pixel server's place: it classifies the references, the image codecs and what a pixel codec "
+                   f"pair ({', '.join(pixel_codecs())}) sends")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="where --backend's devices run: in "
                    "this process, or one Ray actor per device")
     p.add_argument("--address", help="(--engine ray) a Ray cluster's address; default: a local Ray instance")
@@ -33,29 +34,32 @@ def add_sweep(sub) -> None:
                    help=f"semantic codec pair: {CODECS.help()} (raw8: 8-bit pixels, format version 1)")
     p.add_argument("--importance", default="mean", type=registered(IMPORTANCE),
                    help=f"patch importance method: {IMPORTANCE.help()}")
-    p.add_argument("--budgets", type=int_list, help="patches per image, e.g. 8,16,32")
+    p.add_argument("--budgets", type=positive_ints, help="patches per image, e.g. 8,16,32")
     p.add_argument("--rules", type=registered_list(SELECTION_RULES, "selection rules"),
                    help=f"selection rules: {_rules_help()}")
-    p.add_argument("--levels", type=int_list, help="fixed quantizer levels of the codec pair, e.g. 1,2")
-    p.add_argument("--iaq-bits", type=float_list, help="IAQ payload budgets in bits per image, e.g. 200,400")
-    p.add_argument("--iaq-min-level", type=int, default=1, help="IAQ: a patch is not sent or sent at this level or above")
-    p.add_argument("--iaq-power", type=float, default=1.0, help="IAQ weights: importance to this power")
+    p.add_argument("--levels", type=positive_ints, help="fixed quantizer levels of the codec pair, e.g. 1,2")
+    p.add_argument("--iaq-bits", type=positive_floats, help="IAQ payload budgets in bits per image, e.g. 200,400")
+    p.add_argument("--iaq-min-level", type=positive_int, default=1,
+                   help="IAQ: a patch is not sent or sent at this level or above")
+    p.add_argument("--iaq-power", type=nonnegative_float, default=1.0, help="IAQ weights: importance to this power")
     p.add_argument("--iaq-solver", default="lagrangian", type=registered(IAQ_SOLVERS),
                    help=f"IAQ's bit allocation: {IAQ_SOLVERS.help()}")
-    p.add_argument("--iaq-budgets", type=int_list, help="patches IAQ chooses among (default 64: all)")
-    p.add_argument("--uniform-bits", type=float_list, help="uniform-level payload budgets (IAQ's baseline)")
+    p.add_argument("--iaq-budgets", type=positive_ints, help="patches IAQ chooses among (default 64: all)")
+    p.add_argument("--uniform-bits", type=positive_floats, help="uniform-level payload budgets (IAQ's baseline)")
     p.add_argument("--gate", default="min_entropy", type=registered(GATES),
                    help=f"the gate's uncertainty measure: {GATES.help()}")
-    p.add_argument("--thresholds", type=float_list, help="gate thresholds, e.g. 0.4,0.8,1.2")
+    thresholds_group = p.add_mutually_exclusive_group()
+    thresholds_group.add_argument("--thresholds", type=thresholds, help="gate thresholds, e.g. 0.4,0.8,1.2 (inf: never offload; default 0,0.2,...,2 min-entropy bits scaled to the gate's maximum for the data's classes, or offload rates where none keeps an image at the edge)")
+    thresholds_group.add_argument("--offload-rates", type=shares, help="instead of --thresholds: shares of the images to offload, e.g. 0.2,0.5,0.8, each threshold calibrated on the edge's outputs")
     p.add_argument("--codecs", type=image_codecs, help="reference codecs, e.g. jpeg-q50,webp-q20 (default: "
                    "webp q10/40/75, jpeg q50); 'none' for no codecs")
     p.add_argument("--no-fusion", action="store_true", help="do not send the edge's prediction and fuse it")
     p.add_argument("--no-twins", action="store_true", help="no equal-budget random twins")
     p.add_argument("--all-rows", action="store_true", help="print every point, not only frontiers and references")
-    p.add_argument("--json", type=Path, help="write the results here")
-    p.add_argument("--plot", type=Path, help="write the accuracy-versus-bits plot here (PNG or PDF)")
+    add_outputs(p, "write the results here", "write the accuracy-versus-bits plot here")
+    add_threads_arg(p)
     add_data_args(p)
-    p.set_defaults(run=sweep)
+    p.set_defaults(run=sweep, check=check_sweep)
 
 
 def _rules_help() -> str:
@@ -63,19 +67,38 @@ def _rules_help() -> str:
     return ", ".join(f"{name} (at every budget)" if takes_budget(name) else name for name in SELECTION_RULES)
 
 
+def check_sweep(args: argparse.Namespace) -> None:
+    """What depends on several options: a backend's engine, budgets within the edge's patches, levels within the
+    codec pair's, a pair fitted to the data, the edge's hint coder for fusion."""
+    if args.backend is None and (args.engine != "local" or args.address is not None):
+        raise ValueError("--engine and --address say where a --backend runs; give one (`semcomm zoo` lists them)")
+    if args.backend is not None and args.codec not in pixel_codecs():
+        from semcomm.experiments.sweep import FULL_IMAGES_CODEC
+
+        pixel = sorted(pixel_codecs(), key=lambda name: name != FULL_IMAGES_CODEC)  # the plain pixel codec first
+        raise ValueError(f"--backend replaces a pixel server, but codec {args.codec}'s server reads its own "
+                         f"representation; use --codec {', '.join(pixel[:-1])} or {pixel[-1]}")
+    for option, budgets in (("--budgets", args.budgets), ("--iaq-budgets", args.iaq_budgets)):
+        check_budgets(option, budgets, args.edge)
+    iaq_min_level = (args.iaq_min_level,) if args.iaq_bits and args.iaq_min_level > 1 else None
+    check_levels(args.codec, {"--levels": args.levels, "--iaq-bits": () if args.iaq_bits else None,
+                              "--iaq-min-level": iaq_min_level, "--uniform-bits": () if args.uniform_bits else None})
+    check_codec(args.codec, args.edge, dataset_name(args), "use --codec raw8")
+    if not args.no_fusion:
+        check_hint(args.edge)
+
+
 def sweep(args: argparse.Namespace) -> int:
     from semcomm.experiments.plots import plot_sweep
     from semcomm.experiments.sweep import Sweep, SweepConfig
     from semcomm.rate.policies import IAQ, UniformBudget
 
-    if args.backend is None and (args.engine != "local" or args.address is not None):
-        raise ValueError("--engine and --address say where a --backend runs; give one (`semcomm zoo` lists them)")
     config = SweepConfig(edge=args.edge, server=args.backend or args.server, importance=args.importance, codec=args.codec,
                          gate_kind=args.gate, fusion=not args.no_fusion, twins=not args.no_twins)
     policies = (tuple(IAQ(b, solver=args.iaq_solver, power=args.iaq_power, min_level=args.iaq_min_level)
                       for b in args.iaq_bits or ())
                 + tuple(UniformBudget(b) for b in args.uniform_bits or ()))
-    for name, value in (("budgets", args.budgets), ("rules", args.rules), ("thresholds", args.thresholds),
+    for name, value in (("budgets", args.budgets), ("rules", args.rules), ("thresholds", args.thresholds), ("offload_rates", args.offload_rates),
                         ("levels", args.levels), ("policies", policies or None), ("codecs", args.codecs),
                         ("policy_budgets", args.iaq_budgets)):
         if value is not None:
@@ -83,9 +106,6 @@ def sweep(args: argparse.Namespace) -> int:
     split = load(args, args.split, image_side(args.edge), limit=args.limit)
     for model in (args.edge, args.server) if args.backend is None else (args.edge,):
         check_classes(model, split)
-    check_codec(args.codec, args.edge, dataset_name(args), "use --codec raw8")
-    if config.fusion:
-        check_hint(args.edge)
     backend = None if args.backend is None else _backend_server(args, split)
     try:
         result = Sweep(config, server=backend).run(split)
@@ -97,6 +117,8 @@ def sweep(args: argparse.Namespace) -> int:
     if result.comparison:
         print("\nmean bits per image each frontier needs for a top-1 accuracy (edge + 1 point .. server on full images):\n")
         print(result.comparison_table())
+    elif result.comparison_note:
+        print(f"\n{result.comparison_note}")
     if backend is not None:
         history = backend.engine.history
         print(f"\nbackend {args.backend} on the {backend.engine.name} engine: {len(history)} requests, "
@@ -112,14 +134,9 @@ def sweep(args: argparse.Namespace) -> int:
 
 def _backend_server(args: argparse.Namespace, split):
     """The saved backend ``--backend`` on ``--engine``, as the sweep's pixel server (of ``--codec`` too)."""
-    from semcomm.experiments.sweep import FULL_IMAGES_CODEC
     from semcomm.server.backends import LocalEngine, RayEngine, load_backend
 
     backend = load_backend(args.backend)
     backend.check_dataset(len(split.classes), split.name)
-    if args.codec not in pixel_codecs():
-        pixel = sorted(pixel_codecs(), key=lambda name: name != FULL_IMAGES_CODEC)  # the plain pixel codec first
-        raise ValueError(f"--backend replaces a pixel server, but codec {args.codec}'s server reads its own "
-                         f"representation; use --codec {', '.join(pixel[:-1])} or {pixel[-1]}")
     backend.engine = RayEngine(address=args.address) if args.engine == "ray" else LocalEngine()
     return backend

@@ -9,12 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from semcomm.cli.inputs import check_classes, geometry_of, image_side, load, run_dir
-from semcomm.cli.options import add_data_args, add_export_args, image_geometry
+from semcomm.cli.options import add_data_args, add_export_args, add_model_arg, add_threads_arg
+from semcomm.cli.values import checkpoint, checkpoint_or_weights, image_geometry, output_folder, positive_int
 from semcomm.data import load_split, locate
 from semcomm.models.architectures import SIZES
 from semcomm.train.backends.recipes import CIFAR10_RECIPES
 from semcomm.train.latent import LATENT_PRESETS
 from semcomm.train.presets import PRESET_DATASETS, PRESETS, parse_run_name, recipe
+from semcomm.zoo import USER_ZOO
 
 
 def add_train(sub) -> None:
@@ -25,15 +27,16 @@ def add_train(sub) -> None:
                    "the run")
     p.add_argument("--size", choices=SIZES, help="the project's edge or server ViT")
     p.add_argument("--geometry", type=image_geometry, help="IMAGE/PATCH sides in pixels, e.g. 64/8 (default: the preset's)")
-    p.add_argument("--batch-size", type=int, help="override the batch size")
-    p.add_argument("--epochs", type=int, help="override the schedule length")
-    p.add_argument("--run-dir", type=Path, help="training state directory (default: cache/runs/PRESET)")
-    p.add_argument("--init-from", help="warm restart from a zoo checkpoint (continuing its schedule at the "
-                   "epoch its card records) or a safetensors file (from epoch 0)")
-    p.add_argument("--grow-from", metavar="NAME", help="start a deeper ViT from a trained shallower zoo model of the "
-                   "same width, its blocks stacked (progressive stacking; a new run's start only)")
-    p.add_argument("--stop-after", type=int, help="train at most N epochs in this call; run again to continue")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--batch-size", type=positive_int, help="override the batch size")
+    p.add_argument("--epochs", type=positive_int, help="override the schedule length")
+    p.add_argument("--run-dir", type=output_folder, help="training state directory (default: "
+                   "$SEMCOMM_CACHE/runs/PRESET, else ~/.cache/semcomm/runs/PRESET)")
+    p.add_argument("--init-from", type=checkpoint_or_weights, help="warm restart from a zoo checkpoint (continuing "
+                   "its schedule at the epoch its card records) or a safetensors file (from epoch 0)")
+    p.add_argument("--grow-from", metavar="NAME", type=checkpoint, help="start a deeper ViT from a trained shallower "
+                   "zoo model of the same width, its blocks stacked (progressive stacking; a new run's start only)")
+    p.add_argument("--stop-after", type=positive_int, help="train at most N epochs in this call; run again to continue")
+    add_threads_arg(p)
     p.add_argument("--export", action="store_true", help="export to the zoo when done")
     add_export_args(p)
     add_data_args(p, dataset=False)
@@ -43,8 +46,10 @@ def add_train(sub) -> None:
 def add_export(sub) -> None:
     p = sub.add_parser("export", help="write a run's weights and model card into the zoo")
     p.add_argument("preset", help="the run's name, as `semcomm train` printed it")
-    p.add_argument("--run-dir", type=Path)
+    p.add_argument("--run-dir", type=Path, help="the run's state directory (default: $SEMCOMM_CACHE/runs/PRESET, else "
+                   "~/.cache/semcomm/runs/PRESET)")
     add_export_args(p)
+    add_threads_arg(p)
     add_data_args(p, dataset=False)
     p.set_defaults(run=export)
 
@@ -52,22 +57,21 @@ def add_export(sub) -> None:
 def add_fit(sub) -> None:
     p = sub.add_parser("fit", help="fit the training-split statistics a codec pair ships with")
     p.add_argument("what", choices=["hint", "dct"], help="hint: the edge's prediction code; dct: the DCT pair's tables")
-    p.add_argument("--edge", default="vit-edge-cifar10")
-    p.add_argument("--server", default="vit-server-cifar10", help="(dct) the pair's default pixel server")
-    p.add_argument("--images", type=int, default=10_000, help="training images to fit on (a fixed subset)")
-    p.add_argument("--to", type=Path, help="(hint) write it into this folder (default: the user zoo's codecs/)")
+    add_model_arg(p, "--edge", "vit-edge-cifar10", "the edge model (hint: filed under its name, a card's under the "
+                  "card's name)")
+    add_model_arg(p, "--server", "vit-server-cifar10", "(dct) the pair's default pixel server")
+    p.add_argument("--images", type=positive_int, default=10_000, help="training images to fit on (a fixed subset)")
+    p.add_argument("--to", type=output_folder, help="(hint) write it into this folder (default: codecs/ in the first "
+                   f"user zoo directory: {USER_ZOO})")
+    add_threads_arg(p)
     add_data_args(p)
-    p.set_defaults(run=fit)
+    p.set_defaults(run=fit, check=check_fit)
 
 
 def train(args: argparse.Namespace) -> int:
-    import torch
-
     from semcomm.train.latent import train_latent
     from semcomm.train.vit import train as train_vit
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     kinds = "|".join(re.escape(kind) for kind in CIFAR10_RECIPES)
     backend = re.fullmatch(rf"({kinds})-cifar10-n(\d+)", args.preset or "")
     if backend:
@@ -98,7 +102,7 @@ def train(args: argparse.Namespace) -> int:
     print(f"run {name}: {config.architecture}, {len(train_split.classes)} classes, {len(train_split)} training images "
           f"of {train_split.name} at {side} x {side}, scored on {test_split.name}; state in {run_dir(args)}", flush=True)
     init_from, start_epoch, earlier_history = args.init_from, 0, None
-    if init_from is not None and not Path(init_from).is_file():
+    if init_from is not None and Path(init_from).suffix != ".safetensors":  # a checkpoint: its weights and epoch
         from semcomm.models import model_card
 
         card = model_card(init_from)
@@ -194,18 +198,24 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
-def fit(args: argparse.Namespace) -> int:
-    from semcomm.rate.zoo import hint_path
-    from semcomm.train.fitting import fit_dct, fit_hint
-
+def check_fit(args: argparse.Namespace) -> None:
     if args.what == "dct" and (args.data is not None or args.dataset != "cifar10"):
         raise ValueError("fit dct fits the dct-cifar10 pair on cifar10; --data and --dataset are for fit hint")
+    if args.what == "dct" and args.to is not None:
+        raise ValueError("--to: fit dct writes the shipped dct-cifar10 pair in place; --to is for fit hint")
+
+
+def fit(args: argparse.Namespace) -> int:
+    from semcomm.rate.zoo import hint_name, hint_path
+    from semcomm.train.fitting import fit_dct, fit_hint
+
     train_split = load(args, "train", image_side(args.edge), limit=args.images)
     check_classes(args.edge, train_split)
     if args.what == "hint":
         coder = fit_hint(args.edge, train_split, directory=args.to)
+        written = hint_path(args.edge) if args.to is None else args.to / f"hint-{hint_name(args.edge)}.json"
         print(f"hint coder for {args.edge}: counts {coder.counts.tolist()}, code lengths {[n for _, n in coder.code]}; "
-              f"written to {hint_path(args.edge) if args.to is None else args.to}")
+              f"written to {written}")
     else:
         card = fit_dct("dct-cifar10", train_split, args.edge, args.server,
                        test_split=load(args, "test", train_split.images.shape[-1]))

@@ -27,26 +27,42 @@ A split folder is labelled in one of two ways (:mod:`semcomm.data.folders`, :fun
 
 Labels index the training split's classes, sorted by name, in every split
 (a validation split without some class still labels the others as
-training does). Gray, palette and RGBA images are converted to RGB;
-``image_size`` resizes the shorter side and centre-crops a square.
+training does). A class folder with no image is an error naming it, in
+every split (dropped, it would shift every later class's label). Annotated
+files that do not exist refuse the split, or with ``skip_missing=True`` are
+skipped with a :class:`DataWarning` naming how many and which.
+
+Every image becomes 8-bit RGB (:mod:`semcomm.data.pixels`): gray, palette,
+alpha, 1-bit and CMYK images converted, 16-bit images by their high byte,
+float images in [0, 1] scaled by 255; ``image_size`` resizes the shorter
+side and centre-crops a square. An image that cannot be decoded, or whose
+header claims more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels, is a one-line
+ValueError naming the file.
+
+Images without labels (Tiny-ImageNet's ``test/``, any folder of images)
+load for prediction with :func:`load_images`: the images and each one's
+file name, not cached.
 
 The cache is keyed by the source's content: an archive's path, size and
-modification time, or a folder's path and every image's relative path,
-size and modification time (plus the training split's classes and
-``image_size``). Changed or different data with the same name are decoded
-afresh, never served stale (:mod:`semcomm.data.cache`).
+modification time, or a folder's path, its class folders and every image's
+relative path, size and modification time (plus the training split's
+classes and ``image_size``). Changed or different data with the same name
+are decoded afresh, never served stale (:mod:`semcomm.data.cache`).
 
 The modules, in the order a split is loaded: ``locate`` (data roots, names and paths), ``archives``
-(extracted once), ``folders`` (split folders: files, annotations, classes), ``decode`` (images to arrays),
-``cache`` (the decoded arrays, keyed by content), ``load`` (:func:`load_split` and the splits of a data
-set); ``image_split`` holds :class:`ImageSplit`.
+(extracted once), ``folders`` (split folders: files, annotations, classes), ``pixels`` (one image file to
+8-bit RGB), ``decode`` (images to arrays), ``cache`` (the decoded arrays, keyed by content), ``load``
+(:func:`load_split`, :func:`load_images` and the splits of a data set); ``image_split`` holds
+:class:`ImageSplit` and :class:`UnlabelledImages`.
 """
 from semcomm.data.decode import check_image_size, load_image_folder, square_image
-from semcomm.data.image_split import ImageSplit
-from semcomm.data.load import available_splits, evaluation_split, load_split
+from semcomm.data.folders import DataWarning
+from semcomm.data.image_split import ImageSplit, UnlabelledImages
+from semcomm.data.load import available_splits, evaluation_split, load_images, load_split
 from semcomm.data.locate import DataLocation, DataNotFoundError, candidate_data_roots, is_data_path, locate
 
 __all__ = [
-    "DataLocation", "DataNotFoundError", "ImageSplit", "available_splits", "candidate_data_roots", "check_image_size",
-    "evaluation_split", "is_data_path", "load_image_folder", "load_split", "locate", "square_image",
+    "DataLocation", "DataNotFoundError", "DataWarning", "ImageSplit", "UnlabelledImages", "available_splits",
+    "candidate_data_roots", "check_image_size", "evaluation_split", "is_data_path", "load_image_folder",
+    "load_images", "load_split", "locate", "square_image",
 ]

@@ -1,13 +1,15 @@
 """The decoded-array cache: one folder of ``.npy`` arrays per split, keyed by the source's content.
 
 The key is a SHA-256 over what identifies the data (:func:`source_key`): an archive's path, size and
-modification time, or a folder's path and every image's relative path, size and modification time (plus the
-training split's classes), with the split, ``image_size`` and :data:`CACHE_VERSION`. Changed or different data
+modification time, or a folder's path, its class folders and every image's relative path, size and modification
+time (plus the training split's classes), with the split, ``image_size``, whether annotated files that do not
+exist are skipped, and :data:`CACHE_VERSION`. Changed or different data
 with the same name are decoded afresh, never served stale; an entry replaced by a newer one of the same source
 is dropped.
 
 An entry ``<cache>/arrays/<name>-<split>[-<S>px]-<key>/`` holds ``images.npy`` (N x 3 x H x W uint8),
-``labels.npy`` (N int64), ``classes.json`` and ``source.json`` (what it was decoded from).
+``labels.npy`` (N int64), ``classes.json`` and ``source.json`` (what it was decoded from, and under ``skipped``
+the warning naming annotated files that were skipped, said again whenever the entry is served).
 """
 from __future__ import annotations
 
@@ -22,11 +24,12 @@ import torch
 
 from semcomm.core.paths import default_cache_dir
 from semcomm.data.archives import archive_fingerprint
-from semcomm.data.folders import annotations_file, image_files, reference_classes, split_folder
+from semcomm.data.folders import annotations_file, image_files, reference_classes, split_folder, subfolders
 from semcomm.data.image_split import ImageSplit
 from semcomm.data.locate import DataLocation
 
-CACHE_VERSION = 2  # part of every cache key: bump when decoding or labelling changes
+CACHE_VERSION = 3  # part of every cache key: bump when decoding or labelling changes (3: 16-bit and float images
+#                   scaled to 8 bits, CMYK rounded, empty class folders refused, .gif and Netpbm files read)
 
 
 def cache_root(cache_dir: str | os.PathLike | None) -> Path:
@@ -39,10 +42,14 @@ def digest(data: dict) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def source_key(location: DataLocation, split: str) -> dict:
-    """What identifies the data a split is decoded from (JSON-ready; see the module docstring)."""
+def source_key(location: DataLocation, split: str, skip_missing: bool = False) -> dict:
+    """What identifies the data a split is decoded from (JSON-ready; see the module docstring).
+
+    A folder's class folders are part of it, so that one added empty is refused rather than served from the cache,
+    and so are the training split's classes, checked on every load (an empty one is an error naming it).
+    """
     if location.kind == "archive":
-        return dict(name=location.name, **archive_fingerprint(location.path))
+        return dict(name=location.name, skip_missing=skip_missing, **archive_fingerprint(location.path))
     if location.kind == "cifar":
         files = sorted(p for p in location.path.iterdir() if p.is_file())
         return dict(name=location.name, source=str(location.path.resolve()), files=_files_digest(files, location.path))
@@ -51,7 +58,7 @@ def source_key(location: DataLocation, split: str) -> dict:
     annotations = annotations_file(folder)
     return dict(name=location.name, source=str(folder.resolve()),
                 files=_files_digest(files + ([annotations] if annotations else []), folder),
-                classes=reference_classes(location.path, split))
+                folders=subfolders(folder), classes=reference_classes(location.path), skip_missing=skip_missing)
 
 
 def _files_digest(files: list[Path], root: Path) -> str:
@@ -107,6 +114,11 @@ def _drop_stale_entries(keep: Path, source: dict) -> None:
         old = json.loads(meta.read_text())
         if all(old.get(k) == source[k] for k in same):
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def skipped_warning(folder: Path) -> str | None:
+    """The warning naming the annotated files skipped when the cache entry ``folder`` was decoded, or None."""
+    return json.loads((folder / "source.json").read_text()).get("skipped")
 
 
 def load_arrays(folder: Path, name: str) -> ImageSplit:

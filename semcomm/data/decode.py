@@ -1,13 +1,15 @@
 """Decoding images into N x 3 x H x W uint8 arrays: image files (RGB, optionally squared to one size) and
 torchvision's CIFAR batch files.
 
-Gray, palette and RGBA images are converted to RGB; ``image_size`` resizes the shorter side (bicubic) and
-centre-crops a square.
+Every image mode becomes 8-bit RGB as :mod:`semcomm.data.pixels` says (16-bit and float images scaled, CMYK,
+palette, alpha and 1-bit converted; oversized and damaged files refused by name); ``image_size`` resizes the
+shorter side (bicubic) and centre-crops a square.
 """
 from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +17,10 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from semcomm.data.folders import labelled_files
+from semcomm.data.folders import DataWarning, labelled_files
 from semcomm.data.image_split import ImageSplit
 from semcomm.data.locate import TORCHVISION_CIFAR, DataNotFoundError
+from semcomm.data.pixels import read_image
 
 
 def check_image_size(image_size) -> int | None:
@@ -40,7 +43,7 @@ def square_image(img: Image.Image, side: int) -> Image.Image:
 
 
 def load_image_folder(root: str | os.PathLike, image_size: int | None = None,
-                      classes: list[str] | None = None) -> ImageSplit:
+                      classes: list[str] | None = None, skip_missing: bool = False) -> ImageSplit:
     """Decode one ImageFolder split folder into memory.
 
     Args:
@@ -51,18 +54,32 @@ def load_image_folder(root: str | os.PathLike, image_size: int | None = None,
             centre cropped); needed when the images do not all share one size.
         classes: class names in label order (e.g. the training split's);
             default: the folder's own classes, sorted.
+        skip_missing: skip lines of the annotations file naming files that do not exist, with a
+            :class:`~semcomm.data.folders.DataWarning` naming them (default: such lines are an error).
 
     Returns:
         images N x 3 x H x W uint8, ordered by class then file path.
+
+    Raises:
+        ValueError: naming the file or class folder: an empty class folder, an image that cannot be decoded or
+            claims too many pixels, a bad annotations file, a class that ``classes`` lacks.
     """
     root = Path(root)
-    images, labels, classes, _ = decode_folder(root, check_image_size(image_size), classes)
+    images, labels, classes, _, skipped = decode_folder(root, check_image_size(image_size), classes, skip_missing)
+    warn_skipped(skipped)
     return ImageSplit(torch.from_numpy(images), torch.from_numpy(labels), classes, root.name)
 
 
-def decode_folder(folder: Path, image_size: int | None, classes: list[str] | None):
-    """Images (N x 3 x H x W uint8), labels (N int64), class names and whether any image was resized."""
-    labelled = labelled_files(folder)
+def warn_skipped(skipped: str | None) -> None:
+    """Say which annotated files were skipped (the message :func:`decode_folder` returned), if any were."""
+    if skipped:
+        warnings.warn(skipped, DataWarning, stacklevel=3)
+
+
+def decode_folder(folder: Path, image_size: int | None, classes: list[str] | None, skip_missing: bool = False):
+    """Images (N x 3 x H x W uint8), labels (N int64), class names, whether any image was resized, and a message
+    naming the annotated files skipped (``skip_missing``) or None."""
+    labelled, skipped = labelled_files(folder, skip_missing)
     found = sorted({cls for _, cls in labelled})
     classes = list(classes) if classes is not None else found
     index = {cls: i for i, cls in enumerate(classes)}
@@ -74,7 +91,7 @@ def decode_folder(folder: Path, image_size: int | None, classes: list[str] | Non
     labelled.sort(key=lambda item: (index[item[1]], item[0]))
     images, resized = decode_images([f for f, _ in labelled], image_size, folder.name)
     labels = np.asarray([index[cls] for _, cls in labelled], dtype=np.int64)
-    return images, labels, classes, resized
+    return images, labels, classes, resized, skipped
 
 
 def decode_images(files: list[Path], image_size: int | None, title: str) -> tuple[np.ndarray, bool]:
@@ -93,12 +110,9 @@ def decode_images(files: list[Path], image_size: int | None, title: str) -> tupl
 
 
 def read_rgb(path: Path, image_size: int | None) -> tuple[np.ndarray, bool]:
-    """H x W x 3 uint8 pixels of one image file, and whether it was resized or cropped."""
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
+    """H x W x 3 uint8 pixels of one image file (:func:`~semcomm.data.pixels.read_image`), and whether it was
+    resized or cropped."""
+    img = read_image(path)
     changed = image_size is not None and img.size != (image_size, image_size)
     if changed:
         img = square_image(img, image_size)

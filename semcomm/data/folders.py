@@ -8,7 +8,9 @@ A split folder is labelled in one of two ways:
   ``val_annotations.txt``), one ``file<TAB>class[<TAB>...]`` line per image,
   the images anywhere below the split folder.
 
-Labels index the training split's classes (:data:`TRAIN_SPLIT`), sorted by name, in every split.
+Labels index the training split's classes (:data:`TRAIN_SPLIT`), sorted by name, in every split. A class
+folder with no image is an error naming it, in every split (dropping it would shift every later class's label);
+annotated files that do not exist are an error, or skipped with a :class:`DataWarning` naming them when asked.
 """
 from __future__ import annotations
 
@@ -17,24 +19,35 @@ from pathlib import Path
 
 from semcomm.data.locate import DataNotFoundError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".bmp", ".gif", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".pnm", ".ppm", ".tif", ".tiff", ".webp"}
 TRAIN_SPLIT = "train"  # the split whose classes every split's labels index
+SHOWN = 10  # names listed in a warning before "and N more"
+
+
+class DataWarning(UserWarning):
+    """Something in a data set was left out on request (e.g. annotated files that do not exist, skipped)."""
+
+
+def _visible(name: str) -> bool:
+    """False for hidden files and folders and macOS's ``__MACOSX``, which no split or class includes."""
+    return not name.startswith(".") and name != "__MACOSX"
 
 
 def subfolders(folder: Path) -> list[str]:
     """Names of the visible sub-folders of ``folder``, sorted (hidden ones and macOS's ``__MACOSX`` left out)."""
-    return sorted(p.name for p in folder.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX")
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and _visible(p.name))
+
+
+def _walk_images(folder: Path):
+    """Every visible image file below ``folder`` (any depth), in the order the folders are walked."""
+    for directory, subdirs, names in os.walk(folder, followlinks=True):
+        subdirs[:] = [d for d in subdirs if _visible(d)]
+        yield from (Path(directory, n) for n in names if _visible(n) and Path(n).suffix.lower() in IMAGE_SUFFIXES)
 
 
 def image_files(folder: Path) -> list[Path]:
     """Every image file below ``folder`` (any depth; hidden files and folders skipped), sorted by path."""
-    found = []
-    for directory, subdirs, names in os.walk(folder, followlinks=True):
-        subdirs[:] = [d for d in subdirs if not d.startswith(".")]
-        found += [Path(directory, n) for n in names
-                  if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(found)
+    return sorted(_walk_images(folder))
 
 
 def annotations_file(folder: Path) -> Path | None:
@@ -59,11 +72,28 @@ def read_annotations(path: Path) -> list[tuple[str, str]]:
 
 
 def split_classes(folder: Path) -> list[str]:
-    """Class names of a split folder, sorted: its annotated classes, or else its class sub-folders."""
+    """Class names of a split folder, sorted: its annotated classes, or else its class sub-folders (each must hold
+    an image: :func:`folder_classes`)."""
     annotations = annotations_file(folder)
     if annotations is not None:
         return sorted({cls for _, cls in read_annotations(annotations)})
-    return subfolders(folder)
+    return folder_classes(folder)
+
+
+def folder_classes(folder: Path) -> list[str]:
+    """The class sub-folders of a split labelled by folders, sorted.
+
+    Raises:
+        ValueError: naming a class folder with no image at any depth below it (dropping it would give every later
+            class another index than in the splits that have it).
+    """
+    classes = subfolders(folder)
+    empty = [cls for cls in classes if next(_walk_images(folder / cls), None) is None]
+    if empty:
+        more = f" (nor do {len(empty) - 1} more: {_listed(empty[1:])})" if len(empty) > 1 else ""
+        raise ValueError(f"class folder {folder / empty[0]} holds no images{more}; every class folder needs at least "
+                         f"one image with one of {sorted(IMAGE_SUFFIXES)} below it: add images or remove the folder")
+    return classes
 
 
 def split_folder(dataset: Path, split: str) -> Path:
@@ -74,36 +104,43 @@ def split_folder(dataset: Path, split: str) -> Path:
     return folder
 
 
-def reference_classes(dataset: Path, split: str) -> list[str] | None:
-    """The training split's classes, which every split's labels index (None: the split's own)."""
+def reference_classes(dataset: Path) -> list[str] | None:
+    """The training split's classes, which every split's labels index, the training split's own included (None:
+    no training split, so each split's own)."""
     train = dataset / TRAIN_SPLIT
-    return split_classes(train) if split != TRAIN_SPLIT and train.is_dir() else None
+    return split_classes(train) if train.is_dir() else None
 
 
-def labelled_files(folder: Path) -> list[tuple[Path, str]]:
-    """(image file, class name) for every image of a split folder, by annotations file or class folder."""
+def labelled_files(folder: Path, skip_missing: bool = False) -> tuple[list[tuple[Path, str]], str | None]:
+    """(image file, class name) for every image of a split folder, by annotations file or class folder, and a
+    warning naming the annotated files that were skipped because no such image exists (``skip_missing``; else
+    they are an error), or None."""
     if not folder.is_dir():
         raise DataNotFoundError(f"ImageFolder split {folder} is not a directory")
     files = image_files(folder)
-    if not files:
-        raise DataNotFoundError(f"no images found under {folder}: expected {folder}/<class>/<image> with one of "
-                                f"{sorted(IMAGE_SUFFIXES)}, or an annotations file")
     annotations = annotations_file(folder)
-    if annotations is not None:
-        return _annotated_files(annotations, folder, files)
+    if annotations is not None and files:
+        return _annotated_files(annotations, folder, files, skip_missing)
     loose = [f for f in files if f.parent == folder]
     if loose:
         raise ValueError(f"{folder} holds {len(loose)} images outside class folders (e.g. {loose[0].name}); expected "
                          f"{folder.name}/<class>/<image> or a tab-separated annotations file "
                          f"{folder.name}/*annotations.txt")
-    if subfolders(folder) == ["images"]:
+    if files and subfolders(folder) == ["images"]:
         raise ValueError(f"{folder} has only an images/ folder and no annotations file, so no labels: the split looks "
                          f"unlabelled (expected <class>/ folders, or *annotations.txt with lines file<TAB>class)")
-    return [(f, f.relative_to(folder).parts[0]) for f in files]
+    if annotations is None:
+        folder_classes(folder)  # refuses an empty class folder
+    if not files:
+        raise DataNotFoundError(f"no images found under {folder}: expected {folder}/<class>/<image> with one of "
+                                f"{sorted(IMAGE_SUFFIXES)}, or an annotations file")
+    return [(f, f.relative_to(folder).parts[0]) for f in files], None
 
 
-def _annotated_files(annotations: Path, folder: Path, files: list[Path]) -> list[tuple[Path, str]]:
-    """Match each annotated file name (a path relative to ``folder`` or a bare file name) to one image."""
+def _annotated_files(annotations: Path, folder: Path, files: list[Path],
+                     skip_missing: bool) -> tuple[list[tuple[Path, str]], str | None]:
+    """Match each annotated file name (a path relative to ``folder`` or a bare file name) to one image; names of no
+    image are an error, or with ``skip_missing`` skipped and named in the warning returned."""
     by_path = {f.relative_to(folder).as_posix(): f for f in files}
     by_name: dict[str, list[Path]] = {}
     for f in files:
@@ -120,9 +157,9 @@ def _annotated_files(annotations: Path, folder: Path, files: list[Path]) -> list
             raise ValueError(f"{annotations} labels {name} twice")
         else:
             labelled[matches[0]] = cls
-    if unknown:
+    if unknown and not skip_missing:
         raise ValueError(f"{annotations} names {len(unknown)} files that are not images under {folder} "
-                         f"(e.g. {', '.join(unknown[:3])})")
+                         f"(e.g. {', '.join(unknown[:3])}); skip them with skip_missing=True")
     if ambiguous:
         raise ValueError(f"{annotations} names files found more than once under {folder} (e.g. {ambiguous[0]}); "
                          "give their paths relative to the split folder")
@@ -130,4 +167,12 @@ def _annotated_files(annotations: Path, folder: Path, files: list[Path]) -> list
     if missing:
         raise ValueError(f"{len(missing)} images under {folder} are not in {annotations.name} "
                          f"(e.g. {missing[0].relative_to(folder)})")
-    return list(labelled.items())
+    skipped = (f"{annotations} names {len(unknown)} files that are not images under {folder}; skipped them: "
+               f"{_listed(unknown)}") if unknown else None
+    return list(labelled.items()), skipped
+
+
+def _listed(names: list[str]) -> str:
+    """The first :data:`SHOWN` names, comma-separated, and how many more there are."""
+    more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
+    return ", ".join(names[:SHOWN]) + more

@@ -1,6 +1,8 @@
-"""One split of an image-classification data set, held in memory as uint8 images and int64 labels."""
+"""One split of an image-classification data set, held in memory as uint8 images and int64 labels; or images
+without labels, held with their file names."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -37,9 +39,39 @@ class ImageSplit:
         seed (0), in the split's order: the same images every time, every
         class represented.
         """
+        limit = check_limit(limit)
         if limit is None or limit >= len(self):
             return self
-        if limit < 1:
-            raise ValueError(f"limit must be a positive number of images, got {limit}")
         index = torch.randperm(len(self), generator=torch.Generator().manual_seed(0))[:limit].sort().values
         return ImageSplit(self.images[index], self.labels[index], self.classes, f"{self.name}[{limit}]")
+
+
+@dataclass
+class UnlabelledImages:
+    """Images without labels (for prediction), held in memory with the files they were decoded from.
+
+    Attributes:
+        images: N x 3 x H x W uint8 tensor.
+        files: each image's file path relative to the folder read (``/``-separated), in the images' order.
+        name: what was read, e.g. ``"tiny-imagenet-200/test"``.
+
+    >>> images = UnlabelledImages(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), ["a.png", "b/c.png"], "toy")
+    >>> len(images), images.files[1]
+    (2, 'b/c.png')
+    """
+
+    images: torch.Tensor
+    files: list[str]
+    name: str
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+def check_limit(limit) -> int | None:
+    """``limit`` if it is None or a positive number of images; else a ValueError saying what was given."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
+        raise ValueError(f"limit must be a positive number of images, got {limit!r}")
+    return int(limit)

@@ -14,6 +14,11 @@ calls every pair alike; it imports nothing of the rate stage or the wire.
 Images are checked once, where they come in (:meth:`EdgeEncoder.encode`,
 :meth:`~EdgeEncoder.analyze`, :meth:`~EdgeEncoder.transmit`): B x 3 x H x W
 uint8, or float in [0, 1] (sent as 8-bit pixels, rounded), H x W the edge's.
+NaN or infinite logits or attention of the edge model are refused by its
+adapter (:class:`~semcomm.inference.NonFiniteOutputError`, naming the
+adapter's class and method and the images by their index among those given),
+with or without a gate; edge logits given to :meth:`~EdgeEncoder.transmit`
+are checked alike.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from semcomm.edge.codec import CODECS, EdgeCodec, FramedCodec, HintSymbols, Leve
 from semcomm.edge.gating import Gate
 from semcomm.edge.importance import attention_layers, patch_importance
 from semcomm.edge.selection import SelectionRule
-from semcomm.inference import DEFAULT_BATCH, map_batches
+from semcomm.inference import DEFAULT_BATCH, describe_rows, map_batches, nonfinite_rows
 from semcomm.models.adapter import ViTAdapter, check_images
 
 
@@ -176,6 +181,10 @@ class EdgeEncoder:
                              f"got {mask.dtype} {tuple(mask.shape)}")
         if (mask.sum(1) == 0).any():
             raise ValueError("every image must select at least one patch")
+        rows = nonfinite_rows(edge_logits)
+        if rows:  # the edge's model checks its own; these may come from elsewhere (transmit)
+            raise ValueError(f"the edge_logits given to EdgeEncoder.transmit hold NaN or infinite values for "
+                             f"{describe_rows(rows, 'image')}")
         offloaded = (self.gate.offload(edge_logits) if self.gate is not None
                      else torch.ones(len(images), dtype=torch.bool))
         strings: list[bytes | None] = [None] * len(images)

@@ -4,12 +4,15 @@ Each gate turns B x C edge logits into a B uncertainty score (higher = less
 sure) and offloads an image when its score is >= ``threshold``. A threshold
 of 0 therefore offloads every image and ``math.inf`` none. The scores live
 in the registry :data:`GATES`; wherever a gate's kind is expected, its name
-or the score function itself (B x C logits -> B scores) is accepted.
+or the score function itself (B x C logits -> B scores) is accepted. A score
+registered with ``ceiling=`` (a function of the number of classes C: the
+score of C equally likely classes, its largest) lets defaults scale with C
+(:func:`score_ceiling`).
 
 * ``min_entropy``: H_min = -log2 max_c p_c, in bits (the methods paper's
-  default, threshold 0.8: offload when p_max < 2^-0.8 = 0.574).
-* ``shannon``: H = -sum_c p_c log2 p_c, in bits.
-* ``margin``: 1 - (p_1 - p_2), the top-two probability gap subtracted from 1.
+  default, threshold 0.8: offload when p_max < 2^-0.8 = 0.574); at most log2 C.
+* ``shannon``: H = -sum_c p_c log2 p_c, in bits; at most log2 C.
+* ``margin``: 1 - (p_1 - p_2), the top-two probability gap subtracted from 1; at most 1.
 """
 from __future__ import annotations
 
@@ -20,30 +23,39 @@ from dataclasses import dataclass
 import torch
 
 from semcomm.core.registry import Registry
+from semcomm.inference import describe_rows, nonfinite_rows
 
 GateScore = Callable[[torch.Tensor], torch.Tensor]
 GATES: Registry[GateScore] = Registry("gate")
 COMPARED = ("min_entropy", "shannon", "margin")  # the gates compare_gates compares by default, in its row order
 
 
-@GATES.register("min_entropy")
+@GATES.register("min_entropy", ceiling=math.log2)
 def min_entropy(logits: torch.Tensor) -> torch.Tensor:
     """B min-entropies -log2 max_c p_c (bits) of B x C logits."""
     return -logits.float().log_softmax(dim=-1).max(dim=-1).values / math.log(2)
 
 
-@GATES.register("shannon")
+@GATES.register("shannon", ceiling=math.log2)
 def shannon(logits: torch.Tensor) -> torch.Tensor:
     """B Shannon entropies -sum_c p_c log2 p_c (bits) of B x C logits."""
     log_p = logits.float().log_softmax(dim=-1)
     return -(log_p.exp() * log_p).sum(dim=-1) / math.log(2)
 
 
-@GATES.register("margin")
+@GATES.register("margin", ceiling=lambda classes: 1.0)
 def margin(logits: torch.Tensor) -> torch.Tensor:
     """B scores 1 - (p_1 - p_2) of B x C logits: the top-two probability gap subtracted from 1."""
     top2 = logits.float().log_softmax(dim=-1).exp().topk(2, dim=-1).values
     return 1 - (top2[:, 0] - top2[:, 1])
+
+
+def score_ceiling(kind: str | GateScore, classes: int) -> float | None:
+    """The largest score of gate ``kind`` (a name of :data:`GATES` or a registered score function) on logits of
+    ``classes`` classes, reached when all are equally likely (log2 C bits for ``min_entropy`` and ``shannon``, 1
+    for ``margin``); None for a score registered without ``ceiling=``, or not registered."""
+    ceiling = GATES.info(kind).get("ceiling")
+    return None if ceiling is None else float(ceiling(classes))
 
 
 def uncertainty(logits: torch.Tensor, kind: str | GateScore = "min_entropy") -> torch.Tensor:
@@ -52,8 +64,9 @@ def uncertainty(logits: torch.Tensor, kind: str | GateScore = "min_entropy") -> 
     score = GATES.resolve(kind)
     if logits.ndim != 2 or logits.shape[1] < 2:
         raise ValueError(f"logits must be B x C with C >= 2 classes, got shape {tuple(logits.shape)}")
-    if not torch.isfinite(logits).all():
-        raise ValueError("logits contain NaN or infinite values")
+    rows = nonfinite_rows(logits)
+    if rows:
+        raise ValueError(f"logits contain NaN or infinite values in {describe_rows(rows, 'row')}")
     return score(logits)
 
 

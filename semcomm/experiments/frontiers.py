@@ -2,13 +2,15 @@
 
 Every scheme's frontier includes the edge alone (0 bits): any scheme can keep every image at the edge.
 The semantic scheme is compared with the image codecs at every accuracy from the edge's + 1 point up to
-the server's accuracy on full images.
+the server's accuracy on full images; :func:`missing_comparison` says why there is nothing to compare.
 """
 from __future__ import annotations
 
 import math
 
 from semcomm.experiments.results import Frontier, OperatingPoint, SweepResult
+
+GAIN = 0.01  # the comparison starts this far (top-1, a fraction) above the edge alone
 
 
 def pareto_frontiers(points: list[OperatingPoint]) -> list[Frontier]:
@@ -41,17 +43,16 @@ def mark_frontier_points(points: list[OperatingPoint], frontiers: list[Frontier]
 
 def compare_frontiers(result: SweepResult, step: float = 0.0025) -> list[dict]:
     """Bits each frontier needs (None: never) at each accuracy from the edge's + 1 point to the server's
-    full-image accuracy.
+    full-image accuracy; [] where there is no such accuracy (:func:`missing_comparison`).
 
     Compares, with and without fusion, the semantic scheme with the image
-    codecs; accuracies every ``step``.
+    codecs (raw 8-bit patches, the full images' reference, only when they are the semantic codec); accuracies
+    every ``step``.
     """
-    try:
-        top = result.find("full images").accuracy
-    except KeyError:
+    if missing_comparison(result) is not None:
         return []
-    low = result.edge_accuracy + 0.01
-    names = [f for f in result.frontiers if not f.random and f.scheme != "raw8"]
+    low, top = result.edge_accuracy + GAIN, result.find("full images").accuracy
+    names = [f for f in result.frontiers if not f.random and (f.scheme != "raw8" or result.codec == "raw8")]
 
     def row(target):  # None where a frontier never reaches the accuracy (JSON has no infinity)
         return dict(accuracy=target, **{f.name: None if math.isinf(b := f.bits_for(target)) else b for f in names})
@@ -64,3 +65,16 @@ def compare_frontiers(result: SweepResult, step: float = 0.0025) -> list[dict]:
     if rows and abs(rows[-1]["accuracy"] - top) > 1e-9:
         rows.append(row(top))
     return rows
+
+
+def missing_comparison(result: SweepResult) -> str | None:
+    """Why :func:`compare_frontiers` finds no accuracy to compare the frontiers at, or None when it does."""
+    try:
+        top = result.find("full images").accuracy
+    except KeyError:
+        return ("no comparison: the sweep ran without the server on full images (full_images=False), whose "
+                "accuracy ends the compared range")
+    if top < result.edge_accuracy + GAIN - 1e-9:
+        return (f"no comparison: the server on full images ({100 * top:.2f}%) is not {100 * GAIN:g} point above the "
+                f"edge alone ({100 * result.edge_accuracy:.2f}%), so no accuracy between them is worth bits")
+    return None

@@ -65,7 +65,10 @@ class LinkPoint:
 
 @dataclass
 class LinkSweepResult:
-    """Plain data for notebooks: every point, and the equal-channel-use comparison per condition."""
+    """Plain data for notebooks: every point, and the equal-channel-use comparison per condition.
+
+    ``notes``: what a reader should know about the gates (one sentence each; :mod:`semcomm.experiments.gates`).
+    """
 
     dataset: str
     images: int
@@ -76,6 +79,7 @@ class LinkSweepResult:
     comparison: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     machine: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=1))

@@ -47,9 +47,10 @@ from semcomm.data import ImageSplit
 from semcomm.edge.gating import GATES, Gate
 from semcomm.edge.selection import SELECTION_RULES, SelectionRule, takes_budget
 from semcomm.experiments.codecs import image_codec_pass, with_hint
+from semcomm.experiments.gates import check_gate_grid, sweep_gates
 from semcomm.experiments.link_results import LinkPoint, LinkSweepResult, compare_at, mark_link_frontiers
 from semcomm.experiments.settings import gate_fields
-from semcomm.experiments.sweep import DEFAULT_THRESHOLDS, Sweep, SweepConfig
+from semcomm.experiments.sweep import Sweep, SweepConfig
 from semcomm.rate.hint import fuse
 from semcomm.rate.image_codecs import ImageCodec, standard_codecs
 from semcomm.rate.packetize import Packetizer, WholeString
@@ -71,7 +72,10 @@ class LinkSweepConfig:
         settings: (rule, patches, level) of the semantic codec; rule: a selection rule that takes a budget
             (``spread-top-k``, ``top-k``, ...).
         gate_kind: the gate's uncertainty measure (a name of :data:`~semcomm.edge.gating.GATES`).
-        thresholds: gate thresholds; the edge alone is always a point.
+        thresholds: gate thresholds; the edge alone is always a point. None (the default): as in the link-less
+            sweep, thresholds scaled to the number of classes (:mod:`semcomm.experiments.gates`).
+        offload_rates: instead of thresholds, target shares of the images offloaded, calibrated on the edge's
+            logits.
         codecs: whole-image codecs (default WebP 10/40/75 and JPEG 50).
         framings: how the semantic codec's strings are framed: ``packets`` and/or ``whole``.
         packet_bytes: data packet size (``packets`` framing); default one link block's payload.
@@ -89,7 +93,8 @@ class LinkSweepConfig:
     settings: tuple[tuple[str, int, int], ...] = (("spread-top-k", 16, 3), ("spread-top-k", 32, 3),
                                                   ("spread-top-k", 64, 3), ("spread-top-k", 64, 4))
     gate_kind: str = "min_entropy"
-    thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    thresholds: tuple[float, ...] | None = None
+    offload_rates: tuple[float, ...] | None = None
     codecs: tuple[ImageCodec, ...] = field(default_factory=lambda: tuple(standard_codecs()))
     framings: tuple[str, ...] = FRAMINGS
     packet_bytes: int | None = None
@@ -106,6 +111,7 @@ class LinkSweepConfig:
                 raise ValueError(f"selection rule {rule!r} in settings keeps no fixed number of patches; choose "
                                  f"from {', '.join(budgeted)}")
         GATES.resolve(self.gate_kind)  # an unknown name is refused here, listing the valid ones
+        check_gate_grid(self.thresholds, self.offload_rates)
         if not self.framings or set(self.framings) - set(FRAMINGS):
             raise ValueError(f"framings must be some of {', '.join(FRAMINGS)}, got {self.framings!r}")
         for name in ("header_copies",) + (("packet_bytes",) if self.packet_bytes is not None else ()):
@@ -160,8 +166,8 @@ class LinkSweep:
                                  float(edge_correct.float().mean()),
                                  machine=f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}")
         every = torch.ones(len(labels), dtype=torch.bool)
-        gated = [(None, every)] + [(gate, gate.offload(analysis.logits))
-                                   for gate in (Gate(cfg.gate_kind, t) for t in cfg.thresholds)]
+        gates, result.notes = sweep_gates(cfg.gate_kind, analysis.logits, cfg.thresholds, cfg.offload_rates)
+        gated = [(None, every)] + [(gate, gate.offload(analysis.logits)) for gate in gates]
         described = [(kind, setting, self._tags(kind, setting)) for kind, setting in units]
         for condition in cfg.conditions:
             result.points.append(LinkPoint(scheme="edge", label="edge alone", condition=condition,

@@ -106,7 +106,16 @@ class Frontier:
 
 @dataclass
 class SweepResult:
-    """Everything a notebook needs to plot or test a sweep (``raw_bits_per_image``: 3 x H x W x 8)."""
+    """Everything a notebook needs to plot or test a sweep (``raw_bits_per_image``: 3 x H x W x 8).
+
+    Attributes:
+        edge, server: the models' zoo names, or the ``name`` attribute (else the class name) of models given as
+            objects.
+        comparison: bits each frontier needs at each accuracy (:func:`~semcomm.experiments.frontiers.compare_frontiers`).
+        comparison_note: why ``comparison`` is empty (None when it is not).
+        notes: what a reader of the result should know about its gates (one sentence each, e.g. a gate that
+            offloads every image; :mod:`semcomm.experiments.gates`).
+    """
 
     dataset: str
     images: int
@@ -120,6 +129,8 @@ class SweepResult:
     codec: str | None = None
     frontiers: list[Frontier] = field(default_factory=list)
     comparison: list[dict] = field(default_factory=list)
+    comparison_note: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=1))

@@ -10,6 +10,10 @@ setting serves every gate threshold, with and without fusion: fusion adds
 the edge's prediction to every string (its bits counted) and the server
 fuses it with its own.
 
+The gates are :mod:`semcomm.experiments.gates`: thresholds given, offload-rate targets given (calibrated on the
+edge's logits), or by default thresholds scaled to the number of classes, with a fallback to offload-rate targets
+for an edge unsure of every image; the result's ``notes`` say when that happened and which gates offload every image.
+
 Schemes (each traced over every gate threshold, with and without fusion):
 
 * the semantic codec: a codec pair (``raw8``: raw 8-bit patches, format version 1; the others
@@ -22,7 +26,8 @@ Each scheme's Pareto frontier (mean bits per image against top-1) is
 computed over all its points, the edge alone (0 bits) included, and the
 semantic frontier is compared with the best image-codec frontier at every
 accuracy from the edge's + 1 point up to the server's full-image accuracy
-(:mod:`semcomm.experiments.frontiers`). The results are :mod:`semcomm.experiments.results`.
+(:mod:`semcomm.experiments.frontiers`; where there is nothing to compare, the result's ``comparison_note`` says
+why). The results are :mod:`semcomm.experiments.results`.
 """
 from __future__ import annotations
 
@@ -44,11 +49,14 @@ from semcomm.edge.gating import GATES, Gate
 from semcomm.edge.selection import SelectionRule, TopK, random_like, selection_rules, takes_budget
 from semcomm.experiments.codecs import codec_pair, image_codec_pass, with_hint
 from semcomm.experiments.edge_pass import edge_analysis
-from semcomm.experiments.frontiers import compare_frontiers, mark_frontier_points, pareto_frontiers
+from semcomm.experiments.frontiers import (compare_frontiers, mark_frontier_points, missing_comparison,
+                                           pareto_frontiers)
+from semcomm.experiments.gates import check_gate_grid, sweep_gates
 from semcomm.experiments.results import OperatingPoint, SweepResult
 from semcomm.experiments.settings import gate_fields, policy_fields, rule_fields
 from semcomm.experiments.statistics import paired_comparison
 from semcomm.models import ViTAdapter, create_model, list_checkpoints
+from semcomm.models.adapter import model_name
 from semcomm.rate.codec import Codec
 from semcomm.rate.hint import HintCoder, fuse
 from semcomm.rate.image_codecs import ImageCodec, standard_codecs
@@ -56,7 +64,6 @@ from semcomm.rate.pair import CodecPair
 from semcomm.rate.policies import FixedLevel, LevelPolicy
 from semcomm.rate.zoo import load_hint
 
-DEFAULT_THRESHOLDS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0)
 FULL_IMAGES_CODEC = "raw8"  # the codec of the "full images" reference: every patch as 8-bit pixels
 
 
@@ -79,6 +86,7 @@ class SweepConfig:
     (``server_bf16=False`` for fp32).
 
     Attributes:
+        edge, server: the models by their zoo names (``semcomm zoo``), unless :class:`Sweep` is given model objects.
         codec: the semantic codec pair by its registered name (``semcomm.rate.list_codecs()``; ``raw8``:
             raw 8-bit patches, format version 1).
         rules, budgets: selection rules by their names in :data:`~semcomm.edge.selection.SELECTION_RULES`:
@@ -90,7 +98,11 @@ class SweepConfig:
             first fixed-budget rule at every budget of ``policy_budgets`` (default 64: IAQ chooses
             among all patches).
         gate_kind: the gate's uncertainty measure, a name of :data:`~semcomm.edge.gating.GATES`.
-        thresholds: gate thresholds (``gate_kind``); the edge alone (inf) is always added.
+        thresholds: gate thresholds (``gate_kind``'s units); the edge alone (inf) is always added. None (the
+            default): :data:`~semcomm.experiments.gates.DEFAULT_THRESHOLDS` scaled to the number of classes, or
+            offload-rate targets where none of them keeps an image at the edge (:mod:`semcomm.experiments.gates`).
+        offload_rates: instead of thresholds, target shares of the images offloaded (each in [0, 1]), each gate's
+            threshold calibrated on the edge's logits of the swept images (no labels read).
         fusion: also report every point with the edge's prediction sent and fused.
         twins: an equal-budget random twin for every attention setting.
         codecs: whole-image reference codecs.
@@ -107,7 +119,8 @@ class SweepConfig:
     policies: tuple[LevelPolicy, ...] = (FixedLevel(4),)
     policy_budgets: tuple[int, ...] = (64,)
     gate_kind: str = "min_entropy"
-    thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    thresholds: tuple[float, ...] | None = None
+    offload_rates: tuple[float, ...] | None = None
     importance_threshold: float = 1 / 64
     fusion: bool = True
     twins: bool = True
@@ -119,7 +132,8 @@ class SweepConfig:
 
     def __post_init__(self):
         CODECS.get(self.codec)  # an unknown name is refused here, listing the valid ones,
-        GATES.resolve(self.gate_kind)  # as is an unknown gate,
+        GATES.resolve(self.gate_kind)  # as is an unknown gate, thresholds with offload rates or a rate outside [0, 1],
+        check_gate_grid(self.thresholds, self.offload_rates)
         self.selections()  # an unknown selection rule or a budget below 1 patch
 
     def selections(self, rules: tuple[str, ...] | None = None,
@@ -152,11 +166,16 @@ class Sweep:
     """Runs a :class:`SweepConfig` on one data split.
 
     Args:
-        edge, server: models in place of the config's zoo names (the edge pass is then not cached); the
-            server (a ViT or a backend) classifies the references, the image codecs and what a pixel codec
-            pair sends.
+        edge, server: your own models (a :class:`~semcomm.models.ViTAdapter`, or for the server a backend) in
+            place of the config's zoo names; the result names each by its ``name`` attribute, else its class name
+            (:func:`~semcomm.models.adapter.model_name`), and the edge pass is not cached. The server classifies
+            the references, the image codecs and what a pixel codec pair sends.
         cache_dir: where edge passes are cached (default: the user cache's ``edge/``).
-        codec, hint: a codec pair and hint coder in place of the config's (e.g. a pair with another server).
+        codec: a codec pair in place of the config's (e.g. a pair with another server).
+        hint: the hint coder of the edge's prediction (fusion); default the zoo's for the config's edge. With
+            fusion and your own ``edge`` it must be given (the zoo's codes another model's predictions): e.g.
+            ``HintCoder.fit(predict_logits(edge, train.images, bf16=False))`` on training images
+            (:class:`~semcomm.rate.hint.HintCoder`), or run with ``SweepConfig(fusion=False)``.
     """
 
     def __init__(self, config: SweepConfig, edge: ViTAdapter | None = None, server: ViTAdapter | None = None,
@@ -166,6 +185,13 @@ class Sweep:
         # the edge pass is cached only for zoo weights, which identify the model
         zoo = {card.name: card for card in list_checkpoints()}
         self._edge_weights = zoo[config.edge].weights_path if edge is None and config.edge in zoo else None
+        self.edge_name = config.edge if edge is None else model_name(edge)
+        self.server_name = config.server if server is None else model_name(server)
+        if edge is not None and config.fusion and hint is None:
+            raise ValueError(f"Sweep was given your own edge model ({self.edge_name}) with fusion on, but no hint "
+                             f"coder (the zoo's, of {config.edge}, codes another model's predictions): pass "
+                             "hint=HintCoder.fit(predict_logits(edge, train.images, bf16=False)) fitted on training "
+                             "images (semcomm.rate.hint.HintCoder), or SweepConfig(fusion=False)")
         self.edge = edge or create_model(config.edge)
         self.server = server or create_model(config.server)
         if self.edge.image_size != self.server.image_size or self.edge.patch_size != self.server.patch_size:
@@ -200,12 +226,13 @@ class Sweep:
         edge_correct = analysis.logits.argmax(-1) == labels
         symbols = None if self.hint is None else self.hint.symbols(analysis.logits)
         h, w = self.edge.image_size
-        result = SweepResult(split.name, len(split), cfg.edge, cfg.server, cfg.importance, raw_bits_per_image=3 * h * w * 8,
+        result = SweepResult(split.name, len(split), self.edge_name, self.server_name, cfg.importance,
+                             raw_bits_per_image=3 * h * w * 8,
                              machine=f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
                              codec=cfg.codec)
         every = torch.ones(len(labels), dtype=torch.bool)
-        gated = [(None, every)] + [(gate, gate.offload(analysis.logits))
-                                   for gate in (Gate(cfg.gate_kind, t) for t in cfg.thresholds)]
+        gates, result.notes = sweep_gates(cfg.gate_kind, analysis.logits, cfg.thresholds, cfg.offload_rates)
+        gated = [(None, every)] + [(gate, gate.offload(analysis.logits)) for gate in gates]
         generator = torch.Generator().manual_seed(cfg.seed)
 
         def add(tags: dict, outcome: dict, random_outcome: dict | None = None) -> None:
@@ -256,6 +283,7 @@ class Sweep:
         result.frontiers = pareto_frontiers(result.points)
         mark_frontier_points(result.points, result.frontiers)
         result.comparison = compare_frontiers(result)
+        result.comparison_note = missing_comparison(result)
         result.seconds = time.time() - started
         return result
 

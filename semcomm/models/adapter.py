@@ -16,9 +16,11 @@ Conventions:
         averaged over heads is taken as one head); None for a layer the
         caller did not ask for (see ``forward_with_attention``).
 
-What a subclass returns is checked at the boundary (shapes only, no extra
-forward): a wrong type or shape raises a TypeError / ValueError that names
-what came back and what was expected.
+What a subclass returns is checked at the boundary (no extra forward): a
+wrong type or shape raises a TypeError / ValueError that names what came
+back and what was expected; NaN or infinite logits, attention or hidden
+tokens raise :class:`~semcomm.inference.NonFiniteOutputError` naming the
+adapter's class, its method and the images.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from semcomm.inference import check_finite
 
 
 @dataclass
@@ -126,7 +130,8 @@ class ViTAdapter(PatchGrid, nn.Module, ABC):
     :meth:`_forward_with_attention` and :meth:`_forward_tokens` on
     normalised float images. This base class validates the images and
     positions that come in, converts uint8 pixels, and checks what the two
-    methods return (types and shapes).
+    methods return (types, shapes, and finite values: NaN or infinities raise
+    :class:`~semcomm.inference.NonFiniteOutputError` naming the method and the images).
     """
 
     image_size: tuple[int, int]
@@ -146,11 +151,10 @@ class ViTAdapter(PatchGrid, nn.Module, ABC):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
-
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """B x C logits of full B x 3 x H x W images."""
         x = self.normalize(images)
-        return self._checked_logits(self._forward_tokens(x, None), len(x), "_forward_tokens returned")
+        return self._checked_logits(self._forward_tokens(x, None), len(x), "_forward_tokens", "forward")
 
     def forward_with_attention(self, images: torch.Tensor, layers: Sequence[int] | None = None,
                                hidden: Sequence[int] = ()) -> ViTOutput:
@@ -185,7 +189,7 @@ class ViTAdapter(PatchGrid, nn.Module, ABC):
         """
         x = self.normalize(images)
         logits = self._forward_tokens(x, self.check_positions(positions, len(x)))
-        return self._checked_logits(logits, len(x), "_forward_tokens returned")
+        return self._checked_logits(logits, len(x), "_forward_tokens", "forward_tokens")
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """Validate B x 3 x H x W images and map them to normalised float32 (``(x / 255 - mean) / std``)."""
@@ -236,27 +240,34 @@ class ViTAdapter(PatchGrid, nn.Module, ABC):
     def _forward_tokens(self, x: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
         """B x C logits from the patches at ``positions`` (B x K int64; all patches, in order, when None)."""
 
-    # ---- checks of what the subclass returned (shapes only: this is the codec's hot path) ----------------
+    # ---- checks of what the subclass returned (no extra forward: this is the codec's hot path) -----------
 
-    def _checked_logits(self, logits, batch: int, what: str) -> torch.Tensor:
-        """``logits`` if it is a B x C tensor, else a TypeError / ValueError saying ``what`` (e.g.
-        ``"_forward_tokens returned"``) gave instead."""
+    def _checked_logits(self, logits, batch: int, method: str, caller: str, field: str = "") -> torch.Tensor:
+        """``logits`` if a B x C tensor of finite values, else an error naming the adapter's ``method`` (called by
+        its public ``caller``), the ``field`` of its result holding them (none: the result itself) and what came
+        back (for NaN or infinities: :class:`~semcomm.inference.NonFiniteOutputError`, naming the images)."""
+        name = f"{type(self).__name__}.{method}"
+        returned = f"{name} returned{f' {field}:' if field else ''}"
         expected = f"B x num_classes = {batch} x {self.num_classes} logits"
         if not isinstance(logits, torch.Tensor):
-            raise _error(TypeError, f"{type(self).__name__}.{what}", logits, f"a tensor of {expected}")
+            raise _error(TypeError, returned, logits, f"a tensor of {expected}")
         if tuple(logits.shape) != (batch, self.num_classes):
-            raise _error(ValueError, f"{type(self).__name__}.{what}", logits, expected)
-        return logits
+            raise _error(ValueError, returned, logits, expected)
+        return check_finite(logits, f"{name} (in {caller})", field or "logits")
 
     def _checked_output(self, output, batch: int, layers: Sequence[int] | None) -> ViTOutput:
-        """``output`` if it is a :class:`ViTOutput` that fits this model and records ``layers``."""
+        """``output`` if a :class:`ViTOutput` that fits this model, records ``layers``, all of it finite."""
         name = f"{type(self).__name__}._forward_with_attention"
         if not isinstance(output, ViTOutput):
             raise _error(TypeError, f"{name} returned", output,
                          "a semcomm.models.ViTOutput(logits, attentions, num_prefix_tokens)")
-        self._checked_logits(output.logits, batch, "_forward_with_attention returned ViTOutput.logits:")
+        self._checked_logits(output.logits, batch, "_forward_with_attention", "forward_with_attention",
+                             "ViTOutput.logits")
         self._check_tokens(output, name)
         _check_recorded(output, layers, name)
+        for i in output.recorded:
+            check_finite(output.attentions[i], f"{name} (in forward_with_attention)",
+                         f"attention in layer {i} (ViTOutput.attentions[{i}])")
         return output
 
     def _check_tokens(self, output: ViTOutput, name: str) -> None:
@@ -273,7 +284,7 @@ class ViTAdapter(PatchGrid, nn.Module, ABC):
                              f"= {tokens} (prefix tokens first, then the patches; check num_prefix_tokens)")
 
     def _checked_hidden(self, states: dict, blocks: Sequence[int], batch: int, depth: int) -> dict[int, torch.Tensor]:
-        """``states`` if it holds B x N x D patch tokens for every block in ``blocks``."""
+        """``states`` if it holds B x N x D finite patch tokens for every block in ``blocks``."""
         name = f"{type(self).__name__}._record_hidden"
         for block in blocks:
             key = _layer_index(block, depth)
@@ -284,7 +295,15 @@ class ViTAdapter(PatchGrid, nn.Module, ABC):
             if len(shape) != 3 or shape[:2] != (batch, self.num_patches):
                 raise _error(ValueError, f"{name} gave block {key}", tokens,
                              f"B x N x D = {batch} x {self.num_patches} x D patch tokens (prefix tokens dropped)")
+            check_finite(tokens, f"{name} (in forward_with_attention)", f"patch tokens of block {key}")
         return states
+
+
+def model_name(model: object) -> str:
+    """A model's name for results: its ``name`` attribute where a non-empty string (e.g. a
+    :class:`~semcomm.models.TimmViT`'s), else its class name."""
+    name = getattr(model, "name", None)
+    return name if isinstance(name, str) and name else type(model).__name__
 
 
 def check_images(images: torch.Tensor, image_size: tuple[int, int] | None = None) -> None:

@@ -104,7 +104,7 @@ def vit_architecture(size: str, image_size: int, patch_size: int) -> str:
 
     Returns:
         ``semcomm_vit_<size>_p<patch>_<image>`` (e.g. ``semcomm_vit_edge_p8_64``),
-        ready for ``timm.create_model`` and :class:`semcomm.training.TrainConfig`.
+        ready for ``timm.create_model`` and :class:`semcomm.train.vit.TrainConfig`.
     """
     if size not in SIZES:
         raise ValueError(f"unknown ViT size {size!r}; choose from {', '.join(SIZES)}")

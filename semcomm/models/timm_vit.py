@@ -22,9 +22,13 @@ from semcomm.models.adapter import ViTAdapter, ViTOutput, _layer_index
 
 
 class TimmViT(ViTAdapter):
-    """Wrap a timm ``VisionTransformer`` (built by ``timm.create_model`` or by hand)."""
+    """Wrap a timm ``VisionTransformer`` (built by ``timm.create_model`` or by hand).
 
-    def __init__(self, model: VisionTransformer):
+    ``name`` names the model in results (:func:`~semcomm.models.adapter.model_name`); default: its timm
+    architecture, else ``VisionTransformer``.
+    """
+
+    def __init__(self, model: VisionTransformer, name: str | None = None):
         if not isinstance(model, VisionTransformer):
             raise TypeError(f"TimmViT wraps a timm VisionTransformer, got {type(model).__name__}")
         cfg = getattr(model, "pretrained_cfg", None) or {}
@@ -40,6 +44,7 @@ class TimmViT(ViTAdapter):
             if not hasattr(block.attn, "attn_drop") or not hasattr(block.attn, "fused_attn"):
                 raise TypeError(f"block attention {type(block.attn).__name__} exposes no attention probabilities")
         self.model = model
+        self.name = name or cfg.get("architecture") or type(model).__name__
 
     def _forward_with_attention(self, x: torch.Tensor, layers: Sequence[int] | None = None) -> ViTOutput:
         with self._recording_attention(layers) as attentions:

@@ -20,6 +20,14 @@ than about four symbols, so every string ends in :data:`PAD_SYMBOLS`
 near-certain symbols (2^-16 of a bit each) from a table of their own; and
 its decoder reads words without bounds checks, so it is handed the data
 followed by one zero word per symbol.
+
+The compiled decoder reads only the words it needs and reports neither how
+many it read nor its final state, so words appended to a string (or any
+other bytes that decode to the same symbols) would pass unseen. A string
+is accepted only as exactly what the encoder writes for the symbols it
+decodes to (:func:`check_exact`): its payload is consumed exactly and the
+decoder ends in the encoder's initial state. The encoder is deterministic,
+so every string it wrote passes.
 """
 from __future__ import annotations
 
@@ -257,8 +265,10 @@ def rans_encode(tables: SymbolTables, symbols, indexes) -> tuple[int, bytes]:
 def rans_decode(tables: SymbolTables, state_code: int, data: bytes, indexes) -> list[int]:
     """Inverse of :func:`rans_encode`; malformed data raises :class:`BitstreamError`.
 
-    A corrupted string decodes to wrong symbols rather than failing; the
-    bitstream's CRC is what detects it.
+    A corrupted string mostly decodes to wrong symbols rather than failing (the
+    bitstream's CRC is what detects it); a string that is not exactly what the
+    encoder writes for the symbols it decodes to, e.g. with words appended,
+    raises (:func:`check_exact`).
     """
     indexes = np.asarray(indexes, dtype=np.int64).tolist()
     if not indexes:
@@ -280,7 +290,17 @@ def rans_decode(tables: SymbolTables, state_code: int, data: bytes, indexes) -> 
                                           lengths, offsets)
     if values[-PAD_SYMBOLS:] != [0] * PAD_SYMBOLS:
         raise BitstreamError("corrupted: the rANS payload does not end in its padding symbols")
+    check_exact(tables, values[:-PAD_SYMBOLS], indexes[:-PAD_SYMBOLS], state_code, data)
     return values[:-PAD_SYMBOLS]
+
+
+def check_exact(tables: SymbolTables, symbols, indexes, state_code: int, data: bytes) -> None:
+    """:class:`BitstreamError` unless ``(state_code, data)`` is exactly what :func:`rans_encode` writes for
+    ``symbols`` (decoded from it, each with its table index): no bytes after the last word the decoder
+    needs, no state in more bytes than it takes, nothing the encoder would not have written."""
+    if rans_encode(tables, symbols, indexes) != (state_code, bytes(data)):
+        raise BitstreamError(f"corrupted: the {len(data)}-byte rANS payload is not the one its symbols code to "
+                             f"(bytes after its last word, or a state longer than it needs)")
 
 
 def ideal_bits(probabilities: torch.Tensor) -> float:

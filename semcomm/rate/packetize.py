@@ -17,6 +17,10 @@ as fits one data packet. A finished version-2 string alone can be packetized too
 (:meth:`Packetizer.split`: its payload is decoded back to the same symbols), and
 gives the same bytes. The packets' fields and CRC are :mod:`semcomm.wire.packets`.
 
+Every packet carries its image's identity (16 bits: the CRC-16 of its version-2 string), so
+:meth:`Packetizer.join` refuses another image's packets (unless the two identities collide, about
+2^-16), as it refuses damaged ones.
+
 Every bit of every packet counts on the link: :class:`Arrival` reports
 what arrived, and ``sum(8 * len(p) for p in packets)`` is what was sent.
 
@@ -28,6 +32,7 @@ the version-2 string as one packet, all or nothing.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +43,7 @@ from semcomm.rate.framed import FramedPair, FrameSymbols
 from semcomm.rate.pair import CodecPair, Received
 from semcomm.wire import packets as v3
 from semcomm.wire import v2
+from semcomm.wire.bits import as_bytes
 from semcomm.wire.errors import BitstreamError
 
 
@@ -48,13 +54,23 @@ class Arrival:
     Attributes:
         received: the arrived patches (positions, levels, values, hint), or
             None when no header or no data packet arrived (the edge answers).
-        missing: positions (int64) of patches sent but lost with their packets.
-        packets_lost: packets that did not arrive or failed their CRC.
+        missing: positions (int64) of patches sent but lost with their packets, as the header names
+            them; empty when no header arrived (``header_lost``): the receiver then knows no positions,
+            and every patch the image sent is missing (:meth:`patches_missing`).
+        packets_lost: packets that did not arrive or were refused: failed their CRC, were another
+            image's, or did not fit its header (:meth:`Packetizer.join`).
+        header_lost: no header arrived (with :class:`WholeString`: the string did not arrive intact).
     """
 
     received: Received | None
     missing: torch.Tensor
     packets_lost: int
+    header_lost: bool = False
+
+    def patches_missing(self, sent: int) -> int:
+        """How many of the image's ``sent`` patches (its K, which the sender knows and a header tells the
+        receiver) did not reach the server: all of them when no header arrived, else ``len(missing)``."""
+        return max(sent - (0 if self.received is None else len(self.received.positions)), 0)
 
 
 class Packetizer:
@@ -104,37 +120,43 @@ class Packetizer:
             string: the string.
             coded: what ``string`` was coded from (:meth:`FramedPair.frames`, as the edge keeps it in
                 ``Transmission.frames``), or None: then the string's payload is decoded back to its symbols.
-                Given, the packets are cut from its symbols and the string is not read (the same bytes).
+                Given, the packets are cut from its symbols and of the string only its CRC-16 (the image
+                identity) is read (the same bytes).
         """
         pair = self.pair
         if coded is not None:
             if coded.frame.codec_id != pair.layout.codec_id:
                 raise ValueError(f"the symbols are of codec id {coded.frame.codec_id}; this packetizer cuts "
                                  f"{pair.name} (codec id {pair.layout.codec_id})")
-            return self.packets(*coded)
+            return self.packets(*coded, v3.string_identity(string))
         frame = v2.unpack(string, {pair.layout.codec_id: pair.layout}, hint_coder=pair.hint_coder,
                           classes=pair.num_classes)
         sent = np.asarray([m for m in frame.level if m > 0], dtype=np.int64)
         indexes = pair.table_indexes(sent, frame.params)
         symbols = rans_decode(pair.tables_for(frame.params), frame.state_code, frame.payload, indexes)
-        return self.packets(frame, symbols, indexes)
+        return self.packets(frame, symbols, indexes, v3.string_identity(string))
 
-    def packets(self, frame: v2.Frame, symbols: np.ndarray, indexes: np.ndarray) -> list[bytes]:
+    def packets(self, frame: v2.Frame, symbols: np.ndarray, indexes: np.ndarray,
+                identity: int | None = None) -> list[bytes]:
         """One image's packets: ``header_copies`` header packets, then the data packets.
 
         Args:
             frame: the image's level map, codec parameters and hint (its payload fields are not read).
             symbols, indexes: the K x V symbols of its sent patches and their table indexes, flat, in
                 coding order (position order, as :meth:`FramedPair.symbols` gives them).
+            identity: the image's identity, the CRC-16 of its version-2 string
+                (:func:`~semcomm.wire.packets.string_identity`), or None: the string is coded to find it.
         """
         k, v = sum(1 for m in frame.level if m > 0), self.pair.values_per_patch
+        if identity is None:
+            identity = v3.string_identity(self.pair.pack(FrameSymbols(frame, symbols, indexes)))
         symbols = np.asarray(symbols, dtype=np.int64).reshape(k, v)
         indexes = np.asarray(indexes, dtype=np.int64).reshape(k, v)
         runs = self._runs(self.pair.tables_for(frame.params), symbols, indexes)
         layout = self.pair.layout
-        header = v3.pack_header(layout, v3.HeaderPacket(frame.level, frame.params, frame.hint, len(runs)),
+        header = v3.pack_header(layout, v3.HeaderPacket(frame.level, frame.params, frame.hint, len(runs), identity),
                                 self.pair.hint_coder)
-        data = [v3.pack_data(layout, v3.DataPacket(number, first, count, *coded))
+        data = [v3.pack_data(layout, v3.DataPacket(number, first, count, *coded, identity))
                 for number, (first, count, coded) in enumerate(runs)]
         return [header] * self.header_copies + data
 
@@ -161,29 +183,48 @@ class Packetizer:
 
     # ---- server ----------------------------------------------------------------------------------
     def join(self, packets: list[bytes | None]) -> Arrival:
-        """What arrived of one image (lost packets as None, or corrupted ones, in any order)."""
-        pair = self.pair
-        header, lost, data = None, 0, {}
-        for packet in packets:
+        """What arrived of one image: its packets in any order, lost ones as None, damaged, duplicated or
+        another image's among them (bytes-like objects; TypeError for anything else).
+
+        The image is the identity that most data packets carry, then most header copies: packets of any
+        other identity are refused, and so is every packet when two identities tie (which is the image's
+        cannot be told: it is lost). Its data packets that do not fit its header, repeat a number or
+        overlap another's patches are refused too; each refused packet counts in ``packets_lost``. An
+        exact duplicate of a packet that arrived adds nothing.
+        """
+        pair, packets = self.pair, list(packets)
+        lost = sum(packet is None for packet in packets)
+        copies = Counter(as_bytes(packet, "a packet") for packet in packets if packet is not None)
+        headers, data = {}, {}  # identity -> [(header, copies)], [data packet], in order of first arrival
+        for packet, n in copies.items():
             parsed = self._parse(packet)
             if parsed is None:
-                lost += 1
+                lost += n
             elif isinstance(parsed, v3.HeaderPacket):
-                header = header or parsed
+                headers.setdefault(parsed.identity, []).append((parsed, n))
             else:
-                data[parsed.number] = parsed
-        if header is None:
-            return Arrival(None, torch.zeros(0, dtype=torch.int64), lost)
+                data.setdefault(parsed.identity, []).append(parsed)
+        score = {i: (len(data.get(i, ())), sum(n for _, n in headers.get(i, ()))) for i in {*headers, *data}}
+        top = max(score.values(), default=None)
+        best = [i for i, value in score.items() if value == top]
+        identity = best[0] if len(best) == 1 else None  # None: no packet, or a tie (which image is unknown)
+        # refused: every other identity's packets, and its own headers that differ from the first
+        lost += sum(n for i, found in headers.items() for _, n in (found[1:] if i == identity else found))
+        lost += sum(len(parts) for i, parts in data.items() if i != identity)
+        if identity not in headers:  # no header of the image arrived (or which image it is is unknown)
+            return Arrival(None, torch.zeros(0, dtype=torch.int64), lost, header_lost=True)
+        header = headers[identity][0][0]
         level = np.asarray(header.level, dtype=np.int64)
         positions = np.flatnonzero(level)
         sent = level[positions]
         arrived = np.zeros(len(positions), dtype=bool)
         symbols = np.zeros((len(positions), pair.values_per_patch), dtype=np.int64)
-        tables = pair.tables_for(header.params)
-        for part in data.values():
+        tables, numbers = pair.tables_for(header.params), set()
+        for part in data.get(identity, ()):
             first, count = part.first, part.count
-            if part.number >= header.packets or first + count > len(positions):
-                lost += 1  # a packet that does not belong to this header
+            if (part.number >= header.packets or part.number in numbers or first + count > len(positions)
+                    or arrived[first : first + count].any()):
+                lost += 1  # does not fit this header, or repeats a packet already taken
                 continue
             indexes = pair.table_indexes(sent[first : first + count], header.params)
             try:
@@ -193,6 +234,7 @@ class Packetizer:
                 continue
             symbols[first : first + count] = np.asarray(values, dtype=np.int64).reshape(count, -1)
             arrived[first : first + count] = True
+            numbers.add(part.number)
         missing = torch.from_numpy(positions[~arrived])
         if not arrived.any():
             return Arrival(None, missing, lost)
@@ -201,8 +243,8 @@ class Packetizer:
                             header.hint)
         return Arrival(received, missing, lost)
 
-    def _parse(self, packet: bytes | None) -> v3.HeaderPacket | v3.DataPacket | None:
-        """The fields of a packet, or None if it is missing, corrupted or not one of this pair's."""
+    def _parse(self, packet: bytes) -> v3.HeaderPacket | v3.DataPacket | None:
+        """The fields of a packet, or None if it is corrupted or not one of this pair's."""
         pair = self.pair
         try:
             parsed = v3.unpack(packet, pair.layout, pair.hint_coder, pair.num_classes)
@@ -231,14 +273,15 @@ class WholeString:
 
     def split(self, string: bytes, coded: FrameSymbols | None = None) -> list[bytes]:
         """``[string]``: one packet (``coded``, what it was coded from, is not needed)."""
-        return [bytes(string)]
+        return [as_bytes(string)]
 
     def join(self, packets: list[bytes | None]) -> Arrival:
-        """The decoded string if its packet arrived intact, else nothing (``received`` None)."""
+        """The decoded string if its one packet arrived intact, else nothing (``received`` None,
+        ``header_lost``: every sent patch is missing)."""
         nothing = torch.zeros(0, dtype=torch.int64)
-        if len(packets) == 1 and isinstance(packets[0], (bytes, bytearray)):
+        if len(packets) == 1 and packets[0] is not None:
             try:
-                return Arrival(self.pair.decompress([bytes(packets[0])])[0], nothing, 0)
+                return Arrival(self.pair.decompress([as_bytes(packets[0], "a packet")])[0], nothing, 0)
             except BitstreamError:
                 pass
-        return Arrival(None, nothing, max(len(packets), 1))
+        return Arrival(None, nothing, max(len(packets), 1), header_lost=True)

@@ -4,20 +4,24 @@ Each pair is ``codecs/<name>.safetensors`` in the shipped checkpoints (integer r
 ends code with them, fp16 neural weights, fp32 medians) with ``codecs/<name>.json``, a :class:`CodecCard`:
 kind, the edge and server it belongs to, how it was fitted or trained, what was measured, and the SHA-256 of
 the tensors file, verified on every load. The edge's hint coder (the code for its predictions, fitted on the
-training split) is ``codecs/hint-<edge>.json`` in the user zoo (``semcomm fit hint``) or in the shipped
-checkpoints (:func:`semcomm.zoo.zoo_dirs`).
+training split) is ``codecs/hint-<edge>.json`` (a :class:`HintCard`) in the user zoo (``semcomm fit hint``) or
+in the shipped checkpoints (:func:`semcomm.zoo.zoo_dirs`). An edge given by its card's path
+(``.../<name>.json``) has the hint coder of its name. Every card and hint file is checked whole when read (a
+bad one is a :class:`~semcomm.zoo.CheckpointError` naming the file and the field).
 """
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from semcomm.rate.hint import HintCoder
-from semcomm.zoo import SHIPPED_DIR, Card, load_tensors, save_tensors, write_json, zoo_dirs
+from semcomm.rate.hint import HintCoder, canonical_code
+from semcomm.zoo import (
+    SHIPPED_DIR, Card, load_tensors, name_problems, read_cards, save_tensors, sha256_problems, zoo_dirs,
+)
 
 ZOO_FOLDER = "codecs"  # codec pairs and hint coders in the zoo: <zoo dir>/codecs/
 CODEC_DIR = SHIPPED_DIR / ZOO_FOLDER  # where the shipped pairs are (and where fitting writes by default)
@@ -44,10 +48,45 @@ class CodecCard(Card):
     def tensors_path(self) -> Path:
         return (self.directory or CODEC_DIR) / f"{self.name}.safetensors"
 
+    def problems(self, path: Path) -> list[str]:
+        """Named as its file; ``sha256`` hex."""
+        return [*name_problems(self.name, path), *sha256_problems(self.sha256)]
+
+
+@dataclass
+class HintCard(Card):
+    """An edge's hint coder as stored (``codecs/hint-<edge>.json``): the Huffman code's symbol counts, the
+    quantizer step in bits, the fusion weight, the code lengths (for reading; they follow from the counts)."""
+
+    edge: str
+    counts: list
+    step: float
+    weight: float
+    code_lengths: list = field(default_factory=list)
+    notes: str = ""
+
+    def problems(self, path: Path) -> list[str]:
+        """Named as its file; counts non-negative integers; a positive finite step; a weight in [0, 1]; code
+        lengths, when given, those of the counts' code."""
+        found = [] if path.name == f"hint-{self.edge}.json" else [
+            f"field 'edge' is {self.edge!r}, but the file is {path.name} (hint-<edge>.json)"]
+        if not self.counts or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 2**53
+                                   for c in self.counts):
+            found.append("field 'counts' must be a non-empty list of integers in [0, 2^53)")
+        elif self.code_lengths and self.code_lengths != [length for _, length in canonical_code(self.counts)]:
+            found.append("field 'code_lengths' is not the code its counts give (the file was edited or is damaged)")
+        if not (math.isfinite(self.step) and self.step > 0):
+            found.append(f"field 'step' must be a positive number of bits, got {self.step}")
+        if not 0 <= self.weight <= 1:
+            found.append(f"field 'weight' must be a fusion weight in [0, 1], got {self.weight}")
+        return found
+
 
 def list_codec_cards() -> list[CodecCard]:
-    """The cards of every shipped codec pair, sorted by name."""
-    return [CodecCard.read(path) for path in sorted(CODEC_DIR.glob("*.json")) if not path.name.startswith("hint-")]
+    """The cards of every shipped codec pair, sorted by name; a card that cannot be read is skipped with a
+    :class:`~semcomm.zoo.ZooWarning` naming its file."""
+    return read_cards((path for path in sorted(CODEC_DIR.glob("*.json")) if not path.name.startswith("hint-")),
+                      CodecCard.read)
 
 
 def codec_card(name: str) -> CodecCard:
@@ -83,28 +122,38 @@ def hint_dirs() -> list[Path]:
     return zoo_dirs(ZOO_FOLDER)
 
 
-def hint_path(edge: str) -> Path:
-    """The hint coder file of ``edge``: the first that exists in :func:`hint_dirs`, else where
-    :func:`save_hint` would write it."""
-    paths = [directory / f"hint-{edge}.json" for directory in hint_dirs()]
+def hint_name(edge: str | Path) -> str:
+    """The name an edge's hint coder is filed under: a zoo name or timm architecture as it is, a model card's
+    path (``.../<name>.json``) as its checkpoint's name."""
+    return Path(edge).stem if str(edge).endswith(".json") else str(edge)
+
+
+def hint_path(edge: str | Path) -> Path:
+    """The hint coder file of ``edge`` (:func:`hint_name`): the first that exists in :func:`hint_dirs`, else
+    where :func:`save_hint` would write it."""
+    paths = [directory / f"hint-{hint_name(edge)}.json" for directory in hint_dirs()]
     return next((path for path in paths if path.is_file()), paths[0])
 
 
-def load_hint(edge: str) -> HintCoder:
-    """The hint coder of an edge model (the user zoo's, else the shipped one)."""
+def load_hint(edge: str | Path) -> HintCoder:
+    """The hint coder of an edge model (the user zoo's, else the shipped one).
+
+    Raises:
+        KeyError: there is none. semcomm.zoo.CheckpointError: its file is not a valid :class:`HintCard`.
+    """
     path = hint_path(edge)
     if not path.is_file():
-        raise KeyError(f"no hint coder for edge {edge!r} (looked in {', '.join(map(str, hint_dirs()))}); "
+        raise KeyError(f"no hint coder for edge {str(edge)!r} (looked in {', '.join(map(str, hint_dirs()))}); "
                        f"fit one with `semcomm fit hint --edge {edge}`")
-    data = json.loads(path.read_text())
-    return HintCoder(np.asarray(data["counts"]), data["step"], data["weight"])
+    card = HintCard.read(path)
+    return HintCoder(np.asarray(card.counts), card.step, card.weight)
 
 
-def save_hint(edge: str, coder: HintCoder, notes: str = "", directory: str | Path | None = None) -> Path:
-    """Write ``edge``'s hint coder into ``directory`` (default: the first user zoo's ``codecs/``,
-    never the installed package); returns the file written."""
-    path = Path(directory or hint_dirs()[0]) / f"hint-{edge}.json"
+def save_hint(edge: str | Path, coder: HintCoder, notes: str = "", directory: str | Path | None = None) -> Path:
+    """Write ``edge``'s hint coder (:func:`hint_name`) into ``directory`` (default: the first user zoo's
+    ``codecs/``, never the installed package); returns the file written."""
+    name = hint_name(edge)
+    path = Path(directory or hint_dirs()[0]) / f"hint-{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, dict(edge=edge, counts=coder.counts.tolist(), step=coder.step, weight=coder.weight,
-                          code_lengths=[length for _, length in coder.code], notes=notes))
-    return path
+    card = HintCard(name, coder.counts.tolist(), coder.step, coder.weight, [length for _, length in coder.code], notes)
+    return card.write(path)

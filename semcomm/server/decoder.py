@@ -18,6 +18,7 @@ from semcomm.inference import DEFAULT_BATCH
 from semcomm.models.adapter import ViTAdapter
 from semcomm.rate.codec import create_codec
 from semcomm.rate.pair import CodecPair, Received
+from semcomm.wire.bits import as_bytes
 from semcomm.wire.errors import BitstreamError
 from semcomm.wire.v2 import read_version
 
@@ -63,6 +64,8 @@ class ServerDecoder:
         """What each string carries, read by the codec pair of its format version.
 
         Args:
+            strings: each a bytes-like object (``bytes``, ``bytearray``, ``memoryview``, a 1-D numpy
+                uint8 array) or None for a lost string; any other type is a TypeError naming it.
             errors: ``"raise"`` raises :class:`~semcomm.wire.errors.BitstreamError` naming the first
                 malformed or missing (None) string; ``"nan"`` gives None for it instead.
         """
@@ -73,6 +76,7 @@ class ServerDecoder:
         """len(strings) x C logits (log-probabilities where the edge's prediction was fused in).
 
         Args:
+            strings: as :meth:`decompress` (bytes-like objects, None for a lost string).
             fuse: fuse the edge's prediction where a string carries it (False: the server's own logits).
             errors: ``"raise"`` raises :class:`~semcomm.wire.errors.BitstreamError`
                 on a malformed or missing (None) string; ``"nan"`` gives its row NaN
@@ -95,6 +99,8 @@ class ServerDecoder:
             raise ValueError(f"errors must be 'raise' or 'nan', got {errors!r}")
         if not isinstance(strings, (list, tuple)):
             raise TypeError(f"strings must be a list of bytes (None for a lost string), got {type(strings).__name__}")
+        # a wrong type is the caller's mistake, not damage on a link: raised whatever ``errors``, before any work
+        strings = [None if string is None else as_bytes(string, f"string {i}") for i, string in enumerate(strings)]
         out: list[tuple[int, Received] | None] = []
         for i, string in enumerate(strings):
             try:

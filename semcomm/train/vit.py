@@ -53,10 +53,13 @@ class TrainConfig:
     """Hyper-parameters of one training run.
 
     Attributes:
-        architecture: timm architecture name (e.g. ``semcomm_vit_edge_p4_32``).
+        architecture: timm architecture name (e.g. ``semcomm_vit_edge_p4_32``); with your own model
+            object (``train(..., model=...)``) only the run's label.
         epochs: length of the cosine schedule. A resumed run may change it
             (the schedule is re-computed from the next step on; history
             records the length each epoch was trained under).
+        warmup_epochs: the linear warm-up, cut to a quarter of ``epochs`` in a short run (every preset's is
+            within it; :func:`~semcomm.train.schedule.warmup_cosine`).
         token_keep: (low, high) fraction of patches kept per batch for random
             token dropping; None trains on full images only.
         full_image_prob: with token dropping, probability that a batch keeps every patch.
@@ -210,11 +213,17 @@ def train(
             the first new epoch is marked ``warm_restart``.
         stop_after: train at most this many epochs in this call (the
             schedule still spans ``config.epochs``; call again to go on).
-        model: your own ViT (a :class:`~semcomm.models.ViTAdapter` with
-            ``config.num_classes`` outputs) to train instead of building
-            ``config.architecture`` (then only a label); it is trained in
-            place, from its current weights. The low-resolution phase
-            (``config.low_res``) needs the project's timm ViTs.
+        model: your own ViT, a model object: any :class:`~semcomm.models.ViTAdapter` with
+            ``config.num_classes`` outputs, trained instead of building ``config.architecture``
+            (which then only names the run in ``config.json``). It is trained in place from its
+            current weights and returned; a resumed run loads the saved state into it. Not with
+            ``init_from`` or ``config.grown_from`` (start it yourself), nor with ``config.low_res``
+            unless it is a :class:`~semcomm.models.TimmViT`; :func:`export` rebuilds
+            ``config.architecture``, so save your model's weights yourself. None (the default):
+            build ``config.architecture`` (:func:`build`).
+
+    Returns:
+        the trained model (``model`` itself when given) in eval mode, and the run's history.
     """
     if len(train_split) < config.batch_size:
         raise ValueError(f"the training split has {len(train_split)} images, fewer than one batch of "

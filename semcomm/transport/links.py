@@ -220,10 +220,16 @@ def gilbert_channel(loss_rate: float, burst: float) -> GilbertElliott:
     return GilbertElliott(p_gb=loss_rate * p_bg / (1 - loss_rate), p_bg=p_bg)
 
 
+SNR_RANGE_DB = (-50.0, 100.0)  # Es/N0 a link takes: from every block lost to error-free, with margin
+
+
 def check_snr(snr_db) -> float:
-    """``snr_db`` as a float; a ValueError for None, NaN or infinity."""
+    """``snr_db`` as a float; a ValueError for None, NaN, infinity or a value outside :data:`SNR_RANGE_DB`
+    (beyond it the noise variance underflows or nothing arrives: no simulation needs it)."""
     if snr_db is None or isinstance(snr_db, bool) or not isinstance(snr_db, (int, float)) or not math.isfinite(snr_db):
         raise ValueError(f"SNR must be a finite number of dB, got {snr_db!r}")
+    if not SNR_RANGE_DB[0] <= snr_db <= SNR_RANGE_DB[1]:
+        raise ValueError(f"SNR must lie in {SNR_RANGE_DB[0]:g}..{SNR_RANGE_DB[1]:g} dB, got {snr_db!r}")
     return float(snr_db)
 
 

@@ -5,7 +5,8 @@ most significant bit first, with no alignment between fields. Subsets are
 coded by their rank in the combinatorial number system: a set of K of N
 positions costs exactly ceil(log2 C(N, K)) bits, the least any code can
 spend when every subset is equally likely. :class:`HintCode` is what the
-formats need of the variable-length code of the edge's hint.
+formats need of the variable-length code of the edge's hint; :func:`as_bytes`
+is how every reader takes its input (any bytes-like object of single bytes).
 """
 from __future__ import annotations
 
@@ -19,6 +20,30 @@ from semcomm.wire.errors import BitstreamError
 
 if TYPE_CHECKING:
     import torch
+
+
+BYTES_LIKE = "bytes, bytearray, memoryview or a 1-D numpy uint8 array"
+
+
+def as_bytes(data: object, what: str = "a string") -> bytes:
+    """``data`` as ``bytes``: any bytes-like object of single bytes (:data:`BYTES_LIKE`: a buffer of
+    one dimension whose items are unsigned bytes), copied once unless it already is ``bytes``.
+
+    Raises:
+        TypeError: naming ``what`` and the accepted types, for anything else (``str``, a list of ints,
+            a tensor, a numpy array of another dtype or shape, ...). A wrong type is a caller's mistake,
+            not damage on a link, so it is never a :class:`BitstreamError`.
+    """
+    if isinstance(data, bytes):
+        return data
+    try:
+        view = memoryview(data)
+    except TypeError:
+        view = None
+    if view is None or view.ndim != 1 or view.format not in ("B", "c"):
+        detail = "" if view is None else f" ({view.ndim}-D, items of format {view.format!r})"
+        raise TypeError(f"{what} must be bytes-like ({BYTES_LIKE}), got {type(data).__name__}{detail}")
+    return view.tobytes()
 
 
 class BitWriter:

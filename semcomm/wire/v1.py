@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from semcomm.wire.bits import as_bytes
 from semcomm.wire.errors import BitstreamError
 
 VERSION = 1
@@ -74,7 +75,9 @@ def pack(positions: np.ndarray, patches: np.ndarray, num_patches: int) -> bytes:
 
 
 def unpack(string: bytes, num_patches: int, patch_values: int) -> tuple[np.ndarray, np.ndarray]:
-    """Parse one string into (K positions, K x P uint8 patches); raise BitstreamError if malformed."""
+    """Parse one string (any bytes-like object) into (K positions, K x P uint8 patches); raise
+    BitstreamError if malformed (its length must be exactly what its header says: nothing appended)."""
+    string = as_bytes(string)
     if len(string) < HEADER_BYTES:
         raise BitstreamError(f"truncated: {len(string)} bytes, shorter than the {HEADER_BYTES}-byte header")
     version, use_list, reserved = string[0] >> 4, (string[0] >> 3) & 1, string[0] & 0b111

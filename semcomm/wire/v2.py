@@ -35,7 +35,9 @@ import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from semcomm.wire.bits import BitReader, BitWriter, HintCode, subset_bits, subset_rank, subset_unrank, width_for
+from semcomm.wire.bits import (
+    BitReader, BitWriter, HintCode, as_bytes, subset_bits, subset_rank, subset_unrank, width_for,
+)
 from semcomm.wire.errors import BitstreamError
 
 VERSION = 2
@@ -103,9 +105,9 @@ class Frame:
 
 
 def read_version(string: bytes) -> int:
-    """The format version in a string's first 4 bits (1, 2 or 3 today)."""
-    if not isinstance(string, (bytes, bytearray)):
-        raise BitstreamError(f"a string must be bytes, got {type(string).__name__}")
+    """The format version in a string's first 4 bits (1, 2 or 3 today); ``string`` any bytes-like object
+    (:func:`~semcomm.wire.bits.as_bytes`: TypeError for anything else)."""
+    string = as_bytes(string)
     if not string:
         raise BitstreamError("truncated: empty string")
     return string[0] >> 4
@@ -207,7 +209,11 @@ def unseal(string: bytes) -> bytes:
 
 def unpack(string: bytes, layouts: dict[int, Layout], raw_payload_bits: PayloadBits | None = None,
            hint_coder: HintCode | None = None, classes: int = 0, trace: list | None = None) -> Frame:
-    """Parse a version-2 string; raise :class:`BitstreamError` naming what is wrong.
+    """Parse a version-2 string (any bytes-like object); raise :class:`BitstreamError` naming what is wrong.
+
+    An entropy-coded payload is every byte between the fields and the padding; that it is exactly what
+    its symbols code to, with nothing appended, is checked where it is decoded
+    (:func:`semcomm.rate.entropy.rans_decode`). A raw payload has the length its level map fixes.
 
     Args:
         layouts: codec id -> :class:`Layout` of every codec the decoder knows.
@@ -215,6 +221,7 @@ def unpack(string: bytes, layouts: dict[int, Layout], raw_payload_bits: PayloadB
         hint_coder, classes: read a hint of ``classes`` symbols when the flag is set.
         trace: a list to fill with (field, start bit, width, value) of every field read.
     """
+    string = as_bytes(string)
     if read_version(string) != VERSION:
         raise BitstreamError(f"unknown format: version {read_version(string)} (this parser reads {VERSION})")
     body = unseal(string)
@@ -242,6 +249,12 @@ def dissect(string: bytes, layout: Layout, hint_coder: HintCode | None = None, c
     """Every field of a version-2 string: name, first bit, width in bits and value (the payload as hex)."""
     trace: list = []
     unpack(string, {layout.codec_id: layout}, raw_payload_bits, hint_coder, classes, trace)
+    return trace_rows(trace)
+
+
+def trace_rows(trace: list) -> list[dict]:
+    """The rows of :func:`dissect` from a parser's trace of (field, first bit, width, value): a Huffman-coded
+    hint (read bit by bit) as one row, a payload as hex, a hint as its bits."""
     merged: list[list] = []
     for name, start, width, value in trace:  # a Huffman-coded hint is read bit by bit: one row
         if merged and name == "edge hint" and merged[-1][0] == name:

@@ -12,11 +12,13 @@ from pathlib import Path
 from semcomm.core.paths import default_cache_dir
 
 SHIPPED_DIR = Path(__file__).parent / "checkpoints"
+USER_ZOO = (f"$SEMCOMM_ZOO (one directory, or several separated by {os.pathsep!r}), else $SEMCOMM_CACHE/zoo, "
+            "else ~/.cache/semcomm/zoo")  # what user_zoo_dirs() follows, for help texts
 
 
 def user_zoo_dirs() -> list[Path]:
-    """The user's zoo directories: ``$SEMCOMM_ZOO`` (``os.pathsep``-separated) or else ``<cache>/zoo``
-    (``$SEMCOMM_CACHE/zoo`` or ``~/.cache/semcomm/zoo``); exports go to the first."""
+    """The user's zoo directories (:data:`USER_ZOO`): ``$SEMCOMM_ZOO`` (``os.pathsep``-separated) or else
+    ``<cache>/zoo`` (``$SEMCOMM_CACHE/zoo`` or ``~/.cache/semcomm/zoo``); exports go to the first."""
     listed = [Path(p).expanduser() for p in os.environ.get("SEMCOMM_ZOO", "").split(os.pathsep) if p]
     return listed or [default_cache_dir() / "zoo"]
 

@@ -59,9 +59,9 @@ def load_tensors(path: str | Path, sha256: str | None = None) -> dict[str, torch
         raise CheckpointError(f"checkpoint file {path} does not exist")
     try:
         tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"checkpoint {path} is corrupted or not a safetensors file: {err}") from err
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v.float()).all()]
     if bad:
         raise CheckpointError(f"checkpoint {path} holds NaN or infinite values in {bad[:3]}"
                               f"{'...' if len(bad) > 3 else ''}")

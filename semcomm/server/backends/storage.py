@@ -16,9 +16,11 @@ The card's ``kind`` names the backend class that rebuilds it: every class that c
 with a ``kind`` attribute), so this module imports none of them.
 
 :func:`load_backend` takes the directory's path or a name, looked up as ``backends/<name>/`` in the zoo folders
-(:func:`semcomm.zoo.zoo_dirs`: the user zoo, ``$SEMCOMM_ZOO`` or ``~/.cache/semcomm/zoo``, then the shipped
-checkpoints). A missing file, a card that does not parse, weights whose SHA-256 is not the card's, or weights that
-do not fit the structure are a :class:`~semcomm.zoo.CheckpointError` naming the file.
+(:func:`semcomm.zoo.zoo_dirs`: the user zoo, :data:`semcomm.zoo.USER_ZOO`, then the shipped checkpoints). A
+missing file, a card that does not parse or whose fields are not of their types or ranges, weights whose SHA-256 is
+not the card's, or weights that do not fit the structure are a :class:`~semcomm.zoo.CheckpointError` naming the
+file (and the field); :func:`list_saved_backends` skips such an entry with a :class:`~semcomm.zoo.ZooWarning`
+naming it.
 """
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ from semcomm.core.registry import Registry
 from semcomm.server.backends.base import Backend
 from semcomm.server.backends.devices import DeviceConfig
 from semcomm.zoo import (
-    Card, CheckpointError, find_in_zoo, load_state, load_tensors, save_tensors, user_zoo_dirs, zoo_dirs, zoo_entries,
+    Card, CheckpointError, count_problems, find_in_zoo, load_state, load_tensors, read_cards, save_tensors,
+    sha256_problems, user_zoo_dirs, zoo_dirs, zoo_entries,
 )
 
 FORMAT = 1
@@ -94,6 +97,16 @@ class BackendCard(Card):
     sha256: str = ""
     format: int = FORMAT
     directory: Path | None = field(default=None, repr=False, compare=False)
+
+    def problems(self, path: Path) -> list[str]:
+        """Counts of devices, classes and parameters in range, an image size of two positive sides, ``sha256``
+        hex (the structure itself is checked when the backend is rebuilt from it)."""
+        found = [*sha256_problems(self.sha256), *count_problems(self, ("num_devices", "num_classes", "patch_size"), 1),
+                 *count_problems(self, ("host_parameters", "parameters"))]
+        if len(self.image_size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                                                for s in self.image_size):
+            found.append(f"field 'image_size' must be [height, width] in pixels, got {self.image_size}")
+        return found
 
 
 def backend_groups(backend: Backend) -> list[list[int]]:
@@ -180,7 +193,8 @@ def read_backend_card(source: str | Path) -> BackendCard:
 
 
 def load_backend(source: str | Path) -> Backend:
-    """The saved backend at a directory or under a name (module docstring), in eval mode, float32."""
+    """The saved backend at a directory or under a name (module docstring), in eval mode, float32, named after
+    its card (``.name``)."""
     card = read_backend_card(source)
     weights = card.directory / WEIGHTS_FILE
     if not weights.is_file():
@@ -189,19 +203,16 @@ def load_backend(source: str | Path) -> Backend:
     try:
         devices = DeviceConfig.from_dict(card.devices)
         backend = BACKEND_KINDS.get(card.kind).skeleton(card.modules, devices, card.placement)
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RuntimeError) as err:
         raise CheckpointError(f"card {card.directory / CARD_FILE} does not describe a valid {card.kind} backend: "
                               f"{err}") from err
     load_state(backend, state, f"{weights} does not fit the structure on its card")
+    backend.name = card.name  # as results label it (semcomm.models.adapter.model_name)
     return backend.eval()
 
 
 def list_saved_backends() -> list[BackendCard]:
-    """Cards of every saved backend in :func:`saved_backend_dirs` (one per name, first match), by name."""
-    cards = []
-    for path in zoo_entries(f"*/{CARD_FILE}", ZOO_FOLDER, name=lambda card: card.parent.name).values():
-        try:
-            cards.append(read_backend_card(path.parent))
-        except CheckpointError:
-            continue  # a broken entry is reported when it is loaded, not when listing
-    return cards
+    """Cards of every saved backend in :func:`saved_backend_dirs` (one per name, first match), by name; an entry
+    that cannot be read is skipped with a :class:`~semcomm.zoo.ZooWarning` naming its card."""
+    entries = zoo_entries(f"*/{CARD_FILE}", ZOO_FOLDER, name=lambda card: card.parent.name)
+    return read_cards((path.parent for path in entries.values()), read_backend_card)
