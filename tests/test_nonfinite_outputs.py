@@ -144,3 +144,13 @@ def test_batched_inference_names_exactly_the_spoiled_images(count, data):
         predict_logits(spoiled, with_black(count, black), batch_size=batch, bf16=False)
     first = black[0] // batch  # the first batch holding a spoiled image raises, naming its spoiled images
     assert caught.value.images == [i for i in black if i // batch == first]
+
+
+def test_the_server_numbers_the_strings_as_its_caller_does():
+    """Strings of other lengths and lost strings come between: the error names each string by its place in the call."""
+    images = with_black(4, [1])
+    edge = TorchEncoderViT().eval()
+    sent = [EdgeEncoder(edge, TopK(k), gate=None).encode(images).strings for k in (8, 16)]
+    strings = [None, sent[0][0], sent[1][0], sent[1][1], sent[0][2]]  # image 1 (black) is string 3
+    with pytest.raises(NonFiniteOutputError, match=r"logits for image 3$"):
+        ServerDecoder(model(dim=96), bf16=False).classify(strings, errors="nan")

@@ -105,7 +105,10 @@ def train(args: argparse.Namespace) -> int:
     if init_from is not None and Path(init_from).suffix != ".safetensors":  # a checkpoint: its weights and epoch
         from semcomm.models import model_card
 
+        from semcomm.zoo import verify_sha256
+
         card = model_card(init_from)
+        verify_sha256(card.weights_path, card.sha256)  # the weights the card was written for, unaltered
         init_from, start_epoch, earlier_history = card.weights_path, card.epochs, card.history
     train_vit(config, train_split, test_split, run_dir(args), init_from=init_from, start_epoch=start_epoch,
               earlier_history=earlier_history, stop_after=args.stop_after)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from semcomm.inference import DEFAULT_BATCH, autocast
+from semcomm.inference import DEFAULT_BATCH, NonFiniteOutputError, autocast
 from semcomm.rate.codec import Codec
 from semcomm.rate.hint import HintCoder
 from semcomm.rate.hint import fuse as fuse_log_probs
@@ -134,10 +134,13 @@ class CodecPair(Codec):
             for start in range(0, len(index), batch_size):
                 part = index[start : start + batch_size]
                 items = [received[i] for i in part]
-                with autocast(self.bf16):
-                    out = self.server_logits(torch.stack([r.values for r in items]),
-                                             torch.stack([r.positions for r in items]),
-                                             torch.stack([r.level for r in items])).float()
+                try:
+                    with autocast(self.bf16):
+                        out = self.server_logits(torch.stack([r.values for r in items]),
+                                                 torch.stack([r.positions for r in items]),
+                                                 torch.stack([r.level for r in items])).float()
+                except NonFiniteOutputError as err:  # name the strings, not the rows of this batch
+                    raise err.within(part) from None
                 hinted = [j for j, item in enumerate(items) if item.hint is not None and fuse]
                 if hinted:
                     edge = self.hint_coder.log_probs(torch.stack([items[j].hint for j in hinted]))

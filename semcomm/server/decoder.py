@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from semcomm.edge.codec import CODECS
-from semcomm.inference import DEFAULT_BATCH
+from semcomm.inference import DEFAULT_BATCH, NonFiniteOutputError
 from semcomm.models.adapter import ViTAdapter
 from semcomm.rate.codec import create_codec
 from semcomm.rate.pair import CodecPair, Received
@@ -90,7 +90,10 @@ class ServerDecoder:
                 items[item[0]][i] = item[1]
         for version, got in items.items():
             if got:
-                logits[list(got)] = self._pairs[version].classify(list(got.values()), self.batch_size, fuse)
+                try:
+                    logits[list(got)] = self._pairs[version].classify(list(got.values()), self.batch_size, fuse)
+                except NonFiniteOutputError as err:  # name the strings as the caller numbers them
+                    raise err.within(list(got)) from None
         return logits
 
     def _read(self, strings: list[bytes | None], errors: str) -> list[tuple[int, Received] | None]:

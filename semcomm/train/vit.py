@@ -329,8 +329,8 @@ def _forward_low_res(model: TimmViT, images: torch.Tensor, config: TrainConfig, 
 def export(name: str, run_dir: str | Path, test_split: ImageSplit, directory: str | Path | None = None) -> ModelCard:
     """Write a run's weights into a zoo directory as fp16 safetensors with a model card.
 
-    ``directory`` defaults to the first user zoo directory (``$SEMCOMM_ZOO`` or
-    ``~/.cache/semcomm/zoo``), never the installed package; the project ships
+    ``directory`` defaults to the first user zoo directory (:data:`semcomm.zoo.USER_ZOO`: ``$SEMCOMM_ZOO``,
+    else ``$SEMCOMM_CACHE/zoo``, else ``~/.cache/semcomm/zoo``), never the installed package; the project ships
     its own checkpoints by passing ``semcomm/zoo/checkpoints``.
 
     The card's ``test_top1`` is measured on all of ``test_split``, in fp32, on

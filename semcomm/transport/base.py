@@ -33,7 +33,8 @@ class LinkOutcome:
         packets_lost: packets lost or damaged, over all images.
         packets_sent: packets sent, over all images.
         images_lost: offloaded images of which no header or no data packet arrived.
-        patches_missing: sent patches lost with their packets, over all images.
+        patches_missing: sent patches lost with their packets, over all images (every patch of an image
+            whose every header copy was lost included).
         lost: B booleans, True for an offloaded image answered by the edge because nothing usable arrived.
     """
 

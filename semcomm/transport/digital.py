@@ -120,13 +120,15 @@ class DigitalTransport(Transport):
         intact = [got == image for got, image in zip(delivery.packets, packets)]
         arrivals = [None if whole and not decode_intact else self.framing.join(arrived)
                     for whole, arrived in zip(intact, delivery.packets)]
+        counts = (sent.level[offloaded] > 0).sum(1).tolist()  # the patches each offloaded image sent
+        missing = [0 if a is None else a.patches_missing(k) for a, k in zip(arrivals, counts)]
         link_bits = torch.zeros(len(sent.strings), dtype=torch.int64)
         channel_uses = torch.zeros(len(sent.strings), dtype=torch.int64)
         if offloaded:
             link_bits[offloaded] = torch.tensor([sum(8 * len(p) for p in image) for image in packets])
             channel_uses[offloaded] = delivery.channel_uses
         return Carried(received=[None if a is None else a.received for a in arrivals],
-                       missing=torch.tensor([0 if a is None else len(a.missing) for a in arrivals], dtype=torch.int64),
+                       missing=torch.tensor(missing, dtype=torch.int64),
                        intact=torch.tensor(intact, dtype=torch.bool), link_bits=link_bits, channel_uses=channel_uses,
                        packets_lost=sum(a.packets_lost for a in arrivals if a is not None),
                        packets_sent=sum(map(len, packets)))
