@@ -1,6 +1,9 @@
 # Two commands on a fresh machine:
 #   make demo   creates .venv, installs semcomm, prepares CIFAR-10, runs the bitrate-accuracy sweep
 #   make test   creates .venv if needed, installs, runs the test suite
+# and one for the notebooks' stored outputs:
+#   make notebooks   re-executes notebooks/*.ipynb at their full setting and stores their outputs
+#                    (`make notebooks NOTEBOOKS="quickstart iaq"` runs only those; about an hour on 2 cores)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +13,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 RESULTS := results
 
-.PHONY: demo test install data clean
+.PHONY: demo test install data notebooks clean
 
 install: $(STAMP)
 
@@ -30,6 +33,9 @@ demo: data
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+notebooks: $(STAMP)
+	$(BIN)/python notebooks/execute.py $(NOTEBOOKS)
 
 clean:
 	rm -rf $(VENV) $(RESULTS)

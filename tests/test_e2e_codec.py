@@ -238,3 +238,12 @@ def test_the_linear_ablation_has_no_mlp():
     assert codec.analysis.mlp is None and codec.server.embed.mlp is None
     out = codec(torch.randn(2, 64, 48), torch.full((2, 64), 2))
     assert out.logits.shape == (2, 10) and (out.bits > out.z_bits).all()
+
+
+@pytest.mark.parametrize("appended", [bytes(4), bytes(8), bytes(range(16))], ids=["4-zeros", "8-zeros", "16-bytes"])
+def test_appended_payload_words_are_refused(pair, coded, appended):
+    """Words after the last one the staged decoder needs (the CRC recomputed) are refused, as for every pair."""
+    frame = fmt.unpack(coded[4][0], {4: pair.layout}, hint_coder=pair.hint_coder, classes=10)
+    frame.payload = frame.payload + appended
+    with pytest.raises(BitstreamError, match="not the one its symbols code to"):
+        pair.decompress([fmt.pack(pair.layout, frame, pair.hint_coder)])

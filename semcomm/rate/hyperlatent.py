@@ -31,7 +31,7 @@ from compressai.entropy_models import GaussianConditional
 from compressai.models.google import get_scale_table
 
 from semcomm.edge.codec import CODECS
-from semcomm.rate.entropy import PAD_SYMBOLS, SymbolTables
+from semcomm.rate.entropy import PAD_SYMBOLS, SymbolTables, check_exact
 from semcomm.rate.framed import FramedPair
 from semcomm.rate.hyperprior import HyperConfig, HyperLatentCodec, anchors, source_values
 from semcomm.rate.pair import Received
@@ -63,6 +63,7 @@ class RansStages:
         if state < 2 ** 31:
             raise BitstreamError("corrupted: rANS state below its lower bound")
         self.tables, self.left = tables, total
+        self._coded, self._read = (state_code, bytes(data)), []
         guard = bytes(4 * (total + PAD_SYMBOLS))  # the compiled decoder reads words without bounds checks
         _DECODER.set_stream(state.to_bytes(8, "little") + data[size:] + guard)
 
@@ -74,7 +75,9 @@ class RansStages:
         if len(indexes) and (indexes.min() < 0 or indexes.max() >= len(self.tables)):
             raise BitstreamError("corrupted: a symbol refers to a table that does not exist")
         self.left -= len(indexes)
-        return np.asarray(self._decode(indexes), dtype=np.int64)
+        values = np.asarray(self._decode(indexes), dtype=np.int64)
+        self._read.append((values, indexes))
+        return values
 
     def finish(self) -> None:
         """Check that every symbol was read and the string ends in its padding symbols."""
@@ -82,6 +85,9 @@ class RansStages:
             raise ValueError(f"{self.left} symbols left unread")
         if self._decode(np.full(PAD_SYMBOLS, len(self.tables))) != [0] * PAD_SYMBOLS:
             raise BitstreamError("corrupted: the rANS payload does not end in its padding symbols")
+        values = np.concatenate([v for v, _ in self._read] or [np.zeros(0, np.int64)])
+        indexes = np.concatenate([i for _, i in self._read] or [np.zeros(0, np.int64)])
+        check_exact(self.tables, values, indexes, *self._coded)  # no bytes after the last word it needs
 
     def _decode(self, indexes: np.ndarray) -> list[int]:
         """Decode with only the tables ``indexes`` use (the coder converts every table it is given, per call)."""
