@@ -2,6 +2,8 @@
 hostile strings refused, and an export that loads back (tiny runs on a few real images)."""
 from __future__ import annotations
 
+import json
+
 from dataclasses import replace
 
 import numpy as np
@@ -19,7 +21,7 @@ from semcomm.rate.hyperprior import HyperConfig, HyperLatentCodec, source_values
 from semcomm.rate.packetize import Packetizer
 from semcomm.rate.policies import IAQ
 from semcomm.server.decoder import ServerDecoder
-from semcomm.train.e2e import E2EConfig, build_codec, sample_levels, train_e2e
+from semcomm.train.e2e import E2EConfig, build_codec, load_snapshot, sample_levels, save_snapshot, train_e2e
 from semcomm.train.e2e_eval import export_e2e, parse_setting
 from semcomm.wire import v2 as fmt
 from semcomm.wire.errors import BitstreamError
@@ -86,6 +88,28 @@ def test_a_run_resumes_exactly_mid_epoch(trained):
     assert set(history[-1]["eval"]) == {"all@2", "spread8@3"} and history[-1]["eval"]["all@2"]["bits_per_image"] > 0
     with pytest.raises(ValueError, match="different config"):
         train_e2e(replace(TINY, rate=9.0), None, None, trained[4], progress=False)
+
+
+def test_a_run_warm_starts_from_its_snapshot(cifar_test, tmp_path):
+    """No state but a snapshot: the next epoch starts from its fp16 weights and history, and is marked so."""
+    data = cifar_test.subset(16)
+    snap = tmp_path / "snap"
+    first, history = train_e2e(replace(TINY, epochs=1), data, data, tmp_path / "a", progress=False, snapshot=snap)
+    record = json.loads((snap / "snapshot.json").read_text())
+    assert record["epoch"] == 1 and record["history"] == history and len(record["sha256"]) == 64
+    restored = build_codec(TINY)
+    assert load_snapshot(snap, TINY, restored) == history
+    for (name, a), b in zip(first.state_dict().items(), restored.state_dict().values()):
+        assert torch.equal(a.half().float() if a.is_floating_point() else a, b.float() if b.is_floating_point() else b), name
+    _, second = train_e2e(TINY, data, data, tmp_path / "b", progress=False, snapshot=snap)
+    assert [h["epoch"] for h in second] == [1, 2] and second[0] == history[0]
+    assert second[1]["warm_start"] == dict(snapshot_epoch=1, weights="fp16", optimizer="fresh moments")
+    assert json.loads((snap / "snapshot.json").read_text())["epoch"] == 2
+    with pytest.raises(ValueError, match="snapshot .* different config"):
+        load_snapshot(snap, replace(TINY, rate=9.0), build_codec(TINY))
+    (snap / "weights.safetensors").write_bytes(b"not the weights")
+    with pytest.raises(CheckpointError, match="weights.safetensors"):
+        load_snapshot(snap, TINY, build_codec(TINY))
 
 
 def test_strings_decode_to_the_quantized_latents(pair, coded):

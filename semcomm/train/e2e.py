@@ -18,6 +18,13 @@ epoch; calling :func:`train_e2e` again continues exactly where it stopped. After
 top-1 and real bits per image (the strings' lengths) at a few budgets are appended to ``run_dir/history.json``
 (:func:`~semcomm.train.e2e_eval.evaluate_pair`).
 
+A run outlives the machine it started on through a *snapshot* (``snapshot=DIR``): after every epoch the weights
+(fp16 safetensors, SHA-256 in ``snapshot.json``) and the history are written there, small enough to commit
+(the repository keeps them in ``snapshots/NAME``). A call that finds no ``state.pt`` but a snapshot of the same
+config starts from it at the next epoch: the weights rounded to fp16 and fresh optimizer moments (the one
+difference from an uninterrupted run, recorded in that epoch's history as ``warm_start``); the data order and
+levels of every epoch depend on the seed and the epoch only.
+
 Run it as ``python -m semcomm.train.e2e train --name hyperlatent-cifar10`` (again to resume) and ship it with
 ``python -m semcomm.train.e2e export --name hyperlatent-cifar10`` (:mod:`semcomm.train.e2e_eval`).
 """
@@ -42,6 +49,7 @@ from semcomm.train.augmentation import pad_crop_flip
 from semcomm.train.e2e_eval import edge_pass, evaluate_pair
 from semcomm.train.latent import training_levels
 from semcomm.train.schedule import warmup_cosine
+from semcomm.zoo.tensors import load_state, load_tensors, save_tensors
 
 
 @dataclass
@@ -137,14 +145,45 @@ def _optimizers(codec: HyperLatentCodec, config: E2EConfig):
     return main, torch.optim.Adam(aux, lr=1e-3)
 
 
+def save_snapshot(directory: str | Path, config: E2EConfig, codec: HyperLatentCodec, history: list[dict]) -> Path:
+    """Write ``directory/weights.safetensors`` (floats as fp16) and ``directory/snapshot.json`` (config, epochs
+    done, history, the weights' SHA-256) after epoch ``len(history)``; returns the JSON's path."""
+    directory = Path(directory)
+    weights = {k: v.detach().half() if v.is_floating_point() else v.detach() for k, v in codec.state_dict().items()}
+    sha256 = save_tensors(weights, directory / "weights.safetensors")
+    path = directory / "snapshot.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dict(config=asdict(config), epoch=len(history), sha256=sha256, history=history),
+                              indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def load_snapshot(directory: str | Path, config: E2EConfig, codec: HyperLatentCodec) -> list[dict] | None:
+    """Load the snapshot in ``directory`` into ``codec`` and return its history (epochs done = its length);
+    None when there is none. Raises ValueError when it was made with another config (the schedule's length
+    aside), CheckpointError when its weights are missing, corrupted or do not fit."""
+    path = Path(directory) / "snapshot.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if replace(E2EConfig.from_dict(record["config"]), epochs=config.epochs) != config:
+        raise ValueError(f"snapshot {path} was made with a different config; use another snapshot directory")
+    tensors = load_tensors(Path(directory) / "weights.safetensors", sha256=record["sha256"])
+    load_state(codec, tensors, f"snapshot {path}")
+    return record["history"]
+
+
 def train_e2e(config: E2EConfig, train_split: ImageSplit, test_split: ImageSplit, run_dir: str | Path,
               stop_after: int | None = None, stop_after_steps: int | None = None,
-              progress: bool = True) -> tuple[HyperLatentCodec, list[dict]]:
+              progress: bool = True, snapshot: str | Path | None = None) -> tuple[HyperLatentCodec, list[dict]]:
     """Train (or resume) a hyperlatent codec; returns it (eval mode) and its per-epoch history.
 
     Args:
         stop_after: at most this many epochs ended in this call.
         stop_after_steps: at most this many steps in this call (the state is saved there: resumable mid-epoch).
+        snapshot: a folder the weights and history are written to after every epoch, and warm-started from
+            when ``run_dir`` holds no state (see the module docstring).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -155,6 +194,7 @@ def train_e2e(config: E2EConfig, train_split: ImageSplit, test_split: ImageSplit
     main_opt, aux_opt = _optimizers(codec, config)
     state_path = run_dir / "state.pt"
     resume = dict(epoch=0, step=0, history=[], sums=None, generator=None)
+    warm_start = None  # the epoch a snapshot was loaded after
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
         if replace(E2EConfig.from_dict(state["config"]), epochs=config.epochs) != config:
@@ -164,6 +204,10 @@ def train_e2e(config: E2EConfig, train_split: ImageSplit, test_split: ImageSplit
         aux_opt.load_state_dict(state["aux_optimizer"])
         torch.set_rng_state(state["rng"])
         resume.update({k: state[k] for k in resume})
+    elif snapshot is not None and (warm := load_snapshot(snapshot, config, codec)) is not None:
+        torch.manual_seed(config.seed * 100_003 + len(warm) + 90_000)
+        resume.update(epoch=len(warm), history=warm)
+        warm_start = len(warm)
     (run_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))
     history = resume["history"]
     steps_per_epoch = len(train_split) // config.batch_size
@@ -195,11 +239,15 @@ def train_e2e(config: E2EConfig, train_split: ImageSplit, test_split: ImageSplit
                 _save(state_path, config, codec, (main_opt, aux_opt), history, position, i + 1)
         record = dict(epoch=epoch + 1, schedule_epochs=config.epochs, steps=steps_per_epoch,
                       **{k: v / steps_per_epoch for k, v in sums.items()}, minutes=(time.time() - started) / 60)
+        if warm_start == epoch:
+            record["warm_start"] = dict(snapshot_epoch=epoch, weights="fp16", optimizer="fresh moments")
         record["eval"] = evaluate_pair(codec, edge, test_split.subset(config.eval_images), config.eval_settings,
                                        config.bf16)
         history.append(record)
         _save(state_path, config, codec, (main_opt, aux_opt), history, dict(position, epoch=epoch + 1), 0)
         (run_dir / "history.json").write_text(json.dumps(history, indent=2))
+        if snapshot is not None:
+            save_snapshot(snapshot, config, codec, history)
         if progress:
             print(json.dumps(record), flush=True)
     return codec.eval(), history
@@ -270,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--epochs", type=int, help="override the schedule's length")
     train.add_argument("--stop-after", type=int, help="end at most N epochs in this call")
     train.add_argument("--stop-after-steps", type=int, help="run at most N steps in this call (resumable mid-epoch)")
+    train.add_argument("--snapshot", type=Path, help="write the weights and history here after every epoch, and "
+                       "start from them when the run directory holds no state (the repository's: snapshots/NAME)")
     export.add_argument("--to", type=Path, help="folder of the pair and card (default: the user zoo's codecs/)")
     export.add_argument("--train-images", type=int, default=10_000, help="training images the distortion is measured on")
     export.add_argument("--test-images", type=int, default=10_000, help="test images the card's measurement uses")
@@ -283,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, epochs=args.epochs) if args.epochs else config
         print(f"run {args.name}: state in {run_dir}", flush=True)
         train_e2e(config, load_split("cifar10", "train", args.data_root), test_split, run_dir,
-                  stop_after=args.stop_after, stop_after_steps=args.stop_after_steps)
+                  stop_after=args.stop_after, stop_after_steps=args.stop_after_steps, snapshot=args.snapshot)
         return 0
     train_split = load_split("cifar10", "train", args.data_root).subset(args.train_images)
     card = export_e2e(args.name, run_dir, train_split, test_split.subset(args.test_images), args.to)
