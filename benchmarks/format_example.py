@@ -1,5 +1,6 @@
-"""Print FORMAT.md's worked examples: one version-2 string of the shipped DCT pair, byte by byte, and the
-same image as version-3 packets (one header copy, data packets of at most 20 bytes).
+"""Print FORMAT.md's worked examples: one version-2 string of the shipped DCT pair, byte by byte, the
+same image as version-3 packets (one header copy, data packets of at most 20 bytes), and the same image as
+WebP and AVIF files at quality 40 with what their transports carry.
 
     .venv/bin/python benchmarks/format_example.py
 
@@ -12,7 +13,9 @@ import torch
 
 from semcomm.models import ViTAdapter
 from semcomm.rate import create_codec
+from semcomm.rate.image_codecs import ImageCodec
 from semcomm.rate.packetize import Packetizer
+from semcomm.wire.carried import FRAMING_BYTES, anatomy
 from semcomm.wire import packets
 from semcomm.wire.v2 import dissect
 
@@ -73,12 +76,26 @@ def show(data: bytes, rows: list[dict]) -> None:
     print()
 
 
+def anchor_table(file_format: str, carried: str, quality: int = 40) -> str:
+    """The example image as a ``file_format`` file: its parts, which of them ``carried`` strings hold, and the
+    totals (a Markdown table)."""
+    file = ImageCodec(file_format, quality).compress(example_image())[0]
+    string = ImageCodec(carried, quality).compress(example_image())[0]
+    rows = [f"| {file_format} file part | bytes | carried |", "|---|---:|---|"]
+    rows += [f"| {name} | {size} | {'yes' if kept else 'no'} |" for name, size, kept in anatomy(file) if size]
+    rows.append(f"| codec id and CRC-16 (the carried string's framing) | {FRAMING_BYTES} | yes |")
+    rows.append(f"| **{file_format}-q{quality} file / {carried}-q{quality} string** | **{len(file)} / {len(string)}** | |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     pair = create_codec("dct-cifar10", server=_NoServer())
     string = example_string(pair)
     show(string, dissect(string, pair.layout, pair.hint_coder, pair.num_classes))
     for packet in example_packets(pair):
         show(packet, packets.dissect(packet, pair.layout, pair.hint_coder, pair.num_classes))
+    for file_format, carried in (("webp", "vp8"), ("avif", "av1")):
+        print(anchor_table(file_format, carried) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""The full bitrate-accuracy frontier on CIFAR-10: the semantic codec against gated WebP and JPEG.
+"""The full bitrate-accuracy frontier on CIFAR-10: the semantic codec against gated AV1, WebP and JPEG.
 
     .venv/bin/python benchmarks/rate_frontier.py [--limit N] [--codec latent-cifar10] [--json PATH] [--plot PATH]
 
 A denser grid than ``make demo``: spread-top-k and top-k at 4..64 patches at levels 2-5, IAQ over all
-64 patches (a patch not sent or at level 2, or 3, and up) at payload budgets of 600..2400 bits; WebP at qualities 1..95 and JPEG at 5..95, each behind the same min-entropy gate
-(thresholds 0..3) with and without the edge's prediction fused in; random twins at equal budgets.
+64 patches (a patch not sent or at level 2, or 3, and up) at payload budgets of 600..2400 bits; the image codecs behind the same min-entropy gate (thresholds 0..3) with and
+without the edge's prediction fused in: AV1 intra as its transport carries it (``av1``: the frame OBUs, a codec
+id and a CRC; FORMAT.md) at qualities 0..75 and VP8 likewise (``vp8``, from WebP) at 1..90, beside whole files
+(WebP at 1..90, AVIF at 10/40/75, JPEG at 5..95); random twins at equal budgets.
 Prints each scheme's Pareto frontier and the bits each needs at every accuracy from the edge's + 1 point to
 the server's full-image accuracy (same table as ``semcomm sweep``).
 """
@@ -19,6 +21,8 @@ from semcomm.experiments.sweep import Sweep, SweepConfig
 from semcomm.rate.image_codecs import ImageCodec
 from semcomm.rate.policies import IAQ
 
+AV1_QUALITIES = (0, 5, 10, 15, 20, 25, 30, 40, 50, 60, 75)
+WEBP_QUALITIES = (1, 5, 10, 20, 30, 40, 50, 60, 75, 90)
 THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.6, 1.8, 2.0, 2.5, 3.0)
 
 
@@ -35,7 +39,9 @@ def main() -> None:
         policies=tuple(IAQ(b, min_level=2) for b in (600, 900, 1300, 1800, 2400))
         + tuple(IAQ(b, min_level=3) for b in (1300, 1800, 2400)), policy_budgets=(64,),
         thresholds=THRESHOLDS,
-        codecs=tuple(ImageCodec("webp", q) for q in (1, 5, 10, 20, 30, 40, 50, 60, 75, 90))
+        codecs=tuple(ImageCodec("av1", q) for q in AV1_QUALITIES)
+        + tuple(ImageCodec(fmt, q) for fmt in ("vp8", "webp") for q in WEBP_QUALITIES)
+        + tuple(ImageCodec("avif", q) for q in (10, 40, 75))
         + tuple(ImageCodec("jpeg", q) for q in (5, 25, 50, 75, 95)),
     )
     split = load_split("cifar10", "test", limit=args.limit)

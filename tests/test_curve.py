@@ -142,6 +142,9 @@ def test_codec_sweep_fusion_costs_the_hint_and_frontiers_are_pareto(codec_sweep,
     for row in result.comparison:
         needed = result.frontier("webp", True).bits_for(row["accuracy"])
         assert row["webp + fusion"] == (None if math.isinf(needed) else needed)
+        codecs = [f for f in result.frontiers if f.fusion and f.codec in ("webp", "jpeg")]
+        reach = {f.scheme: f.bits_for(row["accuracy"]) for f in codecs if not math.isinf(f.bits_for(row["accuracy"]))}
+        assert row["strongest image codec + fusion"] == (min(reach, key=reach.get) if reach else None)
     path = tmp_path / "s.json"
     result.to_json(path)
     again = type(result).from_json(path)

@@ -51,8 +51,9 @@ def add_sweep(sub) -> None:
     thresholds_group = p.add_mutually_exclusive_group()
     thresholds_group.add_argument("--thresholds", type=thresholds, help="gate thresholds, e.g. 0.4,0.8,1.2 (inf: never offload; default 0,0.2,...,2 min-entropy bits scaled to the gate's maximum for the data's classes, or offload rates where none keeps an image at the edge)")
     thresholds_group.add_argument("--offload-rates", type=shares, help="instead of --thresholds: shares of the images to offload, e.g. 0.2,0.5,0.8, each threshold calibrated on the edge's outputs")
-    p.add_argument("--codecs", type=image_codecs, help="reference codecs, e.g. jpeg-q50,webp-q20 (default: "
-                   "webp q10/40/75, jpeg q50); 'none' for no codecs")
+    p.add_argument("--codecs", type=image_codecs, help="reference codecs FORMAT-qQUALITY, FORMAT one of jpeg, webp, avif (whole "
+                   "files), vp8, av1 (what a transport carries of the WebP / AVIF file; FORMAT.md), e.g. "
+                   "av1-q20,webp-q40 (default: webp q10/40/75, jpeg q50); 'none' for no codecs")
     p.add_argument("--no-fusion", action="store_true", help="do not send the edge's prediction and fuse it")
     p.add_argument("--no-twins", action="store_true", help="no equal-budget random twins")
     p.add_argument("--all-rows", action="store_true", help="print every point, not only frontiers and references")

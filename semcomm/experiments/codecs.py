@@ -58,8 +58,9 @@ def with_hint(codec: Codec, string: bytes, hint: HintCoder, symbols: torch.Tenso
 
 def image_codec_pass(codec: ImageCodec, images: torch.Tensor, server: ViTAdapter, bf16: bool,
                      batch_size: int = DEFAULT_BATCH) -> tuple[list[bytes], torch.Tensor]:
-    """Each of B images (B x 3 x H x W uint8) as ``codec``'s file, and B x C logits of ``server`` on the decoded
-    files, ``batch_size`` images at a time."""
+    """Each of B images (B x 3 x H x W uint8) as ``codec``'s string, and B x C logits of ``server`` on the decoded
+    strings, ``batch_size`` images at a time. The receiver knows the images' size (a carried frame needs it)."""
+    codec = ImageCodec(codec.format, codec.quality, image_size=tuple(images.shape[-2:]))
     files, logits = [], []
     for start in range(0, len(images), batch_size):
         part = codec.compress(images[start : start + batch_size])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from semcomm.experiments.results import Frontier, OperatingPoint, SweepResult
+from semcomm.rate.image_codecs import FORMATS
 
 GAIN = 0.01  # the comparison starts this far (top-1, a fraction) above the edge alone
 
@@ -47,22 +48,31 @@ def compare_frontiers(result: SweepResult, step: float = 0.0025) -> list[dict]:
 
     Compares, with and without fusion, the semantic scheme with the image
     codecs (raw 8-bit patches, the full images' reference, only when they are the semantic codec); accuracies
-    every ``step``.
+    every ``step``. Each row also names the strongest image codec (fewest bits at that accuracy) without and
+    with fusion: keys ``strongest image codec`` and ``strongest image codec + fusion`` (None: none reaches it).
     """
     if missing_comparison(result) is not None:
         return []
     low, top = result.edge_accuracy + GAIN, result.find("full images").accuracy
     names = [f for f in result.frontiers if not f.random and (f.scheme != "raw8" or result.codec == "raw8")]
 
+    codecs = [f for f in names if f.codec in FORMATS]
+
+    def strongest(target, fusion):
+        reach = [(f.bits_for(target), f.scheme) for f in codecs if f.fusion == fusion]
+        return min((r for r in reach if not math.isinf(r[0])), default=(None, None))[1]
+
     def row(target):  # None where a frontier never reaches the accuracy (JSON has no infinity)
-        return dict(accuracy=target, **{f.name: None if math.isinf(b := f.bits_for(target)) else b for f in names})
+        return dict(accuracy=target, **{f.name: None if math.isinf(b := f.bits_for(target)) else b for f in names},
+                    **{f"strongest image codec{' + fusion' if fused else ''}": strongest(target, fused)
+                       for fused in dict.fromkeys(f.fusion for f in codecs)})
 
     rows = []
     target = low
     while target <= top + 1e-9:
         rows.append(row(round(target, 6)))
         target += step
-    if rows and abs(rows[-1]["accuracy"] - top) > 1e-9:
+    if rows and abs(rows[-1]["accuracy"] - round(top, 6)) > 1e-9:
         rows.append(row(top))
     return rows
 

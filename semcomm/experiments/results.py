@@ -188,5 +188,12 @@ class SweepResult:
         rows = ["| top-1 at least | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
         for row in self.comparison:
             rows.append(f"| {100 * row['accuracy']:.2f}% | "
-                        + " | ".join("unreached" if row[n] is None else f"{row[n]:,.0f}" for n in names) + " |")
+                        + " | ".join(_cell(row[n]) for n in names) + " |")
         return "\n".join(rows)
+
+
+def _cell(value) -> str:
+    """A comparison table's cell: bits (``unreached`` for None) or a name."""
+    if isinstance(value, str):
+        return value
+    return "unreached" if value is None else f"{value:,.0f}"

@@ -1,17 +1,21 @@
-"""Classical image codecs (JPEG, WebP via Pillow) as rate-distortion reference points.
+"""Classical image codecs (JPEG, WebP, AVIF via Pillow) as rate-distortion reference points.
 
 An :class:`ImageCodec` offers the codec contract (:class:`~semcomm.rate.codec.Codec`) for whole
-images: ``compress`` writes one file per image, ``decompress`` decodes the files, and ``classify``
+images: ``compress`` writes one string per image, ``decompress`` decodes them, and ``classify``
 runs its server (a pixel ViT given at construction) on the decoded images. Shapes and units:
 
 * images are ``B x 3 x H x W`` uint8 torch tensors (RGB, values 0..255);
-* a compressed image is one complete, decodable file as Pillow writes it
-  (``bytes``), one per image;
-* bits are ``8 * len(file)`` per image, headers included: that is what would
-  be sent over the link. Returned as an int64 tensor of shape ``B``.
+* a compressed image is ``bytes``, one per image: for ``jpeg``, ``webp`` and ``avif`` the complete file as
+  Pillow writes it; for ``vp8`` and ``av1`` what a transport carries of the WebP or AVIF file (the coded frame
+  without the container a receiver rebuilds, plus a codec id and a CRC-16: :mod:`semcomm.wire.carried`);
+* bits are ``8 * len(string)`` per image, every byte included. Returned as an int64 tensor of shape ``B``.
+
+Settings: JPEG at ``quality``; WebP lossy, method 6; AVIF (AV1 intra, libavif's default encoder) at speed 4,
+4:2:0 chroma subsampling.
 """
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 from dataclasses import InitVar, dataclass
@@ -23,9 +27,12 @@ from PIL import Image
 from semcomm.inference import DEFAULT_BATCH, predict_logits
 from semcomm.models import ViTAdapter
 from semcomm.rate.codec import Codec
+from semcomm.wire.carried import AVIFContainer, WebPContainer
 from semcomm.wire.errors import BitstreamError
 
-FORMATS = ("jpeg", "webp")
+FORMATS = ("jpeg", "webp", "avif", "vp8", "av1")
+CARRIED = {"vp8": "webp", "av1": "avif"}  # a carried format: the file format it is cut from
+AVIF_SPEED, AVIF_SUBSAMPLING = 4, "4:2:0"
 
 
 @dataclass
@@ -33,6 +40,8 @@ class ImageCodec(Codec):
     """A Pillow codec at one quality setting (``format`` in FORMATS, ``quality`` in 0..100).
 
     ``server`` (optional, not a field): the pixel ViT that :meth:`classify` runs on decoded images.
+    ``image_size`` (optional, not a field): H, W of the images, which a receiver of a carried frame (``vp8``,
+    ``av1``) knows by configuration (default: the server's).
 
     >>> codec = ImageCodec("webp", 40)
     >>> files = codec.compress(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
@@ -43,8 +52,9 @@ class ImageCodec(Codec):
     format: str
     quality: int
     server: InitVar[ViTAdapter | None] = None
+    image_size: InitVar[tuple[int, int] | None] = None
 
-    def __post_init__(self, server: ViTAdapter | None) -> None:
+    def __post_init__(self, server: ViTAdapter | None, image_size: tuple[int, int] | None) -> None:
         if self.format not in FORMATS:
             raise ValueError(f"unknown format {self.format!r}; accepted: {', '.join(FORMATS)}")
         if isinstance(self.quality, bool) or not isinstance(self.quality, int):
@@ -52,6 +62,7 @@ class ImageCodec(Codec):
         if not 0 <= self.quality <= 100:
             raise ValueError(f"quality must be in 0..100, got {self.quality}")
         self._server = server
+        self._image_size = None if image_size is None else tuple(image_size)
 
     @property
     def name(self) -> str:
@@ -72,14 +83,21 @@ class ImageCodec(Codec):
         return self._files(source)
 
     def decompress(self, strings: Sequence[bytes]) -> torch.Tensor:
-        """Decode files back to a ``B x 3 x H x W`` uint8 tensor (all images must share H, W).
+        """Decode strings back to a ``B x 3 x H x W`` uint8 tensor (all images must share H, W; a carried frame is
+        first rebuilt into its file, at the size the codec knows).
 
         Raises :class:`~semcomm.wire.errors.BitstreamError` (a ValueError) naming the index of any
-        file Pillow cannot decode.
+        string that does not rebuild or that Pillow cannot decode.
         """
+        return self._decode(strings, self._decoded_size() if self.format in CARRIED else None)
+
+    def _decode(self, strings: Sequence[bytes], size: tuple[int, int] | None) -> torch.Tensor:
+        """Decode ``strings`` (carried frames of ``size`` H, W; None for files)."""
         decoded = []
         for i, s in enumerate(strings):
             try:
+                if self.format in CARRIED:
+                    s = self._container(size).rebuild(s)
                 with Image.open(io.BytesIO(s)) as img:
                     decoded.append(np.asarray(img.convert("RGB")))
             except Exception as e:  # Pillow raises OSError, SyntaxError, ...
@@ -102,7 +120,7 @@ class ImageCodec(Codec):
         decoded, bits = [], []
         for start in range(0, images.shape[0], batch_size):
             strings = self._files(images[start:start + batch_size])
-            decoded.append(self.decompress(strings))
+            decoded.append(self._decode(strings, tuple(images.shape[-2:])))
             bits.extend(8 * len(s) for s in strings)
         if not decoded:
             return images.detach().cpu().clone(), torch.zeros(0, dtype=torch.int64)
@@ -110,24 +128,58 @@ class ImageCodec(Codec):
 
     def _files(self, images: torch.Tensor) -> list[bytes]:
         arrays = images.detach().cpu().permute(0, 2, 3, 1).contiguous().numpy()
-        out = []
-        for arr in arrays:
-            buf = io.BytesIO()
-            self._save(Image.fromarray(arr), buf)
-            out.append(buf.getvalue())
-        return out
+        files = [_file(CARRIED.get(self.format, self.format), self.quality, arr) for arr in arrays]
+        if self.format not in CARRIED:
+            return files
+        size = tuple(arrays.shape[1:3])
+        if self._known_size() not in (None, size):
+            raise ValueError(f"{self.name} codes {self._known_size()} images, got {size}")
+        container = self._container(size)
+        return [container.strip(f) for f in files]
 
-    def _save(self, img: Image.Image, buf: io.BytesIO) -> None:
-        if self.format == "jpeg":
-            img.save(buf, "JPEG", quality=self.quality)
-        else:
-            img.save(buf, "WEBP", quality=self.quality, method=6, lossless=False)
+    def _container(self, size: tuple[int, int]) -> WebPContainer | AVIFContainer:
+        """The constant container of this codec's files of ``size`` (H, W)."""
+        return _container(self.format, self.quality, *size)
+
+    def _known_size(self) -> tuple[int, int] | None:
+        """H, W of the images: ``image_size``, else the server's, else None."""
+        if self._image_size is not None:
+            return self._image_size
+        return None if self._server is None else tuple(self._server.image_size)
+
+    def _decoded_size(self) -> tuple[int, int]:
+        size = self._known_size()
+        if size is None:
+            raise BitstreamError(f"{self.name}: a carried frame decodes only at a known image size; give "
+                                 f"ImageCodec({self.format!r}, {self.quality}, image_size=(H, W)) or a server")
+        return size
 
     def _classifier(self) -> ViTAdapter:
         if self._server is None:
             raise ValueError(f"{self.name} has no server to classify with; give one: "
                              f"ImageCodec({self.format!r}, {self.quality}, server=model)")
         return self._server
+
+
+def _file(fmt: str, quality: int, array: np.ndarray) -> bytes:
+    """One H x W x 3 uint8 image as a ``jpeg``, ``webp`` or ``avif`` file."""
+    buf = io.BytesIO()
+    img = Image.fromarray(array)
+    if fmt == "jpeg":
+        img.save(buf, "JPEG", quality=quality)
+    elif fmt == "webp":
+        img.save(buf, "WEBP", quality=quality, method=6, lossless=False)
+    else:
+        img.save(buf, "AVIF", quality=quality, speed=AVIF_SPEED, subsampling=AVIF_SUBSAMPLING)
+    return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=None)
+def _container(fmt: str, quality: int, height: int, width: int) -> WebPContainer | AVIFContainer:
+    """The container a receiver rebuilds for ``fmt`` (``vp8`` / ``av1``) at ``quality`` and this size: from the
+    file of a mid-grey image encoded with the same settings."""
+    reference = _file(CARRIED[fmt], quality, np.full((height, width, 3), 128, dtype=np.uint8))
+    return (WebPContainer if fmt == "vp8" else AVIFContainer).of(reference)
 
 
 def _check_images(images: torch.Tensor) -> None:
