@@ -14,6 +14,7 @@ from semcomm.cli.values import checkpoint, checkpoint_or_weights, image_geometry
 from semcomm.data import load_split, locate
 from semcomm.models.architectures import SIZES
 from semcomm.train.backends.recipes import CIFAR10_RECIPES
+from semcomm.train.e2e import E2E_PRESETS
 from semcomm.train.latent import LATENT_PRESETS
 from semcomm.train.presets import PRESET_DATASETS, PRESETS, parse_run_name, recipe
 from semcomm.zoo import USER_ZOO
@@ -36,6 +37,9 @@ def add_train(sub) -> None:
     p.add_argument("--grow-from", metavar="NAME", type=checkpoint, help="start a deeper ViT from a trained shallower "
                    "zoo model of the same width, its blocks stacked (progressive stacking; a new run's start only)")
     p.add_argument("--stop-after", type=positive_int, help="train at most N epochs in this call; run again to continue")
+    p.add_argument("--snapshot", type=output_folder, help=f"({', '.join(E2E_PRESETS)}) write the weights and history "
+                   "here after every epoch and start from them when the run directory holds no state (the "
+                   "repository keeps them in snapshots/NAME)")
     add_threads_arg(p)
     p.add_argument("--export", action="store_true", help="export to the zoo when done")
     add_export_args(p)
@@ -76,6 +80,10 @@ def train(args: argparse.Namespace) -> int:
     backend = re.fullmatch(rf"({kinds})-cifar10-n(\d+)", args.preset or "")
     if backend:
         return _train_backend(args, backend[1], int(backend[2]))
+    if args.snapshot and args.preset not in E2E_PRESETS:
+        raise ValueError(f"--snapshot is for the end-to-end codec runs ({', '.join(E2E_PRESETS)})")
+    if args.preset in E2E_PRESETS:
+        return _train_e2e(args)
     if args.preset in LATENT_PRESETS:
         if args.data or args.size or args.geometry or args.batch_size or args.grow_from:
             raise ValueError(f"{args.preset} trains the CIFAR-10 codec pair as configured; --data, --size, --geometry, "
@@ -115,6 +123,24 @@ def train(args: argparse.Namespace) -> int:
     if args.export:
         return export(args)
     return 0
+
+
+def _train_e2e(args: argparse.Namespace) -> int:
+    """Train (or resume) an end-to-end codec pair (:mod:`semcomm.train.e2e`), optionally export it."""
+    from semcomm.train.e2e import train_e2e
+
+    ignored = [f"--{o.replace('_', '-')}" for o in ("data", "size", "geometry", "batch_size", "init_from", "grow_from")
+               if getattr(args, o, None)]
+    if ignored:
+        raise ValueError(f"{args.preset} trains the CIFAR-10 codec pair as configured; {', '.join(ignored)} "
+                         f"{'does' if len(ignored) == 1 else 'do'} not apply")
+    config = E2E_PRESETS[args.preset]
+    if args.epochs:
+        config = replace(config, epochs=args.epochs)
+    print(f"run {args.preset}: state in {run_dir(args)}", flush=True)
+    train_e2e(config, load_split("cifar10", "train", args.data_root), load_split("cifar10", "test", args.data_root),
+              run_dir(args), stop_after=args.stop_after, snapshot=args.snapshot)
+    return export(args) if args.export else 0
 
 
 def _train_backend(args: argparse.Namespace, kind: str, devices: int) -> int:
@@ -168,13 +194,22 @@ def _training_run(args: argparse.Namespace):
 
 def _preset_names() -> list[str]:
     """The training presets: ViTs, then codec pairs."""
-    return [*PRESETS, *LATENT_PRESETS]
+    return [*PRESETS, *LATENT_PRESETS, *E2E_PRESETS]
 
 
 def export(args: argparse.Namespace) -> int:
     from semcomm.train.vit import TrainConfig
     from semcomm.train.vit import export as export_vit
 
+    if args.preset in E2E_PRESETS:
+        from semcomm.train.e2e_eval import export_e2e
+
+        train_split = load_split("cifar10", "train", args.data_root).subset(10_000)
+        test_split = load_split("cifar10", "test", args.data_root)
+        card = export_e2e(args.preset, run_dir(args), train_split, test_split,
+                          None if args.to is None else Path(args.to) / "codecs")
+        print(json.dumps(dict(name=card.name, sha256=card.sha256, measured=card.measured), indent=2))
+        return 0
     if args.preset in LATENT_PRESETS:
         from semcomm.train.fitting import export_latent
 
