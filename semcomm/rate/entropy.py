@@ -254,9 +254,8 @@ def rans_encode(tables: SymbolTables, symbols, indexes) -> tuple[int, bytes]:
         return 0, b""
     if min(indexes) < 0 or max(indexes) >= len(tables):
         raise ValueError(f"table indexes must lie in [0, {len(tables)})")
-    cdfs, lengths, offsets = tables._lists
-    pad = [len(tables)] * PAD_SYMBOLS
-    raw = _ENCODER.encode_with_indexes(symbols + [0] * PAD_SYMBOLS, indexes + pad, cdfs, lengths, offsets)
+    local, cdfs, lengths, offsets = used_tables(tables, indexes + [len(tables)] * PAD_SYMBOLS)
+    raw = _ENCODER.encode_with_indexes(symbols + [0] * PAD_SYMBOLS, local, cdfs, lengths, offsets)
     state = int.from_bytes(raw[:8], "little")
     size = max(4, (state.bit_length() + 7) // 8)
     return size - 4, state.to_bytes(size, "big") + raw[8:]
@@ -283,15 +282,24 @@ def rans_decode(tables: SymbolTables, state_code: int, data: bytes, indexes) -> 
         raise BitstreamError("corrupted: rANS state below its lower bound")
     if max(indexes) >= len(tables) or min(indexes) < 0:
         raise BitstreamError("corrupted: a symbol refers to a table that does not exist")
-    cdfs, lengths, offsets = tables._lists
     indexes = indexes + [len(tables)] * PAD_SYMBOLS
+    local, cdfs, lengths, offsets = used_tables(tables, indexes)
     guard = bytes(4 * len(indexes))  # the compiled decoder reads words without bounds checks
-    values = _DECODER.decode_with_indexes(state.to_bytes(8, "little") + data[size:] + guard, indexes, cdfs,
+    values = _DECODER.decode_with_indexes(state.to_bytes(8, "little") + data[size:] + guard, local, cdfs,
                                           lengths, offsets)
     if values[-PAD_SYMBOLS:] != [0] * PAD_SYMBOLS:
         raise BitstreamError("corrupted: the rANS payload does not end in its padding symbols")
     check_exact(tables, values[:-PAD_SYMBOLS], indexes[:-PAD_SYMBOLS], state_code, data)
     return values[:-PAD_SYMBOLS]
+
+
+def used_tables(tables: SymbolTables, indexes: list[int]) -> tuple[list[int], list, list, list]:
+    """``indexes`` renumbered over the tables they use (the padding table is index ``len(tables)``), and those
+    tables' CDFs, lengths and offsets: the compiled coder converts every table it is given on each call, and
+    the bits depend only on each symbol's own table."""
+    used, local = np.unique(np.asarray(indexes, dtype=np.int64), return_inverse=True)
+    cdfs, lengths, offsets = tables._lists
+    return local.tolist(), [cdfs[t] for t in used], [lengths[t] for t in used], [offsets[t] for t in used]
 
 
 def check_exact(tables: SymbolTables, symbols, indexes, state_code: int, data: bytes) -> None:

@@ -31,7 +31,7 @@ from compressai.entropy_models import GaussianConditional
 from compressai.models.google import get_scale_table
 
 from semcomm.edge.codec import CODECS
-from semcomm.rate.entropy import PAD_SYMBOLS, SymbolTables, check_exact
+from semcomm.rate.entropy import PAD_SYMBOLS, SymbolTables, used_tables, check_exact
 from semcomm.rate.framed import FramedPair
 from semcomm.rate.hyperprior import HyperConfig, HyperLatentCodec, anchors, source_values
 from semcomm.rate.pair import Received
@@ -42,7 +42,6 @@ from semcomm.zoo import CheckpointError, find_in_zoo, load_tensors, zoo_dirs
 
 CODEC_ID = 4
 WEIGHTS_PREFIX = "weights."
-_DECODER = ans.RansDecoder()
 
 
 class RansStages:
@@ -65,7 +64,8 @@ class RansStages:
         self.tables, self.left = tables, total
         self._coded, self._read = (state_code, bytes(data)), []
         guard = bytes(4 * (total + PAD_SYMBOLS))  # the compiled decoder reads words without bounds checks
-        _DECODER.set_stream(state.to_bytes(8, "little") + data[size:] + guard)
+        self._decoder = ans.RansDecoder()  # one per string: several strings are read in turn
+        self._decoder.set_stream(state.to_bytes(8, "little") + data[size:] + guard)
 
     def read(self, indexes: np.ndarray) -> np.ndarray:
         """The next len(indexes) symbols (int64), symbol i with table ``indexes[i]``."""
@@ -90,11 +90,8 @@ class RansStages:
         check_exact(self.tables, values, indexes, *self._coded)  # no bytes after the last word it needs
 
     def _decode(self, indexes: np.ndarray) -> list[int]:
-        """Decode with only the tables ``indexes`` use (the coder converts every table it is given, per call)."""
-        used, local = np.unique(indexes, return_inverse=True)
-        cdfs, lengths, offsets = self.tables._lists  # with the padding table last (index T)
-        return _DECODER.decode_stream(local.tolist(), [cdfs[t] for t in used], [lengths[t] for t in used],
-                                      [offsets[t] for t in used])
+        """Decode with only the tables ``indexes`` use (the padding table is index T)."""
+        return self._decoder.decode_stream(*used_tables(self.tables, indexes))
 
 
 def gaussian_tables(scale_table: torch.Tensor) -> SymbolTables:
@@ -308,28 +305,42 @@ class HyperLatentPair(FramedPair):
                                   "read it with decompress")
 
     # ---- the server half --------------------------------------------------------------------------
-    def _received(self, string: bytes) -> Received:
-        frame = self._frame(string)
-        level = torch.tensor(frame.level, dtype=torch.int64)
-        positions = level.nonzero().flatten()[None]
-        lv = level[positions]
-        k, c, cz = positions.shape[1], self.config.channels, self.config.hyper_channels
-        stages = RansStages(self.tables, frame.state_code, frame.payload, cz + k * c)
-        z_hat = torch.from_numpy(stages.read(np.arange(cz))).double()[None] + self._z_medians
+    def decompress(self, strings: Sequence[bytes]) -> list[Received]:
+        """Parse and decode each string; :class:`BitstreamError` if one is malformed or corrupted. Strings that
+        send the same number of patches run the prior's passes together (the rANS reads stay per string)."""
+        frames = [self._frame(string) for string in strings]
+        levels = [torch.tensor(frame.level, dtype=torch.int64) for frame in frames]
+        out: list[Received | None] = [None] * len(frames)
+        counts = torch.stack(levels).gt(0).sum(1) if levels else torch.zeros(0, dtype=torch.int64)
+        for k, rows in _groups(counts):
+            rows = rows.tolist()
+            for i, received in zip(rows, self._decode_group([frames[i] for i in rows], [levels[i] for i in rows], k)):
+                out[i] = received
+        return out
+
+    def _decode_group(self, frames: list[fmt.Frame], levels: list[torch.Tensor], k: int) -> list[Received]:
+        """Decode B frames that each send ``k`` patches (``levels``: their N levels)."""
+        c, cz = self.config.channels, self.config.hyper_channels
+        level = torch.stack(levels)
+        positions = level.gt(0).nonzero()[:, 1].view(len(frames), k)
+        lv = level.gather(1, positions)
+        stages = [RansStages(self.tables, frame.state_code, frame.payload, cz + k * c) for frame in frames]
+        z_hat = torch.from_numpy(np.stack([stage.read(np.arange(cz)) for stage in stages])).double() + self._z_medians
         anchor = anchors(positions, self.config)
-        y_hat = torch.zeros(1, k, c, dtype=torch.float64)
+        y_hat = torch.zeros(len(frames), k, c, dtype=torch.float64)
         known = torch.zeros_like(anchor)
         for part in (anchor, ~anchor):
             if part.any():
                 mean, index, gain = self._pass(z_hat, positions, lv, y_hat, known)
-                symbols = torch.from_numpy(stages.read(cz + index[part].flatten().numpy())).double().view(-1, c)
-                y_hat[part] = (symbols + mean[part]) / gain[part]
+                for j, stage in enumerate(stages):
+                    if part[j].any():
+                        symbols = stage.read(cz + index[j][part[j]].flatten().numpy())
+                        y_hat[j][part[j]] = (torch.from_numpy(symbols).double().view(-1, c) + mean[j][part[j]]) \
+                            / gain[j][part[j]]
                 known = anchor
-        stages.finish()
-        return Received(positions[0], lv[0], y_hat[0].float(), frame.hint)
-
-    def decompress(self, strings: Sequence[bytes]) -> list[Received]:
-        return [self._received(string) for string in strings]
+        for stage in stages:
+            stage.finish()
+        return [Received(positions[j], lv[j], y_hat[j].float(), frame.hint) for j, frame in enumerate(frames)]
 
     def server_logits(self, values, positions, level):
         return self.codec.server(values, positions, level)
