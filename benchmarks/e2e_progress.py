@@ -1,10 +1,12 @@
 """Where an end-to-end run (semcomm.train.e2e) stands: its epochs' held-out numbers and the step it is at.
 
-    .venv/bin/python benchmarks/e2e_progress.py [--name hyperlatent-cifar10] [--run-dir DIR]
+    .venv/bin/python benchmarks/e2e_progress.py [--name hyperlatent-cifar10] [--run-dir DIR] [--snapshot DIR]
 
 Reads the run's ``history.json`` (one record per finished epoch: training losses and estimated bits, and the
 held-out top-1 and real bits per image of the pair's strings at each budget, no fusion) and, when the run is
-mid-epoch, the step its ``state.pt`` was saved at. It reads files only: safe while the run trains.
+mid-epoch, the step its ``state.pt`` was saved at; with ``--snapshot`` (e.g. ``snapshots/hyperlatent-cifar10``)
+the history is the snapshot's when the run directory has none (a fresh machine). It reads files only: safe while
+the run trains.
 """
 from __future__ import annotations
 
@@ -21,10 +23,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="hyperlatent-cifar10")
     parser.add_argument("--run-dir", type=Path)
+    parser.add_argument("--snapshot", type=Path, help="a snapshot folder whose history to show if the run has none")
     args = parser.parse_args()
     run_dir = args.run_dir or default_cache_dir() / "runs" / args.name
     history_path, state_path = run_dir / "history.json", run_dir / "state.pt"
     history = json.loads(history_path.read_text()) if history_path.is_file() else []
+    if not history and args.snapshot is not None and (args.snapshot / "snapshot.json").is_file():
+        history = json.loads((args.snapshot / "snapshot.json").read_text())["history"]
     settings = list(history[0]["eval"]) if history else []
     print(f"run {run_dir}: {len(history)} epochs done")
     if history:

@@ -109,5 +109,8 @@ def test_the_reasons_for_no_comparison_and_raw8_compared_when_it_is_the_codec():
     assert missing_comparison(toy(0.505)) == ("no comparison: the server on full images (50.50%) is not 1 point above "
                                               "the edge alone (50.00%), so no accuracy between them is worth bits")
     assert compare_frontiers(toy(0.505)) == [] and missing_comparison(toy(0.8)) is None
-    assert set(compare_frontiers(toy(0.8))[0]) == {"accuracy", "raw8", "webp"}  # raw8 is the semantic codec here
-    assert set(compare_frontiers(toy(0.8, codec="latent-cifar10"))[0]) == {"accuracy", "latent", "webp"}
+    strongest = "strongest image codec"  # named in every row: webp where it reaches the accuracy, else None
+    assert set(compare_frontiers(toy(0.8))[0]) == {"accuracy", "raw8", "webp", strongest}  # raw8 is the semantic codec
+    rows = compare_frontiers(toy(0.8, codec="latent-cifar10"))
+    assert set(rows[0]) == {"accuracy", "latent", "webp", strongest}
+    assert [r[strongest] for r in rows] == ["webp" if r["webp"] is not None else None for r in rows]
