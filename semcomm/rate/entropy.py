@@ -274,23 +274,29 @@ def rans_decode(tables: SymbolTables, state_code: int, data: bytes, indexes) -> 
         if data:
             raise BitstreamError(f"corrupted: {len(data)} payload bytes where no symbols are expected")
         return []
+    stream = decoder_stream(state_code, data, len(indexes))
+    if max(indexes) >= len(tables) or min(indexes) < 0:
+        raise BitstreamError("corrupted: a symbol refers to a table that does not exist")
+    indexes = indexes + [len(tables)] * PAD_SYMBOLS
+    local, cdfs, lengths, offsets = used_tables(tables, indexes)
+    values = _DECODER.decode_with_indexes(stream, local, cdfs, lengths, offsets)
+    if values[-PAD_SYMBOLS:] != [0] * PAD_SYMBOLS:
+        raise BitstreamError("corrupted: the rANS payload does not end in its padding symbols")
+    check_exact(tables, values[:-PAD_SYMBOLS], indexes[:-PAD_SYMBOLS], state_code, data)
+    return values[:-PAD_SYMBOLS]
+
+
+def decoder_stream(state_code: int, data: bytes, symbols: int) -> bytes:
+    """What CompressAI's decoder reads for a compacted string of ``symbols`` symbols (padding symbols aside):
+    the state back in 8 little-endian bytes, the words, and a zero guard (the compiled decoder reads words
+    without bounds checks). :class:`BitstreamError` where the state or the word count is malformed."""
     size = state_code + 4
     if not 0 <= state_code <= 4 or len(data) < size or (len(data) - size) % 4:
         raise BitstreamError(f"corrupted: rANS payload of {len(data)} bytes with a {size}-byte state")
     state = int.from_bytes(data[:size], "big")
     if state < 2 ** 31:
         raise BitstreamError("corrupted: rANS state below its lower bound")
-    if max(indexes) >= len(tables) or min(indexes) < 0:
-        raise BitstreamError("corrupted: a symbol refers to a table that does not exist")
-    indexes = indexes + [len(tables)] * PAD_SYMBOLS
-    local, cdfs, lengths, offsets = used_tables(tables, indexes)
-    guard = bytes(4 * len(indexes))  # the compiled decoder reads words without bounds checks
-    values = _DECODER.decode_with_indexes(state.to_bytes(8, "little") + data[size:] + guard, local, cdfs,
-                                          lengths, offsets)
-    if values[-PAD_SYMBOLS:] != [0] * PAD_SYMBOLS:
-        raise BitstreamError("corrupted: the rANS payload does not end in its padding symbols")
-    check_exact(tables, values[:-PAD_SYMBOLS], indexes[:-PAD_SYMBOLS], state_code, data)
-    return values[:-PAD_SYMBOLS]
+    return state.to_bytes(8, "little") + bytes(data[size:]) + bytes(4 * (symbols + PAD_SYMBOLS))
 
 
 def used_tables(tables: SymbolTables, indexes: list[int]) -> tuple[list[int], list, list, list]:

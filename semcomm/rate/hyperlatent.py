@@ -31,7 +31,7 @@ from compressai.entropy_models import GaussianConditional
 from compressai.models.google import get_scale_table
 
 from semcomm.edge.codec import CODECS
-from semcomm.rate.entropy import PAD_SYMBOLS, SymbolTables, used_tables, check_exact
+from semcomm.rate.entropy import PAD_SYMBOLS, SymbolTables, check_exact, decoder_stream, used_tables
 from semcomm.rate.framed import FramedPair
 from semcomm.rate.hyperprior import HyperConfig, HyperLatentCodec, anchors, source_values
 from semcomm.rate.pair import Received
@@ -55,17 +55,11 @@ class RansStages:
     """
 
     def __init__(self, tables: SymbolTables, state_code: int, data: bytes, total: int):
-        size = state_code + 4
-        if not 0 <= state_code <= 4 or len(data) < size or (len(data) - size) % 4:
-            raise BitstreamError(f"corrupted: rANS payload of {len(data)} bytes with a {size}-byte state")
-        state = int.from_bytes(data[:size], "big")
-        if state < 2 ** 31:
-            raise BitstreamError("corrupted: rANS state below its lower bound")
+        stream = decoder_stream(state_code, data, total)
         self.tables, self.left = tables, total
         self._coded, self._read = (state_code, bytes(data)), []
-        guard = bytes(4 * (total + PAD_SYMBOLS))  # the compiled decoder reads words without bounds checks
         self._decoder = ans.RansDecoder()  # one per string: several strings are read in turn
-        self._decoder.set_stream(state.to_bytes(8, "little") + data[size:] + guard)
+        self._decoder.set_stream(stream)
 
     def read(self, indexes: np.ndarray) -> np.ndarray:
         """The next len(indexes) symbols (int64), symbol i with table ``indexes[i]``."""
