@@ -174,7 +174,7 @@ class HyperLatentPair(FramedPair):
         path = find_in_zoo(f"{name}.json", ZOO_FOLDER)
         if path is None:
             raise KeyError(f"no hyperlatent pair named {name!r} in {', '.join(map(str, zoo_dirs(ZOO_FOLDER)))}; "
-                           f"export a run with `python -m semcomm.train.e2e export --name {name}`")
+                           f"export a run with `semcomm export {name}`")
         return cls.from_card(path, hint=hint, bf16=bf16)
 
     @classmethod
@@ -360,5 +360,5 @@ def gaussian_bits(offset: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 @CODECS.register("hyperlatent-cifar10")
 def hyperlatent_cifar10(hint: bool = True, bf16: bool = True) -> HyperLatentPair:
     """The end-to-end trained hyperlatent pair for CIFAR-10 (edge ``vit-edge-cifar10`` tokens and pixels, its own
-    server), once exported into the zoo (``python -m semcomm.train.e2e export --name hyperlatent-cifar10``)."""
+    server), once exported into the zoo (``semcomm export hyperlatent-cifar10``)."""
     return HyperLatentPair.from_zoo("hyperlatent-cifar10", hint=hint, bf16=bf16)

@@ -25,8 +25,8 @@ config starts from it at the next epoch: the weights rounded to fp16 and fresh o
 difference from an uninterrupted run, recorded in that epoch's history as ``warm_start``); the data order and
 levels of every epoch depend on the seed and the epoch only.
 
-Run it as ``python -m semcomm.train.e2e train --name hyperlatent-cifar10`` (again to resume) and ship it with
-``python -m semcomm.train.e2e export --name hyperlatent-cifar10`` (:mod:`semcomm.train.e2e_eval`).
+Run it as ``semcomm train hyperlatent-cifar10 --snapshot snapshots/hyperlatent-cifar10`` (again to resume) and
+ship it with ``semcomm export hyperlatent-cifar10`` (:mod:`semcomm.train.e2e_eval`).
 """
 from __future__ import annotations
 
@@ -296,51 +296,3 @@ def _step(codec, edge, teacher, split, index, generator, config, optimizers, ste
     for key, value in (("loss", loss), ("ce", ce), ("bits", out.bits.mean()), ("z_bits", out.z_bits.mean()),
                        ("aux", aux)):
         sums[key] += float(value.detach())
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m semcomm.train.e2e train|export --name NAME``: train (or resume) a preset, or export its run."""
-    import argparse
-
-    from semcomm.core.paths import default_cache_dir
-    from semcomm.data import load_split
-    from semcomm.train.e2e_eval import export_e2e
-
-    parser = argparse.ArgumentParser(prog="python -m semcomm.train.e2e", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train", help="train, or resume where the run's state stopped")
-    export = commands.add_parser("export", help="write the run's pair and card into the zoo (not the repository)")
-    for p in (train, export):
-        p.add_argument("--name", default="hyperlatent-cifar10", choices=sorted(E2E_PRESETS))
-        p.add_argument("--run-dir", type=Path, help="the run's state (default: <cache>/runs/NAME)")
-        p.add_argument("--data-root", help="where cifar10 is (default: semcomm's data roots)")
-        p.add_argument("--threads", type=int, help="torch CPU threads")
-    train.add_argument("--epochs", type=int, help="override the schedule's length")
-    train.add_argument("--stop-after", type=int, help="end at most N epochs in this call")
-    train.add_argument("--stop-after-steps", type=int, help="run at most N steps in this call (resumable mid-epoch)")
-    train.add_argument("--snapshot", type=Path, help="write the weights and history here after every epoch, and "
-                       "start from them when the run directory holds no state (the repository's: snapshots/NAME)")
-    export.add_argument("--to", type=Path, help="folder of the pair and card (default: the user zoo's codecs/)")
-    export.add_argument("--train-images", type=int, default=10_000, help="training images the distortion is measured on")
-    export.add_argument("--test-images", type=int, default=10_000, help="test images the card's measurement uses")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    run_dir = args.run_dir or default_cache_dir() / "runs" / args.name
-    test_split = load_split("cifar10", "test", args.data_root)
-    if args.command == "train":
-        config = E2E_PRESETS[args.name]
-        config = replace(config, epochs=args.epochs) if args.epochs else config
-        print(f"run {args.name}: state in {run_dir}", flush=True)
-        train_e2e(config, load_split("cifar10", "train", args.data_root), test_split, run_dir,
-                  stop_after=args.stop_after, stop_after_steps=args.stop_after_steps, snapshot=args.snapshot)
-        return 0
-    train_split = load_split("cifar10", "train", args.data_root).subset(args.train_images)
-    card = export_e2e(args.name, run_dir, train_split, test_split.subset(args.test_images), args.to)
-    print(json.dumps(dict(name=card.name, sha256=card.sha256, directory=str(card.directory),
-                          measured=card.measured), indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

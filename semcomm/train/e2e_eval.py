@@ -104,7 +104,7 @@ def export_e2e(name: str, run_dir: str | Path, train_split: ImageSplit, test_spl
                      dataset=train_split.name.split("/")[0],
                      config=dict(codec=config.to_dict(), codec_id=CODEC_ID, train=state["config"]),
                      history=state["history"],
-                     notes=f"`python -m semcomm.train.e2e export --name {name}` after {state['epoch']} epochs; "
+                     notes=f"`semcomm export {name}` after {state['epoch']} epochs; "
                            f"distortion measured on {train_split.name} ({len(train_split)} images)")
     directory = Path(directory) if directory is not None else user_zoo_dirs()[0] / ZOO_FOLDER
     directory.mkdir(parents=True, exist_ok=True)
