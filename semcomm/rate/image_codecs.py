@@ -96,9 +96,8 @@ class ImageCodec(Codec):
         decoded = []
         for i, s in enumerate(strings):
             try:
-                if self.format in CARRIED:
-                    s = self._container(size).rebuild(s)
-                with Image.open(io.BytesIO(s)) as img:
+                file = self._container(size).rebuild(s) if self.format in CARRIED else s
+                with Image.open(io.BytesIO(file)) as img:
                     decoded.append(np.asarray(img.convert("RGB")))
             except Exception as e:  # Pillow raises OSError, SyntaxError, ...
                 raise BitstreamError(f"{self.name}: could not decode item {i} ({len(s)} bytes): {e}") from e
