@@ -15,9 +15,13 @@ from semcomm.data import load_split, locate
 from semcomm.models.architectures import SIZES
 from semcomm.train.backends.recipes import CIFAR10_RECIPES
 from semcomm.train.e2e import E2E_PRESETS
+from semcomm.train.jscc import JSCC_PRESETS
 from semcomm.train.latent import LATENT_PRESETS
 from semcomm.train.presets import PRESET_DATASETS, PRESETS, parse_run_name, recipe
 from semcomm.zoo import USER_ZOO
+
+
+_END_TO_END = {**E2E_PRESETS, **JSCC_PRESETS}  # codec pairs trained end to end, resumable with snapshots
 
 
 def add_train(sub) -> None:
@@ -37,7 +41,8 @@ def add_train(sub) -> None:
     p.add_argument("--grow-from", metavar="NAME", type=checkpoint, help="start a deeper ViT from a trained shallower "
                    "zoo model of the same width, its blocks stacked (progressive stacking; a new run's start only)")
     p.add_argument("--stop-after", type=positive_int, help="train at most N epochs in this call; run again to continue")
-    p.add_argument("--snapshot", type=output_folder, help=f"({', '.join(E2E_PRESETS)}) write the weights and history "
+    p.add_argument("--snapshot", type=output_folder, help=f"({', '.join([*E2E_PRESETS, *JSCC_PRESETS][:3])}, ...) write "
+                   "the weights and history "
                    "here after every epoch and start from them when the run directory holds no state (the "
                    "repository keeps them in snapshots/NAME)")
     add_threads_arg(p)
@@ -80,9 +85,9 @@ def train(args: argparse.Namespace) -> int:
     backend = re.fullmatch(rf"({kinds})-cifar10-n(\d+)", args.preset or "")
     if backend:
         return _train_backend(args, backend[1], int(backend[2]))
-    if args.snapshot and args.preset not in E2E_PRESETS:
-        raise ValueError(f"--snapshot is for the end-to-end codec runs ({', '.join(E2E_PRESETS)})")
-    if args.preset in E2E_PRESETS:
+    if args.snapshot and args.preset not in _END_TO_END:
+        raise ValueError(f"--snapshot is for the end-to-end codec runs ({', '.join(_END_TO_END)})")
+    if args.preset in _END_TO_END:
         return _train_e2e(args)
     if args.preset in LATENT_PRESETS:
         if args.data or args.size or args.geometry or args.batch_size or args.grow_from:
@@ -126,20 +131,23 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _train_e2e(args: argparse.Namespace) -> int:
-    """Train (or resume) an end-to-end codec pair (:mod:`semcomm.train.e2e`), optionally export it."""
+    """Train (or resume) a codec pair trained end to end (:mod:`semcomm.train.e2e`, :mod:`semcomm.train.jscc`),
+    optionally export it."""
     from semcomm.train.e2e import train_e2e
+    from semcomm.train.jscc import train_jscc
 
     ignored = [f"--{o.replace('_', '-')}" for o in ("data", "size", "geometry", "batch_size", "init_from", "grow_from")
                if getattr(args, o, None)]
     if ignored:
         raise ValueError(f"{args.preset} trains the CIFAR-10 codec pair as configured; {', '.join(ignored)} "
                          f"{'does' if len(ignored) == 1 else 'do'} not apply")
-    config = E2E_PRESETS[args.preset]
+    config = _END_TO_END[args.preset]
     if args.epochs:
         config = replace(config, epochs=args.epochs)
     print(f"run {args.preset}: state in {run_dir(args)}", flush=True)
-    train_e2e(config, load_split("cifar10", "train", args.data_root), load_split("cifar10", "test", args.data_root),
-              run_dir(args), stop_after=args.stop_after, snapshot=args.snapshot)
+    trainer = train_e2e if args.preset in E2E_PRESETS else train_jscc
+    trainer(config, load_split("cifar10", "train", args.data_root), load_split("cifar10", "test", args.data_root),
+            run_dir(args), stop_after=args.stop_after, snapshot=args.snapshot)
     return export(args) if args.export else 0
 
 
@@ -194,13 +202,16 @@ def _training_run(args: argparse.Namespace):
 
 def _preset_names() -> list[str]:
     """The training presets: ViTs, then codec pairs."""
-    return [*PRESETS, *LATENT_PRESETS, *E2E_PRESETS]
+    return [*PRESETS, *LATENT_PRESETS, *_END_TO_END]
 
 
 def export(args: argparse.Namespace) -> int:
     from semcomm.train.vit import TrainConfig
     from semcomm.train.vit import export as export_vit
 
+    if args.preset in JSCC_PRESETS:
+        raise ValueError(f"{args.preset} is not exported into the zoo yet: its weights and history are in the "
+                         "snapshot folder given to `semcomm train --snapshot`")
     if args.preset in E2E_PRESETS:
         from semcomm.train.e2e_eval import export_e2e
 

@@ -170,9 +170,13 @@ class LatentServer(nn.Module):
             positions: B x K int64 patch indices.
             level: B x K int64 levels (1..L).
         """
+        return self.classify(self.embed(latents) + self.level_embed(level), positions)
+
+    def classify(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Logits from B x K x D patch tokens (before position embedding) at B x K ``positions``."""
         vit = self.vit
         prefix = vit.num_prefix_tokens
-        tokens = self.embed(latents) + self.level_embed(level) + vit.pos_embed[0, prefix:][positions]
+        tokens = tokens + vit.pos_embed[0, prefix:][positions]
         cls = (vit.cls_token + vit.pos_embed[:, :prefix]).expand(len(tokens), -1, -1)
         tokens = vit.norm(vit.blocks(torch.cat([cls, tokens], dim=1)))
         return vit.forward_head(tokens)

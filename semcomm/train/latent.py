@@ -108,9 +108,11 @@ def pca_init(codec: LatentCodec, server_vit, images: torch.Tensor) -> None:
     codec.server.embed.bias.copy_((mean + b).float())
 
 
-def training_levels(importance: torch.Tensor, config: LatentTrainConfig, grid: tuple[int, int],
-                    generator: torch.Generator) -> torch.Tensor:
-    """B x N levels for one batch: a random number of sent patches, chosen at random or by attention."""
+def training_patches(importance: torch.Tensor, config, grid: tuple[int, int],
+                     generator: torch.Generator) -> torch.Tensor:
+    """B x N bool: the patches one batch sends, the same number per image: all of them with probability
+    ``config.full_prob``, else a fraction drawn from ``config.keep``; chosen by attention (top-k or spread-top-k)
+    with probability ``config.guided_prob``, else at random."""
     b, n = importance.shape
     if torch.rand(1, generator=generator).item() < config.full_prob:
         keep = n
@@ -119,11 +121,17 @@ def training_levels(importance: torch.Tensor, config: LatentTrainConfig, grid: t
         keep = max(1, round((low + (high - low) * torch.rand(1, generator=generator).item()) * n))
     u = torch.rand(1, generator=generator).item()
     if u < config.guided_prob / 2:
-        mask = TopK(keep)(importance, grid, generator)
-    elif u < config.guided_prob:
-        mask = SpreadTopK(keep)(importance, grid, generator)
-    else:
-        mask = torch.rand(b, n, generator=generator).argsort(1).argsort(1) < keep
+        return TopK(keep)(importance, grid, generator)
+    if u < config.guided_prob:
+        return SpreadTopK(keep)(importance, grid, generator)
+    return torch.rand(b, n, generator=generator).argsort(1).argsort(1) < keep
+
+
+def training_levels(importance: torch.Tensor, config: LatentTrainConfig, grid: tuple[int, int],
+                    generator: torch.Generator) -> torch.Tensor:
+    """B x N levels for one batch: a random number of sent patches, chosen at random or by attention."""
+    b, n = importance.shape
+    mask = training_patches(importance, config, grid, generator)
     if config.level_weights is None:
         level = torch.randint(1, config.codec.levels + 1, (b, n), generator=generator)
     else:

@@ -1,0 +1,217 @@
+"""Training the JSCC pair (:mod:`semcomm.transport.jscc`) end to end through the channel: resumable, exact.
+
+The edge ViT stays frozen (its attention selects, its tokens after block ``tap`` feed the analysis). Trained
+jointly: the analysis, the SNR modules, the receiver's gain and the server, warm-started from the shipped
+``latent-cifar10`` pair (its linear transform, embedding and server, as :func:`semcomm.train.e2e.build_codec`
+starts the hyperlatent pair) with the receiver's gain set so that the server first reads latents of their usual
+size.
+
+Each batch keeps a random number of patches (a fraction in ``keep``, every patch with probability ``full_prob``),
+chosen at random or by the edge's attention (:func:`~semcomm.train.latent.training_patches`), and sends them
+over one channel kind of ``channels`` with one CSI mode of ``csi`` (drawn per batch) at an SNR drawn per image,
+uniformly in ``snr_range`` dB (one SNR for a single-SNR reference model). Loss: cross-entropy (label smoothing)
++ ``kd`` x KL to the zoo server's answer on the full image.
+
+After each epoch the held-out top-1 at a few points (``awgn@0``: every patch over AWGN at 0 dB; ``block@5``:
+Rayleigh block fading at 5 dB, perfect CSI; ``awgn@inf``: noise-free) goes into the history, with the same
+channel draws every epoch. The loop, its state and its snapshots are :mod:`semcomm.train.resumable`'s.
+
+Run it as ``semcomm train jscc-cifar10 --snapshot snapshots/jscc-cifar10`` (again to resume).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from semcomm.data import ImageSplit
+from semcomm.inference import autocast
+from semcomm.models import ViTAdapter, create_model
+from semcomm.rate.hyperprior import source_values
+from semcomm.train.augmentation import pad_crop_flip
+from semcomm.train.e2e import E2EConfig, build_codec
+from semcomm.train.e2e_eval import edge_pass
+from semcomm.train.latent import training_patches
+from semcomm.train.resumable import Run, run_epochs
+from semcomm.train.schedule import warmup_cosine
+from semcomm.transport.jscc import CHANNEL_KINDS, CSI_KINDS, JSCCCodec, JSCCConfig
+
+_POINT = re.compile(rf"({'|'.join(CHANNEL_KINDS)})@(-?\d+(?:\.\d+)?|inf)")
+
+
+@dataclass(frozen=True)
+class JSCCTrainConfig:
+    """Hyper-parameters of one JSCC run (see the module docstring)."""
+
+    codec: JSCCConfig = field(default_factory=JSCCConfig)
+    edge: str = "vit-edge-cifar10"
+    server_init: str = "vit-server-cifar10"
+    init_pair: str | None = "latent-cifar10"
+    epochs: int = 16
+    batch_size: int = 128
+    lr: float = 3e-4
+    server_lr: float = 5e-5
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.5
+    label_smoothing: float = 0.1
+    kd: float = 1.0
+    keep: tuple[float, float] = (0.125, 1.0)
+    full_prob: float = 0.3
+    guided_prob: float = 0.7
+    snr_range: tuple[float, float] = (-5.0, 20.0)
+    channels: tuple[str, ...] = CHANNEL_KINDS
+    csi: tuple[str, ...] = CSI_KINDS
+    bf16: bool = True
+    seed: int = 0
+    save_every: int = 50
+    eval_images: int = 2000
+    eval_points: tuple[str, ...] = ("awgn@inf", "awgn@-5", "awgn@0", "awgn@5", "awgn@10", "awgn@20", "block@0",
+                                    "block@5", "block@20", "fast@5")
+
+    def __post_init__(self):
+        low, high = self.snr_range
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise ValueError(f"snr_range must be two finite dB values, low <= high, got {self.snr_range}")
+        for name, values, allowed in (("channels", self.channels, CHANNEL_KINDS), ("csi", self.csi, CSI_KINDS)):
+            if not values or any(v not in allowed for v in values):
+                raise ValueError(f"{name} must be a non-empty tuple of {allowed}, got {values}")
+        for point in self.eval_points:
+            parse_point(point)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "JSCCTrainConfig":
+        data = {**data, "codec": JSCCConfig.from_dict(data["codec"])}
+        for key in ("keep", "snr_range", "channels", "csi", "eval_points"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def parse_point(point: str) -> tuple[str, float]:
+    """(channel kind, SNR in dB) of an evaluation point ``KIND@SNR`` (``inf``: noise-free)."""
+    match = _POINT.fullmatch(point)
+    if match is None:
+        raise ValueError(f"an evaluation point is KIND@SNR with KIND in {CHANNEL_KINDS} and SNR a number of dB or "
+                         f"inf, got {point!r}")
+    return match[1], float(match[2])
+
+
+# the SNR-adaptive pair, and single-SNR references over AWGN (target (c) of issue 27 compares them)
+JSCC_PRESETS = {"jscc-cifar10": JSCCTrainConfig()}
+for _snr in (-5, 0, 5, 10, 20):
+    JSCC_PRESETS[f"jscc-cifar10-awgn{_snr}"] = JSCCTrainConfig(snr_range=(float(_snr), float(_snr)),
+                                                               channels=("awgn",), csi=("perfect",))
+
+
+def build_jscc(config: JSCCTrainConfig, edge: ViTAdapter, train_split: ImageSplit | None,
+               server: ViTAdapter | None = None) -> JSCCCodec:
+    """A fresh pair: the analysis and server of :func:`semcomm.train.e2e.build_codec` (from ``init_pair``, else
+    the zoo's ``server_init``), the receiver's gain the root-mean-square of the analysis's output on the first
+    256 training images over that of a sent real (1 / sqrt 2)."""
+    hyper = build_codec(E2EConfig(config.codec.latent, edge=config.edge, server_init=config.server_init,
+                                  init_pair=config.init_pair), server)
+    torch.manual_seed(config.seed)
+    codec = JSCCCodec(config.codec)
+    codec.analysis.load_state_dict(hyper.analysis.state_dict())
+    codec.server.load_state_dict(hyper.server.state_dict())
+    if train_split is not None:
+        images = train_split.images[:256]
+        with torch.no_grad():
+            _, _, hidden = edge_pass(edge, images, config.codec.latent)
+            y = codec.analysis(source_values(images, hidden, config.codec.latent))
+        codec.receive_gain.data.fill_(float(y.pow(2).mean().sqrt() * math.sqrt(2)))
+    return codec
+
+
+def train_jscc(config: JSCCTrainConfig, train_split: ImageSplit, test_split: ImageSplit, run_dir: str | Path,
+               stop_after: int | None = None, stop_after_steps: int | None = None, progress: bool = True,
+               snapshot: str | Path | None = None) -> tuple[JSCCCodec, list[dict]]:
+    """Train (or resume) a JSCC pair; returns it (eval mode) and its per-epoch history (arguments as
+    :func:`semcomm.train.resumable.run_epochs`)."""
+    edge = create_model(config.edge).eval()
+    server = create_model(config.server_init).eval()
+    codec = build_jscc(config, edge, train_split, server)
+    teacher = server if config.kd > 0 else None
+    optimizer = _optimizer(codec, config)
+    size = len(train_split) if train_split is not None else config.batch_size
+    steps_per_epoch = size // config.batch_size
+
+    def step(index, generator, global_step, sums):
+        _step(codec, edge, teacher, train_split, index, generator, config, optimizer, global_step, steps_per_epoch,
+              sums)
+
+    def evaluate():
+        return evaluate_jscc(codec, edge, test_split.subset(config.eval_images), config.eval_points, config.bf16)
+
+    run = Run(config, codec, (optimizer,), step, evaluate, ("loss", "ce", "snr_db"), size, "jscc")
+    return codec, run_epochs(run, run_dir, stop_after, stop_after_steps, progress, snapshot)
+
+
+def _optimizer(codec: JSCCCodec, config: JSCCTrainConfig) -> torch.optim.AdamW:
+    """AdamW: the server's ViT at ``server_lr``, the rest at ``lr``."""
+    server = list(codec.server.vit.parameters())
+    taken = {id(p) for p in server}
+    rest = [p for p in codec.parameters() if id(p) not in taken]
+    return torch.optim.AdamW([dict(params=rest, lr=config.lr, base_lr=config.lr),
+                              dict(params=server, lr=config.server_lr, base_lr=config.server_lr)],
+                             weight_decay=config.weight_decay)
+
+
+def _step(codec, edge, teacher, split, index, generator, config, optimizer, step, steps_per_epoch, sums) -> None:
+    """One optimizer step on the images ``index`` of ``split`` through a drawn channel; adds its losses to ``sums``."""
+    images = pad_crop_flip(split.images[index], generator)
+    labels = split.labels[index]
+    scale = warmup_cosine(step, steps_per_epoch, config.epochs, config.warmup_epochs, 1.0, config.min_lr / config.lr)
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * scale
+    with torch.no_grad(), autocast(config.bf16):
+        _, importance, hidden = edge_pass(edge, images, config.codec.latent)
+        values = source_values(images, hidden, config.codec.latent)
+        target = teacher(images).float() if teacher is not None else None
+    sent = training_patches(importance.float(), config, edge.grid_size, generator)
+    low, high = config.snr_range
+    snr = low + (high - low) * torch.rand(len(images), generator=generator)
+    channel = config.channels[int(torch.randint(len(config.channels), (1,), generator=generator))]
+    csi = config.csi[int(torch.randint(len(config.csi), (1,), generator=generator))]
+    with autocast(config.bf16):
+        out = codec(values.float(), sent, snr, channel, csi, generator)
+    logits = out.logits.float()
+    ce = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+    loss = ce
+    if target is not None:
+        loss = loss + config.kd * F.kl_div(logits.log_softmax(-1), target.log_softmax(-1), log_target=True,
+                                           reduction="batchmean")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    for key, value in (("loss", loss), ("ce", ce), ("snr_db", snr.mean())):
+        sums[key] += float(value.detach())
+
+
+@torch.no_grad()
+def evaluate_jscc(codec: JSCCCodec, edge: ViTAdapter, split: ImageSplit, points: tuple[str, ...], bf16: bool = True,
+                  batch_size: int = 250, seed: int = 0) -> dict:
+    """Per point ``KIND@SNR``: top-1 of the pair's server with every patch of every image of ``split`` sent over
+    that channel (perfect CSI), and its channel uses per image; the draws depend on ``seed`` only."""
+    codec.eval()
+    parsed = {p: parse_point(p) for p in points}
+    correct = dict.fromkeys(points, 0)
+    uses = dict.fromkeys(points, 0)
+    generator = torch.Generator().manual_seed(seed)
+    for start in range(0, len(split), batch_size):
+        images, labels = split.images[start : start + batch_size], split.labels[start : start + batch_size]
+        with autocast(bf16):
+            _, importance, hidden = edge_pass(edge, images, codec.config.latent)
+        values = source_values(images, None if hidden is None else hidden.float(), codec.config.latent)
+        sent = torch.ones_like(importance, dtype=torch.bool)
+        for point, (kind, snr) in parsed.items():
+            with autocast(bf16):
+                out = codec(values, sent, snr, kind, "perfect", generator)
+            correct[point] += int((out.logits.argmax(-1) == labels).sum())
+            uses[point] = out.channel_uses
+    return {p: dict(top1=correct[p] / len(split), channel_uses=uses[p]) for p in points}
+
