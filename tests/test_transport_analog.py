@@ -173,8 +173,9 @@ def test_at_60_db_the_server_sees_the_unquantized_values(real):
 
 
 def test_accuracy_does_not_fall_as_snr_rises(real):
+    """From 0 dB up, where the side information arrives (below, the edge answers the images it loses)."""
     transport = AnalogTransport(AWGN(), "uniform", real.mean, real.variance)
-    correct = [run(real, transport, snr).predictions == real.labels for snr in (-5.0, 0.0, 5.0, 10.0, 20.0)]
+    correct = [run(real, transport, snr).predictions == real.labels for snr in (0.0, 5.0, 10.0, 20.0)]
     n = len(real.labels)
 
     def paired_error(a, b):  # standard error of the accuracy difference of paired runs (same images)
@@ -199,9 +200,12 @@ def test_side_information_is_counted_and_read_back(real):
     hint_bits = real.pair.hint_coder.bits(real.pair.hint_coder.symbols(real.sent.edge_logits))
     expected = width_for(64) + subset_bits(64, K) + 1 + hint_bits + K * 2 + 8
     assert torch.equal(out.link_bits, expected)
-    assert torch.equal(out.control_uses, 2 * expected)  # BPSK, rate 1/2
+    assert torch.equal(out.control_uses, 2 * (expected + 16 + 6))  # CRC-16, K=7 code's tail, rate 1/2, BPSK
     assert (out.analog_uses == K * 16 // 2).all() and torch.equal(out.channel_uses, out.analog_uses + out.control_uses)
-    assert "assumed error-free" in out.control
+    assert "simulated" in out.control
+    ideal = run(real, AnalogTransport(AWGN(), allocation, real.mean, real.variance,
+                                      control=ControlChannel(0.5, coded=False)), 10.0)
+    assert torch.equal(ideal.control_uses, 2 * expected) and "assumed error-free" in ideal.control
     hint = torch.tensor([0, 2, 1, 2, 2, 2, 0, 2, 2, 2])
     info = SideInfo(torch.tensor([3, 9, 40]), hint, torch.tensor([0, 3, 1]), 131)
     data, bits = pack_side_info(info, 64, real.pair.hint_coder, power_bits=2)
@@ -209,6 +213,21 @@ def test_side_information_is_counted_and_read_back(real):
     for name in ("positions", "hint", "power_levels"):
         assert torch.equal(getattr(back, name), getattr(info, name))
     assert back.scale_code == 131
+
+
+def test_lost_side_information_leaves_the_image_to_the_edge(real):
+    """Below the control code's threshold the side information fails its CRC: those images are lost (the edge
+    answers), not misplaced; the error-free reference loses none at the same SNR."""
+    coded = run(real, AnalogTransport(AWGN(), "uniform", real.mean, real.variance), -6.0)
+    ideal = run(real, AnalogTransport(AWGN(), "uniform", real.mean, real.variance,
+                                      control=ControlChannel(coded=False)), -6.0)
+    offloaded = real.sent.offloaded
+    assert coded.images_lost > 0 and ideal.images_lost == 0
+    lost = coded.lost & offloaded
+    assert torch.equal(coded.predictions[lost], real.sent.edge_logits.argmax(-1)[lost])
+    assert (coded.level[lost] == 0).all() and (coded.control_uses[offloaded] > 0).all()
+    clean = run(real, AnalogTransport(AWGN(), "uniform", real.mean, real.variance), math.inf)
+    assert clean.images_lost == 0
 
 
 def test_a_receiver_gate_answers_weak_images_at_the_edge(real):
@@ -221,7 +240,13 @@ def test_a_receiver_gate_answers_weak_images_at_the_edge(real):
 def test_control_channel_limit_is_the_bpsk_shannon_limit():
     # rate-1/2 BPSK on AWGN: Eb/N0 = 0.187 dB (the binary-input Shannon limit), Es/N0 = Eb/N0 - 3.01 dB
     assert abs(ControlChannel(0.5).shannon_limit_db() - (0.187 - 10 * math.log10(2))) < 0.01
-    assert ControlChannel(0.5).channel_uses(101) == 202
+    assert ControlChannel(0.5, coded=False).channel_uses(101) == 202
+    assert ControlChannel(0.5).channel_uses(101) == 2 * (101 + 16 + 6)
+    assert ControlChannel(0.75, modulation=4).link(101).code.coderate < 0.75
+    with pytest.raises(ValueError, match="1/2, 2/3, 3/4"):
+        ControlChannel(0.6)
+    with pytest.raises(ValueError, match="modulation"):
+        ControlChannel(modulation=16)
 
 
 # ---- bad input ----------------------------------------------------------------------------------

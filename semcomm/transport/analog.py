@@ -32,10 +32,11 @@ image's amplitude code.
 
 **Side information** (:class:`~semcomm.wire.side_info.SideInfo`): which
 patches were sent, the edge's hint, the power levels and the amplitude code
-travel as bits over a separate digital control channel
-(:class:`~semcomm.transport.control.ControlChannel`: BPSK with a rate-1/2 code
-by default, *assumed error-free*), whose channel uses are counted with the
-analog ones.
+travel as bits over a digital control channel
+(:class:`~semcomm.transport.control.ControlChannel`: by default CRC-16, a
+rate-1/2 convolutional code and BPSK, simulated on the same channel at the
+same SNR), whose channel uses are counted with the analog ones; an image whose
+side information fails its CRC is answered by the edge.
 
 :meth:`AnalogTransport.send` runs steps 1-5 on B x K x V values;
 :meth:`AnalogTransport.carry` carries an edge's offloaded images (the
@@ -61,6 +62,7 @@ from semcomm.transport.analog_outcome import AnalogCarried, server_levels
 from semcomm.transport.base import Transport
 from semcomm.transport.control import ControlChannel
 from semcomm.transport.power import PowerAllocation, check_importance
+from semcomm.wire.errors import BitstreamError
 from semcomm.wire.side_info import SCALE_BITS, SideInfo, pack_side_info, unpack_side_info
 
 SCALE_STEP = 1 / 32  # octaves of amplitude per code step: d = 2^((code - 128) / 32)
@@ -227,17 +229,21 @@ class AnalogTransport(Transport):
             reception = self.send(values, importance[rows].gather(1, positions), snr_db, generator)
             patch_level = server_levels(reception.error.sum(-1), pair.distortion)
             patch_level[patch_level < self.min_level] = 0
+            messages = [pack_side_info(SideInfo(positions[j], None if hints is None else hints[i],
+                                                reception.power_levels[j] if power_bits else None,
+                                                int(reception.scale_codes[j])), n, hinter, power_bits)
+                        for j, i in enumerate(rows.tolist())]
+            arrived, uses = self.control.carry(messages, self.channel, snr_db, generator)
             for j, i in enumerate(rows.tolist()):
-                info = SideInfo(positions[j], None if hints is None else hints[i],
-                                reception.power_levels[j] if power_bits else None, int(reception.scale_codes[j]))
-                data, bits = pack_side_info(info, n, hinter, power_bits)
-                got = unpack_side_info(data, bits, n, hinter, pair.num_classes, power_bits)
+                link_bits[i], control_uses[i] = messages[j][1], uses[j]
+                got = _side_info(arrived[j], messages[j][1], k, n, hinter, pair.num_classes, power_bits)
+                if got is None:  # the side information was lost: the patches cannot be placed
+                    continue
                 keep = patch_level[j] > 0
                 if keep.any():
                     received[slot[i]] = Received(got.positions[keep], patch_level[j][keep],
                                                  reception.values[j][keep], got.hint)
                 level[i, got.positions] = patch_level[j]
-                link_bits[i], control_uses[i] = bits, self.control.channel_uses(bits)
             analog_uses[rows], energy[rows] = reception.channel_uses, reception.energy
         missing = counts[offloaded] - (level[offloaded] > 0).sum(1)
         return AnalogCarried(received=received, missing=missing, intact=torch.zeros(len(offloaded), dtype=torch.bool),
@@ -279,6 +285,19 @@ class AnalogTransport(Transport):
         check_importance(importance)
         if tuple(importance.shape) != tuple(values.shape[:2]):
             raise ValueError(f"importance must be B x K = {tuple(values.shape[:2])}, got {tuple(importance.shape)}")
+
+
+def _side_info(data: bytes | None, bits: int, patches: int, num_patches: int, hinter, classes: int,
+               power_bits: int) -> SideInfo | None:
+    """The side information of ``patches`` sent patches that arrived; None when its CRC failed or (a CRC false
+    positive) it does not parse or names another number of patches."""
+    if data is None:
+        return None
+    try:
+        info = unpack_side_info(data, bits, num_patches, hinter, classes, power_bits)
+    except BitstreamError:
+        return None
+    return info if len(info.positions) == patches else None
 
 
 def _data_uses(values: int) -> int:

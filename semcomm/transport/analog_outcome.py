@@ -32,7 +32,7 @@ class AnalogOutcome(LinkOutcome):
         control_uses: B int64 channel uses of the side information on the control channel.
         level: B x N int64 level the server was given for each patch (0: not sent or dropped).
         energy: B float32 mean analog symbol energy per data channel use (Es units; 0 when not sent).
-        control: how the side information travelled (and that it is assumed error-free).
+        control: how the side information travelled (simulated, or assumed error-free).
     """
 
     lost: torch.Tensor | None = None

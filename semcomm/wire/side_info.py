@@ -36,7 +36,7 @@ class SideInfo:
 
 def pack_side_info(info: SideInfo, num_patches: int, hint_coder: HintCode | None = None,
                    power_bits: int = 0) -> tuple[bytes, int]:
-    """(bytes, exact bit count) of ``info`` (see :class:`SideInfo`; no CRC: the control channel is error-free)."""
+    """(bytes, exact bit count) of ``info`` (see :class:`SideInfo`; no CRC here: the control channel adds its own)."""
     positions = info.positions.tolist()
     writer = BitWriter()
     writer.write(len(positions) - 1, width_for(num_patches))
