@@ -11,10 +11,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from types import SimpleNamespace
+
 from channels import FlatFading
-from semcomm.rate.hyperprior import HyperConfig
-from semcomm.train.jscc import JSCC_PRESETS, JSCCTrainConfig, parse_point, train_jscc
+from semcomm.edge.encoder import Transmission
+from semcomm.edge.selection import SpreadTopK
+from semcomm.models import create_model
+from semcomm.rate.hint import fuse
+from semcomm.rate.hyperprior import HyperConfig, source_values
+from semcomm.train.e2e_eval import edge_pass
+from semcomm.train.jscc import JSCC_PRESETS, JSCCTrainConfig, export_jscc, parse_point, train_jscc
 from semcomm.transport.jscc import JSCCCodec, JSCCConfig, SNRAttention, make_channel
+from semcomm.transport.jscc_link import JSCCLink
 
 # the edge's architecture as the server: a small, fast pair
 SMALL = JSCCConfig(HyperConfig(server_architecture="semcomm_vit_edge_p4_32"))
@@ -140,3 +148,77 @@ def test_a_run_resumes_exactly_mid_epoch(cifar_test, tmp_path):
     assert isinstance(make_channel("fast"), FlatFading)
     with pytest.raises(ValueError, match="different config"):
         train_jscc(replace(TINY, kd=0.5), data, data, tmp_path / "a", progress=False)
+
+
+# ---- over a link, from the zoo ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory, cifar_test):
+    """A tiny run exported into a folder, and 64 real images' edge decisions (every other image offloaded with its
+    16 spread-top-k patches) and source values."""
+    folder = tmp_path_factory.mktemp("jscc")
+    data = cifar_test.subset(16)
+    codec, _ = train_jscc(replace(TINY, epochs=1), data, data, folder / "run", progress=False)
+    card = export_jscc("jscc-tiny", folder / "run", cifar_test.subset(8), folder / "codecs")
+    edge = create_model("vit-edge-cifar10")
+    images = cifar_test.images[:64]
+    logits, importance, hidden = edge_pass(edge, images, SMALL.latent)
+    mask = SpreadTopK(16)(importance, edge.grid_size)
+    offloaded = torch.arange(64) % 2 == 0
+    sent = Transmission(logits, offloaded, mask, [None] * 64, mask.long())
+    return SimpleNamespace(codec=codec, card=card, path=folder / "codecs" / "jscc-tiny.json", sent=sent,
+                           values=source_values(images, hidden, SMALL.latent), folder=folder)
+
+
+def test_an_exported_pair_loads_back_with_its_range(shipped):
+    link = JSCCLink.from_zoo(shipped.path, "block", "estimated")
+    assert link.trained_snr == TINY.snr_range and link.hint_coder is not None
+    for (name, a), b in zip(shipped.codec.state_dict().items(), link.codec.state_dict().values()):
+        assert torch.equal(a.half().float() if a.is_floating_point() else a, b), name
+    assert set(shipped.card.measured) == set(TINY.eval_points)
+    snapshot_card = export_jscc("jscc-tiny-again", shipped.folder / "run", directory=shipped.folder / "other")
+    assert snapshot_card.sha256 == shipped.card.sha256  # the same weights, the same bytes
+    with pytest.raises(ValueError, match="neither a run directory"):
+        export_jscc("nothing", shipped.folder / "codecs")
+
+
+def test_over_a_clean_link_the_server_answers_every_offloaded_image(shipped):
+    link = JSCCLink.from_zoo(shipped.path)
+    with pytest.warns(UserWarning, match=r"outside the range .*\(-5 to 20 dB\)"):
+        out = link.run(shipped.sent, shipped.values, math.inf, generator=1)
+    sent = shipped.sent
+    assert out.images_lost == 0 and not out.lost.any()
+    with torch.no_grad():
+        server = link.codec(shipped.values[sent.offloaded], sent.mask[sent.offloaded], math.inf).logits
+    hints = link.hint_coder.symbols(sent.edge_logits[sent.offloaded])
+    fused = fuse(server.log_softmax(-1), link.hint_coder.log_probs(hints), link.hint_coder.weight)
+    assert torch.equal(out.predictions[sent.offloaded], fused.argmax(-1))
+    assert torch.equal(out.predictions[~sent.offloaded], sent.edge_logits[~sent.offloaded].argmax(-1))
+    bits = out.link_bits[sent.offloaded]
+    assert torch.equal(out.analog_uses[sent.offloaded], torch.full_like(bits, 16 * SMALL.symbols_per_patch))
+    assert torch.equal(out.control_uses[sent.offloaded], 2 * (bits + 16 + 6))  # CRC, tail, rate 1/2, BPSK
+    assert (out.channel_uses[~sent.offloaded] == 0).all()
+
+
+def test_below_the_control_threshold_images_fall_back_to_the_edge(shipped):
+    link = JSCCLink.from_zoo(shipped.path)
+    with pytest.warns(UserWarning, match="outside the range"):
+        out = link.run(shipped.sent, shipped.values, -12.0, generator=0)
+    assert out.images_lost > 0 and not (out.lost & ~shipped.sent.offloaded).any()
+    assert torch.equal(out.predictions[out.lost], shipped.sent.edge_logits[out.lost].argmax(-1))
+    again = link.run(shipped.sent, shipped.values, 3.0, generator=5)
+    same = link.run(shipped.sent, shipped.values, 3.0, generator=5)
+    assert torch.equal(again.predictions, same.predictions) and torch.equal(again.lost, same.lost)
+
+
+def test_bad_link_settings_are_named(shipped):
+    with pytest.raises(ValueError, match="csi must be one of"):
+        JSCCLink.from_zoo(shipped.path, "fast", "none")
+    with pytest.raises(ValueError, match="max_uses must be"):
+        JSCCLink.from_zoo(shipped.path, max_uses=0)
+    link = JSCCLink.from_zoo(shipped.path, max_uses=100)
+    with pytest.raises(ValueError, match="max_uses=100"):
+        link.run(shipped.sent, shipped.values, 5.0)
+    with pytest.raises(ValueError, match="snr_db"):
+        JSCCLink.from_zoo(shipped.path).run(shipped.sent, shipped.values, math.nan)
+    with pytest.raises(ValueError, match="values must be B x N x in_dim"):
+        JSCCLink.from_zoo(shipped.path).run(shipped.sent, shipped.values[:, :10], 5.0)

@@ -56,7 +56,7 @@ def add_export(sub) -> None:
     p = sub.add_parser("export", help="write a run's weights and model card into the zoo")
     p.add_argument("preset", help="the run's name, as `semcomm train` printed it")
     p.add_argument("--run-dir", type=Path, help="the run's state directory (default: $SEMCOMM_CACHE/runs/PRESET, else "
-                   "~/.cache/semcomm/runs/PRESET)")
+                   "~/.cache/semcomm/runs/PRESET; a JSCC run's snapshot folder also serves)")
     add_export_args(p)
     add_threads_arg(p)
     add_data_args(p, dataset=False)
@@ -210,8 +210,12 @@ def export(args: argparse.Namespace) -> int:
     from semcomm.train.vit import export as export_vit
 
     if args.preset in JSCC_PRESETS:
-        raise ValueError(f"{args.preset} is not exported into the zoo yet: its weights and history are in the "
-                         "snapshot folder given to `semcomm train --snapshot`")
+        from semcomm.train.jscc import export_jscc
+
+        card = export_jscc(args.preset, run_dir(args), load_split("cifar10", "test", args.data_root),
+                           None if args.to is None else Path(args.to) / "codecs")
+        print(json.dumps(dict(name=card.name, sha256=card.sha256, measured=card.measured), indent=2))
+        return 0
     if args.preset in E2E_PRESETS:
         from semcomm.train.e2e_eval import export_e2e
 

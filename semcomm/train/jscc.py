@@ -16,13 +16,16 @@ After each epoch the held-out top-1 at a few points (``awgn@0``: every patch ove
 Rayleigh block fading at 5 dB, perfect CSI; ``awgn@inf``: noise-free) goes into the history, with the same
 channel draws every epoch. The loop, its state and its snapshots are :mod:`semcomm.train.resumable`'s.
 
-Run it as ``semcomm train jscc-cifar10 --snapshot snapshots/jscc-cifar10`` (again to resume).
+Run it as ``semcomm train jscc-cifar10 --snapshot snapshots/jscc-cifar10`` (again to resume); ship it with
+``semcomm export jscc-cifar10`` (from the run's state, or ``--run-dir snapshots/jscc-cifar10``) and use it over a
+link with :meth:`JSCCLink.from_zoo <semcomm.transport.jscc_link.JSCCLink.from_zoo>`.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,13 +35,16 @@ from semcomm.data import ImageSplit
 from semcomm.inference import autocast
 from semcomm.models import ViTAdapter, create_model
 from semcomm.rate.hyperprior import source_values
+from semcomm.rate.zoo import ZOO_FOLDER, CodecCard, save_codec, write_card
 from semcomm.train.augmentation import pad_crop_flip
 from semcomm.train.e2e import E2EConfig, build_codec
 from semcomm.train.e2e_eval import edge_pass
 from semcomm.train.latent import training_patches
 from semcomm.train.resumable import Run, run_epochs
 from semcomm.train.schedule import warmup_cosine
-from semcomm.transport.jscc import CHANNEL_KINDS, CSI_KINDS, JSCCCodec, JSCCConfig
+from semcomm.transport.jscc import CHANNEL_KINDS, CSI_KINDS, KIND, JSCCCodec, JSCCConfig
+from semcomm.zoo import user_zoo_dirs
+from semcomm.zoo.tensors import load_state, load_tensors
 
 _POINT = re.compile(rf"({'|'.join(CHANNEL_KINDS)})@(-?\d+(?:\.\d+)?|inf)")
 
@@ -215,3 +221,36 @@ def evaluate_jscc(codec: JSCCCodec, edge: ViTAdapter, split: ImageSplit, points:
             uses[point] = out.channel_uses
     return {p: dict(top1=correct[p] / len(split), channel_uses=uses[p]) for p in points}
 
+
+
+def export_jscc(name: str, source: str | Path, test_split: ImageSplit | None = None,
+                directory: str | Path | None = None) -> CodecCard:
+    """Ship a run as a JSCC pair into ``directory`` (default: the user zoo's ``codecs/``): its fp16 weights and a
+    card (the architecture, the training config with its SNR range, the history); with ``test_split``, the card
+    records :func:`evaluate_jscc` of the shipped weights on it. ``source`` is the run's directory (its
+    ``state.pt``) or its snapshot folder."""
+    source = Path(source)
+    if (source / "state.pt").is_file():
+        state = torch.load(source / "state.pt", weights_only=False)
+        config, weights, history = JSCCTrainConfig.from_dict(state["config"]), state["model"], state["history"]
+    elif (source / "snapshot.json").is_file():
+        record = json.loads((source / "snapshot.json").read_text())
+        config, history = JSCCTrainConfig.from_dict(record["config"]), record["history"]
+        weights = load_tensors(source / "weights.safetensors", sha256=record["sha256"])
+    else:
+        raise ValueError(f"{source} holds no JSCC run: neither a run directory (state.pt) nor a snapshot "
+                         "(snapshot.json)")
+    codec = JSCCCodec(config.codec)
+    shipped = {k: v.detach().half() if v.is_floating_point() else v.detach() for k, v in weights.items()}
+    load_state(codec, shipped, f"run {source}")
+    card = CodecCard(name=name, kind=KIND, edge=config.edge, server=f"{name} (its own)", dataset="cifar10",
+                     config=dict(codec=config.codec.to_dict(), train=asdict(config)), history=history,
+                     notes=f"`semcomm export {name}` after {len(history)} epochs of {config.epochs}")
+    directory = Path(directory) if directory is not None else user_zoo_dirs()[0] / ZOO_FOLDER
+    directory.mkdir(parents=True, exist_ok=True)
+    card = save_codec(card, shipped, directory)
+    if test_split is not None:
+        card.measured = evaluate_jscc(codec.eval(), create_model(config.edge).eval(), test_split, config.eval_points,
+                                      bf16=False)
+        write_card(card)
+    return card

@@ -62,8 +62,7 @@ from semcomm.transport.analog_outcome import AnalogCarried, server_levels
 from semcomm.transport.base import Transport
 from semcomm.transport.control import ControlChannel
 from semcomm.transport.power import PowerAllocation, check_importance
-from semcomm.wire.errors import BitstreamError
-from semcomm.wire.side_info import SCALE_BITS, SideInfo, pack_side_info, unpack_side_info
+from semcomm.wire.side_info import SCALE_BITS, SideInfo, pack_side_info, read_side_info
 
 SCALE_STEP = 1 / 32  # octaves of amplitude per code step: d = 2^((code - 128) / 32)
 _SCALE_ZERO = 1 << (SCALE_BITS - 1)
@@ -206,7 +205,8 @@ class AnalogTransport(Transport):
             importance: B x N patch importance (e.g. ``EdgeAnalysis.importance["mean"]``).
             decode_intact: not used (no analog image arrives exactly as sent).
 
-        The server reads positions and hint from the control bits (:func:`unpack_side_info`).
+        The server reads positions and hint from the control bits as they arrived
+        (:func:`~semcomm.wire.side_info.read_side_info`).
         """
         _check_link_inputs(sent, pair, source, importance)
         if self.min_level > pair.levels:
@@ -236,7 +236,7 @@ class AnalogTransport(Transport):
             arrived, uses = self.control.carry(messages, self.channel, snr_db, generator)
             for j, i in enumerate(rows.tolist()):
                 link_bits[i], control_uses[i] = messages[j][1], uses[j]
-                got = _side_info(arrived[j], messages[j][1], k, n, hinter, pair.num_classes, power_bits)
+                got = read_side_info(arrived[j], messages[j][1], k, n, hinter, pair.num_classes, power_bits)
                 if got is None:  # the side information was lost: the patches cannot be placed
                     continue
                 keep = patch_level[j] > 0
@@ -285,19 +285,6 @@ class AnalogTransport(Transport):
         check_importance(importance)
         if tuple(importance.shape) != tuple(values.shape[:2]):
             raise ValueError(f"importance must be B x K = {tuple(values.shape[:2])}, got {tuple(importance.shape)}")
-
-
-def _side_info(data: bytes | None, bits: int, patches: int, num_patches: int, hinter, classes: int,
-               power_bits: int) -> SideInfo | None:
-    """The side information of ``patches`` sent patches that arrived; None when its CRC failed or (a CRC false
-    positive) it does not parse or names another number of patches."""
-    if data is None:
-        return None
-    try:
-        info = unpack_side_info(data, bits, num_patches, hinter, classes, power_bits)
-    except BitstreamError:
-        return None
-    return info if len(info.positions) == patches else None
 
 
 def _data_uses(values: int) -> int:

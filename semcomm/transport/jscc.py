@@ -34,6 +34,7 @@ from torch import nn
 from channels import AWGN, Equalizer, FlatFading
 from semcomm.rate.hyperprior import Analysis, HyperConfig, HyperServer
 
+KIND = "jscc"  # the kind of a JSCC pair's card in the zoo's codecs/
 CHANNEL_KINDS = ("awgn", "block", "fast")  # AWGN; Rayleigh with one gain per image; Rayleigh with one per symbol
 CSI_KINDS = ("perfect", "estimated")
 SNR_FEATURE_CAP = 40.0  # dB: an SNR above it (math.inf included) reads as this much to the SNR modules

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from semcomm.wire.bits import BitReader, BitWriter, HintCode, subset_bits, subset_rank, subset_unrank, width_for
+from semcomm.wire.errors import BitstreamError
 
 SCALE_BITS = 8  # the image's amplitude code
 
@@ -19,19 +20,20 @@ class SideInfo:
 
     Bits, MSB first: w(N) K - 1; ceil(log2 C(N, K)) rank of the positions;
     1 hint flag; the hint's Huffman codewords (if flagged); K x ``power_bits``
-    power levels (importance allocation only); 8 amplitude code.
+    power levels (importance allocation only); 8 amplitude code (unless the scheme has none).
 
     Attributes:
         positions: K int64 sent patch indices, ascending.
         hint: the edge's C hint symbols (int64) or None.
         power_levels: K int64 power levels (in position order) or None (uniform allocation).
-        scale_code: the image's amplitude code (0..255).
+        scale_code: the image's amplitude code (0..255), or None for a scheme that sends none (a learned
+            JSCC pair sends at the power budget exactly).
     """
 
     positions: torch.Tensor
     hint: torch.Tensor | None
     power_levels: torch.Tensor | None
-    scale_code: int
+    scale_code: int | None
 
 
 def pack_side_info(info: SideInfo, num_patches: int, hint_coder: HintCode | None = None,
@@ -47,17 +49,32 @@ def pack_side_info(info: SideInfo, num_patches: int, hint_coder: HintCode | None
     if power_bits:
         for level in info.power_levels.tolist():
             writer.write(level, power_bits)
-    writer.write(info.scale_code, SCALE_BITS)
+    if info.scale_code is not None:
+        writer.write(info.scale_code, SCALE_BITS)
     return writer.to_bytes(), writer.bits
 
 
 def unpack_side_info(data: bytes, bits: int, num_patches: int, hint_coder: HintCode | None = None,
-                     classes: int = 0, power_bits: int = 0) -> SideInfo:
-    """Inverse of :func:`pack_side_info`."""
+                     classes: int = 0, power_bits: int = 0, scale: bool = True) -> SideInfo:
+    """Inverse of :func:`pack_side_info` (``scale``: the bits end with an amplitude code)."""
     reader = BitReader(data, bits)
     k = reader.read(width_for(num_patches), "patches - 1") + 1
     positions = subset_unrank(reader.read(subset_bits(num_patches, k), "positions"), num_patches, k)
     hint = hint_coder.read(reader, classes) if reader.read(1, "hint flag") else None
     levels = torch.tensor([reader.read(power_bits, "power level") for _ in range(k)]) if power_bits else None
-    scale = reader.read(SCALE_BITS, "amplitude code")
-    return SideInfo(torch.tensor(positions, dtype=torch.int64), hint, levels, scale)
+    code = reader.read(SCALE_BITS, "amplitude code") if scale else None
+    return SideInfo(torch.tensor(positions, dtype=torch.int64), hint, levels, code)
+
+
+def read_side_info(data: bytes | None, bits: int, patches: int, num_patches: int, hint_coder: HintCode | None = None,
+                   classes: int = 0, power_bits: int = 0, scale: bool = True) -> SideInfo | None:
+    """The side information of an image of ``patches`` sent patches as it arrived over a control channel
+    (``data`` None: its CRC failed); None where it is lost, or (a CRC false positive) it does not parse or
+    names another number of patches."""
+    if data is None:
+        return None
+    try:
+        info = unpack_side_info(data, bits, num_patches, hint_coder, classes, power_bits, scale)
+    except BitstreamError:
+        return None
+    return info if len(info.positions) == patches else None
