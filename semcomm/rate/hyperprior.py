@@ -130,7 +130,7 @@ def anchors(positions: torch.Tensor, config: HyperConfig) -> torch.Tensor:
     return (positions // config.grid + positions % config.grid) % 2 == 0
 
 
-def _mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
+def silent_mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
     """Linear-GELU-Linear whose last layer starts at zero (a residual branch that starts silent)."""
     mlp = nn.Sequential(nn.Linear(inputs, hidden), nn.GELU(), nn.Linear(hidden, outputs))
     nn.init.zeros_(mlp[-1].weight)
@@ -147,7 +147,7 @@ class Analysis(nn.Module):
         self.pixel_dim = config.pixel_dim
         self.norm = nn.LayerNorm(config.token_dim) if config.source != "pixels" else nn.Identity()
         self.proj = nn.Linear(config.pixel_dim or config.token_dim, config.channels)
-        self.mlp = _mlp(config.in_dim, config.hidden, config.channels) if config.hidden else None
+        self.mlp = silent_mlp(config.in_dim, config.hidden, config.channels) if config.hidden else None
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
         pixels, tokens = values[..., : self.pixel_dim], values[..., self.pixel_dim :]
@@ -162,7 +162,7 @@ class ResidualEmbed(nn.Linear):
 
     def __init__(self, channels: int, dim: int, hidden: int):
         super().__init__(channels, dim)
-        self.mlp = _mlp(channels, hidden, dim) if hidden else None
+        self.mlp = silent_mlp(channels, hidden, dim) if hidden else None
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         out = super().forward(latents)

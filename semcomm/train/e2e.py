@@ -24,64 +24,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from semcomm.data import ImageSplit
 from semcomm.inference import autocast
 from semcomm.models import ViTAdapter, create_model
-from semcomm.rate.hyperprior import HyperConfig, HyperLatentCodec, source_values
+from semcomm.rate.hyperprior import HyperConfig, HyperLatentCodec
 from semcomm.rate.latent import shipped_weights
 from semcomm.rate.zoo import load_codec_tensors
-from semcomm.train.augmentation import pad_crop_flip
-from semcomm.train.e2e_eval import edge_pass, evaluate_pair
+from semcomm.train.e2e_eval import evaluate_pair
 from semcomm.train.latent import training_levels
+from semcomm.train.pair_recipe import PairTrainConfig, schedule_lr, task_loss, training_batch
 from semcomm.train.resumable import Run, load_snapshot, run_epochs, save_snapshot  # noqa: F401 (re-exported)
-from semcomm.train.schedule import warmup_cosine
 
 
 @dataclass
-class E2EConfig:
-    """Hyper-parameters of one end-to-end run (see the module docstring)."""
+class E2EConfig(PairTrainConfig):
+    """Hyper-parameters of one end-to-end run (see the module docstring and
+    :class:`~semcomm.train.pair_recipe.PairTrainConfig`)."""
+
+    codec_type: ClassVar[type] = HyperConfig
 
     codec: HyperConfig = field(default_factory=HyperConfig)
-    edge: str = "vit-edge-cifar10"
-    server_init: str = "vit-server-cifar10"
     init_pair: str | None = "latent-cifar10"
     epochs: int = 24
-    batch_size: int = 128
-    lr: float = 3e-4
-    server_lr: float = 5e-5
     density_lr: float = 5e-3
-    min_lr: float = 1e-5
-    weight_decay: float = 0.05
-    warmup_epochs: float = 0.5
-    label_smoothing: float = 0.1
-    kd: float = 1.0
     rate: float = 0.3
-    keep: tuple[float, float] = (0.125, 1.0)
-    full_prob: float = 0.3
-    guided_prob: float = 0.7
     level_weights: tuple[float, ...] = (0.05, 0.15, 0.25, 0.3, 0.25)
     uniform_prob: float = 0.5
-    bf16: bool = True
-    seed: int = 0
     save_every: int = 50
-    eval_images: int = 2000
     eval_settings: tuple[str, ...] = ("all@3", "all@4", "all@5", "spread16@3", "spread32@4")
 
     def __post_init__(self):
         if len(self.level_weights) != self.codec.levels:
             raise ValueError(f"level_weights needs one weight per level ({self.codec.levels}), got {self.level_weights}")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "E2EConfig":
-        data = dict(data)
-        data["codec"] = HyperConfig.from_dict(data["codec"])
-        for key in ("keep", "level_weights", "eval_settings"):
-            data[key] = tuple(data[key])
-        return cls(**data)
 
 
 E2E_PRESETS = {"hyperlatent-cifar10": E2EConfig()}
@@ -168,24 +146,13 @@ def train_e2e(config: E2EConfig, train_split: ImageSplit, test_split: ImageSplit
 def _step(codec, edge, teacher, split, index, generator, config, optimizers, step, steps_per_epoch, sums) -> None:
     """One optimizer step on the images ``index`` of ``split``; adds its losses to ``sums``."""
     main_opt, aux_opt = optimizers
-    images = pad_crop_flip(split.images[index], generator)
-    labels = split.labels[index]
-    scale = warmup_cosine(step, steps_per_epoch, config.epochs, config.warmup_epochs, 1.0, config.min_lr / config.lr)
-    for group in main_opt.param_groups:
-        group["lr"] = group["base_lr"] * scale
-    with torch.no_grad(), autocast(config.bf16):
-        _, importance, hidden = edge_pass(edge, images, config.codec)
-        values = source_values(images, hidden, config.codec)
-        target = teacher(images).float() if teacher is not None else None
-    level = sample_levels(importance.float(), config, edge.grid_size, generator)
+    schedule_lr(main_opt, config, step, steps_per_epoch)
+    batch = training_batch(split, index, generator, edge, teacher, config.codec, config.bf16)
+    level = sample_levels(batch.importance, config, edge.grid_size, generator)
     with autocast(config.bf16):
-        out = codec(values.float(), level)
-    logits = out.logits.float()
-    ce = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
-    loss = ce + config.rate * out.bits.mean() / 1000
-    if target is not None:
-        loss = loss + config.kd * F.kl_div(logits.log_softmax(-1), target.log_softmax(-1), log_target=True,
-                                           reduction="batchmean")
+        out = codec(batch.values, level)
+    loss, ce = task_loss(out.logits, batch, config)
+    loss = loss + config.rate * out.bits.mean() / 1000
     main_opt.zero_grad(set_to_none=True)
     loss.backward()
     main_opt.step()

@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 from semcomm.data import ImageSplit
-from semcomm.edge.importance import patch_importance
 from semcomm.edge.selection import SpreadTopK, TopK
 from semcomm.inference import autocast
 from semcomm.models import ViTAdapter, create_model
@@ -26,16 +25,10 @@ from semcomm.rate.hyperlatent import CODEC_ID, WEIGHTS_PREFIX, HyperLatentPair, 
 from semcomm.rate.hyperprior import HyperConfig, HyperLatentCodec
 from semcomm.rate.zoo import ZOO_FOLDER, CodecCard, save_codec, write_card
 from semcomm.train.fitting import measure_pair
+from semcomm.train.pair_recipe import edge_pass
 from semcomm.zoo import user_zoo_dirs
 
 _SETTING = re.compile(r"(all|spread|top)(\d*)@(\d+)")
-
-
-def edge_pass(edge: ViTAdapter, images: torch.Tensor, config: HyperConfig) -> tuple[torch.Tensor, ...]:
-    """(B x C edge logits, B x N mean importance, B x N x D tokens after block ``tap`` or None) of one edge pass."""
-    tap = () if config.tap is None else (config.tap,)
-    out = edge.forward_with_attention(images, (-1,), hidden=tap)
-    return out.logits, patch_importance(out, "mean"), out.hidden[config.tap] if tap else None
 
 
 def parse_setting(setting: str, levels: int) -> tuple[object, int]:

@@ -27,21 +27,20 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from semcomm.data import ImageSplit
 from semcomm.inference import autocast
 from semcomm.models import ViTAdapter, create_model
 from semcomm.rate.hyperprior import source_values
 from semcomm.rate.zoo import ZOO_FOLDER, CodecCard, save_codec, write_card
-from semcomm.train.augmentation import pad_crop_flip
 from semcomm.train.e2e import E2EConfig, build_codec
-from semcomm.train.e2e_eval import edge_pass
+from semcomm.train.pair_recipe import edge_pass
 from semcomm.train.latent import training_patches
+from semcomm.train.pair_recipe import PairTrainConfig, schedule_lr, task_loss, training_batch
 from semcomm.train.resumable import Run, run_epochs
-from semcomm.train.schedule import warmup_cosine
 from semcomm.transport.jscc import CHANNEL_KINDS, CSI_KINDS, KIND, JSCCCodec, JSCCConfig
 from semcomm.zoo import user_zoo_dirs
 from semcomm.zoo.tensors import load_state, load_tensors
@@ -49,33 +48,19 @@ from semcomm.zoo.tensors import load_state, load_tensors
 _POINT = re.compile(rf"({'|'.join(CHANNEL_KINDS)})@(-?\d+(?:\.\d+)?|inf)")
 
 
-@dataclass(frozen=True)
-class JSCCTrainConfig:
-    """Hyper-parameters of one JSCC run (see the module docstring)."""
+@dataclass
+class JSCCTrainConfig(PairTrainConfig):
+    """Hyper-parameters of one JSCC run (see the module docstring and
+    :class:`~semcomm.train.pair_recipe.PairTrainConfig`)."""
+
+    codec_type: ClassVar[type] = JSCCConfig
 
     codec: JSCCConfig = field(default_factory=JSCCConfig)
-    edge: str = "vit-edge-cifar10"
-    server_init: str = "vit-server-cifar10"
     init_pair: str | None = "latent-cifar10"
-    epochs: int = 16
-    batch_size: int = 128
-    lr: float = 3e-4
-    server_lr: float = 5e-5
-    min_lr: float = 1e-5
-    weight_decay: float = 0.05
-    warmup_epochs: float = 0.5
-    label_smoothing: float = 0.1
-    kd: float = 1.0
-    keep: tuple[float, float] = (0.125, 1.0)
-    full_prob: float = 0.3
-    guided_prob: float = 0.7
     snr_range: tuple[float, float] = (-5.0, 20.0)
     channels: tuple[str, ...] = CHANNEL_KINDS
     csi: tuple[str, ...] = CSI_KINDS
-    bf16: bool = True
-    seed: int = 0
     save_every: int = 50
-    eval_images: int = 2000
     eval_points: tuple[str, ...] = ("awgn@inf", "awgn@-5", "awgn@0", "awgn@5", "awgn@10", "awgn@20", "block@0",
                                     "block@5", "block@20", "fast@5")
 
@@ -88,13 +73,6 @@ class JSCCTrainConfig:
                 raise ValueError(f"{name} must be a non-empty tuple of {allowed}, got {values}")
         for point in self.eval_points:
             parse_point(point)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "JSCCTrainConfig":
-        data = {**data, "codec": JSCCConfig.from_dict(data["codec"])}
-        for key in ("keep", "snr_range", "channels", "csi", "eval_points"):
-            data[key] = tuple(data[key])
-        return cls(**data)
 
 
 def parse_point(point: str) -> tuple[str, float]:
@@ -169,28 +147,16 @@ def _optimizer(codec: JSCCCodec, config: JSCCTrainConfig) -> torch.optim.AdamW:
 
 def _step(codec, edge, teacher, split, index, generator, config, optimizer, step, steps_per_epoch, sums) -> None:
     """One optimizer step on the images ``index`` of ``split`` through a drawn channel; adds its losses to ``sums``."""
-    images = pad_crop_flip(split.images[index], generator)
-    labels = split.labels[index]
-    scale = warmup_cosine(step, steps_per_epoch, config.epochs, config.warmup_epochs, 1.0, config.min_lr / config.lr)
-    for group in optimizer.param_groups:
-        group["lr"] = group["base_lr"] * scale
-    with torch.no_grad(), autocast(config.bf16):
-        _, importance, hidden = edge_pass(edge, images, config.codec.latent)
-        values = source_values(images, hidden, config.codec.latent)
-        target = teacher(images).float() if teacher is not None else None
-    sent = training_patches(importance.float(), config, edge.grid_size, generator)
+    schedule_lr(optimizer, config, step, steps_per_epoch)
+    batch = training_batch(split, index, generator, edge, teacher, config.codec.latent, config.bf16)
+    sent = training_patches(batch.importance, config, edge.grid_size, generator)
     low, high = config.snr_range
-    snr = low + (high - low) * torch.rand(len(images), generator=generator)
+    snr = low + (high - low) * torch.rand(len(batch.images), generator=generator)
     channel = config.channels[int(torch.randint(len(config.channels), (1,), generator=generator))]
     csi = config.csi[int(torch.randint(len(config.csi), (1,), generator=generator))]
     with autocast(config.bf16):
-        out = codec(values.float(), sent, snr, channel, csi, generator)
-    logits = out.logits.float()
-    ce = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
-    loss = ce
-    if target is not None:
-        loss = loss + config.kd * F.kl_div(logits.log_softmax(-1), target.log_softmax(-1), log_target=True,
-                                           reduction="batchmean")
+        out = codec(batch.values, sent, snr, channel, csi, generator)
+    loss, ce = task_loss(out.logits, batch, config)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

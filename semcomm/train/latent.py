@@ -23,6 +23,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -35,44 +36,25 @@ from semcomm.inference import autocast
 from semcomm.models import ViTAdapter, create_model
 from semcomm.rate.latent import LatentCodec, LatentConfig, patch_values, shipped_weights
 from semcomm.train.augmentation import pad_crop_flip
+from semcomm.train.pair_recipe import PairTrainConfig
 from semcomm.train.schedule import warmup_cosine
 from semcomm.zoo import load_tensors
 
 
 @dataclass
-class LatentTrainConfig:
-    """Hyper-parameters of one latent-codec training run (see the module docstring)."""
+class LatentTrainConfig(PairTrainConfig):
+    """Hyper-parameters of one latent-codec training run (see the module docstring and
+    :class:`~semcomm.train.pair_recipe.PairTrainConfig`)."""
+
+    codec_type: ClassVar[type] = LatentConfig
 
     codec: LatentConfig = field(default_factory=LatentConfig)
-    edge: str = "vit-edge-cifar10"
-    server_init: str = "vit-server-cifar10"
     epochs: int = 6
-    batch_size: int = 128
-    lr: float = 3e-4
-    server_lr: float = 5e-5
-    density_lr: float = 5e-3
-    min_lr: float = 1e-5
-    weight_decay: float = 0.05
     warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    kd: float = 1.0
-    rate: float = 0.3
     keep: tuple[float, float] = (0.25, 1.0)
-    full_prob: float = 0.3
+    density_lr: float = 5e-3
+    rate: float = 0.3
     level_weights: tuple[float, ...] | None = (0.05, 0.15, 0.3, 0.3, 0.2)
-    guided_prob: float = 0.7
-    bf16: bool = True
-    seed: int = 0
-    eval_images: int = 2000
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "LatentTrainConfig":
-        data = dict(data)
-        data["codec"] = LatentConfig.from_dict(data["codec"])
-        data["keep"] = tuple(data["keep"])
-        if data.get("level_weights") is not None:
-            data["level_weights"] = tuple(data["level_weights"])
-        return cls(**data)
 
 
 def edge_view(edge: ViTAdapter, images: torch.Tensor, config: LatentConfig) -> tuple[torch.Tensor, ...]:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from channels import AWGN, Equalizer, FlatFading
-from semcomm.rate.hyperprior import Analysis, HyperConfig, HyperServer
+from semcomm.rate.hyperprior import Analysis, HyperConfig, HyperServer, silent_mlp
 
 KIND = "jscc"  # the kind of a JSCC pair's card in the zoo's codecs/
 CHANNEL_KINDS = ("awgn", "block", "fast")  # AWGN; Rayleigh with one gain per image; Rayleigh with one per symbol
@@ -104,20 +104,13 @@ def snr_feature(snr_db: torch.Tensor) -> torch.Tensor:
     return snr_db.clamp(max=SNR_FEATURE_CAP) / 10
 
 
-def _silent_mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
-    mlp = nn.Sequential(nn.Linear(inputs, hidden), nn.GELU(), nn.Linear(hidden, outputs))
-    nn.init.zeros_(mlp[-1].weight)
-    nn.init.zeros_(mlp[-1].bias)
-    return mlp
-
-
 class SNRAttention(nn.Module):
     """ADJSCC's attention feature module: B x K x C values scaled channel-wise by 2 sigmoid(MLP(their mean
     magnitude over the K patches, snr / 10)); 1 at the start."""
 
     def __init__(self, channels: int, hidden: int):
         super().__init__()
-        self.mlp = _silent_mlp(channels + 1, hidden, channels)
+        self.mlp = silent_mlp(channels + 1, hidden, channels)
 
     def forward(self, values: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
         context = torch.cat([values.abs().mean(1), snr_feature(snr_db)[:, None]], -1)
@@ -150,7 +143,7 @@ class JSCCCodec(nn.Module):
         self.encoder_snr = SNRAttention(latent.channels, config.snr_hidden)
         self.server = HyperServer(latent)
         self.receive_gain = nn.Parameter(torch.ones(()))
-        self.server_snr = _silent_mlp(2, config.snr_hidden, self.server.vit.embed_dim)
+        self.server_snr = silent_mlp(2, config.snr_hidden, self.server.vit.embed_dim)
 
     def encode(self, values: torch.Tensor, positions: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
         """B x K x S complex symbols of mean energy 1 per image from B x N x in_dim ``values`` at B x K ``positions``."""
