@@ -93,12 +93,13 @@ def test_the_packet_format_round_trips_and_names_what_is_wrong(sent):
 
 
 def test_channels_are_chosen_by_name_and_a_user_can_register_one():
-    assert CHANNELS.names() == sorted(["ideal", "awgn", "rayleigh", "rayleigh-fast", "bsc", "bec", "gilbert-elliott"])
+    assert CHANNELS.names() == sorted(["ideal", "awgn", "rayleigh", "rayleigh-fast", "bsc", "bec", "gilbert-elliott",
+                                       "awgn-capacity", "rayleigh-capacity"])
     assert LinkSpec("bsc").label == "bsc LDPC(648, 1/2)" and LinkSpec("bsc").condition_name == "crossover probability"
     assert LinkSpec("rayleigh", modulation=16).label == "rayleigh 16-QAM LDPC(648, 1/2)"
     transport, snr = LinkSpec("gilbert-elliott").transport(0.1)
     assert snr is None and transport.ideal and transport.erasures is not None
-    with pytest.raises(ValueError, match="unknown channel 'rician'; choose from awgn, bec, bsc, gilbert-elliott, "):
+    with pytest.raises(ValueError, match="unknown channel 'rician'; choose from awgn, awgn-capacity, bec, bsc, "):
         LinkSpec("rician")
     with pytest.raises(ValueError, match=r"needs an SNR channel \(awgn, rayleigh, rayleigh-fast\)"):
         LinkSpec("bsc", adaptive=True)
@@ -432,3 +433,46 @@ def test_the_whole_string_arrives_whole_or_not_at_all(sent):
         for damaged in ([None], [packet[: len(packet) // 2]], [bytes([packet[0] ^ 0x40]) + packet[1:]], []):
             arrival = framing.join(damaged)
             assert arrival.received is None and arrival.packets_lost == 1 and len(arrival.missing) == 0
+
+
+# ---- separate source-channel coding at capacity ---------------------------------------------------------------
+def test_capacity_links_deliver_everything_at_the_closed_form_cost(sent):
+    """AWGN: ceil(bits / log2(1 + snr)); Rayleigh: the ergodic capacity, checked against Monte Carlo."""
+    import math
+
+    import numpy as np
+
+    pair, strings = sent
+    packets = [WholeString(pair).split(s) for s in strings[:6]]
+    bits = torch.tensor([sum(8 * len(p) for p in image) for image in packets], dtype=torch.float64)
+    for snr in (-5.0, 0.0, 7.5):
+        transport, snr_db = LinkSpec("awgn-capacity").transport(snr)
+        delivery = transport.send(packets, snr_db)
+        assert delivery.packets == packets
+        assert torch.equal(delivery.channel_uses, torch.ceil(bits / math.log2(1 + 10 ** (snr / 10))).long())
+        fading, _ = LinkSpec("rayleigh-capacity").transport(snr)
+        gains = np.random.default_rng(0).exponential(size=1_000_000)
+        samples = np.log2(1 + gains * 10 ** (snr / 10))
+        error = 4 * samples.std() / math.sqrt(len(samples))
+        assert abs(fading.capacity(snr) - samples.mean()) < error
+        assert (fading.send(packets, snr).channel_uses >= delivery.channel_uses).all()  # fading costs more
+    assert "capacity-achieving" in LinkSpec("awgn-capacity").label
+    with pytest.raises(ValueError, match="does not apply"):
+        LinkSpec("awgn-capacity", adaptive=True)
+    with pytest.raises(ValueError, match="finite Es/N0"):
+        transport.send(packets, None)
+
+
+def test_over_a_capacity_link_the_predictions_are_the_ideal_links(cifar_test):
+    edge, pair = create_model("vit-edge-cifar10"), create_codec("latent-cifar10")
+    encoder = EdgeEncoder(edge, SpreadTopK(16), gate=Gate("min_entropy", 0.6), codec=pair,
+                          hint=load_hint("vit-edge-cifar10"))
+    transmission = encoder.encode(cifar_test.images[:32])
+    outcomes = {}
+    for channel in ("ideal", "awgn-capacity"):
+        transport, snr = LinkSpec(channel).transport(None if channel == "ideal" else 2.0)
+        outcomes[channel] = over_link(transmission, pair, transport.with_framing(WholeString(pair)), snr)
+    assert torch.equal(outcomes["ideal"].predictions, outcomes["awgn-capacity"].predictions)
+    assert outcomes["awgn-capacity"].images_lost == 0
+    offloaded = transmission.offloaded
+    assert (outcomes["awgn-capacity"].channel_uses[offloaded] < outcomes["ideal"].channel_uses[offloaded]).all()

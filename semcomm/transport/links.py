@@ -14,6 +14,11 @@ channel                model                                                   c
 ``bec``                binary erasure channel, no modulation                   erasure probability
 ``gilbert-elliott``    bursty loss of whole code blocks (Gilbert channel,      mean block loss rate
                        mean burst ``burst`` blocks) on an error-free link
+``awgn-capacity``      separate source-channel coding's upper reference: a     Es/N0 in dB
+                       capacity-achieving code on AWGN, every bit arrives
+                       (:mod:`semcomm.transport.capacity`)
+``rayleigh-capacity``  the same on Rayleigh block fading, each image coded at  Es/N0 in dB
+                       its channel's capacity (gain known at the transmitter)
 =====================  =====================================================  ==========================
 
 Channels are registered by name in :data:`CHANNELS` (one
@@ -25,7 +30,8 @@ ignored; any other name: a probability in [0, 1], given to the builder), and
 ``modulated=False`` for bit channels that take no modulation. A plug-in adds its own::
 
     from channels import FlatFading
-    from semcomm.transport.digital import DigitalTransport
+    from semcomm.transport.capacity import CapacityTransport
+from semcomm.transport.digital import DigitalTransport
     from semcomm.transport.links import CHANNELS, SNR
 
     @CHANNELS.register("rician", condition=SNR)
@@ -50,6 +56,7 @@ from functools import lru_cache
 
 from channels import AWGN, BEC, BSC, DigitalLink, FlatFading, GilbertElliott, LDPC80211n, run_ber
 from semcomm.core.registry import Registry
+from semcomm.transport.capacity import CapacityTransport
 from semcomm.transport.digital import DigitalTransport
 
 ChannelBuilder = Callable[["LinkSpec", "float | None"], DigitalTransport]
@@ -101,8 +108,11 @@ class LinkSpec:
             raise ValueError(f"unsupported LDPC block length {self.block!r}; choose from {BLOCK_LENGTHS}")
         if not (isinstance(self.burst, (int, float)) and math.isfinite(self.burst) and self.burst >= 1):
             raise ValueError(f"burst must be a mean burst length of at least 1 block, got {self.burst!r}")
+        if self.adaptive and CHANNELS.info(self.channel).get("capacity"):
+            raise ValueError(f"link adaptation does not apply to {self.channel!r}: it codes at capacity")
         if self.adaptive and self.condition_name != SNR:
-            snr_channels = ", ".join(name for name in CHANNELS if CHANNELS.info(name).get("condition", SNR) == SNR)
+            snr_channels = ", ".join(name for name in CHANNELS if CHANNELS.info(name).get("condition", SNR) == SNR
+                                     and not CHANNELS.info(name).get("capacity"))
             raise ValueError(f"link adaptation needs an SNR channel ({snr_channels}), not {self.channel!r}")
         check_probability("target_bler", self.target_bler)
 
@@ -110,6 +120,8 @@ class LinkSpec:
     def label(self) -> str:
         """E.g. ``"awgn QPSK LDPC(648, 1/2)"``."""
         names = {2: "BPSK", 4: "QPSK"}
+        if CHANNELS.info(self.channel).get("capacity"):
+            return f"{self.channel} (capacity-achieving code, Gaussian inputs)"
         if self.adaptive:
             return f"{self.channel} adaptive (BLER <= {self.target_bler:g}) LDPC({self.block})"
         modulated = CHANNELS.info(self.channel).get("modulated", True)
@@ -175,6 +187,16 @@ def _bec(spec: LinkSpec, p: float) -> DigitalTransport:
 @CHANNELS.register("gilbert-elliott", condition="block loss rate")
 def _gilbert_elliott(spec: LinkSpec, loss_rate: float) -> DigitalTransport:
     return DigitalTransport(spec.digital_link(AWGN()), ideal=True, erasures=gilbert_channel(loss_rate, spec.burst))
+
+
+@CHANNELS.register("awgn-capacity", condition=SNR, capacity=True)
+def _awgn_capacity(spec: LinkSpec, snr_db: float) -> DigitalTransport:
+    return CapacityTransport(spec.digital_link(AWGN()))
+
+
+@CHANNELS.register("rayleigh-capacity", condition=SNR, capacity=True)
+def _rayleigh_capacity(spec: LinkSpec, snr_db: float) -> DigitalTransport:
+    return CapacityTransport(spec.digital_link(AWGN()), fading=True)
 
 
 class LinkAdaptation:
