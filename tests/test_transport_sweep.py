@@ -120,6 +120,11 @@ def test_cli_names_a_bad_channel_and_a_bad_snr(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["link", "--modulation", "8"])
     assert exit_info.value.code == 2 and "unsupported modulation order 8" in capsys.readouterr().err
+    for argv, message in ((["--channel", "awgn-capacity", "--adaptive"], "needs a coded SNR channel"),
+                          (["--iaq-bits", "400", "--iaq-budgets", "65"], "--iaq-budgets")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["link", *argv])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_cli_link_writes_json_and_plot(tmp_path, capsys):
@@ -178,3 +183,22 @@ def test_the_whole_string_framing_costs_fewer_channel_uses_and_falls_with_its_fi
     assert near[1].images_lost >= near[0].images_lost  # near the cliff, all or nothing loses more images
     with pytest.raises(ValueError, match="framings must be some of packets, whole"):
         LinkSweepConfig(framings=("frames",))
+
+
+def test_iaq_settings_cross_the_ideal_link_as_in_the_linkless_sweep(link_sweep, images):
+    """The error-free frontier's own settings (IAQ at a payload budget) as link-sweep points, exactly."""
+    from semcomm.rate.policies import IAQ
+
+    over_link = run(link_sweep, images, LinkSpec("ideal"), (0.0,), framings=("whole",), policies=(IAQ(400),),
+                    policy_budgets=(64,))
+    config = SweepConfig(rules=("spread-top-k",), budgets=(16,), levels=(3,), policies=(IAQ(400),),
+                         policy_budgets=(64,), thresholds=(0.4, 0.8), twins=False, full_images=False, codecs=())
+    linkless = Sweep(config, progress=False).run(images)
+    for gate in ("none", "min_entropy 0.4"):
+        point = over_link.find("spread-top-k 64 iaq 400b whole", 0.0, gate)
+        assert point.policy == "iaq 400b" and point.level is None and point.budget == 64
+        assert point.accuracy == linkless.find("spread-top-k 64 iaq 400b", gate, fusion=True).accuracy
+    with pytest.raises(TypeError, match="level policies"):
+        LinkSweepConfig(policies=(400,))
+    with pytest.raises(ValueError, match="policy_budgets"):
+        LinkSweepConfig(policy_budgets=(0,))

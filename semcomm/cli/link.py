@@ -8,8 +8,8 @@ from typing import Any
 
 from semcomm.cli.inputs import (check_budgets, check_classes, check_codec, check_hint, check_levels, dataset_name,
                                 image_side, load)
-from semcomm.cli.options import (add_data_args, add_limit_arg, add_model_arg, add_outputs, add_split_args,
-                                 add_threads_arg)
+from semcomm.cli.options import (add_data_args, add_iaq_args, add_limit_arg, add_model_arg, add_outputs,
+                                 add_split_args, add_threads_arg, iaq_levels, iaq_policies)
 from semcomm.cli.values import (image_codecs, names, nonnegative_int, open_probability, positive_int, positive_ints,
                                 registered, share, shares, thresholds)
 from semcomm.edge.codec import CODECS
@@ -56,6 +56,7 @@ def add_link(sub) -> None:
                    f"{', '.join(name for name in SELECTION_RULES if takes_budget(name))} (default spread-top-k)")
     p.add_argument("--budgets", type=positive_ints, help="patches per image, e.g. 16,32,64 (at --levels)")
     p.add_argument("--levels", type=positive_ints, help="codec levels, e.g. 3,4")
+    add_iaq_args(p)
     p.add_argument("--gate", default="min_entropy", type=registered(GATES),
                    help=f"the gate's uncertainty measure: {GATES.help()}")
     thresholds_group = p.add_mutually_exclusive_group()
@@ -118,18 +119,20 @@ def check_link(args: argparse.Namespace) -> None:
         what = "Es/N0 in dB" if condition == SNR else f"{'an' if condition[0] in 'aeiou' else 'a'} {condition}"
         raise ValueError(f"--snrs {','.join(f'{v:g}' for v in bad)}: channel {args.channel} takes {what} in "
                          f"[{low:g}, {high:g}]")
-    if args.adaptive and condition != SNR:
-        raise ValueError(f"--adaptive: link adaptation needs an SNR channel "
-                         f"({', '.join(n for n in CHANNELS if CHANNELS.info(n).get('condition', SNR) == SNR)}), "
-                         f"not {args.channel}")
+    adaptable = [n for n in CHANNELS if CHANNELS.info(n).get("condition", SNR) == SNR
+                 and not CHANNELS.info(n).get("capacity")]
+    if args.adaptive and args.channel not in adaptable:
+        raise ValueError(f"--adaptive: link adaptation needs a coded SNR channel ({', '.join(adaptable)}), not "
+                         f"{args.channel}")
     if args.rule is not None and not takes_budget(args.rule):
         raise ValueError(f"--rule {args.rule} keeps no fixed number of patches; choose from "
                          f"{', '.join(name for name in SELECTION_RULES if takes_budget(name))}")
     unknown = sorted(set(args.framings or ()) - set(FRAMINGS))
     if unknown:
         raise ValueError(f"--framings {','.join(unknown)}: choose from {', '.join(FRAMINGS)}")
-    check_budgets("--budgets", args.budgets, args.edge)
-    check_levels(args.codec, {"--levels": args.levels})
+    for option, budgets in (("--budgets", args.budgets), ("--iaq-budgets", args.iaq_budgets)):
+        check_budgets(option, budgets, args.edge)
+    check_levels(args.codec, {"--levels": args.levels, **iaq_levels(args)})
     check_codec(args.codec, args.edge, dataset_name(args), "the link needs a codec pair fitted to this data")
     check_hint(args.edge)
 
@@ -149,7 +152,8 @@ def link(args: argparse.Namespace) -> int:
         config = replace(config, settings=tuple((rule, k, m) for k in args.budgets or (16, 32, 64)
                                                 for m in args.levels or (3,)))
     for name, value in (("thresholds", args.thresholds), ("offload_rates", args.offload_rates), ("codecs", args.codecs),
-                        ("framings", args.framings)):
+                        ("framings", args.framings), ("policies", iaq_policies(args) or None),
+                        ("policy_budgets", args.iaq_budgets)):
         if value is not None:
             config = replace(config, **{name: value})
     split = load(args, args.split, image_side(args.edge), limit=args.limit)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from semcomm.cli.values import model, output_file, output_folder, positive_int
+from semcomm.cli.values import (model, nonnegative_float, output_file, output_folder, positive_floats, positive_int,
+                                positive_ints, registered)
 from semcomm.data import available_splits, locate
 from semcomm.zoo import USER_ZOO
 
@@ -90,3 +91,30 @@ def check_inputs(args: argparse.Namespace) -> None:
                 raise ValueError(f"--split {args.split}: {option} {getattr(args, name)} has the splits "
                                  f"{', '.join(splits) or '(none)'}")
             return
+
+
+def add_iaq_args(p: argparse.ArgumentParser) -> None:
+    """Importance-aware quantization settings of the codec pair (``--iaq-bits`` and its options)."""
+    from semcomm.rate.allocation import IAQ_SOLVERS
+
+    p.add_argument("--iaq-bits", type=positive_floats, help="IAQ payload budgets in bits per image, e.g. 200,400")
+    p.add_argument("--iaq-min-level", type=positive_int, default=1,
+                   help="IAQ: a patch is not sent or sent at this level or above")
+    p.add_argument("--iaq-power", type=nonnegative_float, default=1.0, help="IAQ weights: importance to this power")
+    p.add_argument("--iaq-solver", default="lagrangian", type=registered(IAQ_SOLVERS),
+                   help=f"IAQ's bit allocation: {IAQ_SOLVERS.help()}")
+    p.add_argument("--iaq-budgets", type=positive_ints, help="patches IAQ chooses among (default 64: all)")
+
+
+def iaq_policies(args: argparse.Namespace) -> tuple:
+    """The IAQ level policies of :func:`add_iaq_args`'s options (none without ``--iaq-bits``)."""
+    from semcomm.rate.policies import IAQ
+
+    return tuple(IAQ(b, solver=args.iaq_solver, power=args.iaq_power, min_level=args.iaq_min_level)
+                 for b in args.iaq_bits or ())
+
+
+def iaq_levels(args: argparse.Namespace) -> dict:
+    """The level options :func:`~semcomm.cli.inputs.check_levels` checks against the pair's levels."""
+    iaq_min_level = (args.iaq_min_level,) if args.iaq_bits and args.iaq_min_level > 1 else None
+    return {"--iaq-bits": () if args.iaq_bits else None, "--iaq-min-level": iaq_min_level}

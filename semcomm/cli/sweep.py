@@ -6,16 +6,15 @@ from dataclasses import replace
 
 from semcomm.cli.inputs import (check_budgets, check_classes, check_codec, check_hint, check_levels, dataset_name,
                                 image_side, load)
-from semcomm.cli.options import (add_data_args, add_limit_arg, add_model_arg, add_outputs, add_split_args,
-                                 add_threads_arg)
-from semcomm.cli.values import (image_codecs, nonnegative_float, positive_floats, positive_int, positive_ints,
-                                registered, registered_list, saved_backend, shares, thresholds)
+from semcomm.cli.options import (add_data_args, add_iaq_args, add_limit_arg, add_model_arg, add_outputs,
+                                 add_split_args, add_threads_arg, iaq_levels, iaq_policies)
+from semcomm.cli.values import (image_codecs, positive_floats, positive_ints, registered, registered_list,
+                                saved_backend, shares, thresholds)
 from semcomm.edge.codec import CODECS
 from semcomm.edge.gating import GATES
 from semcomm.edge.importance import IMPORTANCE
 from semcomm.edge.selection import SELECTION_RULES, takes_budget
 from semcomm.experiments.codecs import pixel_codecs
-from semcomm.rate.allocation import IAQ_SOLVERS
 
 
 def add_sweep(sub) -> None:
@@ -38,13 +37,7 @@ def add_sweep(sub) -> None:
     p.add_argument("--rules", type=registered_list(SELECTION_RULES, "selection rules"),
                    help=f"selection rules: {_rules_help()}")
     p.add_argument("--levels", type=positive_ints, help="fixed quantizer levels of the codec pair, e.g. 1,2")
-    p.add_argument("--iaq-bits", type=positive_floats, help="IAQ payload budgets in bits per image, e.g. 200,400")
-    p.add_argument("--iaq-min-level", type=positive_int, default=1,
-                   help="IAQ: a patch is not sent or sent at this level or above")
-    p.add_argument("--iaq-power", type=nonnegative_float, default=1.0, help="IAQ weights: importance to this power")
-    p.add_argument("--iaq-solver", default="lagrangian", type=registered(IAQ_SOLVERS),
-                   help=f"IAQ's bit allocation: {IAQ_SOLVERS.help()}")
-    p.add_argument("--iaq-budgets", type=positive_ints, help="patches IAQ chooses among (default 64: all)")
+    add_iaq_args(p)
     p.add_argument("--uniform-bits", type=positive_floats, help="uniform-level payload budgets (IAQ's baseline)")
     p.add_argument("--gate", default="min_entropy", type=registered(GATES),
                    help=f"the gate's uncertainty measure: {GATES.help()}")
@@ -81,9 +74,8 @@ def check_sweep(args: argparse.Namespace) -> None:
                          f"representation; use --codec {', '.join(pixel[:-1])} or {pixel[-1]}")
     for option, budgets in (("--budgets", args.budgets), ("--iaq-budgets", args.iaq_budgets)):
         check_budgets(option, budgets, args.edge)
-    iaq_min_level = (args.iaq_min_level,) if args.iaq_bits and args.iaq_min_level > 1 else None
-    check_levels(args.codec, {"--levels": args.levels, "--iaq-bits": () if args.iaq_bits else None,
-                              "--iaq-min-level": iaq_min_level, "--uniform-bits": () if args.uniform_bits else None})
+    check_levels(args.codec, {"--levels": args.levels, **iaq_levels(args),
+                              "--uniform-bits": () if args.uniform_bits else None})
     check_codec(args.codec, args.edge, dataset_name(args), "use --codec raw8")
     if not args.no_fusion:
         check_hint(args.edge)
@@ -92,13 +84,11 @@ def check_sweep(args: argparse.Namespace) -> None:
 def sweep(args: argparse.Namespace) -> int:
     from semcomm.experiments.plots import plot_sweep
     from semcomm.experiments.sweep import Sweep, SweepConfig
-    from semcomm.rate.policies import IAQ, UniformBudget
+    from semcomm.rate.policies import UniformBudget
 
     config = SweepConfig(edge=args.edge, server=args.backend or args.server, importance=args.importance, codec=args.codec,
                          gate_kind=args.gate, fusion=not args.no_fusion, twins=not args.no_twins)
-    policies = (tuple(IAQ(b, solver=args.iaq_solver, power=args.iaq_power, min_level=args.iaq_min_level)
-                      for b in args.iaq_bits or ())
-                + tuple(UniformBudget(b) for b in args.uniform_bits or ()))
+    policies = iaq_policies(args) + tuple(UniformBudget(b) for b in args.uniform_bits or ())
     for name, value in (("budgets", args.budgets), ("rules", args.rules), ("thresholds", args.thresholds), ("offload_rates", args.offload_rates),
                         ("levels", args.levels), ("policies", policies or None), ("codecs", args.codecs),
                         ("policy_budgets", args.iaq_budgets)):

@@ -33,7 +33,8 @@ class LinkPoint:
         family: ``semantic`` (the codec pair), ``codec`` (an image codec) or ``reference`` (the edge alone).
         rule: the semantic codec's selection rule by its registered name (None for image codecs and the edge).
         budget: its patches per image.
-        level: its quantizer level (every selected patch at this level).
+        level: its quantizer level (every selected patch at this level); None under a level policy.
+        policy: the level policy's label where one chose the levels (e.g. ``IAQ 600b``), else None.
         framing: how its strings crossed the link: ``packets`` or ``whole``.
         codec: the codec by its registered name (``latent-cifar10``, ``webp``, ``jpeg``); None for the edge.
         quality: an image codec's quality setting.
@@ -56,6 +57,7 @@ class LinkPoint:
     rule: str | None = None
     budget: int | None = None
     level: int | None = None
+    policy: str | None = None
     framing: str | None = None
     codec: str | None = None
     quality: int | None = None

@@ -54,7 +54,7 @@ from semcomm.experiments.sweep import Sweep, SweepConfig
 from semcomm.rate.hint import fuse
 from semcomm.rate.image_codecs import ImageCodec, standard_codecs
 from semcomm.rate.packetize import Packetizer, WholeString
-from semcomm.rate.policies import FixedLevel
+from semcomm.rate.policies import FixedLevel, LevelPolicy
 from semcomm.transport.links import LinkSpec
 from semcomm.transport.over_link import over_link
 
@@ -71,6 +71,9 @@ class LinkSweepConfig:
             ``bsc`` / ``bec`` / ``gilbert-elliott``; one value for ``ideal``).
         settings: (rule, patches, level) of the semantic codec; rule: a selection rule that takes a budget
             (``spread-top-k``, ``top-k``, ...).
+        policies: level policies (e.g. :class:`~semcomm.rate.policies.IAQ` at a few payload budgets: the
+            settings of the error-free frontier), each with spread-top-k at every budget of ``policy_budgets``.
+        policy_budgets: patches the policies choose among (default 64: every patch).
         gate_kind: the gate's uncertainty measure (a name of :data:`~semcomm.edge.gating.GATES`).
         thresholds: gate thresholds; the edge alone is always a point. None (the default): as in the link-less
             sweep, thresholds scaled to the number of classes (:mod:`semcomm.experiments.gates`).
@@ -92,6 +95,8 @@ class LinkSweepConfig:
     codec: str = "latent-cifar10"
     settings: tuple[tuple[str, int, int], ...] = (("spread-top-k", 16, 3), ("spread-top-k", 32, 3),
                                                   ("spread-top-k", 64, 3), ("spread-top-k", 64, 4))
+    policies: tuple[LevelPolicy, ...] = ()
+    policy_budgets: tuple[int, ...] = (64,)
     gate_kind: str = "min_entropy"
     thresholds: tuple[float, ...] | None = None
     offload_rates: tuple[float, ...] | None = None
@@ -110,6 +115,11 @@ class LinkSweepConfig:
                 budgeted = [name for name in SELECTION_RULES if takes_budget(name)]
                 raise ValueError(f"selection rule {rule!r} in settings keeps no fixed number of patches; choose "
                                  f"from {', '.join(budgeted)}")
+        for policy in self.policies:
+            if not isinstance(policy, LevelPolicy):
+                raise TypeError(f"policies must be level policies (e.g. IAQ(600)), got {type(policy).__name__}")
+        if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.policy_budgets):
+            raise ValueError(f"policy_budgets must be positive numbers of patches, got {self.policy_budgets!r}")
         GATES.resolve(self.gate_kind)  # an unknown name is refused here, listing the valid ones
         check_gate_grid(self.thresholds, self.offload_rates)
         if not self.framings or set(self.framings) - set(FRAMINGS):
@@ -143,8 +153,14 @@ class LinkSweep:
         if self.sweep.hint is None:
             raise ValueError("the link sweep needs the edge's hint coder (a sweep with fusion)")
         self.codec.hint_coder = self.sweep.hint
-        for _, _, level in config.settings:  # a pair whose strings carry no levels or no hint refuses here
-            self.codec.edge_policy(FixedLevel(level), self.sweep.hint)
+        for _, _, level in self.semantic_settings():  # a pair whose strings carry no levels or no hint refuses here
+            self.codec.edge_policy(_policy(level), self.sweep.hint)
+
+    def semantic_settings(self) -> list[tuple]:
+        """(rule, patches, level or level policy) of every semantic setting: the fixed-level ones, then each
+        policy with spread-top-k at every policy budget."""
+        cfg = self.config
+        return [*cfg.settings, *(("spread-top-k", k, policy) for k in cfg.policy_budgets for policy in cfg.policies)]
 
     def run(self, split: ImageSplit, state_path: str | Path | None = None) -> LinkSweepResult:
         started = time.time()
@@ -152,7 +168,8 @@ class LinkSweep:
         analysis = self.sweep.edge_analysis(split)
         edge_correct = analysis.logits.argmax(-1) == labels
         state = _load_state(state_path, cfg.key(split))
-        units = [(framing, s) for framing in cfg.framings for s in cfg.settings] + [("codec", c) for c in cfg.codecs]
+        units = ([(framing, s) for framing in cfg.framings for s in self.semantic_settings()]
+                 + [("codec", c) for c in cfg.codecs])
         for kind, setting in tqdm(units, desc="link sweep", disable=not self.progress):
             todo = [c for c in cfg.conditions if _unit_key(kind, setting, c) not in state["outcomes"]]
             if not todo:
@@ -191,16 +208,19 @@ class LinkSweep:
             return dict(scheme=setting.format, label=setting.name, family="codec", codec=setting.format,
                         quality=setting.quality)
         rule_name, k, level = setting
-        label = f"{_rule(rule_name, k).label} {FixedLevel(level).label}" + (" whole" if kind == "whole" else "")
-        return dict(scheme=self.codec.name, label=label, family="semantic", rule=rule_name, budget=k, level=level,
-                    framing=kind, codec=self.config.codec)
+        policy = _policy(level)
+        label = f"{_rule(rule_name, k).label} {policy.label}" + (" whole" if kind == "whole" else "")
+        fixed = isinstance(level, int)
+        return dict(scheme=self.codec.name, label=label, family="semantic", rule=rule_name, budget=k,
+                    level=level if fixed else None, policy=None if fixed else policy.label, framing=kind,
+                    codec=self.config.codec)
 
     def _semantic(self, split, analysis, setting, conditions, whole: bool) -> list[dict]:
         """Per condition, the outcome of carrying one setting's strings over the link (``whole``: as one packet)."""
         cfg = self.config
         rule_name, k, level = setting
         encoder = self.sweep.encoder
-        encoder.policy, encoder.hint = self.codec.edge_policy(FixedLevel(level), self.sweep.hint), self.sweep.hint
+        encoder.policy, encoder.hint = self.codec.edge_policy(_policy(level), self.sweep.hint), self.sweep.hint
         importance = analysis.importance[self.sweep.config.importance]
         mask = _rule(rule_name, k)(importance, self.sweep.edge.grid_size, torch.Generator().manual_seed(cfg.seed))
         sent = encoder.transmit(split.images, analysis.logits, mask, importance, analysis.hidden)
@@ -240,6 +260,11 @@ class LinkSweep:
                                  bits=[8 * len(p[0]) for p in packets], packets_lost=int((~arrived).sum()),
                                  packets_sent=len(packets), lost=(~arrived).tolist()))
         return outcomes
+
+
+def _policy(level: int | LevelPolicy) -> LevelPolicy:
+    """A setting's level policy: every selected patch at a fixed level, or the policy itself."""
+    return FixedLevel(level) if isinstance(level, int) else level
 
 
 def _rule(name: str, k: int) -> SelectionRule:
