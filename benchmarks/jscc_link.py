@@ -44,8 +44,7 @@ from semcomm.edge.gating import Gate  # noqa: E402
 from semcomm.edge.selection import SpreadTopK  # noqa: E402
 from semcomm.experiments.statistics import paired_comparison  # noqa: E402
 from semcomm.inference import autocast, native_bf16  # noqa: E402
-from semcomm.rate.hyperprior import source_values  # noqa: E402
-from semcomm.train.pair_recipe import edge_pass  # noqa: E402
+from semcomm.rate.hyperprior import edge_pass, source_values  # noqa: E402
 from semcomm.train.jscc import export_jscc  # noqa: E402
 from semcomm.transport.jscc_link import JSCCLink  # noqa: E402
 

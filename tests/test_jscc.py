@@ -18,8 +18,7 @@ from semcomm.edge.encoder import Transmission
 from semcomm.edge.selection import SpreadTopK
 from semcomm.models import create_model
 from semcomm.rate.hint import fuse
-from semcomm.rate.hyperprior import HyperConfig, source_values
-from semcomm.train.pair_recipe import edge_pass
+from semcomm.rate.hyperprior import HyperConfig, edge_pass, source_values
 from semcomm.train.jscc import JSCC_PRESETS, JSCCTrainConfig, export_jscc, parse_point, train_jscc
 from semcomm.transport.jscc import JSCCCodec, JSCCConfig, SNRAttention, make_channel
 from semcomm.transport.jscc_link import JSCCLink

@@ -202,3 +202,34 @@ def test_iaq_settings_cross_the_ideal_link_as_in_the_linkless_sweep(link_sweep, 
         LinkSweepConfig(policies=(400,))
     with pytest.raises(ValueError, match="policy_budgets"):
         LinkSweepConfig(policy_budgets=(0,))
+
+
+def test_a_jscc_pair_joins_the_sweep_as_the_analog_family(link_sweep, images, tmp_path, cifar_test):
+    """A (tiny) JSCC pair from a card: its points per budget, every image offloaded behind each gate, its channel
+    uses the symbols plus the control channel's; the comparison joins its frontier with the digital pair's."""
+    from dataclasses import replace as changed
+
+    from semcomm.rate.hyperprior import HyperConfig
+    from semcomm.train.jscc import JSCCTrainConfig, export_jscc, train_jscc
+    from semcomm.transport.jscc import JSCCConfig
+
+    tiny = JSCCTrainConfig(JSCCConfig(HyperConfig(server_architecture="semcomm_vit_edge_p4_32")),
+                           server_init="vit-edge-cifar10", init_pair=None, epochs=1, batch_size=8, eval_images=8,
+                           bf16=False, eval_points=("awgn@0",))
+    train_jscc(tiny, cifar_test.subset(16), cifar_test.subset(16), tmp_path / "run", progress=False)
+    export_jscc("jscc-tiny", tmp_path / "run", directory=tmp_path)
+    card = str(tmp_path / "jscc-tiny.json")
+    for spec, condition in ((LinkSpec("ideal"), 0.0), (LinkSpec("rayleigh"), 3.0)):
+        result = run(link_sweep, images, spec, (condition,), jscc=card, jscc_budgets=(16,))
+        point = result.find("jscc-tiny spread-top-k 16", condition)
+        assert point.family == "analog" and point.offload_rate == 1.0 and point.budget == 16
+        assert point.channel_uses_per_image > 16 * 8  # the symbols and the side information
+        gated = result.find("jscc-tiny spread-top-k 16", condition, "min_entropy 0.4")
+        assert gated.offload_rate < 1.0 and gated.channel_uses_per_image < point.channel_uses_per_image
+        assert result.comparison[0]["condition"] == condition
+    assert run(link_sweep, images, LinkSpec("ideal"), (0.0,), jscc=card, jscc_budgets=(16,)).find(
+        "jscc-tiny spread-top-k 16", 0.0).images_lost == 0
+    with pytest.raises(ValueError, match="a JSCC pair crosses"):
+        LinkSweepConfig(link=LinkSpec("bsc"), conditions=(0.01,), jscc=card)
+    with pytest.raises(ValueError, match="jscc_budgets"):
+        changed(LinkSweepConfig(), jscc_budgets=(0,))

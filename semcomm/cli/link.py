@@ -15,7 +15,7 @@ from semcomm.cli.values import (image_codecs, names, nonnegative_int, open_proba
 from semcomm.edge.codec import CODECS
 from semcomm.edge.gating import GATES
 from semcomm.edge.selection import SELECTION_RULES, takes_budget
-from semcomm.experiments.link_sweep import FRAMINGS
+from semcomm.experiments.link_sweep import FRAMINGS, JSCC_CHANNELS
 from semcomm.transport.links import (BLOCK_LENGTHS, CHANNELS, CODE_RATES, MODULATIONS, NO_CONDITION, SNR, SNR_RANGE_DB,
                                      LinkSpec, check_snr)
 
@@ -57,6 +57,9 @@ def add_link(sub) -> None:
     p.add_argument("--budgets", type=positive_ints, help="patches per image, e.g. 16,32,64 (at --levels)")
     p.add_argument("--levels", type=positive_ints, help="codec levels, e.g. 3,4")
     add_iaq_args(p)
+    p.add_argument("--jscc", help="also sweep a JSCC pair trained through the channel: its zoo name or card path "
+                   "(`semcomm export jscc-cifar10`)")
+    p.add_argument("--jscc-budgets", type=positive_ints, help="the JSCC pair's patches per image (default 16,32,64)")
     p.add_argument("--gate", default="min_entropy", type=registered(GATES),
                    help=f"the gate's uncertainty measure: {GATES.help()}")
     thresholds_group = p.add_mutually_exclusive_group()
@@ -130,8 +133,11 @@ def check_link(args: argparse.Namespace) -> None:
     unknown = sorted(set(args.framings or ()) - set(FRAMINGS))
     if unknown:
         raise ValueError(f"--framings {','.join(unknown)}: choose from {', '.join(FRAMINGS)}")
-    for option, budgets in (("--budgets", args.budgets), ("--iaq-budgets", args.iaq_budgets)):
+    for option, budgets in (("--budgets", args.budgets), ("--iaq-budgets", args.iaq_budgets),
+                            ("--jscc-budgets", args.jscc_budgets)):
         check_budgets(option, budgets, args.edge)
+    if args.jscc is not None and args.channel not in JSCC_CHANNELS:
+        raise ValueError(f"--jscc: a JSCC pair crosses {', '.join(JSCC_CHANNELS)}, not {args.channel}")
     check_levels(args.codec, {"--levels": args.levels, **iaq_levels(args)})
     check_codec(args.codec, args.edge, dataset_name(args), "the link needs a codec pair fitted to this data")
     check_hint(args.edge)
@@ -153,7 +159,7 @@ def link(args: argparse.Namespace) -> int:
                                                 for m in args.levels or (3,)))
     for name, value in (("thresholds", args.thresholds), ("offload_rates", args.offload_rates), ("codecs", args.codecs),
                         ("framings", args.framings), ("policies", iaq_policies(args) or None),
-                        ("policy_budgets", args.iaq_budgets)):
+                        ("policy_budgets", args.iaq_budgets), ("jscc", args.jscc), ("jscc_budgets", args.jscc_budgets)):
         if value is not None:
             config = replace(config, **{name: value})
     split = load(args, args.split, image_side(args.edge), limit=args.limit)

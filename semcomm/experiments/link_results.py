@@ -145,8 +145,9 @@ def mark_link_frontiers(points: list[LinkPoint]) -> None:
                 p.frontier, best = True, p.accuracy
 
 
-def compare_at(result: LinkSweepResult, semantic: str, condition: float) -> dict:
-    """At each image-codec frontier point, the semantic frontier's accuracy with no more channel uses, minus its.
+def compare_at(result: LinkSweepResult, semantic: str | tuple[str, ...], condition: float) -> dict:
+    """At each image-codec frontier point, the semantic frontier's accuracy with no more channel uses, minus its
+    (``semantic``: the scheme, or schemes whose frontiers are joined, e.g. the digital pair and a JSCC pair).
 
     Returns:
         ``{"condition", "codec_points", "holds", "worst_margin", "worst_at_uses"}``: the number of image-codec
@@ -154,7 +155,8 @@ def compare_at(result: LinkSweepResult, semantic: str, condition: float) -> dict
         as a fraction) and the channel uses per image where it occurs.
     """
     codec_points = [p for p in result.points if p.frontier and p.condition == condition and p.family == "codec"]
-    ours = result.frontier(semantic, condition)
+    ours = [p for scheme in ((semantic,) if isinstance(semantic, str) else semantic)
+            for p in result.frontier(scheme, condition)]
     worst, at = math.inf, 0.0
     for p in codec_points:
         best = max((q.accuracy for q in ours if q.channel_uses_per_image <= p.channel_uses_per_image + 1e-9),

@@ -19,6 +19,10 @@ Schemes:
 * image codecs (WebP, JPEG) of whole images: the edge hint and the file as
   one packet spanning as many link blocks as it needs; it arrives whole or
   is lost (then the edge answers);
+* a JSCC pair trained through the channel (``jscc``: :class:`~semcomm.transport.jscc_link.JSCCLink`), its
+  spread-top-k patches as analog symbols at each of ``jscc_budgets``, its side information on the simulated
+  control channel (``awgn`` -> AWGN, ``rayleigh`` -> Rayleigh block fading, ``rayleigh-fast`` -> fast fading,
+  the spec's CSI; ``ideal``: noise-free);
 * the edge alone (0 channel uses).
 
 The results, their frontiers and the comparison are :mod:`semcomm.experiments.link_results`.
@@ -37,6 +41,7 @@ import json
 import math
 import platform
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,7 +50,8 @@ from tqdm.auto import tqdm
 
 from semcomm.data import ImageSplit
 from semcomm.edge.gating import GATES, Gate
-from semcomm.edge.selection import SELECTION_RULES, SelectionRule, takes_budget
+from semcomm.edge.encoder import Transmission
+from semcomm.edge.selection import SELECTION_RULES, SelectionRule, SpreadTopK, takes_budget
 from semcomm.experiments.codecs import image_codec_pass, with_hint
 from semcomm.experiments.gates import check_gate_grid, sweep_gates
 from semcomm.experiments.link_results import LinkPoint, LinkSweepResult, compare_at, mark_link_frontiers
@@ -55,10 +61,12 @@ from semcomm.rate.hint import fuse
 from semcomm.rate.image_codecs import ImageCodec, standard_codecs
 from semcomm.rate.packetize import Packetizer, WholeString
 from semcomm.rate.policies import FixedLevel, LevelPolicy
+from semcomm.transport.jscc_link import JSCCLink
 from semcomm.transport.links import LinkSpec
 from semcomm.transport.over_link import over_link
 
 FRAMINGS = ("packets", "whole")
+JSCC_CHANNELS = {"ideal": "awgn", "awgn": "awgn", "rayleigh": "block", "rayleigh-fast": "fast"}  # link -> JSCC kind
 
 
 @dataclass
@@ -74,6 +82,9 @@ class LinkSweepConfig:
         policies: level policies (e.g. :class:`~semcomm.rate.policies.IAQ` at a few payload budgets: the
             settings of the error-free frontier), each with spread-top-k at every budget of ``policy_budgets``.
         policy_budgets: patches the policies choose among (default 64: every patch).
+        jscc: a JSCC pair (zoo name or card path, :meth:`JSCCLink.from_zoo
+            <semcomm.transport.jscc_link.JSCCLink.from_zoo>`) to sweep as well, or None.
+        jscc_budgets: its patches per image (spread-top-k).
         gate_kind: the gate's uncertainty measure (a name of :data:`~semcomm.edge.gating.GATES`).
         thresholds: gate thresholds; the edge alone is always a point. None (the default): as in the link-less
             sweep, thresholds scaled to the number of classes (:mod:`semcomm.experiments.gates`).
@@ -97,6 +108,8 @@ class LinkSweepConfig:
                                                   ("spread-top-k", 64, 3), ("spread-top-k", 64, 4))
     policies: tuple[LevelPolicy, ...] = ()
     policy_budgets: tuple[int, ...] = (64,)
+    jscc: str | None = None
+    jscc_budgets: tuple[int, ...] = (16, 32, 64)
     gate_kind: str = "min_entropy"
     thresholds: tuple[float, ...] | None = None
     offload_rates: tuple[float, ...] | None = None
@@ -118,8 +131,11 @@ class LinkSweepConfig:
         for policy in self.policies:
             if not isinstance(policy, LevelPolicy):
                 raise TypeError(f"policies must be level policies (e.g. IAQ(600)), got {type(policy).__name__}")
-        if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.policy_budgets):
-            raise ValueError(f"policy_budgets must be positive numbers of patches, got {self.policy_budgets!r}")
+        for name in ("policy_budgets", "jscc_budgets"):
+            if any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in getattr(self, name)):
+                raise ValueError(f"{name} must be positive numbers of patches, got {getattr(self, name)!r}")
+        if self.jscc is not None and self.link.channel not in JSCC_CHANNELS:
+            raise ValueError(f"a JSCC pair crosses {', '.join(JSCC_CHANNELS)}, not {self.link.channel!r}")
         GATES.resolve(self.gate_kind)  # an unknown name is refused here, listing the valid ones
         check_gate_grid(self.thresholds, self.offload_rates)
         if not self.framings or set(self.framings) - set(FRAMINGS):
@@ -169,13 +185,18 @@ class LinkSweep:
         edge_correct = analysis.logits.argmax(-1) == labels
         state = _load_state(state_path, cfg.key(split))
         units = ([(framing, s) for framing in cfg.framings for s in self.semantic_settings()]
-                 + [("codec", c) for c in cfg.codecs])
+                 + [("codec", c) for c in cfg.codecs]
+                 + [("jscc", k) for k in (cfg.jscc_budgets if cfg.jscc is not None else ())])
         for kind, setting in tqdm(units, desc="link sweep", disable=not self.progress):
             todo = [c for c in cfg.conditions if _unit_key(kind, setting, c) not in state["outcomes"]]
             if not todo:
                 continue
-            outcomes = (self._image_codec(split, analysis, setting, todo) if kind == "codec"
-                        else self._semantic(split, analysis, setting, todo, whole=kind == "whole"))
+            if kind == "codec":
+                outcomes = self._image_codec(split, analysis, setting, todo)
+            elif kind == "jscc":
+                outcomes = self._jscc(split, analysis, setting, todo)
+            else:
+                outcomes = self._semantic(split, analysis, setting, todo, whole=kind == "whole")
             for condition, outcome in zip(todo, outcomes):
                 state["outcomes"][_unit_key(kind, setting, condition)] = outcome
             _save_state(state_path, state)
@@ -197,7 +218,8 @@ class LinkSweep:
                 for gate, offload in gated:
                     result.points.append(_point(tags, outcome, offload, edge_correct, condition, gate))
         mark_link_frontiers(result.points)
-        result.comparison = [compare_at(result, self.codec.name, c) for c in cfg.conditions]
+        ours = (self.codec.name,) + ((self.jscc_link.name,) if cfg.jscc is not None else ())
+        result.comparison = [compare_at(result, ours, c) for c in cfg.conditions]
         result.seconds = time.time() - started
         return result
 
@@ -207,6 +229,10 @@ class LinkSweep:
         if kind == "codec":
             return dict(scheme=setting.format, label=setting.name, family="codec", codec=setting.format,
                         quality=setting.quality)
+        if kind == "jscc":
+            name = self.jscc_link.name
+            return dict(scheme=name, label=f"{name} spread-top-k {setting}", family="analog", rule="spread-top-k",
+                        budget=setting, codec=name)
         rule_name, k, level = setting
         policy = _policy(level)
         label = f"{_rule(rule_name, k).label} {policy.label}" + (" whole" if kind == "whole" else "")
@@ -241,6 +267,36 @@ class LinkSweep:
                                  packets_sent=out.packets_sent, lost=out.lost.tolist()))
         return outcomes
 
+    @property
+    def jscc_link(self) -> JSCCLink:
+        """The configured JSCC pair over the sweep's channel (built once)."""
+        if getattr(self, "_jscc_link", None) is None:
+            kind = JSCC_CHANNELS[self.config.link.channel]
+            csi = "estimated" if self.config.link.csi == "estimated" else "perfect"
+            self._jscc_link = JSCCLink.from_zoo(self.config.jscc, kind, csi)
+        return self._jscc_link
+
+    def _jscc(self, split, analysis, k: int, conditions) -> list[dict]:
+        """Per condition, the outcome of the JSCC pair sending every image's ``k`` spread-top-k patches."""
+        link = self.jscc_link
+        if getattr(self, "_jscc_images", None) is not split:
+            self._jscc_images, self._jscc_values = split, link.source(self.sweep.edge, split.images)
+        importance = analysis.importance[self.sweep.config.importance]
+        mask = SpreadTopK(k)(importance, self.sweep.edge.grid_size)
+        every = torch.ones(len(split), dtype=torch.bool)
+        sent = Transmission(analysis.logits, every, mask, [None] * len(split), mask.long())
+        outcomes = []
+        for condition in conditions:
+            noise_free = self.config.link.channel == "ideal"
+            with warnings.catch_warnings():
+                if noise_free:  # the noise-free reference lies outside any trained range by design
+                    warnings.simplefilter("ignore")
+                out = link.run(sent, self._jscc_values, math.inf if noise_free else condition,
+                               generator=self.config.seed)
+            outcomes.append(dict(correct=(out.predictions == split.labels).tolist(), uses=out.channel_uses.tolist(),
+                                 bits=out.link_bits.tolist(), packets_lost=0, packets_sent=0, lost=out.lost.tolist()))
+        return outcomes
+
     def _image_codec(self, split, analysis, codec: ImageCodec, conditions) -> list[dict]:
         """Per condition, the outcome of sending each image's hint and file as one packet over the link."""
         cfg, hint = self.config, self.sweep.hint
@@ -273,7 +329,10 @@ def _rule(name: str, k: int) -> SelectionRule:
 
 
 def _unit_key(kind: str, setting, condition: float) -> str:
-    name = setting.name if isinstance(setting, ImageCodec) else " ".join(map(str, setting))
+    if isinstance(setting, ImageCodec):
+        name = setting.name
+    else:
+        name = str(setting) if isinstance(setting, int) else " ".join(map(str, setting))
     return f"{kind}|{name}|{condition!r}"
 
 

@@ -34,6 +34,8 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from semcomm.edge.importance import patch_importance
+from semcomm.models import ViTAdapter
 from semcomm.rate.latent import LatentForward, LatentServer, patch_values
 
 SOURCES = ("tokens", "pixels", "both")
@@ -121,6 +123,13 @@ def source_values(images: torch.Tensor, hidden: torch.Tensor | None, config: Hyp
             raise ValueError(f"the hyperlatent codec reads the edge's tokens after block {config.tap}; none were given")
         parts.append(hidden.float())
     return torch.cat(parts, -1)
+
+
+def edge_pass(edge: ViTAdapter, images: torch.Tensor, config: HyperConfig) -> tuple[torch.Tensor, ...]:
+    """(B x C edge logits, B x N mean importance, B x N x D tokens after block ``tap`` or None) of one edge pass."""
+    tap = () if config.tap is None else (config.tap,)
+    out = edge.forward_with_attention(images, (-1,), hidden=tap)
+    return out.logits, patch_importance(out, "mean"), out.hidden[config.tap] if tap else None
 
 
 def anchors(positions: torch.Tensor, config: HyperConfig) -> torch.Tensor:

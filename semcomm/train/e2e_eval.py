@@ -22,10 +22,9 @@ from semcomm.edge.selection import SpreadTopK, TopK
 from semcomm.inference import autocast
 from semcomm.models import ViTAdapter, create_model
 from semcomm.rate.hyperlatent import CODEC_ID, WEIGHTS_PREFIX, HyperLatentPair, TableCounts
-from semcomm.rate.hyperprior import HyperConfig, HyperLatentCodec
+from semcomm.rate.hyperprior import HyperConfig, HyperLatentCodec, edge_pass
 from semcomm.rate.zoo import ZOO_FOLDER, CodecCard, save_codec, write_card
 from semcomm.train.fitting import measure_pair
-from semcomm.train.pair_recipe import edge_pass
 from semcomm.zoo import user_zoo_dirs
 
 _SETTING = re.compile(r"(all|spread|top)(\d*)@(\d+)")

@@ -34,10 +34,9 @@ import torch
 from semcomm.data import ImageSplit
 from semcomm.inference import autocast
 from semcomm.models import ViTAdapter, create_model
-from semcomm.rate.hyperprior import source_values
+from semcomm.rate.hyperprior import edge_pass, source_values
 from semcomm.rate.zoo import ZOO_FOLDER, CodecCard, save_codec, write_card
 from semcomm.train.e2e import E2EConfig, build_codec
-from semcomm.train.pair_recipe import edge_pass
 from semcomm.train.latent import training_patches
 from semcomm.train.pair_recipe import PairTrainConfig, schedule_lr, task_loss, training_batch
 from semcomm.train.resumable import Run, run_epochs

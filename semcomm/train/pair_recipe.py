@@ -11,10 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from semcomm.data import ImageSplit
-from semcomm.edge.importance import patch_importance
 from semcomm.inference import autocast
 from semcomm.models import ViTAdapter
-from semcomm.rate.hyperprior import HyperConfig, source_values
+from semcomm.rate.hyperprior import HyperConfig, edge_pass, source_values
 from semcomm.train.augmentation import pad_crop_flip
 from semcomm.train.schedule import warmup_cosine
 
@@ -65,13 +64,6 @@ class PairTrainConfig:
         """The config of its JSON form (lists back to tuples, the codec's dict to its config)."""
         data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**{**data, "codec": cls.codec_type.from_dict(data["codec"])})
-
-
-def edge_pass(edge: ViTAdapter, images: torch.Tensor, config: HyperConfig) -> tuple[torch.Tensor, ...]:
-    """(B x C edge logits, B x N mean importance, B x N x D tokens after block ``tap`` or None) of one edge pass."""
-    tap = () if config.tap is None else (config.tap,)
-    out = edge.forward_with_attention(images, (-1,), hidden=tap)
-    return out.logits, patch_importance(out, "mean"), out.hidden[config.tap] if tap else None
 
 
 @dataclass

@@ -23,8 +23,10 @@ import torch
 
 from semcomm.edge.encoder import Transmission, collaborative_predictions
 from semcomm.inference import autocast
+from semcomm.models import ViTAdapter
 from semcomm.rate.hint import HintCoder
 from semcomm.rate.hint import fuse as fuse_log_probs
+from semcomm.rate.hyperprior import edge_pass, source_values
 from semcomm.rate.zoo import CodecCard, codec_card, load_hint
 from semcomm.transport.analog_outcome import AnalogOutcome
 from semcomm.transport.control import ControlChannel
@@ -47,6 +49,7 @@ class JSCCLink:
         max_uses: the most channel uses the link gives one image (None: no limit); an image that needs more
             is refused before anything is sent.
         bf16: run the pair's networks in bf16 autocast.
+        name: the pair's name (its card's), for results.
     """
 
     codec: JSCCCodec
@@ -57,6 +60,7 @@ class JSCCLink:
     trained_snr: tuple[float, float] | None = None
     max_uses: int | None = None
     bf16: bool = False
+    name: str = "jscc"
 
     def __post_init__(self):
         if not isinstance(self.codec, JSCCCodec):
@@ -84,7 +88,17 @@ class JSCCLink:
         load_state(codec, {k: v.float() for k, v in tensors.items()}, f"JSCC pair {name}")
         trained = tuple(card.config["train"]["snr_range"])
         return cls(codec.eval(), channel, csi, hint_coder=load_hint(card.edge) if hint else None,
-                   trained_snr=trained, **options)
+                   trained_snr=trained, name=card.name, **options)
+
+    def source(self, edge: ViTAdapter, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        """B x N x in_dim values the pair's analysis reads of uint8 ``images``, through the (frozen) ``edge``."""
+        latent, values = self.codec.config.latent, []
+        for start in range(0, len(images), batch_size):
+            part = images[start : start + batch_size]
+            with torch.no_grad(), autocast(self.bf16):
+                _, _, hidden = edge_pass(edge, part, latent)
+            values.append(source_values(part, None if hidden is None else hidden.float(), latent))
+        return torch.cat(values)
 
     def run(self, sent: Transmission, values: torch.Tensor, snr_db: float,
             generator: torch.Generator | int | None = None, batch_size: int = 256) -> AnalogOutcome:
