@@ -3,12 +3,13 @@ where they coincide, fused and plain frontiers marked apart."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 
 from semcomm.experiments.frontiers import mark_frontier_points, pareto_frontiers
 from semcomm.experiments.link_results import LinkPoint, LinkSweepResult, mark_link_frontiers
-from semcomm.experiments.plots import EDGE_LINE, SERVER_LINE, plot_link, plot_sweep
+from semcomm.experiments.plots import EDGE_LINE, SERVER_LINE, plot_degradation, plot_link, plot_sweep
 from semcomm.experiments.results import OperatingPoint, SweepResult
 
 
@@ -86,3 +87,23 @@ def test_the_link_figure_keeps_its_legend_outside_too():
     box = fig.legends[0].get_window_extent()
     assert all(not box.overlaps(ax.get_window_extent()) for ax in fig.axes)
 
+
+
+def test_the_degradation_figure_draws_each_scheme_within_each_budget():
+    points = []
+    for condition in (0.0, 5.0, 10.0):
+        points.append(LinkPoint("edge", "edge alone", "min_entropy inf", condition, 0.6, 0.0, 0.0, 0.0, 0.0, 0.0))
+        points.append(LinkPoint("latent", "digital", "none", condition, 0.55 if condition < 5 else 0.8, 1.0, 300.0,
+                                600.0, 0.0, 0.0, family="semantic"))
+        points.append(LinkPoint("jscc", "analog", "none", condition, 0.7 + condition / 100, 1.0, 200.0, 40.0, 0.0,
+                                0.0, family="analog"))
+    mark_link_frontiers(points)
+    result = LinkSweepResult("toy/test", 100, "awgn", "Es/N0 (dB)", 0.6, points=points)
+    fig = drawn(plot_degradation(result, (250.0, 400.0)))
+    tight, loose = ({line.get_label(): line for line in ax.get_lines()} for ax in fig.axes[:2])
+    assert list(tight["jscc"].get_ydata()) == pytest.approx([70.0, 75.0, 80.0])
+    assert list(tight["latent"].get_ydata()) == pytest.approx([60.0, 60.0, 60.0])  # over budget: the edge answers
+    assert list(loose["latent"].get_ydata()) == pytest.approx([60.0, 80.0, 80.0])  # below the cliff: the edge
+    assert len(fig.legends) == 1
+    with pytest.raises(ValueError, match="budgets must be positive"):
+        plot_degradation(result, ())

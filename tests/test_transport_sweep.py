@@ -129,8 +129,9 @@ def test_cli_names_a_bad_channel_and_a_bad_snr(capsys):
 
 def test_cli_link_writes_json_and_plot(tmp_path, capsys):
     code = main(["link", "--channel", "awgn", "--snrs", "0,6", "--limit", "40", "--budgets", "16", "--codecs",
-                 "webp-q40", "--thresholds", "0.8", "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png")])
-    assert code == 0
+                 "webp-q40", "--thresholds", "0.8", "--json", str(tmp_path / "r.json"), "--plot", str(tmp_path / "r.png"),
+                 "--degradation-plot", str(tmp_path / "d.png"), "--degradation-uses", "500,2000"])
+    assert code == 0 and (tmp_path / "d.png").stat().st_size > 10_000
     result = LinkSweepResult.from_json(tmp_path / "r.json")
     assert result.images == 40 and {p.condition for p in result.points} == {0.0, 6.0}
     assert (tmp_path / "r.png").stat().st_size > 10_000

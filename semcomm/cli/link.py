@@ -10,8 +10,8 @@ from semcomm.cli.inputs import (check_budgets, check_classes, check_codec, check
                                 image_side, load)
 from semcomm.cli.options import (add_data_args, add_iaq_args, add_limit_arg, add_model_arg, add_outputs,
                                  add_split_args, add_threads_arg, iaq_levels, iaq_policies)
-from semcomm.cli.values import (image_codecs, names, nonnegative_int, open_probability, positive_int, positive_ints,
-                                registered, share, shares, thresholds)
+from semcomm.cli.values import (image_codecs, names, nonnegative_int, open_probability, output_file, positive_floats,
+                                positive_int, positive_ints, registered, share, shares, thresholds)
 from semcomm.edge.codec import CODECS
 from semcomm.edge.gating import GATES
 from semcomm.edge.selection import SELECTION_RULES, takes_budget
@@ -70,6 +70,10 @@ def add_link(sub) -> None:
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the channel's random draws")
     add_outputs(p, "write the results here (a .partial file beside it lets a run resume)",
                 "write accuracy vs SNR and vs channel uses here")
+    p.add_argument("--degradation-plot", type=output_file(), help="write each scheme's accuracy against the channel "
+                   "at fixed channel uses here (graceful degradation; budgets: --degradation-uses)")
+    p.add_argument("--degradation-uses", type=positive_floats, default=(256.0, 512.0, 1024.0),
+                   help="mean channel uses per image of the degradation plot's panels (default 256,512,1024)")
     add_threads_arg(p)
     add_data_args(p)
     p.set_defaults(run=link, check=check_link)
@@ -145,7 +149,7 @@ def check_link(args: argparse.Namespace) -> None:
 
 def link(args: argparse.Namespace) -> int:
     from semcomm.experiments.link_sweep import LinkSweep, LinkSweepConfig
-    from semcomm.experiments.plots import plot_link
+    from semcomm.experiments.plots import plot_degradation, plot_link
 
     spec = LinkSpec(args.channel, modulation=args.modulation, code_rate=args.code_rate, block=args.block,
                     adaptive=args.adaptive, target_bler=args.target_bler)
@@ -175,6 +179,8 @@ def link(args: argparse.Namespace) -> int:
         result.to_json(args.json)
     if args.plot:
         plot_link(result, args.plot)
+    if args.degradation_plot:
+        plot_degradation(result, args.degradation_uses, args.degradation_plot)
     return 0
 
 

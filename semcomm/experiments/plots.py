@@ -125,3 +125,34 @@ def plot_link(result: LinkSweepResult, path: str | Path | None = None) -> Figure
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def plot_degradation(result: LinkSweepResult, budgets: tuple[float, ...], path: str | Path | None = None) -> Figure:
+    """Graceful degradation: each scheme's top-1 against the channel condition at fixed channel uses, one panel
+    per budget of ``budgets`` (mean channel uses per image). At each condition a scheme shows its most accurate
+    point within the budget (:meth:`LinkSweepResult.operating_point`: a setting and gate chosen per condition, as
+    rate control would; the edge's answer where nothing fits or helps). The digital cliff and an analog pair's
+    slope stand side by side; the edge alone is dashed."""
+    if not budgets or any(b <= 0 for b in budgets):
+        raise ValueError(f"budgets must be positive mean channel uses per image, got {budgets!r}")
+    fig = Figure(figsize=(6.5 * len(budgets), 6), layout="constrained")
+    axes = fig.subplots(1, len(budgets), squeeze=False)[0]
+    schemes = list(dict.fromkeys(p.scheme for p in result.points if p.scheme != "edge"))
+    conditions = sorted({p.condition for p in result.points})
+    colors = dict(COLORS)
+    cycle = iter(["tab:blue", "tab:green", "tab:red", "tab:purple", "tab:olive", "tab:cyan"])
+    for ax, budget in zip(axes, budgets):
+        for scheme in schemes:
+            colors.setdefault(scheme, next(cycle, "black"))
+            top1 = [100 * result.operating_point(c, budget, schemes=(scheme,)).accuracy for c in conditions]
+            ax.plot(conditions, top1, marker="o", color=colors[scheme], label=scheme)
+        ax.axhline(100 * result.edge_accuracy, label="edge alone", **EDGE_LINE)
+        ax.grid(True, alpha=0.3)
+        ax.set_xlabel(result.condition_name)
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.set_title(f"at most {budget:,.0f} channel uses per image")
+    _legend_below(fig, axes)
+    fig.suptitle(f"{result.link}: {result.dataset}, {result.images} images")
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
