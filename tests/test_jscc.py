@@ -86,11 +86,15 @@ def test_gradients_reach_the_encoder_through_every_channel(codec):
         assert codec.encoder_snr.mlp[-1].weight.grad.abs().sum() > 0, kind
 
 
-def test_the_snr_modules_start_silent():
+def test_the_snr_modules_start_silent_and_read_at_most_the_ceiling():
     torch.manual_seed(0)
-    module = SNRAttention(16, 8)
+    module = SNRAttention(16, 8, ceiling=20.0)
     values = torch.randn(2, 5, 16)
     assert torch.equal(module(values, torch.tensor([0.0, math.inf])), values)
+    torch.nn.init.normal_(module.mlp[-1].weight)
+    above = module(values, torch.tensor([20.0, 20.0]))
+    assert torch.equal(module(values, torch.tensor([35.0, math.inf])), above)  # above the ceiling: as at it
+    assert not torch.equal(module(values, torch.tensor([10.0, 10.0])), above)
 
 
 def test_bad_input_is_named(codec):
@@ -115,6 +119,8 @@ def test_bad_input_is_named(codec):
         JSCCTrainConfig(snr_range=(10.0, 0.0))
     with pytest.raises(ValueError, match="channels must be"):
         JSCCTrainConfig(channels=("cable",))
+    with pytest.raises(ValueError, match="snr_ceiling"):
+        JSCCTrainConfig(snr_range=(0.0, 10.0))  # the pair's ceiling stays at 20 dB
     with pytest.raises(ValueError, match="evaluation point"):
         parse_point("awgn@loud")
     assert parse_point("block@-5") == ("block", -5.0) and parse_point("awgn@inf") == ("awgn", math.inf)
@@ -124,6 +130,7 @@ def test_presets_are_the_adaptive_pair_and_single_snr_references():
     assert JSCC_PRESETS["jscc-cifar10"].snr_range == (-5.0, 20.0)
     assert JSCC_PRESETS["jscc-cifar10-awgn0"].snr_range == (0.0, 0.0)
     assert JSCC_PRESETS["jscc-cifar10-awgn0"].channels == ("awgn",)
+    assert JSCC_PRESETS["jscc-cifar10-awgn0"].codec.snr_ceiling == 0.0
     assert JSCCTrainConfig.from_dict(json.loads(json.dumps(asdict(replace(TINY, epochs=3))))) == \
         replace(TINY, epochs=3)
 

@@ -67,6 +67,9 @@ class JSCCTrainConfig(PairTrainConfig):
         low, high = self.snr_range
         if not (math.isfinite(low) and math.isfinite(high) and low <= high):
             raise ValueError(f"snr_range must be two finite dB values, low <= high, got {self.snr_range}")
+        if self.codec.snr_ceiling != high:
+            raise ValueError(f"the pair's snr_ceiling ({self.codec.snr_ceiling:g} dB) must be the top of snr_range "
+                             f"({high:g} dB): above it the SNR modules read the best SNR trained for")
         for name, values, allowed in (("channels", self.channels, CHANNEL_KINDS), ("csi", self.csi, CSI_KINDS)):
             if not values or any(v not in allowed for v in values):
                 raise ValueError(f"{name} must be a non-empty tuple of {allowed}, got {values}")
@@ -86,7 +89,8 @@ def parse_point(point: str) -> tuple[str, float]:
 # the SNR-adaptive pair, and single-SNR references over AWGN (target (c) of issue 27 compares them)
 JSCC_PRESETS = {"jscc-cifar10": JSCCTrainConfig()}
 for _snr in (-5, 0, 5, 10, 20):
-    JSCC_PRESETS[f"jscc-cifar10-awgn{_snr}"] = JSCCTrainConfig(snr_range=(float(_snr), float(_snr)),
+    JSCC_PRESETS[f"jscc-cifar10-awgn{_snr}"] = JSCCTrainConfig(JSCCConfig(snr_ceiling=float(_snr)),
+                                                               snr_range=(float(_snr), float(_snr)),
                                                                channels=("awgn",), csi=("perfect",))
 
 
