@@ -1,8 +1,12 @@
 """A JSCC pair trained through the channel (issue 27), over AWGN and Rayleigh block fading: top-1 against SNR.
 
-    .venv/bin/python benchmarks/jscc_link.py [--model jscc-cifar10 | --model snapshots/jscc-cifar10 | CARD.json]
+    .venv/bin/python benchmarks/jscc_link.py [--model jscc-cifar10 | --model snapshots/jscc-cifar10 | CARD.json,...]
         [--images 10000] [--snrs -5,0,2,5,10,20] [--channels awgn,block] [--budgets 64,32,16] [--gate 0.6]
-        [--json results/jscc-link.json]
+        [--json results/jscc-link.json] [--plot results/jscc-link.png]
+
+Several models (comma-separated: the SNR-adaptive pair and single-SNR references) run on the same images and
+channel draws; ``--plot`` draws each model's top-1 against the SNR on each channel at the largest budget on one
+figure, hollow markers where a model runs outside the SNR range it was trained on (mismatch).
 
 Every image goes through the shipped edge (vit-edge-cifar10); the min-entropy gate (``--gate``, bits; ``none``
 offloads every image) decides which are offloaded, each offloaded image sends its K spread-top-k patches
@@ -77,15 +81,21 @@ def main() -> None:
     parser.add_argument("--budgets", default="64,32,16", help="patches sent per offloaded image")
     parser.add_argument("--gate", default="0.6", help="min-entropy gate threshold in bits, or none")
     parser.add_argument("--json", type=Path, help="write the numbers here")
+    parser.add_argument("--plot", type=Path, help="draw top-1 against SNR per model and channel here")
     args = parser.parse_args()
     snrs = [float(s) for s in args.snrs.split(",")]
     started = time.time()
     split = load_split("cifar10", "test", limit=args.images)
     edge = create_model("vit-edge-cifar10")
+    models = {}
     with tempfile.TemporaryDirectory() as scratch:
-        card = model_card(args.model, Path(scratch))
-        links = {kind: JSCCLink.from_zoo(card, kind, bf16=native_bf16()) for kind in args.channels.split(",")}
-    latent = next(iter(links.values())).codec.config.latent
+        for model in args.model.split(","):
+            card = model_card(model, Path(scratch))
+            models[model] = {kind: JSCCLink.from_zoo(card, kind, bf16=native_bf16())
+                             for kind in args.channels.split(",")}
+    latent = next(iter(next(iter(models.values())).values())).codec.config.latent
+    if any(link.codec.config.latent != latent for links in models.values() for link in links.values()):
+        raise ValueError("the models read different source values; compare models of one geometry")
     logits, importance, values = [], [], []
     for start in range(0, len(split), 500):
         images = split.images[start : start + 500]
@@ -105,14 +115,16 @@ def main() -> None:
     print(f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     print(f"- machine: {_refenv.cpu_name()} ({platform.machine()}), {os.cpu_count()} cores, load average at start "
           f"{load}; torch {torch.__version__}, {torch.get_num_threads()} thread(s), bf16 {native_bf16()}")
-    print(f"- model: {args.model}, trained on {links[next(iter(links))].trained_snr} dB; control channel: "
-          f"{links[next(iter(links))].control.label}")
+    for model, links in models.items():
+        print(f"- model {model}: trained on {next(iter(links.values())).trained_snr} dB")
+    print(f"- control channel: {next(iter(next(iter(models.values())).values())).control.label}")
     print(f"- data: {split.name}, {len(split)} images; gate {args.gate} offloads {100 * offloaded.float().mean():.1f}%; "
           f"edge alone {edge_top1[0]:.2f}% [{edge_top1[1]:.2f}, {edge_top1[2]:.2f}]; edge pass {prepared:.0f} s\n")
-    results = dict(model=str(args.model), images=len(split), gate=args.gate, edge_top1=edge_top1[0], rows=[])
-    for kind, link in links.items():
-        print(f"{CHANNEL_NAMES[kind]}: top-1 (%) [95% interval] at Es/N0 (dB); * below the edge alone (McNemar "
-              "p < 0.05)\n")
+    results = dict(models=list(models), images=len(split), gate=args.gate, edge_top1=edge_top1[0], rows=[])
+    for (model, links), kind in ((m, k) for m in models.items() for k in args.channels.split(",")):
+        link = links[kind]
+        print(f"{model}, {CHANNEL_NAMES[kind]}: top-1 (%) [95% interval] at Es/N0 (dB); * below the edge alone "
+              "(McNemar p < 0.05)\n")
         print("| k | " + " | ".join(f"{s:g}" for s in snrs) + " | noise-free | uses / offloaded image | uses / image "
               "| images lost at the lowest SNR | lowest SNR within 1 point of the best | sweep time |")
         print("|---:|" + "---:|" * len(snrs) + "---:|---:|---:|---:|---:|---:|")
@@ -123,7 +135,8 @@ def main() -> None:
             outcomes = {snr: link.run(sent, values, snr, generator=0) for snr in snrs}
             sweep = time.time() - clock
             clean = link.run(sent, values, math.inf, generator=0)
-            cells, curve, row = [], {}, dict(channel=kind, k=k, points={})
+            cells, curve, row = [], {}, dict(model=model, trained_snr=list(link.trained_snr), channel=kind, k=k,
+                                             points={})
             for snr, out in outcomes.items():
                 correct = out.predictions == split.labels
                 top1, low, high = interval(correct)
@@ -150,6 +163,37 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))
+    if args.plot:
+        plot_curves(results, max(int(b) for b in args.budgets.split(",")), args.plot)
+
+
+def plot_curves(results: dict, k: int, path: Path) -> None:
+    """Top-1 against SNR of every model on every channel at ``k`` patches; hollow markers outside a model's
+    trained range; the edge alone dashed."""
+    from matplotlib.figure import Figure
+
+    from semcomm.experiments.plots import EDGE_LINE
+
+    channels = list(dict.fromkeys(row["channel"] for row in results["rows"]))
+    fig = Figure(figsize=(6.5 * len(channels), 5.5), layout="constrained")
+    axes = fig.subplots(1, len(channels), squeeze=False)[0]
+    for ax, channel in zip(axes, channels):
+        for row in (r for r in results["rows"] if r["channel"] == channel and r["k"] == k):
+            snrs = [float(s) for s in row["points"]]
+            top1 = [row["points"][s]["top1"] for s in row["points"]]
+            line, = ax.plot(snrs, top1, label=row["model"])
+            low, high = row["trained_snr"]
+            for snr, value in zip(snrs, top1):
+                inside = low <= snr <= high
+                ax.plot(snr, value, "o", color=line.get_color(), mfc=line.get_color() if inside else "none")
+        ax.axhline(results["edge_top1"], label="edge alone", **EDGE_LINE)
+        ax.set_xlabel("Es/N0 (dB)")
+        ax.set_ylabel(f"top-1 (%), {k} patches per offloaded image, gate {results['gate']}")
+        ax.set_title(CHANNEL_NAMES[channel])
+        ax.grid(True, alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), fontsize=8)  # hides no data
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, replace
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from types import SimpleNamespace
 
 from channels import FlatFading
 from semcomm.edge.encoder import Transmission
@@ -185,6 +185,8 @@ def test_an_exported_pair_loads_back_with_its_range(shipped):
     assert snapshot_card.sha256 == shipped.card.sha256  # the same weights, the same bytes
     with pytest.raises(ValueError, match="neither a run directory"):
         export_jscc("nothing", shipped.folder / "codecs")
+    with pytest.raises(ValueError, match="is not a JSCC run"):
+        export_jscc("other", Path(__file__).resolve().parents[1] / "snapshots" / "hyperlatent-cifar10")
 
 
 def test_over_a_clean_link_the_server_answers_every_offloaded_image(shipped):
@@ -221,6 +223,12 @@ def test_bad_link_settings_are_named(shipped):
         JSCCLink.from_zoo(shipped.path, "fast", "none")
     with pytest.raises(ValueError, match="max_uses must be"):
         JSCCLink.from_zoo(shipped.path, max_uses=0)
+    for power in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="power must be a positive"):
+            JSCCLink.from_zoo(shipped.path, power=power)
+    half = JSCCLink.from_zoo(shipped.path, power=0.5).run(shipped.sent, shipped.values, 6.0, generator=3)
+    weaker = JSCCLink.from_zoo(shipped.path).run(shipped.sent, shipped.values, 6.0 + 10 * math.log10(0.5), generator=3)
+    assert torch.equal(half.predictions, weaker.predictions)  # half the power is 3 dB less
     link = JSCCLink.from_zoo(shipped.path, max_uses=100)
     with pytest.raises(ValueError, match="max_uses=100"):
         link.run(shipped.sent, shipped.values, 5.0)

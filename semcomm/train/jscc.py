@@ -201,10 +201,10 @@ def export_jscc(name: str, source: str | Path, test_split: ImageSplit | None = N
     source = Path(source)
     if (source / "state.pt").is_file():
         state = torch.load(source / "state.pt", weights_only=False)
-        config, weights, history = JSCCTrainConfig.from_dict(state["config"]), state["model"], state["history"]
+        config, weights, history = _jscc_config(state["config"], source), state["model"], state["history"]
     elif (source / "snapshot.json").is_file():
         record = json.loads((source / "snapshot.json").read_text())
-        config, history = JSCCTrainConfig.from_dict(record["config"]), record["history"]
+        config, history = _jscc_config(record["config"], source), record["history"]
         weights = load_tensors(source / "weights.safetensors", sha256=record["sha256"])
     else:
         raise ValueError(f"{source} holds no JSCC run: neither a run directory (state.pt) nor a snapshot "
@@ -223,3 +223,11 @@ def export_jscc(name: str, source: str | Path, test_split: ImageSplit | None = N
                                       bf16=False)
         write_card(card)
     return card
+
+
+def _jscc_config(saved: dict, source: Path) -> JSCCTrainConfig:
+    """The JSCC config of a run's saved config; a ValueError naming ``source`` when it is another kind of run."""
+    try:
+        return JSCCTrainConfig.from_dict(saved)
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{source} is not a JSCC run: its config is not a JSCC pair's ({err})") from None

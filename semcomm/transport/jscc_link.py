@@ -15,6 +15,7 @@ The result is an :class:`~semcomm.transport.analog_outcome.AnalogOutcome` (analo
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,9 @@ class JSCCLink:
             is refused before anything is sent.
         bf16: run the pair's networks in bf16 autocast.
         name: the pair's name (its card's), for results.
+        power: the transmitter's mean symbol energy in units of the budget Es that ``snr_db`` refers to (both the
+            pair's symbols and the control channel's; 0.5 sends 3 dB weaker): the link runs at Es/N0
+            ``snr_db + 10 log10(power)``.
     """
 
     codec: JSCCCodec
@@ -61,6 +65,7 @@ class JSCCLink:
     max_uses: int | None = None
     bf16: bool = False
     name: str = "jscc"
+    power: float = 1.0
 
     def __post_init__(self):
         if not isinstance(self.codec, JSCCCodec):
@@ -68,6 +73,8 @@ class JSCCLink:
         self.model = make_channel(self.channel, self.csi, self.codec.config.pilots)
         if not isinstance(self.control, ControlChannel):
             raise TypeError(f"control must be a ControlChannel, got {type(self.control).__name__}")
+        if isinstance(self.power, bool) or not isinstance(self.power, (int, float)) or not 0 < self.power < math.inf:
+            raise ValueError(f"power must be a positive, finite share of the power budget, got {self.power!r}")
         if self.max_uses is not None and (isinstance(self.max_uses, bool) or not isinstance(self.max_uses, int)
                                           or self.max_uses < 1):
             raise ValueError(f"max_uses must be a positive number of channel uses per image or None, got "
@@ -109,7 +116,7 @@ class JSCCLink:
             values: B x N x in_dim values the pair's analysis reads (:func:`~semcomm.rate.hyperprior.source_values`).
             generator: every draw of the channel and the control channel (a seed or None: seed 0).
         """
-        snr = float(check_snr(snr_db, 1)[0])
+        snr = float(check_snr(snr_db, 1)[0]) + 10 * math.log10(self.power)
         self._warn_outside_training(snr)
         b, n = sent.mask.shape
         if not isinstance(values, torch.Tensor) or tuple(values.shape[:2]) != (b, n) or values.dim() != 3:
