@@ -48,10 +48,12 @@ def zoo(args: argparse.Namespace) -> int:
         print(f"{card.name:{name}} {card.architecture:{arch}} {card.dataset:{data}} {card.params:9,d} {card.epochs:6d} "
               f"{acc:>10}")
     _list_backends()
-    print("\ncodec pairs (every patch sent, server alone: top-1 at bits per image, per level)")
+    print("\ncodec pairs (every patch sent, server alone: top-1 at bits per image, per level; a JSCC pair: top-1 per "
+          "channel point)")
     for card in list_codec_cards():
         levels = [f"L{m[1:]} {100 * v['top1']:.1f}% @ {v['bits_per_image']:,.0f}" for m, v in card.measured.items()
                   if m.startswith("L") and isinstance(v, dict)]
+        levels += [f"{m} {100 * v['top1']:.1f}%" for m, v in card.measured.items() if "@" in m and isinstance(v, dict)]
         print(f"{card.name:24} {card.kind:8} server {card.server:26} {'; '.join(levels) or 'not measured'}")
     return 0
 
