@@ -65,6 +65,11 @@ class ControlChannel:
             return math.ceil(bits / self.rate)
         return self.link(bits, channel).uses_per_packet
 
+    def message_uses(self, messages: list[tuple[bytes, int]], channel=None) -> list[int]:
+        """Channel uses of each (bytes, bit count) message over ``channel`` (one link built per length)."""
+        per_length = {bits: self.channel_uses(bits, channel) for bits in {bits for _, bits in messages}}
+        return [per_length[bits] for _, bits in messages]
+
     @property
     def label(self) -> str:
         if not self.coded:
@@ -76,7 +81,7 @@ class ControlChannel:
               generator: torch.Generator) -> tuple[list[bytes | None], list[int]]:
         """Each (bytes, bit count) message over ``channel`` at Es/N0 ``snr_db`` (``math.inf``: noise-free):
         (what arrived, None where the CRC failed; channel uses of each). Error-free when not ``coded``."""
-        uses = [self.channel_uses(bits, channel) for _, bits in messages]
+        uses = self.message_uses(messages, channel)
         if not self.coded or snr_db == math.inf:  # assumed error-free, or noise-free
             return [data for data, _ in messages], uses
         arrived: list[bytes | None] = [None] * len(messages)
@@ -85,7 +90,8 @@ class ControlChannel:
             by_length.setdefault(bits, []).append(i)
         for bits, rows in sorted(by_length.items()):
             sent = np.stack([np.unpackbits(np.frombuffer(messages[i][0], dtype=np.uint8))[:bits] for i in rows])
-            out = self.link(bits, channel)(torch.from_numpy(sent.astype(np.float32)), snr_db=snr_db, generator=generator)
+            link = self.link(bits, channel)
+            out = link(torch.from_numpy(sent.astype(np.float32)), snr_db=snr_db, generator=generator)
             got = out.bits.numpy() > 0.5
             for j, i in enumerate(rows):
                 if bool(out.crc_ok[j].all()):

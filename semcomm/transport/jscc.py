@@ -156,7 +156,8 @@ class JSCCCodec(nn.Module):
         self.server_snr = silent_mlp(2, config.snr_hidden, self.server.vit.embed_dim)
 
     def encode(self, values: torch.Tensor, positions: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
-        """B x K x S complex symbols of mean energy 1 per image from B x N x in_dim ``values`` at B x K ``positions``."""
+        """B x K x S complex symbols of mean energy 1 per image, from B x N x in_dim ``values`` at B x K
+        ``positions``."""
         picked = values.float().gather(1, positions[..., None].expand(-1, -1, values.shape[-1]))
         reals = self.encoder_snr(self.analysis(picked), snr_db)
         reals = reals * (0.5 / reals.pow(2).mean((1, 2), keepdim=True).clamp_min(1e-12)).sqrt()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from semcomm.core.seeding import as_generator
 from semcomm.edge.encoder import Transmission, collaborative_predictions
 from semcomm.inference import autocast
 from semcomm.models import ViTAdapter
@@ -122,16 +123,17 @@ class JSCCLink:
         if not isinstance(values, torch.Tensor) or tuple(values.shape[:2]) != (b, n) or values.dim() != 3:
             raise ValueError(f"values must be B x N x in_dim = {b} x {n} x {self.codec.config.latent.in_dim}, got "
                              f"{tuple(getattr(values, 'shape', ()))}")
-        generator = generator if isinstance(generator, torch.Generator) else \
-            torch.Generator().manual_seed(0 if generator is None else int(generator))
+        generator = as_generator(generator)
         offloaded = sent.offloaded.nonzero().flatten()
         counts = sent.mask.sum(1)
         messages = self._side_information(sent, offloaded)
         analog_uses, control_uses, link_bits = (torch.zeros(b, dtype=torch.int64) for _ in range(3))
-        for i in offloaded.tolist():
-            analog_uses[i] = self.codec.channel_uses(int(counts[i]), self.model)
-            link_bits[i] = messages[i][1]
-            control_uses[i] = self.control.channel_uses(messages[i][1], self.model)
+        if len(offloaded):
+            control_uses[offloaded] = torch.tensor(self.control.message_uses([messages[i] for i in offloaded.tolist()],
+                                                                             self.model))
+            link_bits[offloaded] = torch.tensor([messages[i][1] for i in offloaded.tolist()])
+            analog_uses[offloaded] = torch.tensor([self.codec.channel_uses(int(counts[i]), self.model)
+                                                   for i in offloaded.tolist()])
         self._check_bandwidth(analog_uses + control_uses)
         logits = torch.full((len(offloaded), self.codec.config.latent.num_classes), float("nan"))
         slot = {i: s for s, i in enumerate(offloaded.tolist())}
