@@ -18,11 +18,9 @@ from pathlib import Path
 from semcomm.data import load_split
 from semcomm.experiments.plots import plot_sweep
 from semcomm.experiments.sweep import Sweep, SweepConfig
-from semcomm.rate.image_codecs import ImageCodec
+from semcomm.rate.image_codecs import frontier_codecs
 from semcomm.rate.policies import IAQ
 
-AV1_QUALITIES = (0, 5, 10, 15, 20, 25, 30, 40, 50, 60, 75)
-WEBP_QUALITIES = (1, 5, 10, 20, 30, 40, 50, 60, 75, 90)
 THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.6, 1.8, 2.0, 2.5, 3.0)
 
 
@@ -39,10 +37,7 @@ def main() -> None:
         policies=tuple(IAQ(b, min_level=2) for b in (600, 900, 1300, 1800, 2400))
         + tuple(IAQ(b, min_level=3) for b in (1300, 1800, 2400)), policy_budgets=(64,),
         thresholds=THRESHOLDS,
-        codecs=tuple(ImageCodec("av1", q) for q in AV1_QUALITIES)
-        + tuple(ImageCodec(fmt, q) for fmt in ("vp8", "webp") for q in WEBP_QUALITIES)
-        + tuple(ImageCodec("avif", q) for q in (10, 40, 75))
-        + tuple(ImageCodec("jpeg", q) for q in (5, 25, 50, 75, 95)),
+        codecs=tuple(frontier_codecs()),
     )
     split = load_split("cifar10", "test", limit=args.limit)
     result = Sweep(config).run(split)

@@ -329,3 +329,13 @@ def test_predict_names_each_unlabelled_images_class(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     shown = [[row["file"], row["class"]] for row in result["predictions"][:2]]
     assert [line.split("\t")[:2] for line in lines] == shown
+
+
+def test_codec_lists_name_the_frontier_grid():
+    from semcomm.cli.values import image_codecs
+    from semcomm.rate.image_codecs import ImageCodec, frontier_codecs
+
+    assert image_codecs("frontier") == tuple(frontier_codecs()) and image_codecs("none") == ()
+    assert image_codecs("av1-q20,webp-q40") == (ImageCodec("av1", 20), ImageCodec("webp", 40))
+    formats = {codec.format for codec in frontier_codecs()}
+    assert formats == {"av1", "vp8", "webp", "avif", "jpeg"} and len(frontier_codecs()) == 39

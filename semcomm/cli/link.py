@@ -66,7 +66,8 @@ def add_link(sub) -> None:
     thresholds_group.add_argument("--thresholds", type=thresholds, help="gate thresholds, e.g. 0.4,0.8,1.2 (inf: never offload; default 0,0.2,...,2 min-entropy bits scaled to the gate's maximum for the data's classes, or offload rates where none keeps an image at the edge)")
     thresholds_group.add_argument("--offload-rates", type=shares, help="instead of --thresholds: shares of the images to offload, e.g. 0.2,0.5,0.8, each threshold calibrated on the edge's outputs")
     p.add_argument("--codecs", type=image_codecs, help="image codecs FORMAT-qQUALITY (jpeg, webp, avif files; vp8, av1 "
-                   "as their transports carry them), e.g. webp-q10,av1-q40; 'none' for none")
+                   "as their transports carry them), e.g. webp-q10,av1-q40; 'none' for none; 'frontier' for the "
+                   "error-free frontier's dense grid (39 settings)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the channel's random draws")
     add_outputs(p, "write the results here (a .partial file beside it lets a run resume)",
                 "write accuracy vs SNR and vs channel uses here")

@@ -46,7 +46,8 @@ def add_sweep(sub) -> None:
     thresholds_group.add_argument("--offload-rates", type=shares, help="instead of --thresholds: shares of the images to offload, e.g. 0.2,0.5,0.8, each threshold calibrated on the edge's outputs")
     p.add_argument("--codecs", type=image_codecs, help="reference codecs FORMAT-qQUALITY, FORMAT one of jpeg, webp, avif (whole "
                    "files), vp8, av1 (what a transport carries of the WebP / AVIF file; FORMAT.md), e.g. "
-                   "av1-q20,webp-q40 (default: webp q10/40/75, jpeg q50); 'none' for no codecs")
+                   "av1-q20,webp-q40 (default: webp q10/40/75, jpeg q50); 'none' for no codecs; 'frontier' for the "
+                   "error-free frontier's dense grid (39 settings)")
     p.add_argument("--no-fusion", action="store_true", help="do not send the edge's prediction and fuse it")
     p.add_argument("--no-twins", action="store_true", help="no equal-budget random twins")
     p.add_argument("--all-rows", action="store_true", help="print every point, not only frontiers and references")

@@ -105,11 +105,14 @@ def image_geometry(text: str) -> tuple[int, int]:
 
 
 def image_codecs(text: str):
-    """``webp-q20,jpeg-q50`` -> image codecs (``none``: no codecs)."""
-    from semcomm.rate.image_codecs import ImageCodec
+    """``webp-q20,jpeg-q50`` -> image codecs (``none``: no codecs; ``frontier``: the error-free frontier's dense
+    grid, :func:`~semcomm.rate.image_codecs.frontier_codecs`)."""
+    from semcomm.rate.image_codecs import ImageCodec, frontier_codecs
 
     if text == "none":
         return ()
+    if text == "frontier":
+        return tuple(frontier_codecs())
     codecs = []
     for item in text.split(","):
         fmt, _, quality = item.partition("-q")

@@ -198,3 +198,17 @@ def standard_codecs() -> list[ImageCodec]:
     and ``benchmarks/rate_frontier.py`` sweeps both densely.)
     """
     return [ImageCodec("webp", q) for q in (10, 40, 75)] + [ImageCodec("jpeg", 50)]
+
+
+AV1_QUALITIES = (0, 5, 10, 15, 20, 25, 30, 40, 50, 60, 75)
+WEBP_QUALITIES = (1, 5, 10, 20, 30, 40, 50, 60, 75, 90)
+
+
+def frontier_codecs() -> list[ImageCodec]:
+    """The dense grid of the error-free frontier (``benchmarks/rate_frontier.py``; CLI ``--codecs frontier``): AV1
+    as its transport carries it at 11 qualities, VP8 as carried and WebP files at 10 each, AVIF files at 10/40/75,
+    JPEG at 5/25/50/75/95."""
+    return ([ImageCodec("av1", q) for q in AV1_QUALITIES]
+            + [ImageCodec(fmt, q) for fmt in ("vp8", "webp") for q in WEBP_QUALITIES]
+            + [ImageCodec("avif", q) for q in (10, 40, 75)]
+            + [ImageCodec("jpeg", q) for q in (5, 25, 50, 75, 95)])
