@@ -137,6 +137,9 @@ def test_cli_link_writes_json_and_plot(tmp_path, capsys):
     assert (tmp_path / "r.png").stat().st_size > 10_000
     assert "equal channel uses" in capsys.readouterr().out
     assert torch.isfinite(torch.tensor([p.accuracy for p in result.points])).all()
+    # every accuracy over a random channel with its exact 95% interval over the 40 images
+    assert all(p.interval[0] <= p.accuracy <= p.interval[1] and p.interval[1] - p.interval[0] > 0.1
+               for p in result.points)
     # every point records the settings that made it, beside its label
     whole = result.find("spread-top-k 16 L3 whole", 6.0, "min_entropy 0.8")
     assert (whole.family, whole.rule, whole.budget, whole.level, whole.framing, whole.codec) == (

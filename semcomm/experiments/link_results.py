@@ -40,6 +40,8 @@ class LinkPoint:
         quality: an image codec's quality setting.
         gate_kind: the gate's uncertainty measure; None when every image is sent.
         threshold: the gate's threshold; None when every image is sent or none is (the edge alone).
+        interval: the exact (Clopper-Pearson) 95% interval of ``accuracy`` over the images (a random channel's
+            draws and the images both vary; paired comparisons of two points use the same images and draws).
     """
 
     scheme: str
@@ -63,6 +65,7 @@ class LinkPoint:
     quality: int | None = None
     gate_kind: str | None = None
     threshold: float | None = None
+    interval: list[float] | None = None
 
 
 @dataclass

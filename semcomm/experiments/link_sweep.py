@@ -48,6 +48,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from channels import clopper_pearson
 from semcomm.data import ImageSplit
 from semcomm.edge.gating import GATES, Gate
 from semcomm.edge.encoder import Transmission
@@ -210,6 +211,7 @@ class LinkSweep:
         for condition in cfg.conditions:
             result.points.append(LinkPoint(scheme="edge", label="edge alone", condition=condition,
                                            accuracy=float(edge_correct.float().mean()), offload_rate=0.0,
+                                           interval=list(clopper_pearson(int(edge_correct.sum()), len(labels), 0.95)),
                                            channel_uses_per_image=0.0, bits_per_image=0.0, packet_loss=0.0,
                                            images_lost=0.0, family="reference",
                                            **gate_fields(Gate(cfg.gate_kind, math.inf))))
@@ -346,9 +348,11 @@ def _point(tags: dict, outcome: dict, offload: torch.Tensor, edge_correct: torch
     lost = torch.tensor(outcome["lost"]) & offload
     sent = int(offload.sum())
     loss = outcome["packets_lost"] / outcome["packets_sent"] if outcome["packets_sent"] else 0.0
+    low, high = clopper_pearson(int(correct.sum()), len(correct), 0.95)
     return LinkPoint(condition=condition, accuracy=float(correct.float().mean()), offload_rate=sent / len(offload),
                      channel_uses_per_image=float(uses.mean()), bits_per_image=float(bits.mean()), packet_loss=loss,
-                     images_lost=float(lost.sum()) / sent if sent else 0.0, **gate_fields(gate), **tags)
+                     images_lost=float(lost.sum()) / sent if sent else 0.0, interval=[low, high],
+                     **gate_fields(gate), **tags)
 
 
 def _load_state(path, key: str) -> dict:
