@@ -226,6 +226,7 @@ def test_a_jscc_pair_joins_the_sweep_as_the_analog_family(link_sweep, images, tm
     for spec, condition in ((LinkSpec("ideal"), 0.0), (LinkSpec("rayleigh"), 3.0)):
         result = run(link_sweep, images, spec, (condition,), jscc=card, jscc_budgets=(16,))
         point = result.find("jscc-tiny spread-top-k 16", condition)
+        assert link_sweep.jscc_link.channel == ("awgn" if spec.channel == "ideal" else "block")  # the sweep's channel
         assert point.family == "analog" and point.offload_rate == 1.0 and point.budget == 16
         assert point.channel_uses_per_image > 16 * 8  # the symbols and the side information
         gated = result.find("jscc-tiny spread-top-k 16", condition, "min_entropy 0.4")

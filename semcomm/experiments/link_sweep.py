@@ -167,6 +167,7 @@ class LinkSweep:
         self.sweep = sweep or Sweep(SweepConfig(edge=config.edge, server=config.server, codec=config.codec,
                                                 codecs=(), fusion=True), progress=progress)
         self.codec = self.sweep.codec
+        self._jscc_cache = (None, None, None, None)  # (pair, channel, CSI), its link, the split and its source values
         if self.sweep.hint is None:
             raise ValueError("the link sweep needs the edge's hint coder (a sweep with fusion)")
         self.codec.hint_coder = self.sweep.hint
@@ -271,18 +272,20 @@ class LinkSweep:
 
     @property
     def jscc_link(self) -> JSCCLink:
-        """The configured JSCC pair over the sweep's channel (built once)."""
-        if getattr(self, "_jscc_link", None) is None:
-            kind = JSCC_CHANNELS[self.config.link.channel]
-            csi = "estimated" if self.config.link.csi == "estimated" else "perfect"
-            self._jscc_link = JSCCLink.from_zoo(self.config.jscc, kind, csi)
-        return self._jscc_link
+        """The configured JSCC pair over the sweep's channel (built once per pair, channel and CSI)."""
+        csi = "estimated" if self.config.link.csi == "estimated" else "perfect"
+        key = (self.config.jscc, JSCC_CHANNELS[self.config.link.channel], csi)
+        if self._jscc_cache[0] != key:
+            self._jscc_cache = (key, JSCCLink.from_zoo(*key), None, None)
+        return self._jscc_cache[1]
 
     def _jscc(self, split, analysis, k: int, conditions) -> list[dict]:
         """Per condition, the outcome of the JSCC pair sending every image's ``k`` spread-top-k patches."""
         link = self.jscc_link
-        if getattr(self, "_jscc_images", None) is not split:
-            self._jscc_images, self._jscc_values = split, link.source(self.sweep.edge, split.images)
+        key, _, images, values = self._jscc_cache
+        if images is not split:  # the pair's source values of these images, computed once
+            values = link.source(self.sweep.edge, split.images)
+            self._jscc_cache = (key, link, split, values)
         importance = analysis.importance[self.sweep.config.importance]
         mask = SpreadTopK(k)(importance, self.sweep.edge.grid_size)
         every = torch.ones(len(split), dtype=torch.bool)
@@ -293,7 +296,7 @@ class LinkSweep:
             with warnings.catch_warnings():
                 if noise_free:  # the noise-free reference lies outside any trained range by design
                     warnings.simplefilter("ignore")
-                out = link.run(sent, self._jscc_values, math.inf if noise_free else condition,
+                out = link.run(sent, values, math.inf if noise_free else condition,
                                generator=self.config.seed)
             outcomes.append(dict(correct=(out.predictions == split.labels).tolist(), uses=out.channel_uses.tolist(),
                                  bits=out.link_bits.tolist(), packets_lost=0, packets_sent=0, lost=out.lost.tolist()))

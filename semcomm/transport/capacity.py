@@ -34,7 +34,7 @@ class CapacityTransport(DigitalTransport):
     """
 
     def __init__(self, link, fading: bool = False, **options):
-        super().__init__(link, ideal=True, **options)
+        super().__init__(link, ideal=True, **options)  # every packet arrives as sent: nothing goes through the link
         self.fading = bool(fading)
 
     def capacity(self, snr_db: float) -> float:
@@ -49,7 +49,7 @@ class CapacityTransport(DigitalTransport):
         """Every packet arrives; each image costs ceil(its bits / the capacity it sees) channel uses."""
         if snr_db is None or not math.isfinite(snr_db):
             raise ValueError(f"a capacity link needs a finite Es/N0 in dB, got {snr_db!r}")
-        delivery = super().send(packets, snr_db, generator)
+        blocks = torch.tensor([sum(self.blocks_for(p) for p in image) for image in packets], dtype=torch.int64)
         bits = torch.tensor([sum(8 * len(p) for p in image) for image in packets], dtype=torch.float64)
         uses = torch.ceil(bits / self.capacity(snr_db))
-        return Delivery(delivery.packets, delivery.blocks, uses.to(torch.int64))
+        return Delivery([list(image) for image in packets], blocks, uses.to(torch.int64))
