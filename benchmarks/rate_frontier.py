@@ -1,6 +1,7 @@
 """The full bitrate-accuracy frontier on CIFAR-10: the semantic codec against gated AV1, WebP and JPEG.
 
     .venv/bin/python benchmarks/rate_frontier.py [--limit N] [--codec latent-cifar10] [--json PATH] [--plot PATH]
+        [--engine local|ray] [--address HOST:PORT]
 
 A denser grid than ``make demo``: spread-top-k and top-k at 4..64 patches at levels 2-5, IAQ over all
 64 patches (a patch not sent or at level 2, or 3, and up) at payload budgets of 600..2400 bits; the image codecs behind the same min-entropy gate (thresholds 0..3) with and
@@ -9,13 +10,19 @@ id and a CRC; FORMAT.md) at qualities 0..75 and VP8 likewise (``vp8``, from WebP
 (WebP at 1..90, AVIF at 10/40/75, JPEG at 5..95); random twins at equal budgets.
 Prints each scheme's Pareto frontier and the bits each needs at every accuracy from the edge's + 1 point to
 the server's full-image accuracy (same table as ``semcomm sweep``).
+
+``--engine ray`` spreads the sweep's tasks (settings x shards of 1,024 images) over Ray (``--address``: a
+cluster's, default a local instance), with the local engine's numbers; finished tasks are saved beside the
+JSON (``frontier-cifar10.tasks.jsonl``), so a rerun of an interrupted run resumes.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from semcomm.cli.options import add_engine_args, check_engine
 from semcomm.data import load_split
+from semcomm.experiments.engines import engine_line, state_path, task_engine
 from semcomm.experiments.plots import plot_sweep
 from semcomm.experiments.sweep import Sweep, SweepConfig
 from semcomm.rate.image_codecs import frontier_codecs
@@ -30,7 +37,12 @@ def main() -> None:
     parser.add_argument("--codec", default="latent-cifar10")
     parser.add_argument("--json", type=Path, default=Path("results/frontier-cifar10.json"))
     parser.add_argument("--plot", type=Path, default=Path("results/frontier-cifar10.png"))
+    add_engine_args(parser, "the sweep's tasks (settings x shards of images)")
     args = parser.parse_args()
+    try:
+        check_engine(args)
+    except ValueError as err:
+        parser.error(str(err))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     config = SweepConfig(
         codec=args.codec, rules=("spread-top-k", "top-k"), budgets=(4, 8, 16, 32, 48, 64), levels=(2, 3, 4, 5),
@@ -40,10 +52,15 @@ def main() -> None:
         codecs=tuple(frontier_codecs()),
     )
     split = load_split("cifar10", "test", limit=args.limit)
-    result = Sweep(config).run(split)
+    engine = task_engine(args.engine, args.address)
+    try:
+        result = Sweep(config).run(split, engine, state_path(args.json))
+    finally:
+        engine.shutdown()
     result.to_json(args.json)
     plot_sweep(result, args.plot)
-    print(f"# {result.images} images of {result.dataset} in {result.seconds:.0f} s ({result.machine})\n")
+    print(f"# {result.images} images of {result.dataset} in {result.seconds:.0f} s ({result.machine}; "
+          f"{engine_line(result.engine)})\n")
     for frontier in result.frontiers:
         points = ", ".join(f"{p['bits_per_image']:,.0f} b {100 * p['accuracy']:.2f}%" for p in frontier.points)
         print(f"* {frontier.name}: {points}")

@@ -9,6 +9,14 @@ import torch
 Number = Union[float, int, torch.Tensor]
 
 
+def as_tensor(data, dtype: Optional[torch.dtype] = None, device=None) -> torch.Tensor:
+    """``data`` as a tensor of ``dtype``: a tensor stays on its device unless ``device`` is given; numbers, lists and
+    arrays go to ``device``, else the CPU (never to torch's default device, which may be another)."""
+    if isinstance(data, torch.Tensor):
+        return data.to(dtype=dtype or data.dtype, device=device or data.device)
+    return torch.as_tensor(data, dtype=dtype, device=device or "cpu")
+
+
 def check_finite(name: str, value: Number) -> None:
     """Raise ValueError if ``value`` (a number or tensor) contains NaN or infinity."""
     if isinstance(value, torch.Tensor):
@@ -20,7 +28,7 @@ def check_finite(name: str, value: Number) -> None:
 
 def check_probability(name: str, p: Number) -> None:
     """Raise ValueError unless every value of ``p`` lies in [0, 1]."""
-    t = torch.as_tensor(p, dtype=torch.float64)
+    t = as_tensor(p, dtype=torch.float64)
     if torch.isnan(t).any() or (t < 0).any() or (t > 1).any():
         raise ValueError(f"{name} must be a probability in [0, 1]; got {p!r}")
 
@@ -28,7 +36,7 @@ def check_probability(name: str, p: Number) -> None:
 def check_positive(name: str, value: Number, allow_zero: bool = False) -> None:
     """Raise ValueError unless ``value`` is finite and > 0 (or >= 0 with ``allow_zero``)."""
     check_finite(name, value)
-    t = torch.as_tensor(value, dtype=torch.float64)
+    t = as_tensor(value, dtype=torch.float64)
     bad = (t < 0).any() if allow_zero else (t <= 0).any()
     if bad:
         kind = "non-negative" if allow_zero else "positive"
@@ -71,6 +79,6 @@ def resolve_no(snr_db: Optional[Number], no: Optional[Number], es: float = 1.0) 
         raise ValueError("give exactly one of snr_db (Es/N0 in dB) or no (noise variance per complex symbol)")
     if snr_db is not None:
         check_finite("snr_db", snr_db)
-        return es * 10.0 ** (-torch.as_tensor(snr_db, dtype=torch.float32) / 10.0)
+        return es * 10.0 ** (-as_tensor(snr_db, dtype=torch.float32) / 10.0)
     check_positive("no", no, allow_zero=True)
-    return torch.as_tensor(no, dtype=torch.float32)
+    return as_tensor(no, dtype=torch.float32)

@@ -6,7 +6,7 @@ from typing import Optional, Union
 
 import torch
 
-from ._checks import resolve_no
+from ._checks import as_tensor, resolve_no
 
 Number = Union[float, torch.Tensor]
 
@@ -16,7 +16,7 @@ def complex_noise(shape, no: torch.Tensor, generator: Optional[torch.Generator] 
     """Circular complex Gaussian noise with E|n|^2 = ``no`` (no/2 per real dimension), complex64."""
     re = torch.randn(shape, generator=generator, device=device)
     im = torch.randn(shape, generator=generator, device=device)
-    std = torch.sqrt(torch.as_tensor(no, dtype=torch.float32, device=device) / 2.0)
+    std = torch.sqrt(as_tensor(no, dtype=torch.float32, device=device) / 2.0)
     return torch.complex(re * std, im * std)
 
 

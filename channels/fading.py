@@ -21,7 +21,7 @@ from typing import Optional, Union
 
 import torch
 
-from ._checks import check_choice, check_positive, resolve_no
+from ._checks import as_tensor, check_choice, check_positive, resolve_no
 from .awgn import complex_noise
 
 Number = Union[float, torch.Tensor]
@@ -88,7 +88,7 @@ class FlatFading:
     def gains(self, shape, generator: Optional[torch.Generator] = None,
               device: Optional[torch.device] = None) -> torch.Tensor:
         """Independent channel gains, complex64 of ``shape``, E|h|^2 = 1."""
-        scatter = complex_noise(shape, torch.tensor(1.0), generator, device)
+        scatter = complex_noise(shape, torch.tensor(1.0, device="cpu"), generator, device)
         if self.k_factor == 0.0:
             return scatter
         k = self.k_factor
@@ -140,7 +140,7 @@ class Equalizer:
         self.method = method
 
     def __call__(self, y: torch.Tensor, h_hat: Optional[torch.Tensor], no: Number):
-        no_t = torch.as_tensor(no, dtype=torch.float32, device=y.device)
+        no_t = as_tensor(no, dtype=torch.float32, device=y.device)
         if h_hat is None:
             return y, torch.broadcast_to(no_t, y.shape)
         g = h_hat.real**2 + h_hat.imag**2

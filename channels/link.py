@@ -15,7 +15,7 @@ from typing import Optional, Union
 
 import torch
 
-from ._checks import check_bits, check_choice, check_finite, resolve_no
+from ._checks import as_tensor, check_bits, check_choice, check_finite, resolve_no
 from .awgn import AWGN
 from .discrete import BEC, BSC
 from .fading import Equalizer, FlatFading
@@ -108,7 +108,7 @@ class DigitalLink:
         if ebno_db is not None:
             check_finite("ebno_db", ebno_db)
             # Es/N0 = Eb/N0 * payload bits per channel use
-            return 1.0 / (10.0 ** (torch.as_tensor(ebno_db, dtype=torch.float32) / 10.0) * self.rate)
+            return 1.0 / (10.0 ** (as_tensor(ebno_db, dtype=torch.float32) / 10.0) * self.rate)
         return resolve_no(snr_db, no)
 
     def __call__(self, bits: torch.Tensor, snr_db: Optional[Number] = None, ebno_db: Optional[Number] = None,

@@ -19,7 +19,7 @@ from typing import Optional, Union
 
 import torch
 
-from ._checks import check_bits, check_choice, check_finite, check_positive
+from ._checks import as_tensor, check_bits, check_choice, check_finite, check_positive
 
 SUPPORTED_ORDERS = (2, 4, 16, 64, 256)
 DEMAP_METHODS = ("exact", "maxlog", "hard")
@@ -32,12 +32,12 @@ def _gray_pam(num_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
     Level index k (0 = most positive, amplitude L-1-2k) carries Gray label k ^ (k >> 1).
     """
     L = 2**num_bits
-    k = torch.arange(L)
+    k = torch.arange(L, device="cpu")
     labels = k ^ (k >> 1)
-    amp = torch.empty(L, dtype=torch.float64)
+    amp = torch.empty(L, dtype=torch.float64, device="cpu")
     amp[labels] = (L - 1 - 2 * k).to(torch.float64)
-    shifts = torch.arange(num_bits - 1, -1, -1)
-    bits = (torch.arange(L)[:, None] >> shifts) & 1
+    shifts = torch.arange(num_bits - 1, -1, -1, device="cpu")
+    bits = (torch.arange(L, device="cpu")[:, None] >> shifts) & 1
     return amp, bits
 
 
@@ -68,21 +68,22 @@ class Constellation:
         self.pam = (amp / scale).to(torch.float32)
         self.pam_bits = pam_bits
         m = self.bits_per_symbol
-        lab = torch.arange(self.order)
-        self.labels_bits = (lab[:, None] >> torch.arange(m - 1, -1, -1)) & 1
+        lab = torch.arange(self.order, device="cpu")
+        self.labels_bits = (lab[:, None] >> torch.arange(m - 1, -1, -1, device="cpu")) & 1
         if self.is_real:
-            self.points = torch.complex(self.pam.double(), torch.zeros(2, dtype=torch.float64)).to(torch.complex64)
+            zeros = torch.zeros(2, dtype=torch.float64, device="cpu")
+            self.points = torch.complex(self.pam.double(), zeros).to(torch.complex64)
         else:
             i_lab = lab >> m_dim
             q_lab = lab & (2**m_dim - 1)
             self.points = torch.complex(self.pam[i_lab].double(), self.pam[q_lab].double()).to(torch.complex64)
         # For the demappers: per bit of a PAM label, the levels where that bit is 0 / 1.
         L = 2**m_dim
-        idx = torch.arange(L)
+        idx = torch.arange(L, device="cpu")
         self._idx0 = torch.stack([idx[pam_bits[:, i] == 0] for i in range(m_dim)])  # (m_dim, L/2)
         self._idx1 = torch.stack([idx[pam_bits[:, i] == 1] for i in range(m_dim)])
         # Hard slicing: level index k -> Gray label.
-        k = torch.arange(L)
+        k = torch.arange(L, device="cpu")
         self._label_of_level = k ^ (k >> 1)
         self._step = float(2.0 / scale)  # distance between neighbouring levels
 
@@ -152,7 +153,7 @@ class Demapper:
             if no is None:
                 raise ValueError("the soft demappers need the noise variance `no` (per complex symbol)")
             check_positive("no", no)
-            no_t = torch.as_tensor(no, dtype=torch.float32, device=y.device)
+            no_t = as_tensor(no, dtype=torch.float32, device=y.device)
             inv_no = 1.0 / (no_t.item() if no_t.dim() == 0 else torch.broadcast_to(no_t, y.shape))
             res = torch.stack([bit for d in dims for bit in self._llr_dim(d.float(), inv_no)], dim=-1)
         # (..., n, m) -> (..., n * m)

@@ -13,7 +13,7 @@ from typing import Union
 
 import torch
 
-from ._checks import check_finite, check_positive, check_probability
+from ._checks import as_tensor, check_finite, check_positive, check_probability
 
 Number = Union[float, int, torch.Tensor]
 
@@ -21,13 +21,13 @@ Number = Union[float, int, torch.Tensor]
 def db2lin(x_db: Number) -> torch.Tensor:
     """10^(x_db/10) (dB to linear power ratio)."""
     check_finite("x_db", x_db)
-    return 10.0 ** (torch.as_tensor(x_db, dtype=torch.float64) / 10.0)
+    return 10.0 ** (as_tensor(x_db, dtype=torch.float64) / 10.0)
 
 
 def lin2db(x: Number) -> torch.Tensor:
     """10 log10(x) (linear power ratio to dB)."""
     check_positive("x", x)
-    return 10.0 * torch.log10(torch.as_tensor(x, dtype=torch.float64))
+    return 10.0 * torch.log10(as_tensor(x, dtype=torch.float64))
 
 
 def snrdb2no(snr_db: Number, es: float = 1.0) -> torch.Tensor:
@@ -61,19 +61,19 @@ def ebnodb2snrdb(ebno_db: Number, bits_per_symbol: int, coderate: float = 1.0) -
 
 def qfunc(x: Number) -> torch.Tensor:
     """Gaussian tail Q(x) = P(N(0,1) > x) = erfc(x/sqrt 2)/2, float64."""
-    return 0.5 * torch.special.erfc(torch.as_tensor(x, dtype=torch.float64) / math.sqrt(2.0))
+    return 0.5 * torch.special.erfc(as_tensor(x, dtype=torch.float64) / math.sqrt(2.0))
 
 
 def binary_entropy(p: Number) -> torch.Tensor:
     """h2(p) = -p log2 p - (1-p) log2(1-p) in bits, with h2(0) = h2(1) = 0."""
     check_probability("p", p)
-    p = torch.as_tensor(p, dtype=torch.float64)
+    p = as_tensor(p, dtype=torch.float64)
     return -(torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p)) / math.log(2.0)
 
 
 def awgn_capacity(snr: Number) -> torch.Tensor:
     """Gaussian-input capacity log2(1 + snr) in bits per complex channel use (``snr`` linear)."""
-    return torch.log2(1.0 + torch.as_tensor(snr, dtype=torch.float64))
+    return torch.log2(1.0 + as_tensor(snr, dtype=torch.float64))
 
 
 def bsc_capacity(p: Number) -> torch.Tensor:
@@ -84,4 +84,4 @@ def bsc_capacity(p: Number) -> torch.Tensor:
 def bec_capacity(e: Number) -> torch.Tensor:
     """Capacity 1 - e of the binary erasure channel, bits per use."""
     check_probability("e", e)
-    return 1.0 - torch.as_tensor(e, dtype=torch.float64)
+    return 1.0 - as_tensor(e, dtype=torch.float64)

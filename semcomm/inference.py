@@ -2,13 +2,13 @@
 are finite (:class:`NonFiniteOutputError`)."""
 from __future__ import annotations
 
-import contextlib
-import functools
 from collections.abc import Sequence
 from typing import Callable, Iterator
 
 import torch
 from tqdm.auto import tqdm
+
+from semcomm.core.devices import autocast, host, native_bf16  # noqa: F401  (native_bf16: public here too)
 
 DEFAULT_BATCH = 256
 SHOWN = 10  # image indices an error lists before it only counts the rest
@@ -56,23 +56,6 @@ def describe_rows(rows: Sequence[int], noun: str) -> str:
     return f"{noun}{'s' if len(rows) != 1 else ''} {shown}"
 
 
-@functools.cache
-def native_bf16() -> bool:
-    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX).
-
-    Elsewhere torch emulates bf16: the server's forward took 8.4x longer in bf16 than in
-    float32 on a 2-core AMD EPYC without AVX-512 (``benchmarks/bf16_speed.py``).
-    """
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def autocast(bf16: bool):
-    """bf16 autocast on CPU when ``bf16`` and the CPU has native bf16 (about 1.7x faster than float32
-    there, see :func:`native_bf16`); else a no-op, float32."""
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 and native_bf16() else contextlib.nullcontext()
-
-
 def batches(n: int, batch_size: int) -> Iterator[slice]:
     for start in range(0, n, batch_size):
         yield slice(start, min(start + batch_size, n))
@@ -86,7 +69,8 @@ def map_batches(
     bf16: bool = True,
     desc: str | None = None,
 ) -> torch.Tensor:
-    """Concatenate ``fn(batch_slice)`` over ``n`` items, as float32, under no_grad/autocast.
+    """Concatenate ``fn(batch_slice)`` over ``n`` items, as float32 on the CPU, under no_grad/autocast (each
+    device's own mixed precision when ``bf16``: :func:`semcomm.core.devices.autocast`).
 
     A :class:`NonFiniteOutputError` of one batch is raised naming the images by their index among all ``n``.
     """
@@ -94,7 +78,7 @@ def map_batches(
     for part in tqdm(list(batches(n, batch_size)), desc=desc, disable=desc is None, leave=False):
         try:
             with autocast(bf16):
-                outputs.append(fn(part).float())
+                outputs.append(host(fn(part).float()))
         except NonFiniteOutputError as err:
             raise err.within(range(part.start, part.stop)) from None
     return torch.cat(outputs) if outputs else torch.empty(0)

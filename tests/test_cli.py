@@ -114,9 +114,9 @@ def test_a_sweep_through_the_servers_own_monolithic_backend_equals_the_server_sw
     with pytest.raises(SystemExit):
         main([*common, "--backend", "server-box", "--codec", "latent-cifar10"])
     assert "use --codec raw8, dct-cifar10 or pixel-iaq" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main([*common, "--engine", "ray"])
-    assert "give one" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # --engine ray alone spreads the sweep's tasks over Ray (tests/test_sweep_ray.py)
+        main([*common, "--backend", "server-box", "--address", "127.0.0.1:1"])
+    assert "add --engine ray" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

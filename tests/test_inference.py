@@ -10,7 +10,7 @@ from semcomm.inference import NonFiniteOutputError, autocast, check_finite, map_
 
 @pytest.mark.parametrize("native", [True, False])
 def test_autocast_uses_bf16_only_when_asked_and_native(native, monkeypatch):
-    monkeypatch.setattr("semcomm.inference.native_bf16", lambda: native)
+    monkeypatch.setattr("semcomm.core.devices.native_bf16", lambda: native)
     a, b = torch.randn(4, 8), torch.randn(8, 3)
     with autocast(True):
         assert (a @ b).dtype == (torch.bfloat16 if native else torch.float32)

@@ -96,6 +96,23 @@ def test_escaped_values_cost_what_the_coder_writes(value):
     assert abs(8 * len(data) - TABLES.string_bits(symbols, indexes)) <= 4.5
 
 
+@pytest.mark.parametrize("value", [2 ** 27 + 5, 2 ** 29, -(2 ** 28), 2 ** 40])
+def test_values_beyond_the_bypass_range_are_refused_not_looped_on(value):
+    """CompressAI's encoder loops forever on a folded escape value of 2^28 or more (its 4-bit group count shifts an
+    int32 by 32): rans_encode refuses such a symbol by name, and a string decoding to one (forged bytes) is a
+    BitstreamError, where it used to hang the decoder's exactness check."""
+    from semcomm.rate.entropy import MAX_BYPASS, check_exact
+
+    symbols, indexes = np.array([0, value, 1]), np.zeros(3, dtype=np.int64)
+    with pytest.raises(ValueError, match=f"symbol {value} .*beyond what the entropy coder bypasses"):
+        rans_encode(TABLES, symbols, indexes)
+    with pytest.raises(BitstreamError, match="corrupted"):
+        check_exact(TABLES, symbols, indexes, 0, b"\x80\x00\x00\x00")
+    top = 2 + (MAX_BYPASS // 2)  # the largest codable value above table 0's range (offset -1, 4 symbols)
+    _, data = rans_encode(TABLES, [top], [0])
+    assert rans_decode(TABLES, *rans_encode(TABLES, [top], [0]), [0]) == [top] and data
+
+
 def test_set_costs_price_every_symbol_under_every_set():
     """SetCosts (one gather for all sets) agrees with each set's own cost, escapes and far values included."""
     other = SymbolTables.from_pmfs([torch.tensor([0.1, 0.2, 0.7]), torch.tensor([0.5, 0.5]), torch.ones(5)], [0, -3, 4])

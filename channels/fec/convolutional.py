@@ -59,13 +59,13 @@ class ConvolutionalCode:
         self.generators = tuple(int(g) for g in generators)
         self.num_states = 2 ** (K - 1)
         self.T = self.k + K - 1  # trellis steps including the tail
-        pat = torch.tensor(PUNCTURE_PATTERNS[rate], dtype=torch.bool)  # (2, P)
+        pat = torch.tensor(PUNCTURE_PATTERNS[rate], dtype=torch.bool, device="cpu")  # (2, P)
         reps = -(-self.T // pat.shape[1])
         self._keep = pat.repeat(1, reps)[:, : self.T].T.reshape(-1)  # (2T,) in time order A_t, B_t
         self.n = int(self._keep.sum())
         self.coderate = self.k / self.n
         # Encoder taps on a window u[t-K+1..t]: window index i holds u[t-K+1+i]  <-> generator bit i.
-        idx = torch.arange(K)
+        idx = torch.arange(K, device="cpu")
         self._taps = torch.stack([(g >> idx) & 1 for g in self.generators], dim=-1).float()  # (K, 2)
         self._build_trellis()
 
@@ -75,7 +75,7 @@ class ConvolutionalCode:
 
     def _build_trellis(self) -> None:
         K, S = self.K, self.num_states
-        sp = torch.arange(S)
+        sp = torch.arange(S, device="cpu")
         u = sp >> (K - 2)  # input bit that leads into state s'
         prev = torch.stack([((sp << 1) & (S - 1)) | b for b in (0, 1)], dim=-1)  # (S, 2)
         reg = (u[:, None] << (K - 1)) | prev  # K-bit register, bit K-1 = current input

@@ -82,8 +82,8 @@ class CRC:
                 cols.append(r)
                 r = self._shift(r)
             cols.reverse()  # column j: x^(width + k - 1 - j) mod g
-            shifts = torch.arange(self.width - 1, -1, -1)
-            col_t = torch.tensor(cols, dtype=torch.int64).reshape(k)
+            shifts = torch.arange(self.width - 1, -1, -1, device="cpu")
+            col_t = torch.tensor(cols, dtype=torch.int64, device="cpu").reshape(k)
             a = ((col_t[None, :] >> shifts[:, None]) & 1).to(torch.float32)
             c = self.init
             for _ in range(k):
@@ -118,11 +118,11 @@ class CRC:
 
     def checksum(self, data: bytes) -> int:
         """The standard CRC value of a byte string (e.g. ``CRC("crc32").checksum(b"123456789") == 0xCBF43926``)."""
-        raw = torch.tensor(list(data), dtype=torch.int64)
-        order = torch.arange(8) if self.refin else torch.arange(7, -1, -1)
+        raw = torch.tensor(list(data), dtype=torch.int64, device="cpu")
+        order = torch.arange(8, device="cpu") if self.refin else torch.arange(7, -1, -1, device="cpu")
         bits = ((raw[:, None] >> order) & 1).reshape(-1)
         reg = self._register_bits(bits).to(torch.int64)
-        val = int((reg << torch.arange(self.width - 1, -1, -1)).sum()) ^ self._xor_reg  # undo xorout
+        val = int((reg << torch.arange(self.width - 1, -1, -1, device="cpu")).sum()) ^ self._xor_reg  # undo xorout
         if self.refout:
             val = _reflect(val, self.width)
         return val ^ self.xorout

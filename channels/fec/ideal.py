@@ -5,7 +5,7 @@ from typing import Union
 
 import torch
 
-from .._checks import check_bits, check_positive
+from .._checks import as_tensor, check_bits, check_positive
 
 Number = Union[float, torch.Tensor]
 
@@ -61,7 +61,7 @@ class IdealCode:
     def capacity(self, snr: torch.Tensor) -> torch.Tensor:
         """Mean log2(1 + snr) over the last dimension: (..., uses) linear SNRs -> (...) bits/use."""
         check_positive("snr", snr, allow_zero=True)
-        return torch.log2(1.0 + torch.as_tensor(snr, dtype=torch.float64)).mean(-1)
+        return torch.log2(1.0 + as_tensor(snr, dtype=torch.float64)).mean(-1)
 
     def block_lost(self, snr: torch.Tensor) -> torch.Tensor:
         """Bool (...): True where rate > capacity of the block's per-use linear SNRs (..., uses)."""
@@ -69,4 +69,4 @@ class IdealCode:
 
     def lost_given_capacity(self, capacity: Number) -> torch.Tensor:
         """Bool: True where rate > ``capacity`` (bits per use; e.g. 1 - h2(p) for a BSC)."""
-        return self.rate > torch.as_tensor(capacity, dtype=torch.float64)
+        return self.rate > as_tensor(capacity, dtype=torch.float64)

@@ -28,7 +28,7 @@ DECODERS = ("sum-product", "min-sum")
 
 def _parse(table: str) -> torch.Tensor:
     rows = [[-1 if v == "-" else int(v) for v in line.split()] for line in table.strip().splitlines()]
-    return torch.tensor(rows, dtype=torch.int64)
+    return torch.tensor(rows, dtype=torch.int64, device="cpu")
 
 
 def base_matrix(n: int, rate: str) -> torch.Tensor:
@@ -48,7 +48,7 @@ def wimax_base_matrix(n: int) -> torch.Tensor:
 def expand(base: torch.Tensor, z: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Row and column indices of the ones of H expanded from ``base`` with lifting size ``z``."""
     rows, cols = [], []
-    r = torch.arange(z)
+    r = torch.arange(z, device="cpu")
     for i, j in torch.nonzero(base >= 0).tolist():
         s = int(base[i, j])
         rows.append(i * z + r)
@@ -94,8 +94,8 @@ class BPDecoder:
         rows, cols = rows[order], cols[order]
         degree = torch.bincount(rows, minlength=num_checks)
         self.dmax = int(degree.max())
-        slot = torch.arange(self.num_edges) - (torch.cumsum(degree, 0) - degree)[rows]
-        table = torch.full((num_checks, self.dmax), num_vars, dtype=torch.int64)  # num_vars: the dummy
+        slot = torch.arange(self.num_edges, device="cpu") - (torch.cumsum(degree, 0) - degree)[rows]
+        table = torch.full((num_checks, self.dmax), num_vars, dtype=torch.int64, device="cpu")  # num_vars: the dummy
         table[rows, slot] = cols
         self.var_of_slot = table.flatten()  # (num_checks * dmax,) variable of each message slot
 
@@ -196,7 +196,7 @@ class QCLDPC:
         self.rows, self.cols = expand(self.base, self.z)
         self._check_structure()
         info = self.cols < self.k
-        hs = torch.zeros(self.m, self.k)
+        hs = torch.zeros(self.m, self.k, device="cpu")
         hs[self.rows[info], self.cols[info]] = 1.0
         self._hs_t = hs.T.contiguous()  # (k, m)
         self.decoder = BPDecoder(self.rows, self.cols, self.m, self.n, decoder, max_iter, alpha, early_stop)
@@ -206,7 +206,7 @@ class QCLDPC:
 
     @property
     def H(self) -> torch.Tensor:
-        h = torch.zeros(self.m, self.n, dtype=torch.uint8)
+        h = torch.zeros(self.m, self.n, dtype=torch.uint8, device="cpu")
         h[self.rows, self.cols] = 1
         return h
 

@@ -5,7 +5,8 @@ data roots) or ``--data PATH`` (a data set's own folder or archive), and
 ``--data-root``; images are loaded at the side the model takes (shorter side
 resized, centre cropped). Options that name a strategy take their choices from
 its registry, plug-ins included. Every command that runs a model takes
-``--threads N``. Every option is checked before any work: a bad value is one
+``--threads N`` and ``--device`` (``auto``: CUDA if available, else the CPU; named in a line on stderr
+and in the JSON results). Every option is checked before any work: a bad value is one
 line naming it, exit status 2; a warning (e.g. a zoo file skipped) is one line
 on stderr.
 """

@@ -6,8 +6,8 @@ import argparse
 import json
 
 from semcomm.cli.inputs import check_classes, dataset, dataset_name, image_side, load
-from semcomm.cli.options import (add_data_args, add_limit_arg, add_model_arg, add_outputs, add_split_args,
-                                 add_threads_arg)
+from semcomm.cli.options import (add_compute_args, add_data_args, add_limit_arg, add_model_arg, add_outputs,
+                                 add_split_args, run_device)
 from semcomm.data import evaluation_split
 from semcomm.zoo import USER_ZOO
 
@@ -28,7 +28,7 @@ def add_evaluate(sub) -> None:
     add_limit_arg(p)
     p.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     add_outputs(p, "write the result here")
-    add_threads_arg(p)
+    add_compute_args(p)
     add_data_args(p)
     p.set_defaults(run=evaluate)
 
@@ -92,9 +92,10 @@ def evaluate(args: argparse.Namespace) -> int:
     split_name = args.split or evaluation_split(dataset(args), args.data_root)
     split = load(args, split_name, image_side(args.model), limit=args.limit)
     check_classes(args.model, split)
+    model.to(run_device(args))
     logits = predict_logits(model, split.images, bf16=not args.fp32, desc=args.model)
     result = dict(model=args.model, dataset=dataset_name(args), split=split_name, images=len(split),
-                  top1=top1(logits, split.labels), bf16=not args.fp32)
+                  top1=top1(logits, split.labels), bf16=not args.fp32, device=str(args.device))
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from semcomm.cli.inputs import (check_budgets, check_classes, check_codec, check_hint, check_levels, dataset_name,
                                 image_side, load)
-from semcomm.cli.options import (add_data_args, add_iaq_args, add_limit_arg, add_model_arg, add_outputs,
-                                 add_split_args, add_threads_arg, iaq_levels, iaq_policies)
+from semcomm.cli.options import (add_compute_args, add_data_args, add_engine_args, add_iaq_args, add_limit_arg,
+                                 add_model_arg, add_outputs, add_split_args, check_engine, iaq_levels, iaq_policies,
+                                 run_device)
 from semcomm.cli.values import (image_codecs, names, nonnegative_int, open_probability, output_file, positive_floats,
                                 positive_int, positive_ints, registered, share, shares, thresholds)
 from semcomm.edge.codec import CODECS
@@ -69,13 +71,14 @@ def add_link(sub) -> None:
                    "as their transports carry them), e.g. webp-q10,av1-q40; 'none' for none; 'frontier' for the "
                    "error-free frontier's dense grid (39 settings)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the channel's random draws")
-    add_outputs(p, "write the results here (a .partial file beside it lets a run resume)",
+    add_outputs(p, "write the results here (a .tasks.jsonl file beside it lets a run resume)",
                 "write accuracy vs SNR and vs channel uses here")
     p.add_argument("--degradation-plot", type=output_file(), help="write each scheme's accuracy against the channel "
                    "at fixed channel uses here (graceful degradation; budgets: --degradation-uses)")
     p.add_argument("--degradation-uses", type=positive_floats, default=(256.0, 512.0, 1024.0),
                    help="mean channel uses per image of the degradation plot's panels (default 256,512,1024)")
-    add_threads_arg(p)
+    add_engine_args(p, "the link sweep's tasks (scheme settings x channel conditions)")
+    add_compute_args(p)
     add_data_args(p)
     p.set_defaults(run=link, check=check_link)
 
@@ -117,7 +120,8 @@ def channel_conditions(text: str) -> tuple[float, ...]:
 def check_link(args: argparse.Namespace) -> None:
     """What depends on several options: conditions the channel takes, link adaptation on an SNR channel, a rule
     that keeps a budget, framings, budgets and levels that fit the edge and the pair, a pair fitted to the data,
-    the edge's hint coder."""
+    the edge's hint coder, the engine's address."""
+    check_engine(args)
     condition = CHANNELS.info(args.channel).get("condition", SNR)
     if condition == NO_CONDITION and args.snrs:
         raise ValueError(f"--snrs: channel {args.channel} takes no condition; drop --snrs")
@@ -149,6 +153,7 @@ def check_link(args: argparse.Namespace) -> None:
 
 
 def link(args: argparse.Namespace) -> int:
+    from semcomm.experiments.engines import engine_line, state_path, task_engine
     from semcomm.experiments.link_sweep import LinkSweep, LinkSweepConfig
     from semcomm.experiments.plots import plot_degradation, plot_link
 
@@ -170,12 +175,19 @@ def link(args: argparse.Namespace) -> int:
     split = load(args, args.split, image_side(args.edge), limit=args.limit)
     for model in (args.edge, args.server):
         check_classes(model, split)
-    state = args.json.with_suffix(".partial") if args.json else None
-    result = LinkSweep(config).run(split, state_path=state)
+    device = run_device(args, "the Ray engine's tasks run on CPU workers" if args.engine == "ray" else None)
+    engine = task_engine(args.engine, args.address)
+    try:
+        result = LinkSweep(config, device=device).run(split, state_path=state_path(args.json), engine=engine)
+    finally:
+        engine.shutdown()
+    if result.engine["missing"]:
+        print(f"semcomm link: error: incomplete: {result.notes[-1]}", file=sys.stderr)
+        return 1
     print(f"{result.link}: the semantic codec against the best image codec at equal channel uses per image\n")
     print(result.table())
     print(f"\nedge alone {100 * result.edge_accuracy:.2f}%; {result.images} images of {result.dataset} in "
-          f"{result.seconds:.0f} s ({result.machine})")
+          f"{result.seconds:.0f} s ({result.machine}; {engine_line(result.engine)})")
     if args.json:
         result.to_json(args.json)
     if args.plot:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from semcomm.cli.values import (model, nonnegative_float, output_file, output_folder, positive_floats, positive_int,
-                                positive_ints, registered)
+from semcomm.cli.values import (device, model, nonnegative_float, output_file, output_folder, positive_floats,
+                                positive_int, positive_ints, registered)
 from semcomm.data import available_splits, locate
 from semcomm.zoo import USER_ZOO
 
@@ -47,9 +47,30 @@ def add_limit_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=positive_int, help="a fixed subset of N images (seed 0), for a quick look")
 
 
-def add_threads_arg(p: argparse.ArgumentParser) -> None:
+def add_compute_args(p: argparse.ArgumentParser, devices: bool = True) -> None:
+    """--threads and (with ``devices``) --device, for every command that runs a model."""
     p.add_argument("--threads", type=positive_int, help="torch CPU threads for the models (default: torch's, "
                    "usually one per core)")
+    if not devices:
+        return
+    p.add_argument("--device", type=device, help="torch device the models run on: cpu, cuda, "
+                   "cuda:N, mps (default auto: CUDA if available, else the CPU); the entropy coders, image codecs "
+                   "and channels run on the CPU")
+
+
+def run_device(args: argparse.Namespace, cpu_only: str | None = None):
+    """The torch device a command runs its models on: ``--device``, else CUDA if available, else the CPU (only the
+    CPU where ``cpu_only`` says why: a ValueError names any other ``--device``); said in a line on stderr
+    (``semcomm COMMAND: models on DEVICE``) and kept in ``args.device``."""
+    import sys
+
+    from semcomm.core.devices import resolve_device
+
+    if cpu_only is not None and args.device is not None and args.device.type != "cpu":
+        raise ValueError(f"--device {args.device}: {cpu_only}; use --device cpu")
+    args.device = resolve_device("cpu" if cpu_only is not None else args.device)
+    print(f"semcomm {args.command}: models on {args.device}", file=sys.stderr)
+    return args.device
 
 
 def add_model_arg(p: argparse.ArgumentParser, option: str, default: str | None = None, what: str = "") -> None:
@@ -118,3 +139,28 @@ def iaq_levels(args: argparse.Namespace) -> dict:
     """The level options :func:`~semcomm.cli.inputs.check_levels` checks against the pair's levels."""
     iaq_min_level = (args.iaq_min_level,) if args.iaq_bits and args.iaq_min_level > 1 else None
     return {"--iaq-bits": () if args.iaq_bits else None, "--iaq-min-level": iaq_min_level}
+
+
+def add_engine_args(p: argparse.ArgumentParser, tasks: str, note: str = "") -> None:
+    """--engine (``local`` or ``ray``, refused otherwise by argparse) and --address: where ``tasks`` run."""
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help=f"where {tasks} run: local (this process, one after the other) or ray (Ray tasks of one CPU "
+                   f"each; the same results){note}")
+    p.add_argument("--address", help="(--engine ray) a Ray cluster's address, host:port or ray://host:port "
+                   "(default: a local Ray instance on this machine's CPUs)")
+
+
+def check_engine(args: argparse.Namespace, timeout_s: float = 5.0) -> None:
+    """An --address without --engine ray, malformed or that does not answer within ``timeout_s`` is refused, naming
+    it, before any work."""
+    if args.address is None:
+        return
+    if args.engine != "ray":
+        raise ValueError(f"--address {args.address} is the Ray cluster of --engine ray; add --engine ray or drop "
+                         "--address")
+    from channels.montecarlo import check_reachable
+
+    try:
+        check_reachable(args.address, timeout_s)
+    except (ValueError, ConnectionError) as err:
+        raise ValueError(f"--address: {err}") from None

@@ -7,7 +7,8 @@ import csv
 import json
 
 from semcomm.cli.inputs import image_side, zoo_card
-from semcomm.cli.options import add_data_args, add_limit_arg, add_model_arg, add_outputs, add_threads_arg
+from semcomm.cli.options import (add_compute_args, add_data_args, add_limit_arg, add_model_arg, add_outputs,
+                                 run_device)
 from semcomm.cli.values import output_file
 
 
@@ -22,7 +23,7 @@ def add_predict(sub) -> None:
     add_outputs(p, "write the predictions here: model, data and one {file, class, index, probability} per image")
     p.add_argument("--csv", type=output_file(".csv"), help="write the predictions here as CSV: file, class, index, "
                    "probability (a .csv file)")
-    add_threads_arg(p)
+    add_compute_args(p)
     add_data_args(p, default=None)
     p.set_defaults(run=predict, check=check_predict)
 
@@ -41,6 +42,7 @@ def predict(args: argparse.Namespace) -> int:
     model = create_model(args.model)
     images = load_images(args.data if args.data is not None else args.dataset, args.split, args.data_root,
                          limit=args.limit, image_size=image_side(args.model))
+    model.to(run_device(args))
     logits = predict_logits(model, images.images, bf16=not args.fp32, desc=args.model)
     probabilities, indices = logits.float().softmax(-1).max(-1)
     card = zoo_card(args.model)
@@ -48,8 +50,8 @@ def predict(args: argparse.Namespace) -> int:
     rows = [{"file": file, "class": classes[i] if classes else str(i), "index": i, "probability": round(p, 6)}
             for file, i, p in zip(images.files, indices.tolist(), probabilities.tolist())]
     if args.json:
-        args.json.write_text(json.dumps(dict(model=args.model, data=images.name, images=len(rows), predictions=rows),
-                                        indent=1))
+        args.json.write_text(json.dumps(dict(model=args.model, data=images.name, images=len(rows),
+                                             device=str(args.device), predictions=rows), indent=1))
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["file", "class", "index", "probability"])

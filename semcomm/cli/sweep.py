@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 
 from semcomm.cli.inputs import (check_budgets, check_classes, check_codec, check_hint, check_levels, dataset_name,
                                 image_side, load)
-from semcomm.cli.options import (add_data_args, add_iaq_args, add_limit_arg, add_model_arg, add_outputs,
-                                 add_split_args, add_threads_arg, iaq_levels, iaq_policies)
+from semcomm.cli.options import (add_compute_args, add_data_args, add_engine_args, add_iaq_args, add_limit_arg,
+                                 add_model_arg, add_outputs, add_split_args, check_engine, iaq_levels, iaq_policies,
+                                 run_device)
 from semcomm.cli.values import (image_codecs, positive_floats, positive_ints, registered, registered_list,
                                 saved_backend, shares, thresholds)
 from semcomm.edge.codec import CODECS
@@ -26,9 +28,8 @@ def add_sweep(sub) -> None:
     p.add_argument("--backend", type=saved_backend, help="a saved backend (`semcomm zoo` lists them, or its folder) "
                    "in the pixel server's place: it classifies the references, the image codecs and what a pixel codec "
                    f"pair ({', '.join(pixel_codecs())}) sends")
-    p.add_argument("--engine", choices=("local", "ray"), default="local", help="where --backend's devices run: in "
-                   "this process, or one Ray actor per device")
-    p.add_argument("--address", help="(--engine ray) a Ray cluster's address; default: a local Ray instance")
+    add_engine_args(p, "the sweep's tasks (settings x shards of images)", "; with --backend, where the backend's "
+                    "devices run instead (ray: one Ray actor per device; the tasks run in this process)")
     p.add_argument("--codec", default="latent-cifar10", type=registered(CODECS),
                    help=f"semantic codec pair: {CODECS.help()} (raw8: 8-bit pixels, format version 1)")
     p.add_argument("--importance", default="mean", type=registered(IMPORTANCE),
@@ -52,7 +53,7 @@ def add_sweep(sub) -> None:
     p.add_argument("--no-twins", action="store_true", help="no equal-budget random twins")
     p.add_argument("--all-rows", action="store_true", help="print every point, not only frontiers and references")
     add_outputs(p, "write the results here", "write the accuracy-versus-bits plot here")
-    add_threads_arg(p)
+    add_compute_args(p)
     add_data_args(p)
     p.set_defaults(run=sweep, check=check_sweep)
 
@@ -63,10 +64,9 @@ def _rules_help() -> str:
 
 
 def check_sweep(args: argparse.Namespace) -> None:
-    """What depends on several options: a backend's engine, budgets within the edge's patches, levels within the
+    """What depends on several options: the engine's address, budgets within the edge's patches, levels within the
     codec pair's, a pair fitted to the data, the edge's hint coder for fusion."""
-    if args.backend is None and (args.engine != "local" or args.address is not None):
-        raise ValueError("--engine and --address say where a --backend runs; give one (`semcomm zoo` lists them)")
+    check_engine(args)
     if args.backend is not None and args.codec not in pixel_codecs():
         from semcomm.experiments.sweep import FULL_IMAGES_CODEC
 
@@ -83,6 +83,7 @@ def check_sweep(args: argparse.Namespace) -> None:
 
 
 def sweep(args: argparse.Namespace) -> int:
+    from semcomm.experiments.engines import engine_line, state_path, task_engine
     from semcomm.experiments.plots import plot_sweep
     from semcomm.experiments.sweep import Sweep, SweepConfig
     from semcomm.rate.policies import UniformBudget
@@ -99,13 +100,21 @@ def sweep(args: argparse.Namespace) -> int:
     for model in (args.edge, args.server) if args.backend is None else (args.edge,):
         check_classes(model, split)
     backend = None if args.backend is None else _backend_server(args, split)
+    on_ray = args.engine == "ray" and backend is None
+    device = run_device(args, "the Ray engine's tasks run on CPU workers" if on_ray else None)
+    engine = task_engine(args.engine if backend is None else "local", args.address if backend is None else None)
     try:
-        result = Sweep(config, server=backend).run(split)
+        result = Sweep(config, server=backend, device=device).run(split, engine, state_path(args.json))
     finally:
+        engine.shutdown()
         if backend is not None:
             backend.engine.shutdown()
+    if result.engine["missing"]:
+        print(f"semcomm sweep: error: incomplete: {result.notes[-1]}", file=sys.stderr)
+        return 1
     print(result.table(everything=args.all_rows))
-    print(f"\n{result.images} images of {result.dataset} in {result.seconds:.0f} s ({result.machine})")
+    print(f"\n{result.images} images of {result.dataset} in {result.seconds:.0f} s ({result.machine}; "
+          f"{engine_line(result.engine)})")
     if result.comparison:
         print("\nmean bits per image each frontier needs for a top-1 accuracy (edge + 1 point .. server on full images):\n")
         print(result.comparison_table())

@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from semcomm.cli.inputs import check_classes, geometry_of, image_side, load, run_dir
-from semcomm.cli.options import add_data_args, add_export_args, add_model_arg, add_threads_arg
+from semcomm.cli.options import add_compute_args, add_data_args, add_export_args, add_model_arg, run_device
 from semcomm.cli.values import checkpoint, checkpoint_or_weights, image_geometry, output_folder, positive_int
 from semcomm.data import load_split, locate
 from semcomm.models.architectures import SIZES
@@ -45,7 +45,7 @@ def add_train(sub) -> None:
                    "the weights and history "
                    "here after every epoch and start from them when the run directory holds no state (the "
                    "repository keeps them in snapshots/NAME)")
-    add_threads_arg(p)
+    add_compute_args(p)
     p.add_argument("--export", action="store_true", help="export to the zoo when done")
     add_export_args(p)
     add_data_args(p, dataset=False)
@@ -58,7 +58,7 @@ def add_export(sub) -> None:
     p.add_argument("--run-dir", type=Path, help="the run's state directory (default: $SEMCOMM_CACHE/runs/PRESET, else "
                    "~/.cache/semcomm/runs/PRESET; a JSCC run's snapshot folder also serves)")
     add_export_args(p)
-    add_threads_arg(p)
+    add_compute_args(p, devices=False)
     add_data_args(p, dataset=False)
     p.set_defaults(run=export)
 
@@ -72,7 +72,7 @@ def add_fit(sub) -> None:
     p.add_argument("--images", type=positive_int, default=10_000, help="training images to fit on (a fixed subset)")
     p.add_argument("--to", type=output_folder, help="(hint) write it into this folder (default: codecs/ in the first "
                    f"user zoo directory: {USER_ZOO})")
-    add_threads_arg(p)
+    add_compute_args(p, devices=False)
     add_data_args(p)
     p.set_defaults(run=fit, check=check_fit)
 
@@ -98,11 +98,13 @@ def train(args: argparse.Namespace) -> int:
             config = replace(config, epochs=args.epochs)
         train_split = load_split("cifar10", "train", args.data_root)
         test_split = load_split("cifar10", "test", args.data_root)
+        run_device(args)
         init_from = args.init_from
         if init_from is not None and not Path(init_from).is_file():
             raise ValueError(f"--init-from for a latent codec takes a safetensors file of codec weights (a run's or a "
                              f"shipped pair's), got {init_from}")
-        train_latent(config, train_split, test_split, run_dir(args), stop_after=args.stop_after, init_from=init_from)
+        train_latent(config, train_split, test_split, run_dir(args), stop_after=args.stop_after, init_from=init_from,
+                     device=args.device)
         return export(args) if args.export else 0
     name, config, dataset, side = _training_run(args)
     args.preset = name  # the run's name: its state directory and its zoo name
@@ -123,8 +125,9 @@ def train(args: argparse.Namespace) -> int:
         card = model_card(init_from)
         verify_sha256(card.weights_path, card.sha256)  # the weights the card was written for, unaltered
         init_from, start_epoch, earlier_history = card.weights_path, card.epochs, card.history
+    run_device(args)
     train_vit(config, train_split, test_split, run_dir(args), init_from=init_from, start_epoch=start_epoch,
-              earlier_history=earlier_history, stop_after=args.stop_after)
+              earlier_history=earlier_history, stop_after=args.stop_after, device=args.device)
     if args.export:
         return export(args)
     return 0
@@ -146,8 +149,9 @@ def _train_e2e(args: argparse.Namespace) -> int:
         config = replace(config, epochs=args.epochs)
     print(f"run {args.preset}: state in {run_dir(args)}", flush=True)
     trainer = train_e2e if args.preset in E2E_PRESETS else train_jscc
+    run_device(args)
     trainer(config, load_split("cifar10", "train", args.data_root), load_split("cifar10", "test", args.data_root),
-            run_dir(args), stop_after=args.stop_after, snapshot=args.snapshot)
+            run_dir(args), stop_after=args.stop_after, snapshot=args.snapshot, device=args.device)
     return export(args) if args.export else 0
 
 
@@ -157,7 +161,7 @@ def _train_backend(args: argparse.Namespace, kind: str, devices: int) -> int:
     from semcomm.train.backends.recipes import cifar10_recipe, run_recipe
 
     ignored = [f"--{o.replace('_', '-')}" for o in ("data", "size", "geometry", "batch_size", "epochs", "init_from",
-                                                     "grow_from", "stop_after") if getattr(args, o, None)]
+                                                     "grow_from", "stop_after", "device") if getattr(args, o, None)]
     if ignored:
         raise ValueError("a backend recipe is built as configured in semcomm.train.backends.recipes; "
                          f"{', '.join(ignored)} do not apply")

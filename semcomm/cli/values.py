@@ -125,6 +125,17 @@ def image_codecs(text: str):
     return tuple(codecs)
 
 
+def device(text: str):
+    """A torch device this machine has (:func:`semcomm.core.devices.resolve_device`): ``auto``, ``cpu``,
+    ``cuda``, ``cuda:N`` or ``mps``."""
+    from semcomm.core.devices import DeviceError, resolve_device
+
+    try:
+        return resolve_device(text)
+    except DeviceError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def model(text: str) -> str:
     """A model the commands can load (:func:`semcomm.models.create_model`): a zoo checkpoint, a model card's
     path (its card checked whole) or a timm ViT architecture."""

@@ -1,8 +1,11 @@
-"""Image datasets as whole splits of uint8 tensors.
+"""Image datasets as whole splits of uint8 images, in memory or, when larger than memory, read from disk.
 
 Evaluation here is bound by the models, not by JPEG decoding: a split is
-decoded once, cached as ``.npy`` arrays, and afterwards loads in a fraction
-of a second as ``images`` (N x 3 x H x W, uint8) and ``labels`` (N, int64).
+decoded once (over every core), cached as checksummed ``.npy`` shards, and afterwards loads in a fraction
+of a second as ``images`` (N x 3 x H x W, uint8) and ``labels`` (N, int64). ``images`` is a tensor when the
+split takes at most ``IN_MEMORY_BYTES`` (1 GiB; ``in_memory=`` decides otherwise), else a
+:class:`ShardedImages` that reads just the images indexed (``images[a:b]``, ``images[index]``: tensors) from the
+shards, so that a data set larger than memory is evaluated and trained on a batch at a time.
 
 A data set is named (``"cifar10"``) or given by path (``"data/tiny-imagenet-200"``,
 ``"~/imagenette.tar.gz"``: anything with a ``/``, a leading ``~`` or an
@@ -47,22 +50,26 @@ The cache is keyed by the source's content: an archive's path, size and
 modification time, or a folder's path, its class folders and every image's
 relative path, size and modification time (plus the training split's
 classes and ``image_size``). Changed or different data with the same name
-are decoded afresh, never served stale (:mod:`semcomm.data.cache`).
+are decoded afresh, never served stale (:mod:`semcomm.data.cache`). A cache
+shard found damaged (changed, truncated, missing) is decoded again when first
+read, with a :class:`DataWarning` naming it (:mod:`semcomm.data.shards`).
 
 The modules, in the order a split is loaded: ``locate`` (data roots, names and paths), ``archives``
 (extracted once), ``folders`` (split folders: files, annotations, classes), ``pixels`` (one image file to
-8-bit RGB), ``decode`` (images to arrays), ``cache`` (the decoded arrays, keyed by content), ``load``
+8-bit RGB), ``parallel`` (a process pool, results in order), ``decode`` (images to arrays, a chunk at a time),
+``shards`` (checksummed image shards on disk), ``cache`` (the decoded shards, keyed by content), ``load``
 (:func:`load_split`, :func:`load_images` and the splits of a data set); ``image_split`` holds
-:class:`ImageSplit` and :class:`UnlabelledImages`.
+:class:`ImageSplit` and :class:`UnlabelledImages`, ``sharded`` :class:`ShardedImages`.
 """
 from semcomm.data.decode import check_image_size, load_image_folder, square_image
 from semcomm.data.folders import DataWarning
 from semcomm.data.image_split import ImageSplit, UnlabelledImages
 from semcomm.data.load import available_splits, evaluation_split, load_images, load_split
 from semcomm.data.locate import DataLocation, DataNotFoundError, candidate_data_roots, is_data_path, locate
+from semcomm.data.sharded import ShardedImages, update_digest
 
 __all__ = [
-    "DataLocation", "DataNotFoundError", "DataWarning", "ImageSplit", "UnlabelledImages", "available_splits",
-    "candidate_data_roots", "check_image_size", "evaluation_split", "is_data_path", "load_image_folder",
-    "load_images", "load_split", "locate", "square_image",
+    "DataLocation", "DataNotFoundError", "DataWarning", "ImageSplit", "ShardedImages", "UnlabelledImages",
+    "available_splits", "candidate_data_roots", "check_image_size", "evaluation_split", "is_data_path",
+    "load_image_folder", "load_images", "load_split", "locate", "square_image", "update_digest",
 ]

@@ -4,13 +4,21 @@ torchvision's CIFAR batch files.
 Every image mode becomes 8-bit RGB as :mod:`semcomm.data.pixels` says (16-bit and float images scaled, CMYK,
 palette, alpha and 1-bit converted; oversized and damaged files refused by name); ``image_size`` resizes the
 shorter side (bicubic) and centre-crops a square.
+
+A split is described before it is decoded (:class:`SplitImages`: its image files or CIFAR pixels, labels and
+classes) and decoded a chunk at a time (:meth:`SplitImages.chunks`), so that it can go straight into cache shards
+without ever being whole in memory. Image files are decoded over a pool of ``workers`` processes
+(:mod:`semcomm.data.parallel`; default every core available), into the same bytes as one process decodes.
 """
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -20,7 +28,11 @@ from tqdm.auto import tqdm
 from semcomm.data.folders import DataWarning, labelled_files
 from semcomm.data.image_split import ImageSplit
 from semcomm.data.locate import TORCHVISION_CIFAR, DataNotFoundError
+from semcomm.data.parallel import ordered_map
 from semcomm.data.pixels import read_image
+
+CHUNK_IMAGES = 64  # image files decoded per task of the pool (and per chunk handed on)
+CHUNK_ROWS = 1024  # images of an array (CIFAR's) resized or handed on at a time
 
 
 def check_image_size(image_size) -> int | None:
@@ -43,7 +55,8 @@ def square_image(img: Image.Image, side: int) -> Image.Image:
 
 
 def load_image_folder(root: str | os.PathLike, image_size: int | None = None,
-                      classes: list[str] | None = None, skip_missing: bool = False) -> ImageSplit:
+                      classes: list[str] | None = None, skip_missing: bool = False,
+                      workers: int | None = None) -> ImageSplit:
     """Decode one ImageFolder split folder into memory.
 
     Args:
@@ -56,6 +69,7 @@ def load_image_folder(root: str | os.PathLike, image_size: int | None = None,
             default: the folder's own classes, sorted.
         skip_missing: skip lines of the annotations file naming files that do not exist, with a
             :class:`~semcomm.data.folders.DataWarning` naming them (default: such lines are an error).
+        workers: processes decoding the images (default: every core available).
 
     Returns:
         images N x 3 x H x W uint8, ordered by class then file path.
@@ -65,9 +79,10 @@ def load_image_folder(root: str | os.PathLike, image_size: int | None = None,
             claims too many pixels, a bad annotations file, a class that ``classes`` lacks.
     """
     root = Path(root)
-    images, labels, classes, _, skipped = decode_folder(root, check_image_size(image_size), classes, skip_missing)
-    warn_skipped(skipped)
-    return ImageSplit(torch.from_numpy(images), torch.from_numpy(labels), classes, root.name)
+    source = decode_folder(root, check_image_size(image_size), classes, skip_missing)
+    images, _ = source.decode(workers=workers)
+    warn_skipped(source.skipped)
+    return ImageSplit(torch.from_numpy(images), torch.from_numpy(source.labels), source.classes, root.name)
 
 
 def warn_skipped(skipped: str | None) -> None:
@@ -76,9 +91,62 @@ def warn_skipped(skipped: str | None) -> None:
         warnings.warn(skipped, DataWarning, stacklevel=3)
 
 
-def decode_folder(folder: Path, image_size: int | None, classes: list[str] | None, skip_missing: bool = False):
-    """Images (N x 3 x H x W uint8), labels (N int64), class names, whether any image was resized, and a message
-    naming the annotated files skipped (``skip_missing``) or None."""
+@dataclass
+class SplitImages:
+    """The images of one split, not yet decoded, and their labels.
+
+    Attributes:
+        labels: N int64 class indices, in the images' order.
+        classes: class names, indexed by label.
+        title: what the images are, for progress and errors (e.g. ``"val"``).
+        image_size: side of the square images decoded (None: as stored).
+        files: the N image files, in order (an ImageFolder split); or None and
+        pixels: N x 3 x h x w uint8 (torchvision's CIFAR).
+        skipped: the warning naming annotated files that were skipped, or None.
+    """
+
+    labels: np.ndarray
+    classes: list[str]
+    title: str
+    image_size: int | None = None
+    files: list[Path] | None = None
+    pixels: np.ndarray | None = None
+    skipped: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def chunks(self, start: int = 0, stop: int | None = None,
+               workers: int | None = None) -> Iterator[tuple[np.ndarray, bool]]:
+        """Images ``start:stop`` decoded in order, as k x 3 x S x S uint8 chunks, each with whether any of its
+        images was resized or cropped (``workers``: processes decoding image files; default every core)."""
+        if self.files is not None:
+            yield from decoded_chunks(self.files[start:stop], self.image_size, self.title, workers)
+        else:
+            yield from resized_chunks(self.pixels[start:stop], self.image_size)
+
+    def decode(self, start: int = 0, stop: int | None = None,
+               workers: int | None = None) -> tuple[np.ndarray, bool]:
+        """Images ``start:stop`` in memory ((stop - start) x 3 x S x S uint8), and whether any was resized."""
+        return gather(self.chunks(start, stop, workers), len(range(len(self))[start:stop]))
+
+
+def gather(chunks, n: int) -> tuple[np.ndarray, bool]:
+    """The ``n`` images of ``chunks`` ((k x 3 x H x W uint8, resized) pairs) in one array, and whether any was
+    resized."""
+    out, start, resized = None, 0, False
+    for chunk, changed in chunks:
+        if out is None:
+            out = np.empty((n, *chunk.shape[1:]), dtype=np.uint8)
+        out[start : start + len(chunk)] = chunk
+        start, resized = start + len(chunk), resized or changed
+    return (out if out is not None else np.empty((0, 3, 0, 0), dtype=np.uint8)), resized
+
+
+def decode_folder(folder: Path, image_size: int | None, classes: list[str] | None,
+                  skip_missing: bool = False) -> SplitImages:
+    """The image files of an ImageFolder split folder, ordered by class then path, with their labels (indexing
+    ``classes``, default the folder's own, sorted), not yet decoded."""
     labelled, skipped = labelled_files(folder, skip_missing)
     found = sorted({cls for _, cls in labelled})
     classes = list(classes) if classes is not None else found
@@ -89,24 +157,56 @@ def decode_folder(folder: Path, image_size: int | None, classes: list[str] | Non
                          f"(e.g. {', '.join(strangers[:3])}); its {len(classes)} classes are e.g. "
                          f"{', '.join(classes[:3])}")
     labelled.sort(key=lambda item: (index[item[1]], item[0]))
-    images, resized = decode_images([f for f, _ in labelled], image_size, folder.name)
     labels = np.asarray([index[cls] for _, cls in labelled], dtype=np.int64)
-    return images, labels, classes, resized, skipped
+    return SplitImages(labels, classes, folder.name, image_size, files=[f for f, _ in labelled], skipped=skipped)
 
 
-def decode_images(files: list[Path], image_size: int | None, title: str) -> tuple[np.ndarray, bool]:
+def decode_images(files: list[Path], image_size: int | None, title: str,
+                  workers: int | None = None) -> tuple[np.ndarray, bool]:
     """N x 3 x H x W uint8 array of ``files`` (RGB), and whether any was resized or cropped."""
-    out, resized = None, False
-    for i, path in enumerate(tqdm(files, desc=f"decoding {title}", unit="img")):
-        array, changed = read_rgb(path, image_size)
-        if out is None:
-            out, first = np.empty((len(files), 3, *array.shape[:2]), dtype=np.uint8), path
-        elif array.shape[:2] != out.shape[2:]:
-            raise ValueError(f"images differ in size ({first} is {out.shape[3]}x{out.shape[2]}, {path} is "
-                             f"{array.shape[1]}x{array.shape[0]}); give an image size to resize and crop them to")
-        out[i] = array.transpose(2, 0, 1)
-        resized |= changed
-    return out, resized
+    return gather(decoded_chunks(files, image_size, title, workers), len(files))
+
+
+def decoded_chunks(files: list[Path], image_size: int | None, title: str,
+                   workers: int | None = None) -> Iterator[tuple[np.ndarray, bool]]:
+    """The images of ``files`` decoded in order (RGB), k x 3 x H x W uint8 at a time, each chunk with whether any
+    of its images was resized or cropped.
+
+    The first file fixes H x W (a file of another size is a ValueError naming both, unless ``image_size`` makes
+    them one size); the rest are decoded :data:`CHUNK_IMAGES` at a time over ``workers`` processes (default: every
+    core available), what they warn about warned again here, in order.
+    """
+    if not files:
+        return
+    with tqdm(total=len(files), desc=f"decoding {title}", unit="img") as progress:
+        array, changed = read_rgb(files[0], image_size)
+        progress.update(1)
+        yield array.transpose(2, 0, 1)[None], changed
+        tasks = [files[i : i + CHUNK_IMAGES] for i in range(1, len(files), CHUNK_IMAGES)]
+        decode = functools.partial(decode_chunk, image_size=image_size, size=array.shape[:2], first=files[0])
+        for chunk, changed, said in ordered_map(decode, tasks, workers):
+            for message, category in said:
+                warnings.warn(message, category, stacklevel=2)
+            progress.update(len(chunk))
+            yield chunk, changed
+
+
+def decode_chunk(files: list[Path], image_size: int | None, size: tuple[int, int],
+                 first: Path) -> tuple[np.ndarray, bool, list[tuple[str, type]]]:
+    """k x 3 x H x W uint8 of ``files`` (each must be H x W = ``size``, the size of the split's ``first`` image),
+    whether any was resized or cropped, and what was warned while decoding them (message, category), to be warned
+    again by the process that asked (this may run in a worker process)."""
+    out, resized = np.empty((len(files), 3, *size), dtype=np.uint8), False
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        for i, path in enumerate(files):
+            array, changed = read_rgb(path, image_size)
+            if array.shape[:2] != tuple(size):
+                raise ValueError(f"images differ in size ({first} is {size[1]}x{size[0]}, {path} is "
+                                 f"{array.shape[1]}x{array.shape[0]}); give an image size to resize and crop them to")
+            out[i] = array.transpose(2, 0, 1)
+            resized |= changed
+    return out, resized, [(str(w.message), w.category) for w in said]
 
 
 def read_rgb(path: Path, image_size: int | None) -> tuple[np.ndarray, bool]:
@@ -119,13 +219,17 @@ def read_rgb(path: Path, image_size: int | None) -> tuple[np.ndarray, bool]:
     return np.asarray(img, dtype=np.uint8), changed
 
 
-def resize_arrays(images: np.ndarray, image_size: int | None) -> tuple[np.ndarray, bool]:
-    """N x 3 x H x W uint8 images made image_size x image_size by :func:`square_image`, and whether that changed
-    them."""
-    if image_size is None or images.shape[-2:] == (image_size, image_size):
-        return images, False
-    squares = [square_image(Image.fromarray(a.transpose(1, 2, 0)), image_size) for a in images]
-    return np.stack([np.asarray(s).transpose(2, 0, 1) for s in squares]), True
+def resized_chunks(images: np.ndarray, image_size: int | None) -> Iterator[tuple[np.ndarray, bool]]:
+    """N x 3 x H x W uint8 ``images`` made image_size x image_size by :func:`square_image`, :data:`CHUNK_ROWS` at a
+    time, each chunk with whether that changed it (as they are when ``image_size`` is None or already theirs)."""
+    same = image_size is None or images.shape[-2:] == (image_size, image_size)
+    for start in range(0, len(images), CHUNK_ROWS):
+        chunk = images[start : start + CHUNK_ROWS]
+        if same:
+            yield chunk, False
+        else:
+            squares = [square_image(Image.fromarray(a.transpose(1, 2, 0)), image_size) for a in chunk]
+            yield np.stack([np.asarray(s).transpose(2, 0, 1) for s in squares]), True
 
 
 def read_torchvision_cifar(folder: Path, name: str, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:

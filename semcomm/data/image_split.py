@@ -1,5 +1,5 @@
-"""One split of an image-classification data set, held in memory as uint8 images and int64 labels; or images
-without labels, held with their file names."""
+"""One split of an image-classification data set: uint8 images (in memory, or left on disk in cache shards) and
+int64 labels; or images without labels, held with their file names."""
 from __future__ import annotations
 
 import numbers
@@ -7,13 +7,17 @@ from dataclasses import dataclass
 
 import torch
 
+from semcomm.data.sharded import ShardedImages
+
 
 @dataclass
 class ImageSplit:
-    """One split of an image-classification data set, held in memory.
+    """One split of an image-classification data set.
 
     Attributes:
-        images: N x 3 x H x W uint8 tensor.
+        images: N x 3 x H x W uint8: a tensor, or for a split larger than memory a
+            :class:`~semcomm.data.sharded.ShardedImages` read from the cache's shards as it is indexed
+            (``images[a:b]`` and ``images[index]`` are tensors).
         labels: N int64 tensor of class indices.
         classes: class names, indexed by label.
         name: data set name and split, e.g. ``"cifar10/test"``.
@@ -24,7 +28,7 @@ class ImageSplit:
     (4, 'toy/test[2]')
     """
 
-    images: torch.Tensor
+    images: torch.Tensor | ShardedImages
     labels: torch.Tensor
     classes: list[str]
     name: str
@@ -37,13 +41,14 @@ class ImageSplit:
 
         Splits are stored class by class, so the subset is drawn with a fixed
         seed (0), in the split's order: the same images every time, every
-        class represented.
+        class represented. Images on disk stay there: the subset is an index into them.
         """
         limit = check_limit(limit)
         if limit is None or limit >= len(self):
             return self
         index = torch.randperm(len(self), generator=torch.Generator().manual_seed(0))[:limit].sort().values
-        return ImageSplit(self.images[index], self.labels[index], self.classes, f"{self.name}[{limit}]")
+        images = self.images.rows(index) if isinstance(self.images, ShardedImages) else self.images[index]
+        return ImageSplit(images, self.labels[index], self.classes, f"{self.name}[{limit}]")
 
 
 @dataclass

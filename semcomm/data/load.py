@@ -1,20 +1,26 @@
-"""Loading a split: find the data set, decode it once, and serve the cached arrays afterwards; or the images of a
-folder without labels, for prediction."""
+"""Loading a split: find the data set, decode it once into the cache's shards, and serve them afterwards (in
+memory when small, else read from disk as indexed); or the images of a folder without labels, for prediction."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from semcomm.data.archives import archive_fingerprint, extract
-from semcomm.data.cache import (cache_root, cached_entry, digest, entry_dir, load_arrays, save_arrays, skipped_warning,
-                                source_key)
-from semcomm.data.decode import (check_image_size, decode_folder, decode_images, read_torchvision_cifar, resize_arrays,
+from semcomm.data.cache import (cache_root, cached_entry, digest, entry_source, open_entry, skipped_warning,
+                                source_key, write_entry)
+from semcomm.data.decode import (SplitImages, check_image_size, decode_folder, decode_images, read_torchvision_cifar,
                                  warn_skipped)
 from semcomm.data.folders import IMAGE_SUFFIXES, image_files, reference_classes, split_folder, subfolders
 from semcomm.data.image_split import ImageSplit, UnlabelledImages, check_limit
 from semcomm.data.locate import DataLocation, DataNotFoundError, is_data_path, locate
+from semcomm.data.parallel import check_workers
+from semcomm.data.shards import SHARD_BYTES, check_shard_bytes
+
+IN_MEMORY_BYTES = 2**30  # a split (or its subset) of at most this many bytes of pixels is read into memory by default
 
 # data sets whose held-out split is known without looking (others: "val" if they have one, else "test")
 EVALUATION_SPLITS = {"imagenette": "val", "cifar10": "test", "cifar100": "test"}
@@ -28,6 +34,9 @@ def load_split(
     limit: int | None = None,
     image_size: int | None = None,
     skip_missing: bool = False,
+    in_memory: bool | None = None,
+    workers: int | None = None,
+    shard_bytes: int = SHARD_BYTES,
 ) -> ImageSplit:
     """Load one split of a data set, decoding it on first use.
 
@@ -45,10 +54,19 @@ def load_split(
         skip_missing: skip lines of an annotations file that name files that do not exist, with a
             :class:`~semcomm.data.folders.DataWarning` naming how many and which (on every load, cached or
             not); default: such lines refuse the split.
+        in_memory: True: ``images`` is a tensor in memory; False: a
+            :class:`~semcomm.data.sharded.ShardedImages` read from the cache's shards as it is indexed (memory
+            bounded by the batches read, however large the split); None (default): in memory when the images
+            (after ``limit``) take at most :data:`IN_MEMORY_BYTES`.
+        workers: processes decoding the images on first use (default: every core available); the bytes decoded
+            are the same for any number.
+        shard_bytes: target size in bytes of one cache shard written on first use (:mod:`semcomm.data.shards`;
+            an entry already cached is served with the shards it has).
 
     Returns:
         images N x 3 x S x S uint8 (S = ``image_size``), labels N int64 indexing ``classes``: the
-        training split's classes, sorted, in every split.
+        training split's classes, sorted, in every split. A damaged cache shard (changed, truncated or missing)
+        is decoded again when first read, with a :class:`~semcomm.data.folders.DataWarning` naming it.
 
     Raises:
         DataNotFoundError: no such data set or split.
@@ -62,22 +80,39 @@ def load_split(
     >>> test.images.shape, test.labels.shape  # doctest: +SKIP
     (torch.Size([100, 3, 32, 32]), torch.Size([100]))
     """
-    image_size = check_image_size(image_size)
+    image_size, limit = check_image_size(image_size), check_limit(limit)
+    workers, shard_bytes = check_workers(workers), check_shard_bytes(shard_bytes)
+    if in_memory not in (None, True, False):
+        raise ValueError(f"in_memory must be True, False or None (by size), got {in_memory!r}")
     cache = cache_root(cache_dir)
     location = locate(name, split, data_root)
     source = source_key(location, split, skip_missing)
-    title = f"{location.name}/{split}"
     entry = cached_entry(cache, location.name, split, source, image_size)
-    if entry is not None:
-        warn_skipped(skipped_warning(entry))
-        return load_arrays(entry, title).subset(limit)
-    images, labels, classes, resized, skipped = _decode(location, split, cache, image_size, skip_missing)
-    warn_skipped(skipped)
-    size = image_size if resized else None  # nothing was resized: these are the native arrays
-    entry = entry_dir(cache, location.name, split, source, size)
-    said = dict(skipped=skipped) if skipped else {}
-    save_arrays(entry, images, labels, classes, dict(source, split=split, image_size=size, **said))
-    return ImageSplit(torch.from_numpy(images), torch.from_numpy(labels), classes, title).subset(limit)
+    if entry is None:
+        images = _split_images(location, split, cache, image_size, skip_missing)
+        entry = write_entry(cache, location.name, split, source, images, image_size, workers, shard_bytes)
+    warn_skipped(skipped_warning(entry))
+    repair = Redecode(location, split, str(cache), entry_source(entry)["image_size"], skip_missing)
+    loaded = open_entry(entry, f"{location.name}/{split}", repair).subset(limit)
+    if in_memory or (in_memory is None and loaded.images.nbytes <= IN_MEMORY_BYTES):
+        return dataclasses.replace(loaded, images=loaded.images.to_tensor())
+    return loaded
+
+
+@dataclasses.dataclass(frozen=True)
+class Redecode:
+    """Decodes images ``start:stop`` of a cached split again (``image_size``: the cache entry's; None: native):
+    how a damaged cache shard is rewritten (:class:`~semcomm.data.shards.ShardStore`)."""
+
+    location: DataLocation
+    split: str
+    cache: str
+    image_size: int | None
+    skip_missing: bool
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        images = _split_images(self.location, self.split, Path(self.cache), self.image_size, self.skip_missing)
+        return images.decode(start, stop)[0]
 
 
 def load_images(
@@ -87,6 +122,7 @@ def load_images(
     cache_dir: str | os.PathLike | None = None,
     limit: int | None = None,
     image_size: int | None = None,
+    workers: int | None = None,
 ) -> UnlabelledImages:
     """Every image below a folder, or in one split of a data set, without labels: for prediction only.
 
@@ -100,6 +136,7 @@ def load_images(
         limit: only the first ``limit`` images, by path.
         image_size: side in pixels of the square images returned (shorter side resized, centre cropped);
             None keeps the images as they are (they must then share one size).
+        workers: processes decoding the images (default: every core available).
 
     Returns:
         images N x 3 x S x S uint8 and ``files``, each image's path relative to the folder read, in path order.
@@ -113,7 +150,7 @@ def load_images(
     >>> test.images.shape, test.files[0]  # doctest: +SKIP
     (torch.Size([10000, 3, 64, 64]), 'images/test_0.JPEG')
     """
-    image_size, limit = check_image_size(image_size), check_limit(limit)
+    image_size, limit, workers = check_image_size(image_size), check_limit(limit), check_workers(workers)
     location = locate(source, split, data_root)
     if location.kind == "cifar":
         raise ValueError(f"{location.path} holds torchvision's CIFAR files, which are labelled: use load_split")
@@ -123,7 +160,7 @@ def load_images(
     if not files:
         raise DataNotFoundError(f"no images found under {folder} (files with one of {sorted(IMAGE_SUFFIXES)})")
     title = f"{location.name}/{split}" if split is not None else location.name
-    images, _ = decode_images(files, image_size, title)
+    images, _ = decode_images(files, image_size, title, workers)
     return UnlabelledImages(torch.from_numpy(images), [f.relative_to(folder).as_posix() for f in files], title)
 
 
@@ -160,12 +197,11 @@ def _dataset_folder(location: DataLocation, cache: Path) -> Path:
     return wrapped if subfolders(target) == [location.name] else target
 
 
-def _decode(location: DataLocation, split: str, cache: Path, image_size: int | None, skip_missing: bool):
-    """Images, labels, classes of one split, whether any image was resized, and the warning naming skipped
-    annotated files (or None)."""
+def _split_images(location: DataLocation, split: str, cache: Path, image_size: int | None,
+                  skip_missing: bool) -> SplitImages:
+    """The images of one split, labelled, not yet decoded (an archive is extracted first)."""
     if location.kind == "cifar":
-        images, labels, classes = read_torchvision_cifar(location.path, location.name, split)
-        images, resized = resize_arrays(images, image_size)
-        return images, labels, classes, resized, None
+        pixels, labels, classes = read_torchvision_cifar(location.path, location.name, split)
+        return SplitImages(labels, classes, split, image_size, pixels=pixels)
     dataset = _dataset_folder(location, cache)
     return decode_folder(split_folder(dataset, split), image_size, reference_classes(dataset), skip_missing)

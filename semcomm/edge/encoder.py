@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from semcomm.core.devices import host
 from semcomm.core.seeding import as_generator
 from semcomm.edge.codec import CODECS, EdgeCodec, FramedCodec, HintSymbols, LevelPolicy
 from semcomm.edge.gating import Gate
@@ -155,7 +156,8 @@ class EdgeEncoder:
         """The edge pass of checked images (see :meth:`analyze`)."""
         if len(images) == 0:  # an empty batch: nothing to analyse
             n = self.model.num_patches
-            return EdgeAnalysis(torch.empty(0, self.model.num_classes), {m: torch.empty(0, n) for m in methods})
+            return EdgeAnalysis(torch.empty(0, self.model.num_classes, device="cpu"),
+                                {m: torch.empty(0, n, device="cpu") for m in methods})
         importance = {m: [] for m in methods}
         hidden = []
         layers = attention_layers(*methods)
@@ -164,9 +166,9 @@ class EdgeEncoder:
         def run(part):
             out = self.model.forward_with_attention(images[part], layers, hidden=tap)
             for m in methods:
-                importance[m].append(patch_importance(out, m))
+                importance[m].append(host(patch_importance(out, m).float()))
             if tap:
-                hidden.append(out.hidden[tap[0]].float())
+                hidden.append(host(out.hidden[tap[0]].float()))
             return out.logits
 
         logits = map_batches(run, len(images), self.batch_size, self.bf16, desc)
@@ -175,7 +177,10 @@ class EdgeEncoder:
 
     def _transmit(self, images: torch.Tensor, edge_logits: torch.Tensor, mask: torch.Tensor,
                   importance: torch.Tensor | None, hidden: torch.Tensor | None) -> Transmission:
-        """The mask's one check, the gate, the levels and the pair's strings, for checked 8-bit images."""
+        """The mask's one check, the gate, the levels and the pair's strings, for checked 8-bit images (on any
+        device; the masks, levels and strings are made on the CPU)."""
+        mask, edge_logits = host(mask), host(edge_logits)
+        importance = None if importance is None else host(importance)
         if mask.dtype != torch.bool or tuple(mask.shape) != (len(images), self.model.num_patches):
             raise ValueError(f"mask must be a B x N = {len(images)} x {self.model.num_patches} bool tensor, "
                              f"got {mask.dtype} {tuple(mask.shape)}")
@@ -186,10 +191,10 @@ class EdgeEncoder:
             raise ValueError(f"the edge_logits given to EdgeEncoder.transmit hold NaN or infinite values for "
                              f"{describe_rows(rows, 'image')}")
         offloaded = (self.gate.offload(edge_logits) if self.gate is not None
-                     else torch.ones(len(images), dtype=torch.bool))
+                     else torch.ones(len(images), dtype=torch.bool, device="cpu"))
         strings: list[bytes | None] = [None] * len(images)
         frames: list[Any | None] | None = [None] * len(images) if hasattr(self.codec, "frames") else None
-        level = torch.zeros(mask.shape, dtype=torch.int64)
+        level = torch.zeros(mask.shape, dtype=torch.int64, device="cpu")
         sent = offloaded.nonzero().flatten()
         if len(sent):
             source = self.codec.source(images[sent], None if hidden is None else hidden[sent])

@@ -99,7 +99,7 @@ class RandomK(SelectionRule):
         _check_budget(self, "RandomK")
 
     def select(self, importance, grid_size, generator):
-        return _keep_lowest(torch.rand(importance.shape, generator=generator), self.k)
+        return _keep_lowest(_uniform(importance, generator), self.k)
 
     @property
     def label(self) -> str:
@@ -173,7 +173,7 @@ class SpreadTopK(SelectionRule):
         gh, gw = grid_size
         if gh % self.cell or gw % self.cell:
             raise ValueError(f"patch grid {grid_size} does not divide into {self.cell} x {self.cell} cells")
-        scores = torch.rand(importance.shape, generator=generator) if self.random_within else importance
+        scores = _uniform(importance, generator) if self.random_within else importance
         scores = scores / scores.amax(dim=1, keepdim=True).clamp_min(1e-12) * 0.5  # in [0, 0.5]
         pattern = "b (gh c1 gw c2) -> b (gh gw) (c1 c2)"
         cells = rearrange(scores, pattern, gh=gh // self.cell, c1=self.cell, c2=self.cell)
@@ -232,10 +232,16 @@ def random_like(mask: torch.Tensor, generator: torch.Generator | int | None = No
     """A random B x N mask with the same number of True entries as ``mask`` in every row."""
     generator = as_generator(generator)
     counts = mask.sum(dim=1, keepdim=True)
-    rank = torch.rand(mask.shape, generator=generator).argsort(dim=1).argsort(dim=1)
+    rank = _uniform(mask, generator).argsort(dim=1).argsort(dim=1)
     return rank < counts
 
 
 def mask_to_positions(mask: torch.Tensor) -> list[torch.Tensor]:
     """Per image, the sorted int64 indices of the kept patches."""
     return [row.nonzero().flatten() for row in mask]
+
+
+def _uniform(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Uniform draws of ``like``'s shape, made by ``generator`` (a CPU generator: the same draws on every device)
+    and moved to ``like``'s device."""
+    return torch.rand(like.shape, generator=generator, device=generator.device).to(like.device)

@@ -3,7 +3,8 @@
 A sweep runs the edge ViT once over its split and reuses the result for every setting, with the importance
 of every method registered in :data:`~semcomm.edge.importance.IMPORTANCE` (plug-ins included). For zoo
 weights (which identify the model) the result is cached under a key of the weights' bytes, the images'
-bytes, the precision, the block whose tokens the codec pair reads and the importance methods.
+bytes, the precision, the block whose tokens the codec pair reads and the importance methods. Images left on
+disk (:class:`~semcomm.data.ShardedImages`, a split larger than memory) are hashed and analysed a chunk at a time.
 """
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import hashlib
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
-from semcomm.data import ImageSplit
+from semcomm.data import ImageSplit, ShardedImages, update_digest
 from semcomm.edge.encoder import EdgeAnalysis, EdgeEncoder
 from semcomm.edge.importance import IMPORTANCE
 
@@ -33,7 +35,7 @@ def edge_analysis(encoder: EdgeEncoder, split: ImageSplit, weights: Path | None,
     path = None
     if weights is not None:
         key = hashlib.sha256(weights.read_bytes())
-        key.update(split.images.numpy().tobytes())
+        update_digest(key, split.images)
         key.update(str(bf16).encode())
         tap = None if encoder.codec is None else encoder.codec.tap
         key.update(f"tap {tap}".encode())
@@ -42,8 +44,23 @@ def edge_analysis(encoder: EdgeEncoder, split: ImageSplit, weights: Path | None,
         if path.exists():
             data = torch.load(path)
             return EdgeAnalysis(data["logits"], data["importance"], data.get("hidden"))
-    analysis = encoder.analyze(split.images, methods, desc="edge pass" if progress else None)
+    analysis = _analyze(encoder, split.images, methods, progress)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(dict(logits=analysis.logits, importance=analysis.importance, hidden=analysis.hidden), path)
     return analysis
+
+
+def _analyze(encoder: EdgeEncoder, images, methods: tuple[str, ...], progress: bool) -> EdgeAnalysis:
+    """``encoder.analyze`` of B images: in one call for a tensor; for images on disk, over chunks of 16 of the
+    encoder's batches read in turn (the same batches, so the same values), joined."""
+    if not isinstance(images, ShardedImages) or not len(images):
+        images = images if not isinstance(images, ShardedImages) else images[:0]
+        return encoder.analyze(images, methods, desc="edge pass" if progress else None)
+    chunk = 16 * encoder.batch_size
+    parts = [encoder.analyze(batch, methods) for batch in
+             tqdm(images.batches(chunk), desc="edge pass", total=-(-len(images) // chunk), disable=not progress)]
+    hidden = [p.hidden for p in parts]
+    return EdgeAnalysis(torch.cat([p.logits for p in parts]),
+                        {m: torch.cat([p.importance[m] for p in parts]) for m in methods},
+                        None if hidden[0] is None else torch.cat(hidden))

@@ -73,6 +73,8 @@ class LinkSweepResult:
     """Plain data for notebooks: every point, and the equal-channel-use comparison per condition.
 
     ``notes``: what a reader should know about the gates (one sentence each; :mod:`semcomm.experiments.gates`).
+    ``engine``: where the tasks ran (:meth:`TaskRun.metadata <semcomm.experiments.engines.TaskRun.metadata>`);
+    ``device``: the torch device the edge model ran on.
     """
 
     dataset: str
@@ -85,6 +87,8 @@ class LinkSweepResult:
     seconds: float = 0.0
     machine: str = ""
     notes: list[str] = field(default_factory=list)
+    engine: dict = field(default_factory=dict)
+    device: str = ""
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=1))

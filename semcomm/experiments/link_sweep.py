@@ -31,29 +31,32 @@ The server classifies each setting's strings once as sent; at every condition on
 the images that arrived damaged or in part are classified again (exact: an intact
 arrival is the sent string).
 
-A run can resume: every finished (setting, condition) is saved in
-``state_path`` with the configuration it belongs to.
+The work is cut into tasks, one per (scheme setting, condition), with one task function whatever the
+engine: in this process one after the other, or as Ray tasks (:mod:`semcomm.experiments.engines`), with the
+same result. A run can resume: every finished task is saved in ``state_path`` (JSON lines) under a key of
+the configuration and the images.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import platform
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from channels import clopper_pearson
-from semcomm.data import ImageSplit
+from semcomm.core.devices import module_device
+from semcomm.data import ImageSplit, update_digest
 from semcomm.edge.gating import GATES, Gate
 from semcomm.edge.encoder import Transmission
 from semcomm.edge.selection import SELECTION_RULES, SelectionRule, SpreadTopK, takes_budget
 from semcomm.experiments.codecs import image_codec_pass, with_hint
+from semcomm.experiments.engines import LocalTasks, RayTasks, TaskStore, plain_key, run_tasks
 from semcomm.experiments.gates import check_gate_grid, sweep_gates
 from semcomm.experiments.link_results import LinkPoint, LinkSweepResult, compare_at, mark_link_frontiers
 from semcomm.experiments.settings import gate_fields
@@ -152,22 +155,25 @@ class LinkSweepConfig:
 
     def key(self, split: ImageSplit) -> str:
         """Identifies the configuration and the images (for resuming)."""
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode())
-        digest.update(split.images.numpy().tobytes())
-        return digest.hexdigest()[:24]
+        digest = hashlib.sha256()
+        update_digest(digest, split.images)
+        digest.update(split.labels.numpy().tobytes())
+        return plain_key(asdict(self), [type(p).__name__ for p in self.policies], digest.hexdigest())
 
 
 class LinkSweep:
     """Runs a :class:`LinkSweepConfig` on one data split (``sweep``: a link-less sweep whose models, codec pair
     and hint coder to use; default one built from the config)."""
 
-    def __init__(self, config: LinkSweepConfig, progress: bool = True, sweep: Sweep | None = None):
+    def __init__(self, config: LinkSweepConfig, progress: bool = True, sweep: Sweep | None = None,
+                 device: str | torch.device | None = None):
         self.config = config
         self.progress = progress
         self.sweep = sweep or Sweep(SweepConfig(edge=config.edge, server=config.server, codec=config.codec,
-                                                codecs=(), fusion=True), progress=progress)
+                                                codecs=(), fusion=True), progress=progress, device=device)
         self.codec = self.sweep.codec
         self._jscc_cache = (None, None, None, None)  # (pair, channel, CSI), its link, the split and its source values
+        self._encoded = None  # (split, edge pass, config, unit, the unit's strings): see _once
         if self.sweep.hint is None:
             raise ValueError("the link sweep needs the edge's hint coder (a sweep with fusion)")
         self.codec.hint_coder = self.sweep.hint
@@ -180,35 +186,45 @@ class LinkSweep:
         cfg = self.config
         return [*cfg.settings, *(("spread-top-k", k, policy) for k in cfg.policy_budgets for policy in cfg.policies)]
 
-    def run(self, split: ImageSplit, state_path: str | Path | None = None) -> LinkSweepResult:
+    def tasks(self) -> list[LinkTask]:
+        """The sweep's tasks, in the order of its points: each unit (a framing with a semantic setting, an image
+        codec, a JSCC budget) at each condition."""
+        cfg = self.config
+        units = ([(framing, s) for framing in cfg.framings for s in self.semantic_settings()]
+                 + [("codec", c) for c in cfg.codecs]
+                 + [("jscc", k) for k in (cfg.jscc_budgets if cfg.jscc is not None else ())])
+        return [LinkTask(kind, setting, condition) for kind, setting in units for condition in cfg.conditions]
+
+    def run(self, split: ImageSplit, state_path: str | Path | None = None,
+            engine: str | LocalTasks | RayTasks | None = None) -> LinkSweepResult:
+        """The link sweep of ``split``: its tasks (:meth:`tasks`) on ``engine`` (``local``, the default: in this
+        process; ``ray`` or a :class:`~semcomm.experiments.engines.RayTasks`: as Ray tasks; the same result),
+        resumed from and saved to the JSON-lines file ``state_path`` (None: not saved).
+
+        Every task draws the channel from the run's ``seed`` alone: each setting meets the same channel draws at
+        a condition (paired comparisons), whatever the engine or order. Tasks that failed on every try on Ray
+        are left out: ``notes`` and ``engine["missing"]`` name them, and a warning says so."""
         started = time.time()
         cfg, labels = self.config, split.labels
         analysis = self.sweep.edge_analysis(split)
         edge_correct = analysis.logits.argmax(-1) == labels
-        state = _load_state(state_path, cfg.key(split))
-        units = ([(framing, s) for framing in cfg.framings for s in self.semantic_settings()]
-                 + [("codec", c) for c in cfg.codecs]
-                 + [("jscc", k) for k in (cfg.jscc_budgets if cfg.jscc is not None else ())])
-        for kind, setting in tqdm(units, desc="link sweep", disable=not self.progress):
-            todo = [c for c in cfg.conditions if _unit_key(kind, setting, c) not in state["outcomes"]]
-            if not todo:
-                continue
-            if kind == "codec":
-                outcomes = self._image_codec(split, analysis, setting, todo)
-            elif kind == "jscc":
-                outcomes = self._jscc(split, analysis, setting, todo)
-            else:
-                outcomes = self._semantic(split, analysis, setting, todo, whole=kind == "whole")
-            for condition, outcome in zip(todo, outcomes):
-                state["outcomes"][_unit_key(kind, setting, condition)] = outcome
-            _save_state(state_path, state)
+        if cfg.jscc is not None:
+            self.jscc_link  # built here, so the tasks' context carries it
+        tasks = self.tasks()
+        store = None if state_path is None else TaskStore(state_path, cfg.key(split))
+        self._encoded = None
+        try:
+            run = run_tasks(_link_task, (self, split, analysis), tasks, engine, store, self.progress, "link sweep")
+        finally:
+            self._encoded = None  # the last unit's strings
         result = LinkSweepResult(split.name, len(split), cfg.link.label, cfg.link.condition_name,
                                  float(edge_correct.float().mean()),
-                                 machine=f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}")
+                                 machine=f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
+                                 device=str(module_device(self.sweep.edge)))
         every = torch.ones(len(labels), dtype=torch.bool)
         gates, result.notes = sweep_gates(cfg.gate_kind, analysis.logits, cfg.thresholds, cfg.offload_rates)
         gated = [(None, every)] + [(gate, gate.offload(analysis.logits)) for gate in gates]
-        described = [(kind, setting, self._tags(kind, setting)) for kind, setting in units]
+        tags = {}
         for condition in cfg.conditions:
             result.points.append(LinkPoint(scheme="edge", label="edge alone", condition=condition,
                                            accuracy=float(edge_correct.float().mean()), offload_rate=0.0,
@@ -216,15 +232,35 @@ class LinkSweep:
                                            channel_uses_per_image=0.0, bits_per_image=0.0, packet_loss=0.0,
                                            images_lost=0.0, family="reference",
                                            **gate_fields(Gate(cfg.gate_kind, math.inf))))
-            for kind, setting, tags in described:
-                outcome = state["outcomes"][_unit_key(kind, setting, condition)]
+            for task in tasks:
+                if task.condition != condition or task.id not in run.results:
+                    continue
+                unit = task.id.rsplit("|", 1)[0]
+                if unit not in tags:
+                    tags[unit] = self._tags(task.kind, task.setting)
                 for gate, offload in gated:
-                    result.points.append(_point(tags, outcome, offload, edge_correct, condition, gate))
+                    result.points.append(_point(tags[unit], run.results[task.id], offload, edge_correct, condition,
+                                                gate))
         mark_link_frontiers(result.points)
         ours = (self.codec.name,) + ((self.jscc_link.name,) if cfg.jscc is not None else ())
         result.comparison = [compare_at(result, ours, c) for c in cfg.conditions]
+        result.engine = run.metadata()
+        if run.missing:
+            note = run.missing_note(", ".join(run.missing), store)
+            result.notes.append(note)
+            warnings.warn(note, stacklevel=2)
         result.seconds = time.time() - started
         return result
+
+    def _once(self, split: ImageSplit, analysis, unit: str, compute):
+        """``compute()`` (a unit's strings, which serve every condition), remembered for the last unit: a unit's
+        conditions are separate tasks, run one after the other here and often on the same Ray worker."""
+        held = self._encoded
+        if held is not None and held[0] is split and held[1] is analysis and held[2] is self.config and held[3] == unit:
+            return held[4]
+        value = compute()
+        self._encoded = (split, analysis, self.config, unit, value)
+        return value
 
     def _tags(self, kind: str, setting: tuple[str, int, int] | ImageCodec) -> dict:
         """The fields of a unit's points that describe its setting (scheme, label, rule, budget, level, ...);
@@ -251,11 +287,16 @@ class LinkSweep:
         encoder = self.sweep.encoder
         encoder.policy, encoder.hint = self.codec.edge_policy(_policy(level), self.sweep.hint), self.sweep.hint
         importance = analysis.importance[self.sweep.config.importance]
-        mask = _rule(rule_name, k)(importance, self.sweep.edge.grid_size, torch.Generator().manual_seed(cfg.seed))
-        sent = encoder.transmit(split.images, analysis.logits, mask, importance, analysis.hidden)
-        offloaded = sent.offloaded.nonzero().flatten().tolist()
-        intact_logits = torch.full((len(sent.strings), self.codec.num_classes), float("nan"))
-        intact_logits[offloaded] = self.codec.classify(self.codec.decompress([sent.strings[i] for i in offloaded]))
+
+        def encoded():
+            mask = _rule(rule_name, k)(importance, self.sweep.edge.grid_size, torch.Generator().manual_seed(cfg.seed))
+            sent = encoder.transmit(split.images, analysis.logits, mask, importance, analysis.hidden)
+            offloaded = sent.offloaded.nonzero().flatten().tolist()
+            intact_logits = torch.full((len(sent.strings), self.codec.num_classes), float("nan"))
+            intact_logits[offloaded] = self.codec.classify(self.codec.decompress([sent.strings[i] for i in offloaded]))
+            return sent, intact_logits
+
+        sent, intact_logits = self._once(split, analysis, f"semantic|{' '.join(map(str, setting))}", encoded)
         outcomes = []
         for condition in conditions:
             transport, snr = cfg.link.transport(condition)
@@ -276,7 +317,7 @@ class LinkSweep:
         csi = "estimated" if self.config.link.csi == "estimated" else "perfect"
         key = (self.config.jscc, JSCC_CHANNELS[self.config.link.channel], csi)
         if self._jscc_cache[0] != key:
-            self._jscc_cache = (key, JSCCLink.from_zoo(*key), None, None)
+            self._jscc_cache = (key, JSCCLink.from_zoo(*key).to(self.sweep.device), None, None)
         return self._jscc_cache[1]
 
     def _jscc(self, split, analysis, k: int, conditions) -> list[dict]:
@@ -306,7 +347,8 @@ class LinkSweep:
         """Per condition, the outcome of sending each image's hint and file as one packet over the link."""
         cfg, hint = self.config, self.sweep.hint
         symbols = hint.symbols(analysis.logits)
-        files, logits = image_codec_pass(codec, split.images, self.sweep.server, self.sweep.config.server_bf16)
+        files, logits = self._once(split, analysis, f"codec|{codec.name}", lambda: image_codec_pass(
+            codec, split.images, self.sweep.server, self.sweep.config.server_bf16))
         server_correct = fuse(logits, hint.log_probs(symbols)).argmax(-1) == split.labels
         edge_correct = analysis.logits.argmax(-1) == split.labels
         packets = [[with_hint(codec, f, hint, symbols[i])] for i, f in enumerate(files)]
@@ -333,6 +375,30 @@ def _rule(name: str, k: int) -> SelectionRule:
     return SELECTION_RULES.create(name, k)
 
 
+@dataclass(frozen=True)
+class LinkTask:
+    """One task of a link sweep: one unit (``kind``: a framing of the semantic codec with its ``setting``, ``codec``
+    with an image codec, ``jscc`` with a budget) at one channel condition."""
+
+    kind: str
+    setting: Any
+    condition: float
+
+    @property
+    def id(self) -> str:
+        return _unit_key(self.kind, self.setting, self.condition)
+
+
+def _link_task(context: tuple, task: LinkTask) -> dict:
+    """The task function of every engine: ``context`` is (link sweep, split, edge pass)."""
+    sweep, split, analysis = context
+    if task.kind == "codec":
+        return sweep._image_codec(split, analysis, task.setting, [task.condition])[0]
+    if task.kind == "jscc":
+        return sweep._jscc(split, analysis, task.setting, [task.condition])[0]
+    return sweep._semantic(split, analysis, task.setting, [task.condition], whole=task.kind == "whole")[0]
+
+
 def _unit_key(kind: str, setting, condition: float) -> str:
     if isinstance(setting, ImageCodec):
         name = setting.name
@@ -356,19 +422,3 @@ def _point(tags: dict, outcome: dict, offload: torch.Tensor, edge_correct: torch
                      channel_uses_per_image=float(uses.mean()), bits_per_image=float(bits.mean()), packet_loss=loss,
                      images_lost=float(lost.sum()) / sent if sent else 0.0, interval=[low, high],
                      **gate_fields(gate), **tags)
-
-
-def _load_state(path, key: str) -> dict:
-    if path is not None and Path(path).is_file():
-        state = torch.load(path, weights_only=False)
-        if state.get("key") == key:
-            return state
-    return dict(key=key, outcomes={})
-
-
-def _save_state(path, state: dict) -> None:
-    if path is None:
-        return
-    tmp = Path(path).with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)

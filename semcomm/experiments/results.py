@@ -115,6 +115,9 @@ class SweepResult:
         comparison_note: why ``comparison`` is empty (None when it is not).
         notes: what a reader of the result should know about its gates (one sentence each, e.g. a gate that
             offloads every image; :mod:`semcomm.experiments.gates`).
+        engine: where the tasks ran (:meth:`TaskRun.metadata <semcomm.experiments.engines.TaskRun.metadata>`:
+            engine, nodes, tasks, resumed, tasks per node, missing tasks).
+        device: the torch device the edge model ran on (``cpu``, ``cuda:0``, ...).
     """
 
     dataset: str
@@ -131,6 +134,8 @@ class SweepResult:
     comparison: list[dict] = field(default_factory=list)
     comparison_note: str | None = None
     notes: list[str] = field(default_factory=list)
+    engine: dict = field(default_factory=dict)
+    device: str = ""
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=1))

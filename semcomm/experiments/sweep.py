@@ -28,27 +28,37 @@ semantic frontier is compared with the best image-codec frontier at every
 accuracy from the edge's + 1 point up to the server's full-image accuracy
 (:mod:`semcomm.experiments.frontiers`; where there is nothing to compare, the result's ``comparison_note`` says
 why). The results are :mod:`semcomm.experiments.results`.
+
+The work is cut into tasks, one per (reference, semantic setting or image codec) x shard of
+``shard_images`` images, each measuring every image of its shard once (one task function,
+:meth:`Sweep._task`); the gates, points and frontiers are then computed from the joined outcomes.
+The tasks run in this process one after the other or as Ray tasks (:mod:`semcomm.experiments.engines`)
+with the same result, and a run given a state file resumes from the tasks it finished.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import platform
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from tqdm.auto import tqdm
 
+from semcomm.core.devices import module_device, resolve_device
 from semcomm.core.paths import default_cache_dir
-from semcomm.data import ImageSplit
+from semcomm.data import ImageSplit, update_digest
 from semcomm.edge.codec import CODECS
 from semcomm.edge.encoder import EdgeAnalysis, EdgeEncoder
 from semcomm.edge.gating import GATES, Gate
 from semcomm.edge.selection import SelectionRule, TopK, random_like, selection_rules, takes_budget
 from semcomm.experiments.codecs import codec_pair, image_codec_pass, with_hint
 from semcomm.experiments.edge_pass import edge_analysis
+from semcomm.experiments.engines import LocalTasks, RayTasks, TaskStore, plain_key, run_tasks, task_seed
 from semcomm.experiments.frontiers import (compare_frontiers, mark_frontier_points, missing_comparison,
                                            pareto_frontiers)
 from semcomm.experiments.gates import check_gate_grid, sweep_gates
@@ -107,6 +117,12 @@ class SweepConfig:
         twins: an equal-budget random twin for every attention setting.
         codecs: whole-image reference codecs.
         full_images: the server on every patch of every image (raw 8-bit) as a reference.
+        seed: seeds each setting's random draws (random selection rules, random twins) together with the
+            setting's name (:func:`~semcomm.experiments.engines.task_seed`).
+        shard_images: images per task: the sweep runs as tasks of one setting (or reference, or image codec) on
+            this many images each (:meth:`Sweep.tasks`). Part of the configuration, not of the engine: every
+            engine runs the same tasks, so the same numbers; a multiple of the server's batch (256) keeps its
+            batches those of one pass over the split.
     """
 
     edge: str = "vit-edge-cifar10"
@@ -129,8 +145,11 @@ class SweepConfig:
     seed: int = 0
     edge_bf16: bool = False
     server_bf16: bool = True
+    shard_images: int = 1024
 
     def __post_init__(self):
+        if isinstance(self.shard_images, bool) or not isinstance(self.shard_images, int) or self.shard_images < 1:
+            raise ValueError(f"shard_images must be a positive number of images, got {self.shard_images!r}")
         CODECS.get(self.codec)  # an unknown name is refused here, listing the valid ones,
         GATES.resolve(self.gate_kind)  # as is an unknown gate, thresholds with offload rates or a rate outside [0, 1],
         check_gate_grid(self.thresholds, self.offload_rates)
@@ -176,11 +195,13 @@ class Sweep:
             fusion and your own ``edge`` it must be given (the zoo's codes another model's predictions): e.g.
             ``HintCoder.fit(predict_logits(edge, train.images, bf16=False))`` on training images
             (:class:`~semcomm.rate.hint.HintCoder`), or run with ``SweepConfig(fusion=False)``.
+        device: the torch device the models and the codec's networks run on; None: zoo models on CUDA if available,
+            else the CPU, models given as objects where they are (see :mod:`semcomm.core.devices`).
     """
 
     def __init__(self, config: SweepConfig, edge: ViTAdapter | None = None, server: ViTAdapter | None = None,
                  cache_dir: Path | None = None, progress: bool = True, codec: CodecPair | None = None,
-                 hint: HintCoder | None = None):
+                 hint: HintCoder | None = None, device: str | torch.device | None = None):
         self.config = config
         # the edge pass is cached only for zoo weights, which identify the model
         zoo = {card.name: card for card in list_checkpoints()}
@@ -192,13 +213,16 @@ class Sweep:
                              f"coder (the zoo's, of {config.edge}, codes another model's predictions): pass "
                              "hint=HintCoder.fit(predict_logits(edge, train.images, bf16=False)) fitted on training "
                              "images (semcomm.rate.hint.HintCoder), or SweepConfig(fusion=False)")
-        self.edge = edge or create_model(config.edge)
-        self.server = server or create_model(config.server)
+        self.device = resolve_device(device)  # None: CUDA if available, else the CPU
+        self.edge = _placed(edge, config.edge, self.device, device is not None)
+        self.server = _placed(server, config.server, self.device, device is not None)
         if self.edge.image_size != self.server.image_size or self.edge.patch_size != self.server.patch_size:
             raise ValueError(f"edge ({self.edge.image_size}, patch {self.edge.patch_size}) and server "
                              f"({self.server.image_size}, patch {self.server.patch_size}) must share the patch grid")
         self.hint = hint or (load_hint(config.edge) if config.fusion else None)
         self.codec = codec or codec_pair(config.codec, self.server)
+        if codec is None or device is not None:
+            self.codec.to(self.device)
         self.full = codec_pair(FULL_IMAGES_CODEC, self.server)  # the reference: every patch as 8-bit pixels
         for pair in (self.codec, self.full):
             pair.bf16, pair.hint_coder = config.server_bf16, self.hint
@@ -218,22 +242,57 @@ class Sweep:
         return edge_analysis(self.encoder, split, self._edge_weights, self.config.edge, self.config.edge_bf16,
                              self.cache_dir, self.progress)
 
-    def run(self, split: ImageSplit) -> SweepResult:
+    def key(self, split: ImageSplit) -> str:
+        """Identifies the sweep's configuration, models and images (what a task store is keyed by)."""
+        digest = hashlib.sha256()
+        update_digest(digest, split.images)
+        digest.update(split.labels.numpy().tobytes())
+        for model in (self.edge, self.server):
+            for name, tensor in (model.state_dict().items() if hasattr(model, "state_dict") else ()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return plain_key(asdict(self.config), [type(p).__name__ for p in self.config.policies], self.edge_name,
+                         self.server_name, self.codec.name, digest.hexdigest())
+
+    def tasks(self, images: int, settings: list[Setting] | None = None) -> list[SweepTask]:
+        """The sweep's tasks over ``images`` images, in the order of its points: the full images, each semantic
+        setting (``settings``, default the config's), each image codec, each over every shard of
+        ``shard_images`` images."""
+        cfg = self.config
+        settings = cfg.settings(self.codec.levels) if settings is None else settings
+        shards = [(start, min(start + cfg.shard_images, images)) for start in range(0, images, cfg.shard_images)]
+        groups = ([("full", 0, "full images")] if cfg.full_images else []) \
+            + [("semantic", i, _setting_name(s)) for i, s in enumerate(settings)] \
+            + [("codec", i, codec.name) for i, codec in enumerate(cfg.codecs)]
+        return [SweepTask(kind, index, name, start, stop) for kind, index, name in groups for start, stop in shards]
+
+    def run(self, split: ImageSplit, engine: str | LocalTasks | RayTasks | None = None,
+            state_path: str | Path | None = None) -> SweepResult:
+        """The sweep of ``split``: its tasks (:meth:`tasks`) on ``engine`` (``local``, the default: in this
+        process; ``ray`` or a :class:`~semcomm.experiments.engines.RayTasks`: as Ray tasks; the same result),
+        resumed from and saved to the JSON-lines file ``state_path`` (None: not saved).
+
+        Tasks that failed on every try on Ray are left out: their settings have no points, ``notes`` and
+        ``engine["missing"]`` name them, and a warning says so."""
         started = time.time()
         cfg = self.config
-        images, labels = split.images, split.labels
+        labels = split.labels
         analysis = self.edge_analysis(split)
         edge_correct = analysis.logits.argmax(-1) == labels
-        symbols = None if self.hint is None else self.hint.symbols(analysis.logits)
         h, w = self.edge.image_size
         result = SweepResult(split.name, len(split), self.edge_name, self.server_name, cfg.importance,
                              raw_bits_per_image=3 * h * w * 8,
                              machine=f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
-                             codec=cfg.codec)
+                             codec=cfg.codec, device=str(module_device(self.edge)))
         every = torch.ones(len(labels), dtype=torch.bool)
         gates, result.notes = sweep_gates(cfg.gate_kind, analysis.logits, cfg.thresholds, cfg.offload_rates)
         gated = [(None, every)] + [(gate, gate.offload(analysis.logits)) for gate in gates]
-        generator = torch.Generator().manual_seed(cfg.seed)
+
+        settings = cfg.settings(self.codec.levels)
+        tasks = self.tasks(len(split), settings)
+        store = None if state_path is None else TaskStore(state_path, self.key(split))
+        run = run_tasks(_sweep_task, (self, split, analysis), tasks, engine, store, self.progress, "sweep tasks")
+        outcomes = _joined(tasks, run.results)
 
         def add(tags: dict, outcome: dict, random_outcome: dict | None = None) -> None:
             """Points of one setting at every gate, without and (if measured) with fusion."""
@@ -254,49 +313,76 @@ class Sweep:
                    Gate(cfg.gate_kind, math.inf), nothing, edge_correct, edge_correct, no_bits, no_bits,
                    result.raw_bits_per_image)
             for fused in ((False, True) if self.hint is not None else (False,)))
-        if cfg.full_images:
-            full = torch.ones(len(labels), self.edge.num_patches, dtype=torch.bool)
-            outcome = self._outcome(self.full_encoder, split, analysis, full, None, symbols)
+        if ("full", 0) in outcomes:
             add(dict(family="reference", scheme=self.full.name, label="full images", curve="full images",
-                     codec=FULL_IMAGES_CODEC), outcome)
-        importance = analysis.importance[cfg.importance]
-        for name, budget, rule, policy in tqdm(cfg.settings(self.codec.levels), desc="semantic settings",
-                                               disable=not self.progress):
-            mask = rule(importance, self.edge.grid_size, generator)
+                     codec=FULL_IMAGES_CODEC), outcomes["full", 0])
+        for i, (name, budget, rule, policy) in enumerate(settings):
+            if ("semantic", i) not in outcomes:
+                continue
+            outcome = outcomes["semantic", i]
+            twin_outcome = outcome.pop("twin", None)
             suffix = f" {policy.label}" if policy is not None else ""
             tags = dict(codec=cfg.codec, **rule_fields(name, budget, rule), **policy_fields(policy))
-            outcome = self._outcome(self.encoder, split, analysis, mask, policy, symbols)
-            twin_outcome = None
-            if cfg.twins and not mask.all():  # a twin of "every patch" would be the same strings
-                twin = random_like(mask, generator)
-                twin_outcome = self._outcome(self.encoder, split, analysis, twin, policy, symbols)
             add(dict(tags, family="semantic", scheme=self.codec.name, label=rule.label + suffix, curve=name + suffix),
                 outcome, twin_outcome)
             if twin_outcome is not None:
                 add(dict(tags, family="random", scheme=f"random {self.codec.name}",
                          label=f"random (as {rule.label}{suffix})", curve=f"random as {name}{suffix}"), twin_outcome)
-        for codec in tqdm(cfg.codecs, desc="image codecs", disable=not self.progress):
-            files, logits = image_codec_pass(codec, images, self.server, cfg.server_bf16)
-            outcome = self._measured(codec, files, logits, labels, torch.full((len(labels),), math.nan), symbols)
-            add(dict(family="codec", scheme=codec.format, label=codec.name, curve=codec.format, codec=codec.format,
-                     quality=codec.quality), outcome)
+        for i, codec in enumerate(cfg.codecs):
+            if ("codec", i) in outcomes:
+                add(dict(family="codec", scheme=codec.format, label=codec.name, curve=codec.format, codec=codec.format,
+                         quality=codec.quality), outcomes["codec", i])
         result.frontiers = pareto_frontiers(result.points)
         mark_frontier_points(result.points, result.frontiers)
         result.comparison = compare_frontiers(result)
         result.comparison_note = missing_comparison(result)
+        result.engine = run.metadata()
+        if run.missing:
+            left_out = list(dict.fromkeys(t.name for t in tasks if t.id in run.failures))
+            note = run.missing_note(", ".join(left_out), store)
+            result.notes.append(note)
+            warnings.warn(note, stacklevel=2)
         result.seconds = time.time() - started
         return result
 
-    def _outcome(self, encoder: EdgeEncoder, split: ImageSplit, analysis: EdgeAnalysis, mask: torch.Tensor,
-                 policy: LevelPolicy | None, symbols: torch.Tensor | None) -> dict:
-        """Correctness, bits and patch counts of every image sent by ``encoder`` with ``mask`` (B x N) at the
-        levels of ``policy`` (None: its codec's own)."""
+    def _task(self, split: ImageSplit, analysis: EdgeAnalysis, task: SweepTask) -> dict:
+        """What one task measures (:func:`_outcome_data`): its images' outcome at its setting, reference or
+        image codec; a semantic setting's random twin under ``twin``. A setting's masks are drawn over every image
+        of the split with a generator of its own (:func:`~semcomm.experiments.engines.task_seed`), then cut to
+        the task's images: the same whatever the shards, the engine or the order."""
+        cfg = self.config
+        part = slice(task.start, task.stop)
+        shard = _Shard(split.images[part], split.labels[part], analysis.logits[part],
+                       {k: v[part] for k, v in analysis.importance.items()},
+                       None if analysis.hidden is None else analysis.hidden[part],
+                       None if self.hint is None else self.hint.symbols(analysis.logits[part]))
+        if task.kind == "full":
+            full = torch.ones(len(shard.labels), self.edge.num_patches, dtype=torch.bool)
+            return _outcome_data(self._outcome(self.full_encoder, shard, full, None))
+        if task.kind == "codec":
+            codec = cfg.codecs[task.index]
+            files, logits = image_codec_pass(codec, shard.images, self.server, cfg.server_bf16)
+            return _outcome_data(self._measured(codec, files, logits, shard.labels,
+                                                torch.full((len(shard.labels),), math.nan), shard.symbols))
+        name, budget, rule, policy = setting = cfg.settings(self.codec.levels)[task.index]
+        generator = torch.Generator().manual_seed(task_seed(cfg.seed, _setting_name(setting)))
+        mask = rule(analysis.importance[cfg.importance], self.edge.grid_size, generator)
+        data = _outcome_data(self._outcome(self.encoder, shard, mask[part], policy))
+        if cfg.twins and not mask.all():  # a twin of "every patch" would be the same strings
+            twin = random_like(mask, generator)
+            data["twin"] = _outcome_data(self._outcome(self.encoder, shard, twin[part], policy))
+        return data
+
+    def _outcome(self, encoder: EdgeEncoder, shard: "_Shard", mask: torch.Tensor, policy: LevelPolicy | None) -> dict:
+        """Correctness, bits and patch counts of every image of ``shard`` sent by ``encoder`` with ``mask``
+        (B x N) at the levels of ``policy`` (None: its codec's own)."""
         codec = encoder.codec
         encoder.policy, encoder.hint = codec.edge_policy(policy), None
-        sent = encoder.transmit(split.images, analysis.logits, mask, analysis.importance[self.config.importance],
-                                analysis.hidden)
+        sent = encoder.transmit(shard.images, shard.logits, mask, shard.importance[self.config.importance],
+                                shard.hidden)
         logits = codec.classify(codec.decompress(sent.strings))
-        return self._measured(codec, sent.strings, logits, split.labels, (sent.level > 0).sum(1).float(), symbols)
+        return self._measured(codec, sent.strings, logits, shard.labels, (sent.level > 0).sum(1).float(),
+                              shard.symbols)
 
     def _measured(self, codec: Codec, strings: list[bytes], logits: torch.Tensor, labels: torch.Tensor,
                   patches: torch.Tensor, symbols: torch.Tensor | None) -> dict:
@@ -307,6 +393,77 @@ class Sweep:
             outcome["fused_correct"] = fuse(logits, self.hint.log_probs(symbols)).argmax(-1) == labels
             outcome["fused_bits"] = _bits([with_hint(codec, s, self.hint, symbols[i]) for i, s in enumerate(strings)])
         return outcome
+
+
+@dataclass(frozen=True)
+class SweepTask:
+    """One task of a sweep: the full-images reference (``full``), semantic setting ``index`` (``semantic``) or
+    image codec ``index`` (``codec``) on images ``start``..``stop``-1; ``name`` names the setting."""
+
+    kind: str
+    index: int
+    name: str
+    start: int
+    stop: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind} {self.index} {self.name} [{self.start}:{self.stop}]"
+
+
+class _Shard(NamedTuple):
+    """A task's share of the split and of its edge pass: B images and labels, B x C edge logits, importance by
+    method (B x N each), tokens (B x N x D or None) and hint symbols (B x C or None)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    logits: torch.Tensor
+    importance: dict
+    hidden: torch.Tensor | None
+    symbols: torch.Tensor | None
+
+
+def _sweep_task(context: tuple, task: SweepTask) -> dict:
+    """The task function of every engine: ``context`` is (sweep, split, edge pass)."""
+    sweep, split, analysis = context
+    return sweep._task(split, analysis, task)
+
+
+def _setting_name(setting: Setting) -> str:
+    """A semantic setting's name, e.g. ``spread-top-k 16 L3`` (its random draws are seeded from it)."""
+    name, budget, _, policy = setting
+    return " ".join(str(part) for part in (name, budget, None if policy is None else policy.label) if part is not None)
+
+
+_FIELDS = {"correct": torch.bool, "bits": torch.float32, "patches": torch.float32, "fused_correct": torch.bool,
+           "fused_bits": torch.float32}
+
+
+def _outcome_data(outcome: dict) -> dict:
+    """An outcome of B images (tensors, :meth:`Sweep._measured`) as plain JSON lists (None where not measured)."""
+    return {key: None if outcome.get(key) is None else outcome[key].tolist() for key in _FIELDS}
+
+
+def _joined(tasks: list[SweepTask], results: dict[str, dict]) -> dict[tuple[str, int], dict]:
+    """(kind, index) -> the outcome over all images (tensors, shards joined in order) of every setting whose
+    shards all finished; a semantic setting's twin under ``twin``."""
+    groups: dict[tuple[str, int], list[SweepTask]] = {}
+    for task in tasks:
+        groups.setdefault((task.kind, task.index), []).append(task)
+
+    def join(parts: list[dict]) -> dict:
+        return {key: None if parts[0][key] is None else torch.tensor(list(chain.from_iterable(p[key] for p in parts)),
+                                                                dtype=dtype)
+                for key, dtype in _FIELDS.items()}
+
+    joined = {}
+    for group, members in groups.items():
+        if all(t.id in results for t in members):
+            parts = [results[t.id] for t in members]
+            joined[group] = join(parts)
+            if parts[0].get("twin") is not None:
+                joined[group]["twin"] = join([p["twin"] for p in parts])
+    return joined
 
 
 def _bits(strings: list[bytes]) -> torch.Tensor:
@@ -331,3 +488,10 @@ def _point(tags: dict, gate: Gate | None, offload, edge_correct, server_correct,
         **gate_fields(gate),
         **tags,
     )
+
+
+def _placed(model: ViTAdapter | None, name: str, device: torch.device, move: bool) -> ViTAdapter:
+    """``model``, moved to ``device`` when ``move``; or the zoo model ``name`` on ``device``."""
+    if model is None:
+        return create_model(name).to(device)
+    return model.to(device) if move else model

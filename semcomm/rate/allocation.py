@@ -53,7 +53,7 @@ IAQ_SOLVERS: Registry[Callable[..., torch.Tensor]] = Registry("IAQ solver")
 
 def quantizer_distortion(levels: int, value_range: float = 1.0) -> torch.Tensor:
     """D(M) = R^2 4^-M / 12 for M = 0..levels: mean squared error per value of an M-bit uniform quantizer."""
-    m = torch.arange(levels + 1, dtype=torch.float64)
+    m = torch.arange(levels + 1, dtype=torch.float64, device="cpu")
     return value_range ** 2 * torch.pow(4.0, -m) / 12
 
 
@@ -83,7 +83,7 @@ def channel_distortion(levels: int, eps: float, value_range: float = 1.0, mappin
         received = decode[word[:, None] ^ flips[None, :]]  # n x n: index sent x flip pattern
         error = (received - index[:, None]) * step
         out.append(step ** 2 / 12 + float((prob[None, :] * error ** 2).sum(1).mean()))
-    return torch.tensor(out, dtype=torch.float64)
+    return torch.tensor(out, dtype=torch.float64, device="cpu")
 
 
 def importance_weights(importance: torch.Tensor, power: float = 1.0) -> torch.Tensor:
@@ -97,7 +97,7 @@ def _check(weights: torch.Tensor, rates: torch.Tensor, budget) -> torch.Tensor:
     if weights.ndim != 2 or rates.shape[:2] != weights.shape or rates.ndim != 3:
         raise ValueError(f"weights must be B x N and rates B x N x (L + 1), got {tuple(weights.shape)} "
                          f"and {tuple(rates.shape)}")
-    budget = torch.as_tensor(budget, dtype=torch.float64).expand(len(weights))
+    budget = torch.as_tensor(budget, dtype=torch.float64, device=weights.device).expand(len(weights))
     if (budget < 0).any() or not torch.isfinite(budget).all():
         raise ValueError("bit budgets must be finite and >= 0")
     if (rates[..., 0] != 0).any() or (rates.diff(dim=-1) < 0).any():
@@ -148,15 +148,17 @@ def water_filling(weights: torch.Tensor, max_level: int, bits_per_level: float, 
     Every level step costs ``bits_per_level`` (e.g. 48 bits for a 4 x 4 x 3
     patch of raw pixels).
     """
-    rates = torch.arange(max_level + 1, dtype=torch.float64).expand(*weights.shape, -1) * bits_per_level
+    steps = torch.arange(max_level + 1, dtype=torch.float64, device=weights.device)
+    rates = steps.expand(*weights.shape, -1) * bits_per_level
     budget = _check(weights, rates, budget)
     log_w = torch.log2(weights.double().clamp_min(1e-300))
 
     def levels_at(log_lambda):
         return (0.5 * (log_w - log_lambda[:, None])).round().clamp(0, max_level)
 
-    low = torch.full((len(weights),), -2000.0, dtype=torch.float64)  # lambda tiny: every patch at max
-    high = torch.full((len(weights),), 2000.0, dtype=torch.float64)  # lambda huge: nothing sent
+    # lambda tiny: every patch at max
+    low = torch.full((len(weights),), -2000.0, dtype=torch.float64, device=weights.device)
+    high = torch.full((len(weights),), 2000.0, dtype=torch.float64, device=weights.device)  # lambda huge: nothing sent
     for _ in range(iterations):
         mid = (low + high) / 2
         fits = levels_at(mid).sum(1) * bits_per_level <= budget
@@ -180,8 +182,8 @@ def lagrangian_allocation(weights: torch.Tensor, rates: torch.Tensor, distortion
     def total(levels):
         return r.gather(-1, levels[..., None])[..., 0].sum(1)
 
-    low = torch.full((len(weights),), 1e-12, dtype=torch.float64)
-    high = torch.full((len(weights),), 1e12, dtype=torch.float64)
+    low = torch.full((len(weights),), 1e-12, dtype=torch.float64, device=weights.device)
+    high = torch.full((len(weights),), 1e12, dtype=torch.float64, device=weights.device)
     for _ in range(iterations):  # bisection on log lambda: 24 halvings of 80 octaves leave lambda within 4e-6
         mid = (low * high).sqrt()
         fits = total(levels_at(mid)) <= budget
@@ -212,5 +214,5 @@ def uniform_allocation(selected: torch.Tensor, rates: torch.Tensor, budget) -> t
     budget = _check(selected.double(), rates, budget)
     total = (rates * selected[..., None]).sum(1)  # B x (L + 1)
     fits = total <= budget[:, None]
-    level = (fits.long() * torch.arange(rates.shape[-1])).amax(-1).clamp_min(1)
+    level = (fits.long() * torch.arange(rates.shape[-1], device=rates.device)).amax(-1).clamp_min(1)
     return torch.where(selected, level[:, None], torch.zeros_like(selected, dtype=torch.int64))

@@ -18,6 +18,11 @@ symbols (``hint``: B x C) when given; their server consumes one
 (:class:`~semcomm.rate.image_codecs.ImageCodec`, WebP / JPEG) code the images themselves; their strings
 are the files and their server reads the decoded images.
 
+Devices: a codec's networks (bottleneck, analysis, server) compute on the device :meth:`Codec.to` moves them
+to; its entropy coding, its entropy-side networks (kept in float64 on the CPU, so that a string written on any
+device is read the same on any other) and its strings stay on the CPU. :meth:`~Codec.source` and
+:meth:`~Codec.classify` return CPU tensors (see :mod:`semcomm.core.devices`).
+
 Codec pairs are registered by name in :data:`semcomm.edge.codec.CODECS` (the edge encoder resolves
 names there, so the registry sits in the edge stage and this stage fills it), built with
 :func:`create_codec` and listed by :func:`list_codecs`, like timm's models.
@@ -29,7 +34,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
+from semcomm.core.devices import module_device, resolve_device
 from semcomm.edge.codec import CODECS
 from semcomm.inference import DEFAULT_BATCH
 
@@ -46,6 +53,23 @@ class Codec(ABC):
     name: str
     num_classes: int
     bf16: bool = True
+
+    def to(self, device: str | torch.device | None) -> "Codec":
+        """This codec with its networks moved to ``device`` (``"cuda"``, ``"cpu"``, None: CUDA if available);
+        attributes whose names start with ``_`` (the entropy side) stay where they are. Returns ``self``."""
+        device = resolve_device(device)
+        for name, value in vars(self).items():
+            if isinstance(value, nn.Module) and not name.startswith("_"):
+                value.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the codec's networks (the CPU for a codec without any)."""
+        for name, value in vars(self).items():
+            if isinstance(value, nn.Module) and not name.startswith("_"):
+                return module_device(value)
+        return torch.device("cpu")
 
     def source(self, images: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
         """What :meth:`compress` codes, from B x 3 x H x W uint8 images (or the edge's B x N x D tokens

@@ -27,14 +27,14 @@ from semcomm.rate.pixels import PixelPair
 from semcomm.wire import v2 as fmt
 
 RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
-                            dtype=torch.float64)
-CENTRE = torch.tensor([128.0, 0.0, 0.0], dtype=torch.float64)  # Y centred on 0; Cb, Cr already are
+                            dtype=torch.float64, device="cpu")
+CENTRE = torch.tensor([128.0, 0.0, 0.0], dtype=torch.float64, device="cpu")  # Y centred on 0; Cb, Cr already are
 
 
 def dct_matrix(n: int) -> torch.Tensor:
     """n x n orthonormal DCT-II matrix (row k: frequency k)."""
-    k = torch.arange(n, dtype=torch.float64)[:, None]
-    i = torch.arange(n, dtype=torch.float64)[None, :]
+    k = torch.arange(n, dtype=torch.float64, device="cpu")[:, None]
+    i = torch.arange(n, dtype=torch.float64, device="cpu")[None, :]
     matrix = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2 / n)
     matrix[0] /= math.sqrt(2)
     return matrix
@@ -42,7 +42,7 @@ def dct_matrix(n: int) -> torch.Tensor:
 
 def base_steps(patch_size: int, chroma_factor: float = 2.0) -> torch.Tensor:
     """3 x P x P base quantizer steps: 8 + 8 (u + v) for luma, ``chroma_factor`` times that for Cb, Cr."""
-    u = torch.arange(patch_size, dtype=torch.float64)
+    u = torch.arange(patch_size, dtype=torch.float64, device="cpu")
     luma = 8 + 8 * (u[:, None] + u[None, :])
     return torch.stack([luma, chroma_factor * luma, chroma_factor * luma])
 
@@ -116,13 +116,13 @@ class DCTPair(PixelPair, TableCodedPair):
         domain) at each level as ``distortion`` (level 0, not sent: the spread of patches about the mean
         patch)."""
         symbols, indexes, patches = [], [], []
-        error = torch.zeros(self.levels + 1, dtype=torch.float64)
+        error = torch.zeros(self.levels + 1, dtype=torch.float64, device="cpu")
         images = to_uint8(images)
         for start in range(0, len(images), batch):
             coefficients = self.source(images[start : start + batch])
             patches.append(coefficients.reshape(-1, coefficients.shape[-1]))
             for m in range(1, self.levels + 1):
-                level = torch.full(coefficients.shape[:2], m)
+                level = torch.full(coefficients.shape[:2], m, device=coefficients.device)
                 q = self.quantize(coefficients, level)
                 error[m] += (q * self.steps(level) - coefficients).pow(2).sum()
                 symbols.append(q.flatten().numpy())

@@ -42,10 +42,14 @@ with warnings.catch_warnings():  # CompressAI's import pulls in torch_geometric,
     from compressai import ans
     from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf
 
+from semcomm.core.devices import as_tensor
 from semcomm.wire.errors import BitstreamError
 
 PRECISION = 16
 PAD_SYMBOLS = 4
+# the largest value CompressAI's coder bypasses correctly: its encoder counts the 4-bit groups of a raw int32 value
+# with a shift that is undefined (and loops forever) from 32 bits up, and its decoder builds values that overflow
+MAX_BYPASS = 2 ** 28 - 1
 # what rans_encode writes beyond -sum log2 p: the coder starts from the state 2^31, whose 31 bits carry no
 # information, and the compacted state ends on a whole byte (0..7 bits, about 4 on average)
 FLUSH_BITS = 31
@@ -78,7 +82,7 @@ class SymbolTables:
         # bits of every in-range symbol (and the escape) of every table, flat: table t's start at _starts[t]
         cost = -torch.log2(widths.clamp_min(1) / 2 ** PRECISION)
         spans = self.lengths.long() - 1
-        self._starts = torch.cat([torch.zeros(1, dtype=torch.long), spans.cumsum(0)[:-1]])
+        self._starts = torch.cat([spans.new_zeros(1), spans.cumsum(0)[:-1]])
         self._flat_cost = torch.cat([cost[t, : int(n)] for t, n in enumerate(spans)]).float()
         self._offsets_long, self._last = self.offsets.long(), self.lengths.long() - 2
 
@@ -123,8 +127,8 @@ class SymbolTables:
     def from_cdfs(cls, cdfs: list[torch.Tensor], offsets: list[int]) -> "SymbolTables":
         width = max(len(c) for c in cdfs)
         table = torch.stack([torch.cat([c, c[-1:].expand(width - len(c))]) for c in cdfs]).int()
-        return cls(table, torch.tensor([len(c) for c in cdfs], dtype=torch.int32),
-                   torch.tensor(offsets, dtype=torch.int32))
+        return cls(table, torch.tensor([len(c) for c in cdfs], dtype=torch.int32, device=table.device),
+                   torch.tensor(offsets, dtype=torch.int32, device=table.device))
 
     @classmethod
     def from_entropy_bottlenecks(cls, models) -> "SymbolTables":
@@ -167,7 +171,7 @@ class SymbolTables:
         """Ideal code length in bits (-log2 p) of each symbol under its table (same shape); a value
         outside a table's range costs its escape symbol plus the coder's bypass bits (:func:`bypass_bits`).
         An estimate, not what :func:`rans_encode` writes."""
-        symbols, indexes = torch.as_tensor(symbols).long(), torch.as_tensor(indexes).long()
+        symbols, indexes = as_tensor(symbols, torch.long), as_tensor(indexes, torch.long)
         value = symbols - self._offsets_long[indexes]
         last = self._last[indexes]
         outside = (value < 0) | (value >= last)
@@ -211,21 +215,21 @@ class SetCosts:
         tops = torch.stack([t.offsets.long() + t.lengths.long() - 2 for t in sets])
         self._low = offsets.amin(0)  # T
         width = int((tops.amax(0) - self._low).max()) + 1
-        values = self._low[:, None] + torch.arange(width)  # T x W
-        shift = tables * torch.arange(self.sets)
-        dense = self._stacked.cost(values[None].expand(self.sets, -1, -1),
-                                   (torch.arange(tables)[None, :, None] + shift[:, None, None]).expand(-1, -1, width))
+        values = self._low[:, None] + torch.arange(width, device=offsets.device)  # T x W
+        shift = tables * torch.arange(self.sets, device=offsets.device)
+        index = torch.arange(tables, device=offsets.device)[None, :, None] + shift[:, None, None]
+        dense = self._stacked.cost(values[None].expand(self.sets, -1, -1), index.expand(-1, -1, width))
         self._dense = dense.permute(1, 2, 0).reshape(tables * width, self.sets).float().contiguous()
         self._width, self._tables = width, tables
 
     def __call__(self, symbols: torch.Tensor, indexes: torch.Tensor) -> torch.Tensor:
         """(... x S) bits of each symbol under each set (float64)."""
-        symbols, indexes = torch.as_tensor(symbols).long(), torch.as_tensor(indexes).long()
+        symbols, indexes = as_tensor(symbols, torch.long), as_tensor(indexes, torch.long)
         slot = symbols - self._low[indexes]
         inside = (slot >= 0) & (slot < self._width)
         cost = self._dense[indexes * self._width + slot.clamp(0, self._width - 1)].double()
         if not inside.all():
-            shift = self._tables * torch.arange(self.sets)
+            shift = self._tables * torch.arange(self.sets, device=indexes.device)
             v, t = symbols[~inside][:, None], indexes[~inside][:, None] + shift
             cost[~inside] = self._stacked.cost(v.expand_as(t), t)
         return cost
@@ -254,6 +258,7 @@ def rans_encode(tables: SymbolTables, symbols, indexes) -> tuple[int, bytes]:
         return 0, b""
     if min(indexes) < 0 or max(indexes) >= len(tables):
         raise ValueError(f"table indexes must lie in [0, {len(tables)})")
+    check_codable(tables, symbols, indexes)
     local, cdfs, lengths, offsets = used_tables(tables, indexes + [len(tables)] * PAD_SYMBOLS)
     raw = _ENCODER.encode_with_indexes(symbols + [0] * PAD_SYMBOLS, local, cdfs, lengths, offsets)
     state = int.from_bytes(raw[:8], "little")
@@ -308,10 +313,27 @@ def used_tables(tables: SymbolTables, indexes: list[int]) -> tuple[list[int], li
     return local.tolist(), [cdfs[t] for t in used], [lengths[t] for t in used], [offsets[t] for t in used]
 
 
+def check_codable(tables: SymbolTables, symbols: list[int], indexes: list[int]) -> None:
+    """ValueError unless every symbol is in its table's range or escapes it by at most :data:`MAX_BYPASS` (folded:
+    below the range ``-2 v - 1``, above it ``2 (v - top)``), the values the coder writes and reads back exactly."""
+    value = np.asarray(symbols, dtype=np.int64) - np.asarray(tables._lists[2], dtype=np.int64)[indexes]
+    top = np.asarray(tables._lists[1], dtype=np.int64)[indexes] - 2
+    raw = np.where(value < 0, -2 * value - 1, np.where(value >= top, 2 * (value - top), 0))
+    if len(raw) and raw.max() > MAX_BYPASS:
+        worst = int(raw.argmax())
+        raise ValueError(f"symbol {symbols[worst]} (table {indexes[worst]}) lies beyond what the entropy coder "
+                         f"bypasses exactly (folded escape value {int(raw[worst])} > {MAX_BYPASS})")
+
+
 def check_exact(tables: SymbolTables, symbols, indexes, state_code: int, data: bytes) -> None:
     """:class:`BitstreamError` unless ``(state_code, data)`` is exactly what :func:`rans_encode` writes for
     ``symbols`` (decoded from it, each with its table index): no bytes after the last word the decoder
     needs, no state in more bytes than it takes, nothing the encoder would not have written."""
+    symbols, indexes = np.asarray(symbols, dtype=np.int64).tolist(), np.asarray(indexes, dtype=np.int64).tolist()
+    try:
+        check_codable(tables, symbols, indexes)
+    except ValueError as err:  # a value no encoder writes: decoded from damaged or forged bytes
+        raise BitstreamError(f"corrupted: {err}") from None
     if rans_encode(tables, symbols, indexes) != (state_code, bytes(data)):
         raise BitstreamError(f"corrupted: the {len(data)}-byte rANS payload is not the one its symbols code to "
                              f"(bytes after its last word, or a state longer than it needs)")

@@ -213,13 +213,13 @@ class TableCodedPair(FramedPair):
     def table_index(self, level: torch.Tensor) -> torch.Tensor:
         """(... x V) table of each symbol of patches at ``level`` (levels outside 1..L: the nearest level's)."""
         v = self.values_per_patch
-        return (level.clamp(1, self.levels) - 1)[..., None] * v + torch.arange(v)
+        return (level.clamp(1, self.levels) - 1)[..., None] * v + torch.arange(v, device=level.device)
 
     def symbols(self, source, level):
         q, index, sent = self.quantize(source, level), self.table_index(level), level > 0
         if self.switched:  # the cheapest set for each image's sent symbols
             cost = self._set_costs(q[sent], index[sent]).sum(1)  # M x S
-            costs = torch.zeros(len(q), len(self.table_sets), dtype=torch.float64)
+            costs = torch.zeros(len(q), len(self.table_sets), dtype=torch.float64, device=q.device)
             costs.index_add_(0, sent.nonzero()[:, 0], cost)
             choice = costs.argmin(1).tolist()
         q, index, sent = q.numpy(), index.numpy(), sent.numpy()
@@ -228,10 +228,10 @@ class TableCodedPair(FramedPair):
 
     def level_costs(self, source):
         b, n, _ = source.shape
-        level = torch.arange(1, self.levels + 1).expand(b * n, -1).reshape(b, n * self.levels)
+        level = torch.arange(1, self.levels + 1, device=source.device).expand(b * n, -1).reshape(b, n * self.levels)
         flat = source.repeat_interleave(self.levels, dim=1)  # every patch at every level, in one pass
         cost = self.tables.cost(self.quantize(flat, level), self.table_index(level)).sum(-1).view(b, n, self.levels)
-        return torch.cat([torch.zeros(b, n, 1, dtype=torch.float64), cost], -1)
+        return torch.cat([torch.zeros(b, n, 1, dtype=torch.float64, device=cost.device), cost], -1)
 
     def table_indexes(self, level, params):
         return ((level - 1)[:, None] * self.values_per_patch + np.arange(self.values_per_patch)).ravel()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from semcomm.core.devices import as_tensor
 from semcomm.wire.bits import BitReader, BitWriter
 from semcomm.wire.errors import BitstreamError
 
@@ -118,10 +119,10 @@ class HintCoder:
                 code = (code << 1) | reader.read(1, "edge hint")
                 length += 1
             out.append(self._decode[(length, code)])
-        return torch.tensor(out, dtype=torch.int64)
+        return torch.tensor(out, dtype=torch.int64, device="cpu")
 
     def state_dict(self, prefix: str = "hint.") -> dict[str, torch.Tensor]:
-        return {f"{prefix}counts": torch.as_tensor(self.counts),
+        return {f"{prefix}counts": as_tensor(self.counts),
                 f"{prefix}params": torch.tensor([self.step, self.weight], dtype=torch.float64)}
 
     @classmethod

@@ -30,6 +30,7 @@ from compressai import ans
 from compressai.entropy_models import GaussianConditional
 from compressai.models.google import get_scale_table
 
+from semcomm.core.devices import full_precision, host
 from semcomm.edge.codec import CODECS
 from semcomm.rate.entropy import PAD_SYMBOLS, SymbolTables, check_exact, decoder_stream, used_tables
 from semcomm.rate.framed import FramedPair
@@ -104,12 +105,12 @@ class TableCounts:
         self.gaussian = gaussian_tables(scale_table)
         self.low = self.gaussian.offsets.long()
         self.span = self.gaussian.lengths.long() - 2
-        self.counts = torch.zeros(len(self.gaussian), int(self.span.max()), dtype=torch.float64)
+        self.counts = torch.zeros(len(self.gaussian), int(self.span.max()), dtype=torch.float64, device="cpu")
 
     def add(self, symbols: np.ndarray, scale_index: np.ndarray) -> None:
         """Count symbols, each coded with the table of scale ``scale_index`` (values outside it are not counted)."""
-        index = torch.as_tensor(np.asarray(scale_index, dtype=np.int64).ravel())
-        values = torch.as_tensor(np.asarray(symbols, dtype=np.int64).ravel()) - self.low[index]
+        index = torch.from_numpy(np.asarray(scale_index, dtype=np.int64).ravel())
+        values = torch.from_numpy(np.asarray(symbols, dtype=np.int64).ravel()) - self.low[index]
         inside = (values >= 0) & (values < self.span[index])
         flat = index[inside] * self.counts.shape[1] + values[inside]
         self.counts += torch.bincount(flat, minlength=self.counts.numel()).view_as(self.counts).double()
@@ -153,7 +154,7 @@ class HyperLatentPair(FramedPair):
         self._prior = copy.deepcopy(codec.prior).double().eval()
         self._z_medians = z_medians.detach().double()
         self._scale_table = scale_table.detach().double()
-        self._gains = config.gain(torch.arange(config.levels + 1))
+        self._gains = config.gain(torch.arange(config.levels + 1, device="cpu"))
 
     @classmethod
     def from_codec(cls, codec: HyperLatentCodec, scale_table: torch.Tensor | None = None,
@@ -205,12 +206,14 @@ class HyperLatentPair(FramedPair):
 
     # ---- the edge half ----------------------------------------------------------------------------
     def source(self, images, hidden=None):
+        device = self.device
+        values = source_values(images.to(device), None if hidden is None else hidden.to(device), self.config)
         with torch.no_grad():
-            return self.codec.analysis(source_values(images, hidden, self.config)).double()
+            return host(self.codec.analysis(values).float()).double()
 
     def _pass(self, z_hat, positions, level, context, known):
         """(mean, table index, gain) of B x K patches in quantizer units, float64, from one prior pass."""
-        with torch.no_grad(), torch.autocast("cpu", enabled=False):
+        with torch.no_grad(), full_precision():
             mean, scale = self._prior(z_hat, positions, level, context, known)
         gain = self._gains[level][..., None]
         mean, scale = mean * gain, scale * gain
@@ -221,7 +224,7 @@ class HyperLatentPair(FramedPair):
 
     def _side(self, y: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(z symbols, z^) of B x K latents at their positions."""
-        with torch.no_grad(), torch.autocast("cpu", enabled=False):
+        with torch.no_grad(), full_precision():
             symbols = torch.round(self._hyper(y, positions) - self._z_medians)
         return symbols, symbols + self._z_medians
 
@@ -250,8 +253,9 @@ class HyperLatentPair(FramedPair):
             symbols = torch.round(y * gain - mean).long()
             for j, i in enumerate(rows.tolist()):
                 order = torch.cat([anchor[j].nonzero().flatten(), (~anchor[j]).nonzero().flatten()])
+                z_tables = torch.arange(cz, device=index.device)
                 out[i] = (torch.cat([z_symbols[j].long(), symbols[j][order].flatten()]).numpy(),
-                          torch.cat([torch.arange(cz), cz + index[j][order].flatten()]).numpy(), ())
+                          torch.cat([z_tables, cz + index[j][order].flatten()]).numpy(), ())
         return out
 
     def level_costs(self, source: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -259,8 +263,8 @@ class HyperLatentPair(FramedPair):
         prior's pass 1 (no context) given z of the masked patches, under the tables' scales; z's bits are
         the image's, not a patch's, and are left out."""
         b, n, _ = source.shape
-        mask = torch.ones(b, n, dtype=torch.bool) if mask is None else mask
-        out = torch.zeros(b, n, self.levels + 1, dtype=torch.float64)
+        mask = torch.ones(b, n, dtype=torch.bool, device=source.device) if mask is None else mask
+        out = torch.zeros(b, n, self.levels + 1, dtype=torch.float64, device=source.device)
         counts = mask.sum(1)
         for k, rows in _groups(counts):
             positions, _, y = self._gather(source, mask.long(), rows, k)
@@ -278,7 +282,7 @@ class HyperLatentPair(FramedPair):
         sent (level 0: its spread about the mean latent of ``source``); float64."""
         b, n, _ = source.shape
         y = source.double()
-        positions = torch.arange(n).expand(b, -1)
+        positions = torch.arange(n, device=source.device).expand(b, -1)
         _, z_hat = self._side(y, positions)
         error = [(y - y.mean((0, 1))).pow(2).sum(-1).mean()]
         for m in range(1, self.levels + 1):
@@ -303,9 +307,9 @@ class HyperLatentPair(FramedPair):
         """Parse and decode each string; :class:`BitstreamError` if one is malformed or corrupted. Strings that
         send the same number of patches run the prior's passes together (the rANS reads stay per string)."""
         frames = [self._frame(string) for string in strings]
-        levels = [torch.tensor(frame.level, dtype=torch.int64) for frame in frames]
+        levels = [torch.tensor(frame.level, dtype=torch.int64, device="cpu") for frame in frames]
         out: list[Received | None] = [None] * len(frames)
-        counts = torch.stack(levels).gt(0).sum(1) if levels else torch.zeros(0, dtype=torch.int64)
+        counts = torch.stack(levels).gt(0).sum(1) if levels else torch.zeros(0, dtype=torch.int64, device="cpu")
         for k, rows in _groups(counts):
             rows = rows.tolist()
             for i, received in zip(rows, self._decode_group([frames[i] for i in rows], [levels[i] for i in rows], k)):
@@ -321,7 +325,7 @@ class HyperLatentPair(FramedPair):
         stages = [RansStages(self.tables, frame.state_code, frame.payload, cz + k * c) for frame in frames]
         z_hat = torch.from_numpy(np.stack([stage.read(np.arange(cz)) for stage in stages])).double() + self._z_medians
         anchor = anchors(positions, self.config)
-        y_hat = torch.zeros(len(frames), k, c, dtype=torch.float64)
+        y_hat = torch.zeros(len(frames), k, c, dtype=torch.float64, device="cpu")
         known = torch.zeros_like(anchor)
         for part in (anchor, ~anchor):
             if part.any():
@@ -337,7 +341,8 @@ class HyperLatentPair(FramedPair):
         return [Received(positions[j], lv[j], y_hat[j].float(), frame.hint) for j, frame in enumerate(frames)]
 
     def server_logits(self, values, positions, level):
-        return self.codec.server(values, positions, level)
+        device = self.device
+        return self.codec.server(values.to(device), positions.to(device), level.to(device))
 
 
 def _groups(counts: torch.Tensor, size: int = 256):

@@ -34,6 +34,7 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from semcomm.core.devices import as_tensor, full_precision
 from semcomm.edge.importance import patch_importance
 from semcomm.models import ViTAdapter
 from semcomm.rate.latent import LatentForward, LatentServer, patch_values
@@ -102,7 +103,7 @@ class HyperConfig:
 
     def gain(self, level) -> torch.Tensor:
         """Quantizer gain of level m, 2^(m - 1 + gain_offset); float64."""
-        return torch.exp2(torch.as_tensor(level, dtype=torch.float64) - 1 + self.gain_offset)
+        return torch.exp2(as_tensor(level, torch.float64) - 1 + self.gain_offset)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,10 +115,10 @@ class HyperConfig:
 
 def source_values(images: torch.Tensor, hidden: torch.Tensor | None, config: HyperConfig) -> torch.Tensor:
     """B x N x in_dim values the analysis reads: normalised pixels of uint8 images and / or the edge's
-    B x N x D tokens ``hidden`` (after block ``tap``)."""
+    B x N x D tokens ``hidden`` (after block ``tap``), on the tokens' device (else the images')."""
     parts = []
     if config.source != "tokens":
-        parts.append(patch_values(images, config))
+        parts.append(patch_values(images if hidden is None else images.to(hidden.device), config))
     if config.source != "pixels":
         if hidden is None:
             raise ValueError(f"the hyperlatent codec reads the edge's tokens after block {config.tap}; none were given")
@@ -264,7 +265,7 @@ class HyperLatentCodec(nn.Module):
             raise ValueError("every image in a batch must send the same number of patches")
         positions = sent.nonzero()[:, 1].view(b, k)
         lv = level.gather(1, positions)
-        with torch.autocast("cpu", enabled=False):  # the latents, their likelihoods and the prior in fp32
+        with full_precision():  # the latents, their likelihoods and the prior in fp32
             y = self.analysis(values.float().gather(1, positions[..., None].expand(-1, -1, values.shape[-1])))
             z = self.hyper_analysis(y, positions)
             _, z_likelihood = self.hyper_entropy(z[..., None], training)

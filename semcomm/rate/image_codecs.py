@@ -102,7 +102,7 @@ class ImageCodec(Codec):
             except Exception as e:  # Pillow raises OSError, SyntaxError, ...
                 raise BitstreamError(f"{self.name}: could not decode item {i} ({len(s)} bytes): {e}") from e
         if not decoded:
-            return torch.empty(0, 3, 0, 0, dtype=torch.uint8)
+            return torch.empty(0, 3, 0, 0, dtype=torch.uint8, device="cpu")
         return torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).contiguous()
 
     def classify(self, decoded: torch.Tensor, batch_size: int = DEFAULT_BATCH, fuse: bool = True) -> torch.Tensor:
@@ -122,8 +122,8 @@ class ImageCodec(Codec):
             decoded.append(self._decode(strings, tuple(images.shape[-2:])))
             bits.extend(8 * len(s) for s in strings)
         if not decoded:
-            return images.detach().cpu().clone(), torch.zeros(0, dtype=torch.int64)
-        return torch.cat(decoded), torch.tensor(bits, dtype=torch.int64)
+            return images.detach().cpu().clone(), torch.zeros(0, dtype=torch.int64, device="cpu")
+        return torch.cat(decoded), torch.tensor(bits, dtype=torch.int64, device="cpu")
 
     def _files(self, images: torch.Tensor) -> list[bytes]:
         arrays = images.detach().cpu().permute(0, 2, 3, 1).contiguous().numpy()

@@ -38,6 +38,7 @@ from compressai.entropy_models import EntropyBottleneck
 from einops import rearrange
 from torch import nn
 
+from semcomm.core.devices import as_tensor, full_precision, host
 from semcomm.edge.codec import CODECS
 from semcomm.rate.entropy import SymbolTables
 from semcomm.rate.framed import TableCodedPair
@@ -88,7 +89,7 @@ class LatentConfig:
 
     def gain(self, level) -> torch.Tensor:
         """Quantizer gain of level m, 2^(m - 1 + gain_offset) (the step is its inverse); float64."""
-        return torch.exp2(torch.as_tensor(level, dtype=torch.float64) - 1 + self.gain_offset)
+        return torch.exp2(as_tensor(level, torch.float64) - 1 + self.gain_offset)
 
 
 WEIGHTS_PREFIX = "weights."  # a shipped pair's codec weights sit beside its tables under this prefix
@@ -119,7 +120,8 @@ class LatentBottleneck(nn.Module):
 def patch_values(images: torch.Tensor, config: LatentConfig) -> torch.Tensor:
     """B x N x 3P^2 normalised pixel values of uint8 or [0, 1] images, (channel, row, column) per patch."""
     x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
-    x = (x - torch.tensor(config.mean).view(1, 3, 1, 1)) / torch.tensor(config.std).view(1, 3, 1, 1)
+    mean, std = (torch.tensor(v, device=x.device).view(1, 3, 1, 1) for v in (config.mean, config.std))
+    x = (x - mean) / std
     p = config.patch_size
     return rearrange(x, "b c (h p1) (w p2) -> b (h w) (c p1 p2)", p1=p, p2=p)
 
@@ -219,7 +221,7 @@ class LatentCodec(nn.Module):
         gain = self.config.gain(lv).float()[..., None]
         scaled = (y.float() * gain).reshape(b * k, -1)
         flat_level = lv.reshape(-1)
-        with torch.autocast("cpu", enabled=False):  # likelihood differences need fp32
+        with full_precision():  # likelihood differences need fp32
             _, likelihoods = self.entropy(scaled.float(), flat_level, training)
         medians = self.entropy.medians()[flat_level - 1]
         rounded = torch.round(scaled - medians) + medians
@@ -274,7 +276,7 @@ class LatentPair(TableCodedPair):
         self.tables, self.table_sets, self.distortion = tables, table_sets, distortion
         self._medians = medians.detach().double()
         self._medians_np = self._medians.numpy()
-        self._gains = config.gain(torch.arange(config.levels + 1))  # (L + 1), index = level
+        self._gains = config.gain(torch.arange(config.levels + 1, device="cpu"))  # (L + 1), index = level
         self._inverse_gains_np = (1 / self._gains).numpy()
 
     @classmethod
@@ -304,7 +306,7 @@ class LatentPair(TableCodedPair):
         else:
             values = hidden.float()
         with torch.no_grad():
-            return self.codec.bottleneck(values).double()
+            return host(self.codec.bottleneck(values.to(self.device)).float()).double()
 
     def quantize(self, latents: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         m = level.clamp(1, self.levels)
@@ -316,7 +318,8 @@ class LatentPair(TableCodedPair):
         return torch.from_numpy(values.astype(np.float32))
 
     def server_logits(self, values, positions, level):
-        return self.codec.server(values, positions, level)
+        device = self.device
+        return self.codec.server(values.to(device), positions.to(device), level.to(device))
 
 
 @CODECS.register("latent-cifar10")

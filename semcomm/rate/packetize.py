@@ -212,7 +212,7 @@ class Packetizer:
         lost += sum(n for i, found in headers.items() for _, n in (found[1:] if i == identity else found))
         lost += sum(len(parts) for i, parts in data.items() if i != identity)
         if identity not in headers:  # no header of the image arrived (or which image it is is unknown)
-            return Arrival(None, torch.zeros(0, dtype=torch.int64), lost, header_lost=True)
+            return Arrival(None, torch.zeros(0, dtype=torch.int64, device="cpu"), lost, header_lost=True)
         header = headers[identity][0][0]
         level = np.asarray(header.level, dtype=np.int64)
         positions = np.flatnonzero(level)
@@ -278,7 +278,7 @@ class WholeString:
     def join(self, packets: list[bytes | None]) -> Arrival:
         """The decoded string if its one packet arrived intact, else nothing (``received`` None,
         ``header_lost``: every sent patch is missing)."""
-        nothing = torch.zeros(0, dtype=torch.int64)
+        nothing = torch.zeros(0, dtype=torch.int64, device="cpu")
         if len(packets) == 1 and packets[0] is not None:
             try:
                 return Arrival(self.pair.decompress([as_bytes(packets[0], "a packet")])[0], nothing, 0)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from semcomm.core.devices import host
 from semcomm.inference import DEFAULT_BATCH, NonFiniteOutputError, autocast
 from semcomm.rate.codec import Codec
 from semcomm.rate.hint import HintCoder
@@ -95,7 +96,7 @@ class CodecPair(Codec):
         b, n = source.shape[:2]
         if mask is None:
             return self.level_costs(source).cummax(-1).values
-        out = torch.zeros(b, n, self.levels + 1, dtype=torch.float64)
+        out = torch.zeros(b, n, self.levels + 1, dtype=torch.float64, device=source.device)
         out[mask] = self.level_costs(source[mask][None])[0].cummax(-1).values
         return out
 
@@ -125,7 +126,7 @@ class CodecPair(Codec):
                  fuse: bool = True) -> torch.Tensor:
         """len(received) x C logits (log-probabilities fused with the edge's hint where one arrived,
         unless ``fuse`` is False); NaN rows for None. Images are batched by their number of patches."""
-        logits = torch.full((len(received), self.num_classes), float("nan"))
+        logits = torch.full((len(received), self.num_classes), float("nan"), device="cpu")
         by_count = defaultdict(list)
         for i, item in enumerate(received):
             if item is not None:
@@ -139,6 +140,7 @@ class CodecPair(Codec):
                         out = self.server_logits(torch.stack([r.values for r in items]),
                                                  torch.stack([r.positions for r in items]),
                                                  torch.stack([r.level for r in items])).float()
+                    out = host(out)
                 except NonFiniteOutputError as err:  # name the strings, not the rows of this batch
                     raise err.within(part) from None
                 hinted = [j for j, item in enumerate(items) if item.hint is not None and fuse]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from semcomm.core.devices import host
 from semcomm.core.patches import patchify, unpatchify
 from semcomm.edge.codec import CODECS
 from semcomm.models import ViTAdapter, create_model
@@ -38,13 +39,13 @@ class PixelPair(CodecPair):
 
     def pixels(self, images: torch.Tensor) -> torch.Tensor:
         """B x N x P float pixel values (0..255) of B x 3 x H x W uint8 images, patchify order."""
-        return patchify(images, self.patch_size).float()
+        return patchify(host(images), self.patch_size).float()
 
     def server_logits(self, values, positions, level):
         if hasattr(self.server, "classify_patches"):  # a backend: the received patches go to its devices as they are
             return self.server.classify_patches((values.float() / 255).clamp(0, 1), positions)
         b, k, p = values.shape
-        canvas = torch.zeros(b, self.num_patches, p)
+        canvas = torch.zeros(b, self.num_patches, p, device=values.device)
         canvas.scatter_(1, positions[..., None].expand(-1, -1, p), values.float())
         images = (unpatchify(canvas, self.patch_size, self.grid_size) / 255).clamp(0, 1)
         return self.server.forward_tokens(images, positions)
@@ -63,7 +64,7 @@ class PixelIAQ(PixelPair, FramedPair):
         return self.pixels(images)
 
     def level_costs(self, source):
-        steps = torch.arange(self.levels + 1, dtype=torch.float64) * self.patch_values
+        steps = torch.arange(self.levels + 1, dtype=torch.float64, device=source.device) * self.patch_values
         return steps.expand(*source.shape[:2], -1)
 
     def fixed_length(self, indexes):

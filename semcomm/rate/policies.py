@@ -135,7 +135,7 @@ class IAQ(LevelPolicy):
         if self.min_level > top:
             raise ValueError(f"IAQ min_level {self.min_level} exceeds the codec's {top} levels")
         # the levels a patch may take: 0, then min_level and up; solve on those columns, map back
-        columns = torch.tensor([0, *range(self.min_level, top + 1)])
+        columns = torch.tensor([0, *range(self.min_level, top + 1)], device=rates.device)
         if distortion is None or self.eps:
             distortion = channel_distortion(top, self.eps)
         weights = importance_weights(importance, self.power) * mask

@@ -83,7 +83,7 @@ class ServerDecoder:
                 logits instead (a string damaged or lost on a link), which
                 :func:`~semcomm.edge.encoder.collaborative_predictions` answers with the edge's prediction.
         """
-        logits = torch.full((len(strings), self.num_classes), math.nan)
+        logits = torch.full((len(strings), self.num_classes), math.nan, device="cpu")
         items: dict[int, dict[int, Received]] = {version: {} for version in self._pairs}
         for i, item in enumerate(self._read(strings, errors)):
             if item is not None:

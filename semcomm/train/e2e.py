@@ -28,6 +28,7 @@ from typing import ClassVar
 
 import torch
 
+from semcomm.core.devices import host, resolve_device
 from semcomm.data import ImageSplit
 from semcomm.inference import autocast
 from semcomm.models import ViTAdapter, create_model
@@ -114,18 +115,24 @@ def _optimizers(codec: HyperLatentCodec, config: E2EConfig):
 
 def train_e2e(config: E2EConfig, train_split: ImageSplit, test_split: ImageSplit, run_dir: str | Path,
               stop_after: int | None = None, stop_after_steps: int | None = None,
-              progress: bool = True, snapshot: str | Path | None = None) -> tuple[HyperLatentCodec, list[dict]]:
-    """Train (or resume) a hyperlatent codec; returns it (eval mode) and its per-epoch history.
+              progress: bool = True, snapshot: str | Path | None = None,
+              device: str | torch.device | None = None) -> tuple[HyperLatentCodec, list[dict]]:
+    """Train (or resume) a hyperlatent codec; returns it (eval mode, on ``device``) and its per-epoch history.
 
     Args:
         stop_after: at most this many epochs ended in this call.
         stop_after_steps: at most this many steps in this call (the state is saved there: resumable mid-epoch).
         snapshot: a folder the weights and history are written to after every epoch, and warm-started from
             when ``run_dir`` holds no state (:mod:`semcomm.train.resumable`).
+        device: where the models train (None: CUDA if available, else the CPU); the data are augmented and
+            every random draw made on the CPU, so a run resumes on another device.
     """
+    device = resolve_device(device)
     edge = create_model(config.edge).eval()
     server = create_model(config.server_init).eval()
     codec = build_codec(config, server)
+    for module in (edge, server, codec):
+        module.to(device)
     teacher = server if config.kd > 0 else None
     optimizers = _optimizers(codec, config)
     steps_per_epoch = len(train_split) // config.batch_size if train_split is not None else 1
@@ -148,7 +155,7 @@ def _step(codec, edge, teacher, split, index, generator, config, optimizers, ste
     main_opt, aux_opt = optimizers
     schedule_lr(main_opt, config, step, steps_per_epoch)
     batch = training_batch(split, index, generator, edge, teacher, config.codec, config.bf16)
-    level = sample_levels(batch.importance, config, edge.grid_size, generator)
+    level = sample_levels(host(batch.importance), config, edge.grid_size, generator).to(batch.values.device)
     with autocast(config.bf16):
         out = codec(batch.values, level)
     loss, ce = task_loss(out.logits, batch, config)

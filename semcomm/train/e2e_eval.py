@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from semcomm.core.devices import host
 from semcomm.data import ImageSplit
 from semcomm.edge.selection import SpreadTopK, TopK
 from semcomm.inference import autocast
@@ -52,6 +53,7 @@ def evaluate_pair(codec: HyperLatentCodec, edge: ViTAdapter, split: ImageSplit, 
         images, labels = split.images[start : start + batch_size], split.labels[start : start + batch_size]
         with autocast(bf16):
             _, importance, hidden = edge_pass(edge, images, codec.config)
+        importance = host(importance.float())
         source = pair.source(images, None if hidden is None else hidden.float())
         for setting, (rule, level) in parsed.items():
             mask = torch.ones_like(importance, dtype=torch.bool) if rule is None else rule(importance.float(),
@@ -69,7 +71,7 @@ def export_e2e(name: str, run_dir: str | Path, train_split: ImageSplit, test_spl
     """Ship a run as a hyperlatent pair into ``directory`` (default: the user zoo's ``codecs/``): its fp16
     weights, the payload tables refitted to its symbols and the distortion per level, both on ``train_split``;
     the card records :func:`~semcomm.train.fitting.measure_pair` on ``test_split`` when given."""
-    state = torch.load(Path(run_dir) / "state.pt", weights_only=False)
+    state = torch.load(Path(run_dir) / "state.pt", weights_only=False, map_location="cpu")
     config, edge_name = HyperConfig.from_dict(state["config"]["codec"]), state["config"]["edge"]
     codec = HyperLatentCodec(config)
     codec.load_state_dict(state["model"])

@@ -179,7 +179,7 @@ def export_latent(name: str, run_dir: str | Path, edge: str, train_split: ImageS
     """Ship a latent-codec training run: fp16 weights, fp32 medians, integer tables (and ``table_sets``
     switched sets) fitted on ``train_split``; the card records :func:`measure_pair` on ``test_split``
     when given."""
-    state = torch.load(Path(run_dir) / "state.pt", weights_only=False)
+    state = torch.load(Path(run_dir) / "state.pt", weights_only=False, map_location="cpu")
     config = LatentConfig.from_dict(state["config"]["codec"])
     codec = LatentCodec(config)
     codec.load_state_dict(state["model"], strict=False)

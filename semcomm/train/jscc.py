@@ -31,6 +31,7 @@ from typing import ClassVar
 
 import torch
 
+from semcomm.core.devices import host, resolve_device
 from semcomm.data import ImageSplit
 from semcomm.inference import autocast
 from semcomm.models import ViTAdapter, create_model
@@ -116,12 +117,16 @@ def build_jscc(config: JSCCTrainConfig, edge: ViTAdapter, train_split: ImageSpli
 
 def train_jscc(config: JSCCTrainConfig, train_split: ImageSplit, test_split: ImageSplit, run_dir: str | Path,
                stop_after: int | None = None, stop_after_steps: int | None = None, progress: bool = True,
-               snapshot: str | Path | None = None) -> tuple[JSCCCodec, list[dict]]:
-    """Train (or resume) a JSCC pair; returns it (eval mode) and its per-epoch history (arguments as
-    :func:`semcomm.train.resumable.run_epochs`)."""
+               snapshot: str | Path | None = None, device: str | torch.device | None = None
+               ) -> tuple[JSCCCodec, list[dict]]:
+    """Train (or resume) a JSCC pair; returns it (eval mode, on ``device``) and its per-epoch history (arguments
+    as :func:`semcomm.train.e2e.train_e2e`)."""
+    device = resolve_device(device)
     edge = create_model(config.edge).eval()
     server = create_model(config.server_init).eval()
     codec = build_jscc(config, edge, train_split, server)
+    for module in (edge, server, codec):
+        module.to(device)
     teacher = server if config.kd > 0 else None
     optimizer = _optimizer(codec, config)
     size = len(train_split) if train_split is not None else config.batch_size
@@ -152,9 +157,9 @@ def _step(codec, edge, teacher, split, index, generator, config, optimizer, step
     """One optimizer step on the images ``index`` of ``split`` through a drawn channel; adds its losses to ``sums``."""
     schedule_lr(optimizer, config, step, steps_per_epoch)
     batch = training_batch(split, index, generator, edge, teacher, config.codec.latent, config.bf16)
-    sent = training_patches(batch.importance, config, edge.grid_size, generator)
+    sent = training_patches(host(batch.importance), config, edge.grid_size, generator).to(batch.values.device)
     low, high = config.snr_range
-    snr = low + (high - low) * torch.rand(len(batch.images), generator=generator)
+    snr = (low + (high - low) * torch.rand(len(batch.images), generator=generator)).to(batch.values.device)
     channel = config.channels[int(torch.randint(len(config.channels), (1,), generator=generator))]
     csi = config.csi[int(torch.randint(len(config.csi), (1,), generator=generator))]
     with autocast(config.bf16):
@@ -186,7 +191,7 @@ def evaluate_jscc(codec: JSCCCodec, edge: ViTAdapter, split: ImageSplit, points:
         for point, (kind, snr) in parsed.items():
             with autocast(bf16):
                 out = codec(values, sent, snr, kind, "perfect", generator)
-            correct[point] += int((out.logits.argmax(-1) == labels).sum())
+            correct[point] += int((host(out.logits).argmax(-1) == labels).sum())
             uses[point] = out.channel_uses
     return {p: dict(top1=correct[p] / len(split), channel_uses=uses[p]) for p in points}
 
@@ -200,7 +205,7 @@ def export_jscc(name: str, source: str | Path, test_split: ImageSplit | None = N
     ``state.pt``) or its snapshot folder."""
     source = Path(source)
     if (source / "state.pt").is_file():
-        state = torch.load(source / "state.pt", weights_only=False)
+        state = torch.load(source / "state.pt", weights_only=False, map_location="cpu")
         config, weights, history = _jscc_config(state["config"], source), state["model"], state["history"]
     elif (source / "snapshot.json").is_file():
         record = json.loads((source / "snapshot.json").read_text())

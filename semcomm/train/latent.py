@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from semcomm.core.devices import host, resolve_device
 from semcomm.data import ImageSplit
 from semcomm.edge.importance import patch_importance
 from semcomm.edge.selection import SpreadTopK, TopK
@@ -62,7 +63,7 @@ def edge_view(edge: ViTAdapter, images: torch.Tensor, config: LatentConfig) -> t
     edge's tokens after block ``tap``, or the images' normalised patch pixels."""
     tokens = config.source == "tokens"
     out = edge.forward_with_attention(images, (-1,), hidden=(config.tap,) if tokens else ())
-    values = next(iter(out.hidden.values())) if tokens else patch_values(images, config)
+    values = next(iter(out.hidden.values())) if tokens else patch_values(images.to(out.logits.device), config)
     return out.logits, patch_importance(out, "mean"), values
 
 
@@ -134,7 +135,7 @@ def build_codec(config: LatentTrainConfig, train_split: ImageSplit | None = None
         raise ValueError(f"server {config.server_init} does not fit {config.codec.server_architecture}: "
                          f"missing {missing}, unexpected {unexpected}")
     if config.codec.source == "pixels" and train_split is not None:
-        pca_init(codec, teacher.model, train_split.subset(2000).images)
+        pca_init(codec, teacher.model, train_split.subset(2000).images[:])  # [:]: a tensor, even from disk
     return codec
 
 
@@ -175,8 +176,9 @@ def _lr_scale(config: LatentTrainConfig, step: int, steps_per_epoch: int) -> flo
 
 def train_latent(config: LatentTrainConfig, train_split: ImageSplit, test_split: ImageSplit, run_dir: str | Path,
                  stop_after: int | None = None, max_steps: int | None = None, init_from: str | Path | None = None,
-                 progress: bool = True) -> tuple[LatentCodec, list[dict]]:
-    """Train (or resume) a latent codec; returns it (eval mode) and its per-epoch history.
+                 progress: bool = True, device: str | torch.device | None = None) -> tuple[LatentCodec, list[dict]]:
+    """Train (or resume) a latent codec; returns it (eval mode, on ``device``: None for CUDA if available, else
+    the CPU) and its per-epoch history. Batches are drawn and augmented on the CPU.
 
     Args:
         stop_after: at most this many epochs in this call.
@@ -190,12 +192,16 @@ def train_latent(config: LatentTrainConfig, train_split: ImageSplit, test_split:
     codec = build_codec(config, train_split)
     if init_from is not None:
         load_codec_weights(codec, init_from)
+    device = resolve_device(device)
+    for module in (edge, teacher, codec):
+        if module is not None:
+            module.to(device)
     main_opt, aux_opt = _optimizers(codec, config)
     history: list[dict] = []
     start_epoch = 0
     state_path = run_dir / "state.pt"
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=False, map_location="cpu")
         saved = LatentTrainConfig.from_dict(state["config"])
         if replace(saved, epochs=config.epochs) != config:
             raise ValueError(f"{state_path} was made with a different config; use another run directory")
@@ -219,14 +225,14 @@ def train_latent(config: LatentTrainConfig, train_split: ImageSplit, test_split:
         for i in bar:
             index = order[i * config.batch_size : (i + 1) * config.batch_size]
             images = pad_crop_flip(train_split.images[index], generator)
-            labels = train_split.labels[index]
+            labels = train_split.labels[index].to(device)
             scale = _lr_scale(config, epoch * steps_per_epoch + i, steps_per_epoch)
             for group in main_opt.param_groups:
                 group["lr"] = group["base_lr"] * scale
             with torch.no_grad(), autocast(config.bf16):
                 _, importance, source = edge_view(edge, images, config.codec)
                 target = teacher(images).float() if teacher is not None else None
-            level = training_levels(importance.float(), config, grid, generator)
+            level = training_levels(host(importance.float()), config, grid, generator).to(device)
             with autocast(config.bf16):
                 out = codec(source.float(), level)
             logits = out.logits.float()
@@ -274,15 +280,16 @@ def evaluate_latent(codec: LatentCodec, edge: ViTAdapter, split: ImageSplit, bf1
         images, labels = split.images[start : start + batch_size], split.labels[start : start + batch_size]
         with autocast(bf16):
             _, importance, source = edge_view(edge, images, codec.config)
+        importance = host(importance.float())
         for key, (k, m) in settings.items():
             if k is None:
                 mask = torch.ones_like(importance, dtype=torch.bool)
             else:
                 mask = SpreadTopK(k)(importance.float(), grid)
-            level = torch.where(mask, m, 0)
+            level = torch.where(mask, m, 0).to(source.device)
             with autocast(bf16):
                 out = codec(source.float(), level, training=False)
-            correct[key] += int((out.logits.argmax(-1) == labels).sum())
+            correct[key] += int((host(out.logits).argmax(-1) == labels).sum())
             bits[key] += float(out.bits.sum())
     return {k: dict(top1=correct[k] / len(split), estimated_bits=bits[k] / len(split)) for k in settings}
 

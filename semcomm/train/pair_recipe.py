@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from semcomm.core.devices import module_device
 from semcomm.data import ImageSplit
 from semcomm.inference import autocast
 from semcomm.models import ViTAdapter
@@ -87,13 +88,15 @@ class Batch:
 
 def training_batch(split: ImageSplit, index: torch.Tensor, generator: torch.Generator, edge: ViTAdapter,
                    teacher: ViTAdapter | None, latent: HyperConfig, bf16: bool) -> Batch:
-    """The images ``index`` of ``split`` augmented (drawing from ``generator``), through the frozen edge and teacher."""
-    images = pad_crop_flip(split.images[index], generator)
+    """The images ``index`` of ``split`` augmented (drawing from ``generator``, on the CPU), through the frozen edge
+    and teacher; the batch lives on the edge's device."""
+    device = module_device(edge)
+    images = pad_crop_flip(split.images[index], generator).to(device)
     with torch.no_grad(), autocast(bf16):
         _, importance, hidden = edge_pass(edge, images, latent)
         values = source_values(images, hidden, latent)
         target = teacher(images).float() if teacher is not None else None
-    return Batch(images, split.labels[index], importance.float(), values.float(), target)
+    return Batch(images, split.labels[index].to(device), importance.float(), values.float(), target)
 
 
 def schedule_lr(optimizer: torch.optim.Optimizer, config: PairTrainConfig, step: int, steps_per_epoch: int) -> None:

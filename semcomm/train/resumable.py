@@ -114,7 +114,7 @@ def run_epochs(run: Run, run_dir: str | Path, stop_after: int | None = None, sto
     resume = dict(epoch=0, step=0, history=[], sums=None, generator=None)
     warm_start = None  # the epoch a snapshot was loaded after
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=False, map_location="cpu")
         if not _same_run(state["config"], config):
             raise ValueError(f"{state_path} was made with a different config; use another run directory")
         module.load_state_dict(state["model"])

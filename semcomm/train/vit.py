@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from semcomm.core.devices import resolve_device
 from semcomm.data import ImageSplit
 from semcomm.inference import autocast, predict_logits, top1
 from semcomm.models import ModelCard, TimmViT, ViTAdapter, create_model, list_checkpoints, load_weights, save_weights
@@ -199,6 +200,7 @@ def train(
     stop_after: int | None = None,
     progress: bool = True,
     model: ViTAdapter | None = None,
+    device: str | torch.device | None = None,
 ) -> tuple[ViTAdapter, TrainHistory]:
     """Train (or resume training) and return the model and its history.
 
@@ -221,6 +223,8 @@ def train(
             unless it is a :class:`~semcomm.models.TimmViT`; :func:`export` rebuilds
             ``config.architecture``, so save your model's weights yourself. None (the default):
             build ``config.architecture`` (:func:`build`).
+        device: where the model (and guide, codec) train (None: CUDA if available, else the CPU); batches are
+            drawn and augmented on the CPU and cross at the model's boundary.
 
     Returns:
         the trained model (``model`` itself when given) in eval mode, and the run's history.
@@ -235,13 +239,15 @@ def train(
         model = build(config, init_from, grow=not state_path.exists())
     else:
         _check_own_model(model, config, init_from)
-    guide = create_model(config.guide) if config.guide else None
+    device = resolve_device(device)
+    model.to(device)
+    guide = create_model(config.guide).to(device) if config.guide else None
     codec = create_codec(config.codec, server=model, hint=False) if config.codec else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history = TrainHistory(list(earlier_history or []))
     warm_restart = init_from is not None
     if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=False, map_location="cpu")
         saved = TrainConfig.from_dict(state["config"])  # fields added since the state was saved take defaults
         if replace(saved, epochs=config.epochs) != config:
             raise ValueError(f"{state_path} was made with a different config; use another run directory")
@@ -272,7 +278,7 @@ def train(
                 group["lr"] = learning_rate(config, epoch * steps_per_epoch + i, steps_per_epoch)
             with autocast(config.bf16):
                 logits = _forward_training(model, images, config, generator, guide, codec)
-                loss = training_loss(logits, targets, config)
+                loss = training_loss(logits, targets.to(logits.device), config)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -319,10 +325,11 @@ def _forward_training(model: TimmViT, images: torch.Tensor, config: TrainConfig,
 def _forward_low_res(model: TimmViT, images: torch.Tensor, config: TrainConfig, generator: torch.Generator):
     if config.codec is not None or config.guide is not None:
         raise ValueError("the low-resolution phase trains on pixels only (no codec, no guide)")
+    images = images.to(model.mean.device)
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     patches = (images.shape[-2] // model.patch_size) * (images.shape[-1] // model.patch_size)
     keep = tokens_to_keep(config.token_keep, config.full_image_prob, patches, generator)
-    positions = None if keep is None else random_positions(len(images), patches, keep, generator)
+    positions = None if keep is None else random_positions(len(images), patches, keep, generator).to(x.device)
     return model._forward_tokens((x - model.mean) / model.std, positions)
 
 
@@ -336,7 +343,7 @@ def export(name: str, run_dir: str | Path, test_split: ImageSplit, directory: st
     The card's ``test_top1`` is measured on all of ``test_split``, in fp32, on
     the fp16 weights as shipped; ``history`` is the run's per-epoch record.
     """
-    state = torch.load(Path(run_dir) / "state.pt", weights_only=False)
+    state = torch.load(Path(run_dir) / "state.pt", weights_only=False, map_location="cpu")
     config = TrainConfig.from_dict(state["config"])
     model = build(config, grow=False)
     model.load_state_dict(state["model"])

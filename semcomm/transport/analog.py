@@ -55,6 +55,7 @@ import torch
 from einops import rearrange
 
 from channels import AWGN, AnalogLink, FlatFading
+from semcomm.core.devices import as_tensor
 from semcomm.core.seeding import as_generator
 from semcomm.edge.encoder import Transmission
 from semcomm.rate.pair import CodecPair, Received
@@ -147,8 +148,8 @@ class AnalogTransport(Transport):
             raise ValueError("analog transport needs channel knowledge at the receiver: csi 'perfect' or "
                              "'estimated', got 'none'")
         self.allocation = allocation if isinstance(allocation, PowerAllocation) else PowerAllocation(allocation)
-        self.mean = torch.as_tensor(mean, dtype=torch.float32)
-        self.variance = torch.as_tensor(variance, dtype=torch.float32)
+        self.mean = as_tensor(mean, torch.float32)
+        self.variance = as_tensor(variance, torch.float32)
         for name, value in (("mean", self.mean), ("variance", self.variance)):
             if value.dim() > 1 or not torch.isfinite(value).all():
                 raise ValueError(f"{name} must be a finite number or a V vector, got shape {tuple(value.shape)}")
@@ -219,8 +220,8 @@ class AnalogTransport(Transport):
         hinter = pair.hint_coder if self.send_hint else None
         hints = hinter.symbols(sent.edge_logits) if hinter is not None else None
         power_bits = self.allocation.bits_per_patch
-        link_bits, analog_uses, control_uses = (torch.zeros(b, dtype=torch.int64) for _ in range(3))
-        level, energy = torch.zeros(b, n, dtype=torch.int64), torch.zeros(b)
+        link_bits, analog_uses, control_uses = (torch.zeros(b, dtype=torch.int64, device="cpu") for _ in range(3))
+        level, energy = torch.zeros(b, n, dtype=torch.int64, device="cpu"), torch.zeros(b, device="cpu")
         counts = sent.mask.sum(1)
         for k in sorted(set(counts[offloaded].tolist())):
             rows = offloaded[counts[offloaded] == k]
@@ -246,7 +247,8 @@ class AnalogTransport(Transport):
                 level[i, got.positions] = patch_level[j]
             analog_uses[rows], energy[rows] = reception.channel_uses, reception.energy
         missing = counts[offloaded] - (level[offloaded] > 0).sum(1)
-        return AnalogCarried(received=received, missing=missing, intact=torch.zeros(len(offloaded), dtype=torch.bool),
+        intact = torch.zeros(len(offloaded), dtype=torch.bool, device="cpu")
+        return AnalogCarried(received=received, missing=missing, intact=intact,
                              link_bits=link_bits, channel_uses=analog_uses + control_uses, analog_uses=analog_uses,
                              control_uses=control_uses, level=level, energy=energy, control=self.control.label)
 

@@ -49,7 +49,8 @@ class CapacityTransport(DigitalTransport):
         """Every packet arrives; each image costs ceil(its bits / the capacity it sees) channel uses."""
         if snr_db is None or not math.isfinite(snr_db):
             raise ValueError(f"a capacity link needs a finite Es/N0 in dB, got {snr_db!r}")
-        blocks = torch.tensor([sum(self.blocks_for(p) for p in image) for image in packets], dtype=torch.int64)
-        bits = torch.tensor([sum(8 * len(p) for p in image) for image in packets], dtype=torch.float64)
+        blocks = torch.tensor([sum(self.blocks_for(p) for p in image) for image in packets], dtype=torch.int64,
+                              device="cpu")
+        bits = torch.tensor([sum(8 * len(p) for p in image) for image in packets], dtype=torch.float64, device="cpu")
         uses = torch.ceil(bits / self.capacity(snr_db))
         return Delivery([list(image) for image in packets], blocks, uses.to(torch.int64))

@@ -122,14 +122,15 @@ class DigitalTransport(Transport):
                     for whole, arrived in zip(intact, delivery.packets)]
         counts = (sent.level[offloaded] > 0).sum(1).tolist()  # the patches each offloaded image sent
         missing = [0 if a is None else a.patches_missing(k) for a, k in zip(arrivals, counts)]
-        link_bits = torch.zeros(len(sent.strings), dtype=torch.int64)
-        channel_uses = torch.zeros(len(sent.strings), dtype=torch.int64)
+        link_bits = torch.zeros(len(sent.strings), dtype=torch.int64, device="cpu")
+        channel_uses = torch.zeros(len(sent.strings), dtype=torch.int64, device="cpu")
         if offloaded:
-            link_bits[offloaded] = torch.tensor([sum(8 * len(p) for p in image) for image in packets])
+            link_bits[offloaded] = torch.tensor([sum(8 * len(p) for p in image) for image in packets], device="cpu")
             channel_uses[offloaded] = delivery.channel_uses
         return Carried(received=[None if a is None else a.received for a in arrivals],
-                       missing=torch.tensor(missing, dtype=torch.int64),
-                       intact=torch.tensor(intact, dtype=torch.bool), link_bits=link_bits, channel_uses=channel_uses,
+                       missing=torch.tensor(missing, dtype=torch.int64, device="cpu"),
+                       intact=torch.tensor(intact, dtype=torch.bool, device="cpu"), link_bits=link_bits,
+                       channel_uses=channel_uses,
                        packets_lost=sum(a.packets_lost for a in arrivals if a is not None),
                        packets_sent=sum(map(len, packets)))
 
@@ -144,7 +145,7 @@ class DigitalTransport(Transport):
         flat = [p for image in packets for p in image]
         counts = [self.blocks_for(p) for p in flat]
         if not flat:
-            zeros = torch.zeros(len(packets), dtype=torch.int64)
+            zeros = torch.zeros(len(packets), dtype=torch.int64, device="cpu")
             return Delivery([[] for _ in packets], zeros, zeros)
         bits = np.zeros((sum(counts), k), dtype=np.float32).reshape(-1)
         start = 0
@@ -170,7 +171,7 @@ class DigitalTransport(Transport):
             per_image.append(arrived[i : i + len(image)])
             blocks_per_image.append(sum(counts[i : i + len(image)]))
             i += len(image)
-        blocks = torch.tensor(blocks_per_image, dtype=torch.int64)
+        blocks = torch.tensor(blocks_per_image, dtype=torch.int64, device="cpu")
         return Delivery(per_image, blocks, blocks * self.link.uses_per_packet)
 
     def _through_link(self, bits: np.ndarray, snr_db, generator) -> tuple[np.ndarray, np.ndarray]:

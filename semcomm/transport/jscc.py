@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from channels import AWGN, Equalizer, FlatFading
+from semcomm.core.devices import as_tensor
 from semcomm.rate.hyperprior import Analysis, HyperConfig, HyperServer, silent_mlp
 
 KIND = "jscc"  # the kind of a JSCC pair's card in the zoo's codecs/
@@ -98,7 +99,7 @@ def make_channel(kind: str, csi: str = "perfect", pilots: int = 4):
 
 def check_snr(snr_db: torch.Tensor | float, batch: int) -> torch.Tensor:
     """B float32 SNRs (dB) of a number or a B tensor; NaN and -inf refused, +inf is noise-free."""
-    snr = torch.as_tensor(snr_db, dtype=torch.float32)
+    snr = as_tensor(snr_db, torch.float32)
     if snr.dim() == 0:
         snr = snr.expand(batch)
     if snr.shape != (batch,):
@@ -172,6 +173,19 @@ class JSCCCodec(nn.Module):
                                  snr_feature(effective_snr_db, ceiling).mean(-1)), -1)
         return self.server.classify(self.server.embed(reals) + self.server_snr(condition), positions)
 
+    @staticmethod
+    def _through(channel, x: torch.Tensor, no: torch.Tensor, generator: torch.Generator | None):
+        """(received symbols, the receiver's channel estimate) of B x S complex symbols ``x`` at noise powers
+        ``no`` (B x 1), computed on ``generator``'s device and returned on ``x``'s."""
+        link = x.device if generator is None else generator.device
+        sent, noise = x.to(link), no.to(link)
+        if isinstance(channel, AWGN):
+            y, h_hat = channel(sent, no=noise, generator=generator), torch.ones_like(sent)
+        else:
+            out = channel(sent, no=noise, generator=generator)
+            y, h_hat = out.y, out.h_hat
+        return y.to(x.device), h_hat.to(x.device)
+
     def channel_uses(self, patches: int, channel=None) -> int:
         """Complex channel uses of one image of ``patches`` sent patches over ``channel`` (pilots included)."""
         data = patches * self.config.symbols_per_patch
@@ -180,23 +194,24 @@ class JSCCCodec(nn.Module):
     def forward(self, values: torch.Tensor, sent: torch.Tensor, snr_db: torch.Tensor | float, channel="awgn",
                 csi: str = "perfect", generator: torch.Generator | None = None) -> JSCCForward:
         """Encode, send through ``channel`` (a kind of :data:`CHANNEL_KINDS` or a ``channels`` model) at
-        ``snr_db`` and classify; every image sends the same number K of patches (B x N bool ``sent``)."""
+        ``snr_db`` and classify; every image sends the same number K of patches (B x N bool ``sent``).
+
+        The networks run on the pair's device (inputs are moved there); the channel draws its noise and fading with
+        ``generator`` on that generator's device (a CPU generator: the same draws on every device)."""
+        device = self.receive_gain.device
+        values, sent = values.to(device), sent.to(device)
         b = len(values)
         k = int(sent[0].sum())
         if k < 1 or not (sent.sum(1) == k).all():
             raise ValueError("every image in a batch must send the same number (>= 1) of patches")
-        snr = check_snr(snr_db, b)
+        snr = check_snr(snr_db, b).to(device)
         if isinstance(channel, str):
             channel = make_channel(channel, csi, self.config.pilots)
         positions = sent.nonzero()[:, 1].view(b, k)
         with torch.autocast(values.device.type, enabled=False):  # symbols, channel and equaliser in fp32
             x = self.encode(values, positions, snr).flatten(1)
             no = 10.0 ** (-snr[:, None] / 10)  # noise-free (inf dB): 0
-            if isinstance(channel, AWGN):
-                y, h_hat = channel(x, no=no, generator=generator), torch.ones_like(x)
-            else:
-                out = channel(x, no=no, generator=generator)
-                y, h_hat = out.y, out.h_hat
+            y, h_hat = self._through(channel, x, no, generator)
             estimates, _ = Equalizer("mmse")(y, h_hat, no)
             gain = h_hat.real**2 + h_hat.imag**2
             effective = 10 * torch.log10(gain.clamp_min(1e-12) / no.clamp_min(1e-12))

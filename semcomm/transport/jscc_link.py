@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from semcomm.core.devices import host, resolve_device
 from semcomm.core.seeding import as_generator
 from semcomm.edge.encoder import Transmission, collaborative_predictions
 from semcomm.inference import autocast
@@ -98,14 +99,21 @@ class JSCCLink:
         return cls(codec.eval(), channel, csi, hint_coder=load_hint(card.edge) if hint else None,
                    trained_snr=trained, name=card.name, **options)
 
+    def to(self, device: str | torch.device | None) -> "JSCCLink":
+        """This link with its pair's networks on ``device`` (None: CUDA if available); the channel's draws and the
+        control channel stay on the CPU. Returns ``self``."""
+        self.codec.to(resolve_device(device))
+        return self
+
     def source(self, edge: ViTAdapter, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-        """B x N x in_dim values the pair's analysis reads of uint8 ``images``, through the (frozen) ``edge``."""
+        """B x N x in_dim values (on the CPU) the pair's analysis reads of uint8 ``images``, through the (frozen)
+        ``edge`` (on its own device)."""
         latent, values = self.codec.config.latent, []
         for start in range(0, len(images), batch_size):
             part = images[start : start + batch_size]
             with torch.no_grad(), autocast(self.bf16):
                 _, _, hidden = edge_pass(edge, part, latent)
-            values.append(source_values(part, None if hidden is None else hidden.float(), latent))
+            values.append(host(source_values(part, None if hidden is None else hidden.float(), latent)))
         return torch.cat(values)
 
     def run(self, sent: Transmission, values: torch.Tensor, snr_db: float,
@@ -127,25 +135,25 @@ class JSCCLink:
         offloaded = sent.offloaded.nonzero().flatten()
         counts = sent.mask.sum(1)
         messages = self._side_information(sent, offloaded)
-        analog_uses, control_uses, link_bits = (torch.zeros(b, dtype=torch.int64) for _ in range(3))
+        analog_uses, control_uses, link_bits = (torch.zeros(b, dtype=torch.int64, device="cpu") for _ in range(3))
         if len(offloaded):
             control_uses[offloaded] = torch.tensor(self.control.message_uses([messages[i] for i in offloaded.tolist()],
-                                                                             self.model))
-            link_bits[offloaded] = torch.tensor([messages[i][1] for i in offloaded.tolist()])
+                                                                             self.model), device="cpu")
+            link_bits[offloaded] = torch.tensor([messages[i][1] for i in offloaded.tolist()], device="cpu")
             analog_uses[offloaded] = torch.tensor([self.codec.channel_uses(int(counts[i]), self.model)
-                                                   for i in offloaded.tolist()])
+                                                   for i in offloaded.tolist()], device="cpu")
         self._check_bandwidth(analog_uses + control_uses)
-        logits = torch.full((len(offloaded), self.codec.config.latent.num_classes), float("nan"))
+        logits = torch.full((len(offloaded), self.codec.config.latent.num_classes), float("nan"), device="cpu")
         slot = {i: s for s, i in enumerate(offloaded.tolist())}
-        lost = torch.zeros(b, dtype=torch.bool)
-        level = torch.zeros(b, n, dtype=torch.int64)
+        lost = torch.zeros(b, dtype=torch.bool, device="cpu")
+        level = torch.zeros(b, n, dtype=torch.int64, device="cpu")
         for k in sorted(set(counts[offloaded].tolist())):
             rows = offloaded[counts[offloaded] == k]
             for start in range(0, len(rows), batch_size):
                 part = rows[start : start + batch_size]
                 with torch.no_grad(), autocast(self.bf16):
                     out = self.codec(values[part], sent.mask[part], snr, self.model, self.csi, generator)
-                server = out.logits.float().log_softmax(-1)
+                server = host(out.logits.float()).log_softmax(-1)
                 arrived, _ = self.control.carry([messages[i] for i in part.tolist()], self.model, snr, generator)
                 for j, i in enumerate(part.tolist()):
                     got = read_side_info(arrived[j], messages[i][1], k, n, self.hint_coder,

@@ -64,8 +64,8 @@ def over_link(sent: Transmission, pair: CodecPair, transport: Transport, snr_db:
     server_logits = pair.classify([None if reused[j] else item for j, item in enumerate(received)], batch_size)
     if reused.any():
         server_logits[reused] = intact_logits[offloaded[reused]]
-    lost = torch.zeros(len(sent.strings), dtype=torch.bool)
-    lost[offloaded] = torch.tensor([item is None for item in received], dtype=torch.bool) & ~reused
+    lost = torch.zeros(len(sent.strings), dtype=torch.bool, device="cpu")
+    lost[offloaded] = torch.tensor([item is None for item in received], dtype=torch.bool, device="cpu") & ~reused
     return carried.outcome(predictions=collaborative_predictions(sent, server_logits), link_bits=carried.link_bits,
                            channel_uses=carried.channel_uses, packets_lost=carried.packets_lost,
                            packets_sent=carried.packets_sent, images_lost=int(lost.sum()),

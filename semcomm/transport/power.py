@@ -30,7 +30,7 @@ POWER_ALLOCATIONS: Registry[LevelRule] = Registry("power allocation")
 @POWER_ALLOCATIONS.register("uniform", side_information=False)
 def uniform_levels(importance: torch.Tensor, allocation: PowerAllocation) -> torch.Tensor:
     """Every patch the same power: B x K zeros."""
-    return torch.zeros(importance.shape, dtype=torch.int64)
+    return torch.zeros(importance.shape, dtype=torch.int64, device=importance.device)
 
 
 @POWER_ALLOCATIONS.register("importance", side_information=True)

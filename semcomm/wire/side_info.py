@@ -61,9 +61,10 @@ def unpack_side_info(data: bytes, bits: int, num_patches: int, hint_coder: HintC
     k = reader.read(width_for(num_patches), "patches - 1") + 1
     positions = subset_unrank(reader.read(subset_bits(num_patches, k), "positions"), num_patches, k)
     hint = hint_coder.read(reader, classes) if reader.read(1, "hint flag") else None
-    levels = torch.tensor([reader.read(power_bits, "power level") for _ in range(k)]) if power_bits else None
+    levels = (torch.tensor([reader.read(power_bits, "power level") for _ in range(k)], device="cpu") if power_bits
+              else None)
     code = reader.read(SCALE_BITS, "amplitude code") if scale else None
-    return SideInfo(torch.tensor(positions, dtype=torch.int64), hint, levels, code)
+    return SideInfo(torch.tensor(positions, dtype=torch.int64, device="cpu"), hint, levels, code)
 
 
 def read_side_info(data: bytes | None, bits: int, patches: int, num_patches: int, hint_coder: HintCode | None = None,

@@ -92,7 +92,7 @@ def collaborate(edge: ViTAdapter, backend, images: torch.Tensor, gate: Gate, pos
     rows = offloaded.nonzero().flatten()
     routed = getattr(backend, "routed", False)
     logits = edge_logits.clone()
-    route = torch.full((len(images),), -1, dtype=torch.int64) if routed else None
+    route = torch.full((len(images),), -1, dtype=torch.int64, device="cpu") if routed else None
     reports = []
     for start in range(0, len(rows), batch_size):
         part = rows[start:start + batch_size]

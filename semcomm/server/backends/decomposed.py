@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from semcomm.core.devices import module_device
 from semcomm.core.seeding import as_generator
 from semcomm.models.timm_vit import TimmViT
 from semcomm.server.backends.base import Backend, Stage, check_members
@@ -140,7 +141,8 @@ class DecomposedBackend(Backend):
         return [Stage(f"student{i}", s, d) for i, (s, d) in enumerate(zip(self.students, self.assigned))]
 
     def fuse(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.fusion(outputs)
+        device = module_device(self.fusion)  # the host's fusion, wherever it was moved
+        return self.fusion([output.to(device) for output in outputs])
 
     # ---- saving (see semcomm.server.backends.storage) ----------------------------------------------------
     def describe(self) -> dict:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from semcomm.core.devices import host
 from semcomm.server.backends.request import Request, tensor_bytes
 
 
@@ -131,7 +132,7 @@ def run_stages(modules: dict[str, nn.Module], names: Sequence[str], request: Req
     outputs = {}
     with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
         for name in names:
-            outputs[name] = modules[name](*inputs).float()
+            outputs[name] = host(modules[name](*inputs).float())  # shipped back to the host
     return DeviceResult(outputs, time.perf_counter() - start, fingerprint)
 
 
@@ -210,7 +211,7 @@ class Engine(ABC):
         outputs = {name: out for device in jobs for name, out in results[device].outputs.items()}
         fusion_start = time.perf_counter()
         with torch.no_grad():
-            logits = backend.combine(outputs, request).float()
+            logits = host(backend.combine(outputs, request).float())
         fusion_s = time.perf_counter() - fusion_start
         expected = (request.batch, backend.num_classes)
         if tuple(logits.shape) != expected:

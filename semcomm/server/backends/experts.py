@@ -88,7 +88,7 @@ class ExpertClasses:
 
     def membership(self) -> torch.Tensor:
         """E x C booleans: ``[e, c]`` when class c is in expert e's subset."""
-        held = torch.zeros(len(self.subsets), self.num_classes, dtype=torch.bool)
+        held = torch.zeros(len(self.subsets), self.num_classes, dtype=torch.bool, device="cpu")
         for e, subset in enumerate(self.subsets):
             held[e, list(subset)] = True
         return held
@@ -248,7 +248,7 @@ class ExpertBackend(Backend):
 
     def combine(self, outputs: dict[str, torch.Tensor], routed: RoutedRequest) -> torch.Tensor:
         """Each image's logits from the expert it went to."""
-        logits = torch.zeros(routed.batch, self.num_classes)
+        logits = torch.zeros(routed.batch, self.num_classes, device="cpu")  # on the host
         for i, stage in enumerate(self.stages):
             if stage.name in outputs:
                 logits[routed.rows(i)] = outputs[stage.name].float()

@@ -71,7 +71,7 @@ class ClassGroups:
     def order(self) -> torch.Tensor:
         """C int64: the classes in group order (group 0's, then group 1's, ...): where each concatenated
         sub-model output belongs in the full label space."""
-        return torch.tensor([c for group in self.groups for c in group], dtype=torch.int64)
+        return torch.tensor([c for group in self.groups for c in group], dtype=torch.int64, device="cpu")
 
     def to_list(self) -> list[list[int]]:
         return [list(g) for g in self.groups]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from semcomm.core.devices import module_device
 from semcomm.server.backends.base import Backend, Stage, check_members
 from semcomm.server.backends.devices import DeviceConfig
 from semcomm.server.backends.fusion import FusionNetwork
@@ -62,7 +63,8 @@ class PartitionedBackend(Backend):
         return [Stage(f"group{i}", sub, device) for i, (sub, device) in enumerate(zip(self.submodels, self.assigned))]
 
     def fuse(self, outputs: Sequence[torch.Tensor]) -> torch.Tensor:
-        return self.fusion(outputs)
+        device = module_device(self.fusion)  # the host's fusion, wherever it was moved
+        return self.fusion([output.to(device) for output in outputs])
 
     # ---- saving (see semcomm.server.backends.storage) ----------------------------------------------------
     def describe(self) -> dict:

@@ -58,12 +58,12 @@ def prune_vit(vit: TimmViT, plan: KeepPlan) -> TimmViT:
         _check_indices(f"layer {i} heads", heads, attn.num_heads)
         _check_indices(f"layer {i} MLP units", units, mlp.fc1.out_features)
         hd = attn.head_dim
-        cols = torch.tensor([h * hd + j for h in heads for j in range(hd)], dtype=torch.int64)
+        cols = torch.tensor([h * hd + j for h in heads for j in range(hd)], dtype=torch.int64, device="cpu")
         rows = torch.cat([cols + part * attn.num_heads * hd for part in range(3)])
         attn.qkv = _sliced(attn.qkv, rows=rows)
         attn.proj = _sliced(attn.proj, cols=cols)
         attn.num_heads, attn.attn_dim = len(heads), len(heads) * hd
-        keep = torch.tensor(units, dtype=torch.int64)
+        keep = torch.tensor(units, dtype=torch.int64, device="cpu")
         mlp.fc1 = _sliced(mlp.fc1, rows=keep)
         mlp.fc2 = _sliced(mlp.fc2, cols=keep)
         if not isinstance(mlp.norm, nn.Identity):

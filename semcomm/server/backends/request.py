@@ -92,7 +92,7 @@ class Request:
             return self.images, None
         b, k, p = self.patches.shape
         grid = (self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size)
-        canvas = torch.zeros(b, grid[0] * grid[1], p, dtype=self.patches.dtype)
+        canvas = torch.zeros(b, grid[0] * grid[1], p, dtype=self.patches.dtype, device=self.patches.device)
         canvas.scatter_(1, self.positions[..., None].expand(-1, -1, p), self.patches)
         return unpatchify(canvas, self.patch_size, grid), self.positions
 

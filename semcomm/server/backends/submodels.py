@@ -46,7 +46,7 @@ class ClassSubModel(ViTStage):
         if not isinstance(head, nn.Linear):
             raise TypeError(f"the server's head is {type(head).__name__}; restricting it needs an nn.Linear")
         vit = copy.deepcopy(server)
-        index = torch.tensor(classes)
+        index = torch.tensor(classes, device=head.weight.device)
         restricted = nn.utils.skip_init(nn.Linear, head.in_features, len(classes), bias=head.bias is not None)
         with torch.no_grad():
             restricted.weight.copy_(head.weight[index])
@@ -60,6 +60,6 @@ class ClassSubModel(ViTStage):
     def targets(self, labels: torch.Tensor) -> torch.Tensor:
         """B int64: each label's index among this sub-model's outputs, -1 for a label outside its group."""
         size = max(max(self.classes), int(labels.max()) if labels.numel() else 0) + 1
-        lookup = torch.full((size,), -1, dtype=torch.int64)
-        lookup[torch.tensor(self.classes)] = torch.arange(len(self.classes))
+        lookup = torch.full((size,), -1, dtype=torch.int64, device=labels.device)
+        lookup[torch.tensor(self.classes, device=labels.device)] = torch.arange(len(self.classes), device=labels.device)
         return lookup[labels.long()]

@@ -215,7 +215,7 @@ def distill_together(students: Sequence[TimmViT], teacher: TimmViT, images: torc
         raise ValueError(f"{len(students)} students but {len(targets)} target sets and {len(columns)} column sets")
     if steps < 0 or batch_size < 1:
         raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps} and {batch_size}")
-    columns = [torch.as_tensor(list(c), dtype=torch.int64) for c in columns]
+    columns = [torch.tensor(list(c), dtype=torch.int64, device="cpu") for c in columns]
     for student, student_targets, picked in zip(students, targets, columns):
         _check_student(student, teacher, images, student_targets, picked)
     token_keep = check_token_keep(token_keep)

@@ -54,7 +54,7 @@ class Phases:
     def run(self, name: str, fn: Callable[[], Any]) -> Any:
         """``fn()``, or what it returned in an earlier run (with the generator as it was after it)."""
         if self.done(name):
-            saved = torch.load(self.run_dir / f"{name}.pt", weights_only=False)
+            saved = torch.load(self.run_dir / f"{name}.pt", weights_only=False, map_location="cpu")
             self.generator.set_state(saved["generator"])
             if self.progress:
                 print(f"phase {name}: reloaded from {self.run_dir}", flush=True)
