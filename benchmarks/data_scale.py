@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _machine import cpu_model  # noqa: E402  (benchmarks/ is the script's folder)
+
 MIB = 2**20
 CLASSES = 10
 
@@ -173,15 +175,6 @@ def run_step(name: str, args) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def machine() -> str:
-    try:
-        line = next(l for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-                    if l.startswith("Model name"))
-        return line.split(":", 1)[1].strip()
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def mib(value: float) -> str:
     return f"{value / MIB:.1f}"
 
@@ -219,7 +212,7 @@ def main() -> None:
 
     print(f"- command: `{command}`")
     print(f"- date: {started}")
-    print(f"- machine: {machine()} ({platform.machine()}), {cores} cores, load average at start {load}; "
+    print(f"- machine: {cpu_model()} ({platform.machine()}), {cores} cores, load average at start {load}; "
           f"Python {platform.python_version()}, torch {torch.__version__}")
     print(f"- data: {args.images} JPEGs of {args.side} x {args.side} ({mib(rows['decode']['nbytes'])} MiB decoded, "
           f"{rows['decode']['shards']} shards of at most 64 MiB), generated in {made:.0f} s")

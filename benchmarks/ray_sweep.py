@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
+
+from _machine import cpu_model  # noqa: E402  (benchmarks/ is the script's folder)
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -52,15 +52,6 @@ def differences(local: dict, other: dict) -> list[str]:
         else:
             found.append(key)
     return found
-
-
-def machine() -> str:
-    try:
-        line = next(l for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-                    if l.startswith("Model name"))
-        return line.split(":", 1)[1].strip()
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -120,7 +111,7 @@ def main() -> None:
     reference = comparable(local[0][2])
     lines = [f"## The sweep on Ray against the local engine ({args.limit:,} CIFAR-10 test images)", "",
              f"    {' '.join([Path(sys.executable).name, *sys.argv])}", "",
-             f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; {machine()}, {torch.get_num_threads()} torch threads "
+             f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; {cpu_model()}, {torch.get_num_threads()} torch threads "
              f"locally, Ray {ray.__version__} with {args.cpus} CPUs (one task per CPU), torch {torch.__version__}. "
              f"Default sweep grid, {tasks} tasks (shards of {args.shard_images:,} images); local and Ray runs back to "
              "back in alternating order (other work on the machine, e.g. trainings at nice 19, moves the timings). "

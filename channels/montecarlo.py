@@ -196,6 +196,18 @@ def join_ray(address: str | None, connect_timeout_s: float, needed_by: str = "ru
     return ray, True
 
 
+def start_or_join_ray(address: str | None, connect_timeout_s: float, num_cpus: int | None, object_store_memory: int,
+                      needed_by: str = "run_ber(engine='ray')"):
+    """Join what runs (:func:`join_ray`), else start a local instance of ``num_cpus`` CPUs and
+    ``object_store_memory`` bytes without a dashboard. Returns ``(ray, started)``: ``started`` says the caller owns
+    the instance and stops it (``ray.shutdown()``)."""
+    ray, joined = join_ray(address, connect_timeout_s, needed_by)
+    if not joined:
+        ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False,
+                 log_to_driver=False)
+    return ray, not joined
+
+
 def check_reachable(address: str, timeout_s: float) -> None:
     """ConnectionError unless a TCP connection to ``address`` (``host:port`` or ``ray://host:port``)
     opens within ``timeout_s`` seconds; ``"auto"`` and ``"local"`` are left to Ray."""
@@ -265,11 +277,8 @@ class RayRunner:
 
     def connect(self):
         """Join or start Ray as described in the class docstring; returns the ``ray`` module."""
-        ray, joined = join_ray(self.address, self.connect_timeout_s)
-        if not joined:
-            ray.init(num_cpus=self.num_cpus, object_store_memory=self.object_store_memory, include_dashboard=False,
-                     log_to_driver=False)
-            self._started = True
+        ray, started = start_or_join_ray(self.address, self.connect_timeout_s, self.num_cpus, self.object_store_memory)
+        self._started = self._started or started
         return ray
 
     def shutdown(self) -> None:

@@ -199,13 +199,11 @@ class RayTasks:
 
     def connect(self):
         """Join or start Ray (class docstring); returns the ``ray`` module."""
-        from channels.montecarlo import join_ray
+        from channels.montecarlo import start_or_join_ray
 
-        ray, joined = join_ray(self.address, self.connect_timeout_s, "the sweep's Ray engine")
-        if not joined:
-            ray.init(num_cpus=self.num_cpus, object_store_memory=self.object_store_memory, include_dashboard=False,
-                     log_to_driver=False)
-            self._started = True
+        ray, started = start_or_join_ray(self.address, self.connect_timeout_s, self.num_cpus,
+                                         self.object_store_memory, "the sweep's Ray engine")
+        self._started = self._started or started
         return ray
 
     def shutdown(self) -> None:
