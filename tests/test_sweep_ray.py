@@ -183,3 +183,15 @@ def test_a_two_node_cluster_runs_tasks_on_both_nodes_with_the_local_result(sweep
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_the_ray_engine_refuses_models_off_the_cpu():
+    """Ray's tasks ask for CPUs: models on a GPU are refused by name before Ray starts (no GPU needed to check)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from semcomm.experiments.engines import run_tasks
+
+    with pytest.raises(ValueError, match="CPU workers, but the models are on cuda"):
+        run_tasks(lambda context, task: {}, None, [SimpleNamespace(id="a")], RayTasks(), device=torch.device("cuda"))

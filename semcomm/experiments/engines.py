@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 ENGINES = ("local", "ray")
@@ -259,10 +260,15 @@ def task_engine(name: str = "local", address: str | None = None) -> LocalTasks |
     return RayTasks(address)
 
 
-def run_tasks(function: Callable, context: Any, tasks: Sequence[Task], engine: str | LocalTasks | RayTasks | None = None,
-              store: TaskStore | None = None, progress: bool = True, desc: str = "tasks") -> TaskRun:
+def run_tasks(function: Callable, context: Any, tasks: Sequence[Task],
+              engine: str | LocalTasks | RayTasks | None = None, store: TaskStore | None = None, progress: bool = True,
+              desc: str = "tasks", device: torch.device | None = None) -> TaskRun:
     """Run the tasks of ``tasks`` not finished in ``store`` on ``engine`` (default local; a name: an engine
-    started and stopped here), saving each result in ``store`` as it arrives; one progress bar over all tasks."""
+    started and stopped here), saving each result in ``store`` as it arrives; one progress bar over all tasks.
+    ``device``: where the context's models are; the Ray engine refuses any but the CPU (its tasks ask for CPUs)."""
+    if device is not None and device.type != "cpu" and (engine == "ray" or isinstance(engine, RayTasks)):
+        raise ValueError(f"the Ray engine's tasks run on CPU workers, but the models are on {device}: run them on "
+                         "the CPU (device='cpu', --device cpu) or use the local engine")
     ids = [task.id for task in tasks]
     if len(set(ids)) != len(ids):
         raise ValueError(f"task ids must be unique, got {sorted(i for i, n in Counter(ids).items() if n > 1)}")

@@ -214,7 +214,8 @@ class LinkSweep:
         store = None if state_path is None else TaskStore(state_path, cfg.key(split))
         self._encoded = None
         try:
-            run = run_tasks(_link_task, (self, split, analysis), tasks, engine, store, self.progress, "link sweep")
+            run = run_tasks(_link_task, (self, split, analysis), tasks, engine, store, self.progress, "link sweep",
+                            module_device(self.sweep.edge))
         finally:
             self._encoded = None  # the last unit's strings
         result = LinkSweepResult(split.name, len(split), cfg.link.label, cfg.link.condition_name,

@@ -291,7 +291,8 @@ class Sweep:
         settings = cfg.settings(self.codec.levels)
         tasks = self.tasks(len(split), settings)
         store = None if state_path is None else TaskStore(state_path, self.key(split))
-        run = run_tasks(_sweep_task, (self, split, analysis), tasks, engine, store, self.progress, "sweep tasks")
+        run = run_tasks(_sweep_task, (self, split, analysis), tasks, engine, store, self.progress, "sweep tasks",
+                        module_device(self.edge))
         outcomes = _joined(tasks, run.results)
 
         def add(tags: dict, outcome: dict, random_outcome: dict | None = None) -> None:
