@@ -1,9 +1,9 @@
 """Data sets larger than memory (issue 29): peak memory of loading a generated ImageFolder data set and of a
 pass over every image of it against a memory cap smaller than its pixels, and decoding throughput, one process
-against the pool.
+against the pool (and with ``--ray`` Ray tasks).
 
     .venv/bin/python benchmarks/data_scale.py [--images 100000] [--side 64] [--cap-mib 64]
-        [--edge-images 0] [--throughput-images 4000] [--workdir /tmp/semcomm-data-scale] [--keep]
+        [--edge-images 0] [--throughput-images 4000] [--ray] [--workdir /tmp/semcomm-data-scale] [--keep]
 
 Generates ``--images`` pictures of side x side (JPEG, quality 90, smooth random content, 10 classes) under
 ``--workdir``. Every measurement runs in a fresh process of its own: its peak resident memory above what it held
@@ -19,7 +19,9 @@ which can under-count), and the resident memory of the interpreter itself after 
   importance method of ``vit-edge-cifar10``) over N generated 32 x 32 pictures on disk, batches of 64, counted
   from after one batch (the model's activations, listed apart); its outputs, held for the sweep, are listed;
 * decode throughput: ``--throughput-images`` files decoded by one process and by the pool, images per second
-  and per second per core.
+  and per second per core; with ``--ray`` also as Ray tasks (``engine="ray"``) on a local Ray instance of as many
+  CPUs as the pool's processes, started before the clock, and its workers too (a first decoding of
+  ``2 x CHUNK_IMAGES`` images per CPU: they import the library); both start-ups are listed apart.
 
 glibc's allocator keeps freed buffers in its heap (its dynamic mmap threshold): ``--malloc-fixed`` runs every step
 with ``MALLOC_MMAP_THRESHOLD_=131072`` so that the peak counts what is held rather than what glibc kept.
@@ -100,7 +102,7 @@ def step(args) -> dict:
     import torch
 
     from semcomm.data import load_split
-    from semcomm.data.decode import decoded_chunks
+    from semcomm.data.decode import CHUNK_IMAGES, decoded_chunks
     from semcomm.data.folders import image_files
     from semcomm.data.parallel import check_workers
 
@@ -108,11 +110,27 @@ def step(args) -> dict:
     cache = args.workdir / "cache"
     if args.step == "throughput":
         files = image_files(args.workdir / "data" / "train")[: args.throughput_images]
-        for workers in (1, check_workers(args.workers)):
+        cores = check_workers(args.workers)
+        for workers in (1, cores):
             started = time.time()
             for _ in decoded_chunks(files, None, "throughput", workers):
                 pass
             out[f"workers={workers}"] = len(files) / (time.time() - started)
+        if args.ray:
+            import ray
+
+            started = time.time()
+            ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
+            out["ray_start_seconds"] = time.time() - started
+            started = time.time()  # Ray's workers start (and import the library) on their first tasks
+            for _ in decoded_chunks(files[: 2 * cores * CHUNK_IMAGES + 1], None, "warm-up", cores, engine="ray"):
+                pass
+            out["ray_warmup_seconds"] = time.time() - started
+            started = time.time()
+            for _ in decoded_chunks(files, None, "throughput", cores, engine="ray"):
+                pass
+            out[f"ray={cores}"] = len(files) / (time.time() - started)
+            ray.shutdown()
         return out
     data = args.workdir / ("edge" if args.step.startswith("edge") else "data")
     peak = Peak()
@@ -168,6 +186,8 @@ def run_step(name: str, args) -> dict:
                "--throughput-images", str(args.throughput_images)]
     if args.workers is not None:
         command += ["--workers", str(args.workers)]
+    if args.ray:
+        command.append("--ray")
     env = dict(os.environ, **({"MALLOC_MMAP_THRESHOLD_": "131072"} if args.malloc_fixed else {}))
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
@@ -188,6 +208,7 @@ def main() -> None:
     parser.add_argument("--malloc-fixed", action="store_true", help="fixed glibc mmap threshold in every step")
     parser.add_argument("--throughput-images", type=int, default=4000)
     parser.add_argument("--workers", type=int, help="decoding processes (default: every core available)")
+    parser.add_argument("--ray", action="store_true", help="also decode as Ray tasks in the throughput step")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/semcomm-data-scale"))
     parser.add_argument("--keep", action="store_true", help="keep the generated data and cache")
     parser.add_argument("--step", help=argparse.SUPPRESS)
@@ -251,6 +272,10 @@ def main() -> None:
         if key.startswith("workers="):
             workers = int(key.split("=")[1])
             print(f"| {workers} process{'es' if workers > 1 else ''} | {value:.0f} | {value / workers:.0f} |")
+        elif key.startswith("ray="):
+            workers = int(key.split("=")[1])
+            print(f"| Ray, {workers} CPUs (local: started in {t['ray_start_seconds']:.1f} s and its workers in "
+                  f"{t['ray_warmup_seconds']:.1f} s, not counted) | {value:.0f} | {value / workers:.0f} |")
     if not args.keep:
         shutil.rmtree(args.workdir, ignore_errors=True)
 

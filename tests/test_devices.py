@@ -22,6 +22,7 @@ from semcomm.rate import create_codec
 from semcomm.rate.hint import HintCoder
 from semcomm.rate.hyperlatent import HyperLatentPair
 from semcomm.rate.hyperprior import HyperConfig, HyperLatentCodec
+from semcomm.rate.image_codecs import ImageCodec
 from semcomm.rate.policies import IAQ
 from semcomm.rate.zoo import load_hint
 from semcomm.server import ServerDecoder
@@ -322,3 +323,30 @@ def test_a_backend_on_a_device_answers_on_the_host(device, partitioned_backend):
     moved = copy.deepcopy(backend).to(device)
     logits = moved.classify(images.to(device), positions)
     assert logits.device.type == "cpu" and torch.allclose(logits, cpu, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_an_image_codec_moves_its_server_and_classifies_on_the_host(device, tiny_images):
+    """An image codec's server (a private attribute, so not moved by Codec.to) moves with the codec; the files are
+    the CPU's, the logits come back on the CPU and agree with the CPU's."""
+    codec = ImageCodec("webp", 40, server=create_model("vit-server-cifar10"))
+    decoded, _ = codec.roundtrip(tiny_images)
+    cpu_logits = codec.classify(decoded)
+    assert codec.to(device) is codec and codec.device.type == device
+    logits = codec.classify(decoded)
+    assert logits.device.type == "cpu" and torch.allclose(logits, cpu_logits, atol=5e-2 if device != "cpu" else 0)
+    assert ImageCodec("jpeg", 50).to(device).device.type == "cpu"  # nothing to move without a server
+
+
+def test_autocast_in_force_is_entered_again_as_it_was():
+    """What a backend engine hands its devices: the caller's autocast per device type, entered again elsewhere."""
+    from semcomm.core.devices import autocast_as, autocast_in_force
+
+    assert autocast_in_force() == {}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        caught = autocast_in_force()
+    assert caught == {"cpu": torch.bfloat16}
+    with autocast_as(caught):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16), autocast_as({}):
+        assert not torch.is_autocast_enabled("cpu")

@@ -142,6 +142,22 @@ def full_precision():
         yield
 
 
+def autocast_in_force() -> dict[str, torch.dtype]:
+    """Device type -> the autocast dtype in force here, for each device type of this machine with autocast on:
+    what work handed to another thread or process must enter again (:func:`autocast_as`; autocast is per thread)."""
+    return {kind: torch.get_autocast_dtype(kind) for kind in _device_types() if torch.is_autocast_enabled(kind)}
+
+
+@contextlib.contextmanager
+def autocast_as(dtypes: dict[str, torch.dtype]):
+    """Autocast in the dtype of each device type of ``dtypes`` (from :func:`autocast_in_force`), off on this
+    machine's others (a device type this machine lacks is left out)."""
+    with contextlib.ExitStack() as stack:
+        for kind in _device_types():
+            stack.enter_context(torch.autocast(kind, dtype=dtypes.get(kind), enabled=kind in dtypes))
+        yield
+
+
 def _device_types() -> tuple[str, ...]:
     return ("cpu",) + (("cuda",) if torch.cuda.is_available() else ()) + (("mps",) if _mps_available() else ())
 

@@ -66,10 +66,10 @@ from semcomm.data.folders import DataWarning
 from semcomm.data.image_split import ImageSplit, UnlabelledImages
 from semcomm.data.load import available_splits, evaluation_split, load_images, load_split
 from semcomm.data.locate import DataLocation, DataNotFoundError, candidate_data_roots, is_data_path, locate
-from semcomm.data.sharded import ShardedImages, update_digest
+from semcomm.data.sharded import ShardedImages, require_in_memory, update_digest
 
 __all__ = [
     "DataLocation", "DataNotFoundError", "DataWarning", "ImageSplit", "ShardedImages", "UnlabelledImages",
     "available_splits", "candidate_data_roots", "check_image_size", "evaluation_split", "is_data_path",
-    "load_image_folder", "load_images", "load_split", "locate", "square_image", "update_digest",
+    "load_image_folder", "load_images", "load_split", "locate", "require_in_memory", "square_image", "update_digest",
 ]

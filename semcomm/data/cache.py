@@ -99,12 +99,13 @@ def cached_entry(cache: Path, name: str, split: str, source: dict, image_size: i
 
 
 def write_entry(cache: Path, name: str, split: str, source: dict, images, image_size: int | None,
-                workers: int | None = None, shard_bytes: int = SHARD_BYTES) -> Path:
+                workers: int | None = None, shard_bytes: int = SHARD_BYTES, engine: str = "processes") -> Path:
     """Decode ``images`` (a :class:`~semcomm.data.decode.SplitImages`) into a new cache entry a chunk at a time and
     return its folder: written into a partial folder, renamed into place once complete (under ``image_size`` if
     any image was resized, else as the native images), then older entries decoded from the same place dropped.
 
-    ``workers``: processes decoding image files (default every core); ``shard_bytes``: target bytes of a shard.
+    ``workers``: processes decoding image files (default every core) over ``engine`` (``"processes"`` or
+    ``"ray"``: :mod:`semcomm.data.parallel`); ``shard_bytes``: target bytes of a shard.
     """
     partial = cache / "arrays" / f"{name}-{split}-decoding.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)  # left by an earlier run of this process id
@@ -112,7 +113,7 @@ def write_entry(cache: Path, name: str, split: str, source: dict, images, image_
     writer = ShardWriter(partial, len(images), shard_bytes)
     resized = False
     try:
-        for chunk, changed in images.chunks(workers=workers):
+        for chunk, changed in images.chunks(workers=workers, engine=engine):
             writer.write(chunk)
             resized |= changed
         writer.finish()

@@ -8,7 +8,8 @@ shorter side (bicubic) and centre-crops a square.
 A split is described before it is decoded (:class:`SplitImages`: its image files or CIFAR pixels, labels and
 classes) and decoded a chunk at a time (:meth:`SplitImages.chunks`), so that it can go straight into cache shards
 without ever being whole in memory. Image files are decoded over a pool of ``workers`` processes
-(:mod:`semcomm.data.parallel`; default every core available), into the same bytes as one process decodes.
+(:mod:`semcomm.data.parallel`; default every core available), or over Ray (``engine="ray"``), into the same bytes
+as one process decodes.
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def square_image(img: Image.Image, side: int) -> Image.Image:
 
 def load_image_folder(root: str | os.PathLike, image_size: int | None = None,
                       classes: list[str] | None = None, skip_missing: bool = False,
-                      workers: int | None = None) -> ImageSplit:
+                      workers: int | None = None, engine: str = "processes") -> ImageSplit:
     """Decode one ImageFolder split folder into memory.
 
     Args:
@@ -70,6 +71,7 @@ def load_image_folder(root: str | os.PathLike, image_size: int | None = None,
         skip_missing: skip lines of the annotations file naming files that do not exist, with a
             :class:`~semcomm.data.folders.DataWarning` naming them (default: such lines are an error).
         workers: processes decoding the images (default: every core available).
+        engine: ``"processes"`` (a local pool) or ``"ray"`` (Ray tasks: :mod:`semcomm.data.parallel`).
 
     Returns:
         images N x 3 x H x W uint8, ordered by class then file path.
@@ -80,7 +82,7 @@ def load_image_folder(root: str | os.PathLike, image_size: int | None = None,
     """
     root = Path(root)
     source = decode_folder(root, check_image_size(image_size), classes, skip_missing)
-    images, _ = source.decode(workers=workers)
+    images, _ = source.decode(workers=workers, engine=engine)
     warn_skipped(source.skipped)
     return ImageSplit(torch.from_numpy(images), torch.from_numpy(source.labels), source.classes, root.name)
 
@@ -116,19 +118,20 @@ class SplitImages:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def chunks(self, start: int = 0, stop: int | None = None,
-               workers: int | None = None) -> Iterator[tuple[np.ndarray, bool]]:
+    def chunks(self, start: int = 0, stop: int | None = None, workers: int | None = None,
+               engine: str = "processes") -> Iterator[tuple[np.ndarray, bool]]:
         """Images ``start:stop`` decoded in order, as k x 3 x S x S uint8 chunks, each with whether any of its
-        images was resized or cropped (``workers``: processes decoding image files; default every core)."""
+        images was resized or cropped (``workers``: processes decoding image files, default every core, over
+        ``engine``: :func:`~semcomm.data.parallel.ordered_map`)."""
         if self.files is not None:
-            yield from decoded_chunks(self.files[start:stop], self.image_size, self.title, workers)
+            yield from decoded_chunks(self.files[start:stop], self.image_size, self.title, workers, engine)
         else:
             yield from resized_chunks(self.pixels[start:stop], self.image_size)
 
-    def decode(self, start: int = 0, stop: int | None = None,
-               workers: int | None = None) -> tuple[np.ndarray, bool]:
+    def decode(self, start: int = 0, stop: int | None = None, workers: int | None = None,
+               engine: str = "processes") -> tuple[np.ndarray, bool]:
         """Images ``start:stop`` in memory ((stop - start) x 3 x S x S uint8), and whether any was resized."""
-        return gather(self.chunks(start, stop, workers), len(range(len(self))[start:stop]))
+        return gather(self.chunks(start, stop, workers, engine), len(range(len(self))[start:stop]))
 
 
 def gather(chunks, n: int) -> tuple[np.ndarray, bool]:
@@ -161,20 +164,21 @@ def decode_folder(folder: Path, image_size: int | None, classes: list[str] | Non
     return SplitImages(labels, classes, folder.name, image_size, files=[f for f, _ in labelled], skipped=skipped)
 
 
-def decode_images(files: list[Path], image_size: int | None, title: str,
-                  workers: int | None = None) -> tuple[np.ndarray, bool]:
+def decode_images(files: list[Path], image_size: int | None, title: str, workers: int | None = None,
+                  engine: str = "processes") -> tuple[np.ndarray, bool]:
     """N x 3 x H x W uint8 array of ``files`` (RGB), and whether any was resized or cropped."""
-    return gather(decoded_chunks(files, image_size, title, workers), len(files))
+    return gather(decoded_chunks(files, image_size, title, workers, engine), len(files))
 
 
-def decoded_chunks(files: list[Path], image_size: int | None, title: str,
-                   workers: int | None = None) -> Iterator[tuple[np.ndarray, bool]]:
+def decoded_chunks(files: list[Path], image_size: int | None, title: str, workers: int | None = None,
+                   engine: str = "processes") -> Iterator[tuple[np.ndarray, bool]]:
     """The images of ``files`` decoded in order (RGB), k x 3 x H x W uint8 at a time, each chunk with whether any
     of its images was resized or cropped.
 
     The first file fixes H x W (a file of another size is a ValueError naming both, unless ``image_size`` makes
     them one size); the rest are decoded :data:`CHUNK_IMAGES` at a time over ``workers`` processes (default: every
-    core available), what they warn about warned again here, in order.
+    core available) or, with ``engine="ray"``, Ray tasks (:func:`~semcomm.data.parallel.ordered_map`), what they
+    warn about warned again here, in order.
     """
     if not files:
         return
@@ -184,7 +188,7 @@ def decoded_chunks(files: list[Path], image_size: int | None, title: str,
         yield array.transpose(2, 0, 1)[None], changed
         tasks = [files[i : i + CHUNK_IMAGES] for i in range(1, len(files), CHUNK_IMAGES)]
         decode = functools.partial(decode_chunk, image_size=image_size, size=array.shape[:2], first=files[0])
-        for chunk, changed, said in ordered_map(decode, tasks, workers):
+        for chunk, changed, said in ordered_map(decode, tasks, workers, engine):
             for message, category in said:
                 warnings.warn(message, category, stacklevel=2)
             progress.update(len(chunk))

@@ -17,7 +17,7 @@ from semcomm.data.decode import (SplitImages, check_image_size, decode_folder, d
 from semcomm.data.folders import IMAGE_SUFFIXES, image_files, reference_classes, split_folder, subfolders
 from semcomm.data.image_split import ImageSplit, UnlabelledImages, check_limit
 from semcomm.data.locate import DataLocation, DataNotFoundError, is_data_path, locate
-from semcomm.data.parallel import check_workers
+from semcomm.data.parallel import check_engine, check_workers
 from semcomm.data.shards import SHARD_BYTES, check_shard_bytes
 
 IN_MEMORY_BYTES = 2**30  # a split (or its subset) of at most this many bytes of pixels is read into memory by default
@@ -37,6 +37,7 @@ def load_split(
     in_memory: bool | None = None,
     workers: int | None = None,
     shard_bytes: int = SHARD_BYTES,
+    engine: str = "processes",
 ) -> ImageSplit:
     """Load one split of a data set, decoding it on first use.
 
@@ -58,10 +59,15 @@ def load_split(
             :class:`~semcomm.data.sharded.ShardedImages` read from the cache's shards as it is indexed (memory
             bounded by the batches read, however large the split); None (default): in memory when the images
             (after ``limit``) take at most :data:`IN_MEMORY_BYTES`.
-        workers: processes decoding the images on first use (default: every core available); the bytes decoded
-            are the same for any number.
+        workers: processes decoding the images on first use (default: every core available; with ``engine="ray"``
+            every CPU of the Ray cluster); the bytes decoded are the same for any number, and either engine.
         shard_bytes: target size in bytes of one cache shard written on first use (:mod:`semcomm.data.shards`;
             an entry already cached is served with the shards it has).
+        engine: what decodes on first use: ``"processes"`` (a pool of local processes) or ``"ray"`` (Ray tasks:
+            the Ray this process has joined, e.g. a cluster's after ``ray.init(address=...)``, else a local instance
+            started for the decoding and stopped after it). On a cluster every node must read the image files at
+            the same path (a shared file system) and have this library installed: see
+            :mod:`semcomm.data.parallel`. Ray is an optional dependency (``pip install 'semcomm[ray]'``).
 
     Returns:
         images N x 3 x S x S uint8 (S = ``image_size``), labels N int64 indexing ``classes``: the
@@ -81,7 +87,7 @@ def load_split(
     (torch.Size([100, 3, 32, 32]), torch.Size([100]))
     """
     image_size, limit = check_image_size(image_size), check_limit(limit)
-    workers, shard_bytes = check_workers(workers), check_shard_bytes(shard_bytes)
+    workers, shard_bytes, engine = _checked_workers(workers), check_shard_bytes(shard_bytes), check_engine(engine)
     if in_memory not in (None, True, False):
         raise ValueError(f"in_memory must be True, False or None (by size), got {in_memory!r}")
     cache = cache_root(cache_dir)
@@ -90,7 +96,7 @@ def load_split(
     entry = cached_entry(cache, location.name, split, source, image_size)
     if entry is None:
         images = _split_images(location, split, cache, image_size, skip_missing)
-        entry = write_entry(cache, location.name, split, source, images, image_size, workers, shard_bytes)
+        entry = write_entry(cache, location.name, split, source, images, image_size, workers, shard_bytes, engine)
     warn_skipped(skipped_warning(entry))
     repair = Redecode(location, split, str(cache), entry_source(entry)["image_size"], skip_missing)
     loaded = open_entry(entry, f"{location.name}/{split}", repair).subset(limit)
@@ -123,6 +129,7 @@ def load_images(
     limit: int | None = None,
     image_size: int | None = None,
     workers: int | None = None,
+    engine: str = "processes",
 ) -> UnlabelledImages:
     """Every image below a folder, or in one split of a data set, without labels: for prediction only.
 
@@ -136,7 +143,8 @@ def load_images(
         limit: only the first ``limit`` images, by path.
         image_size: side in pixels of the square images returned (shorter side resized, centre cropped);
             None keeps the images as they are (they must then share one size).
-        workers: processes decoding the images (default: every core available).
+        workers: processes decoding the images (default: every core available; Ray: the cluster's CPUs).
+        engine: ``"processes"`` (a local pool) or ``"ray"`` (Ray tasks; as :func:`load_split` says).
 
     Returns:
         images N x 3 x S x S uint8 and ``files``, each image's path relative to the folder read, in path order.
@@ -150,7 +158,8 @@ def load_images(
     >>> test.images.shape, test.files[0]  # doctest: +SKIP
     (torch.Size([10000, 3, 64, 64]), 'images/test_0.JPEG')
     """
-    image_size, limit, workers = check_image_size(image_size), check_limit(limit), check_workers(workers)
+    image_size, limit, workers = check_image_size(image_size), check_limit(limit), _checked_workers(workers)
+    engine = check_engine(engine)
     location = locate(source, split, data_root)
     if location.kind == "cifar":
         raise ValueError(f"{location.path} holds torchvision's CIFAR files, which are labelled: use load_split")
@@ -160,8 +169,14 @@ def load_images(
     if not files:
         raise DataNotFoundError(f"no images found under {folder} (files with one of {sorted(IMAGE_SUFFIXES)})")
     title = f"{location.name}/{split}" if split is not None else location.name
-    images, _ = decode_images(files, image_size, title, workers)
+    images, _ = decode_images(files, image_size, title, workers, engine)
     return UnlabelledImages(torch.from_numpy(images), [f.relative_to(folder).as_posix() for f in files], title)
+
+
+def _checked_workers(workers) -> int | None:
+    """``workers`` checked (:func:`~semcomm.data.parallel.check_workers`); None stays None, for the engine to
+    choose (every core here, or every CPU of a Ray cluster)."""
+    return None if workers is None else check_workers(workers)
 
 
 def available_splits(name: str | os.PathLike, data_root: str | os.PathLike | None = None,

@@ -5,7 +5,8 @@ Indexing it as a tensor is indexed (an int, a slice, a list, an int64 or bool te
 items then index the tensor read) returns a torch uint8 tensor of just those images, read from the shards
 (:class:`~semcomm.data.shards.ShardStore`). :meth:`ShardedImages.rows` is a lazy selection (a subset keeps an
 index into the shards, never a copy of pixels); :meth:`ShardedImages.batches` iterates over B x 3 x H x W batches;
-:meth:`ShardedImages.to_tensor` reads it all into memory.
+:meth:`ShardedImages.to_tensor` reads it all into memory. Code that needs every image in memory refuses images on
+disk by name (:func:`require_in_memory`).
 """
 from __future__ import annotations
 
@@ -140,6 +141,16 @@ class ShardedImages:
         raise AttributeError(f"ShardedImages has no attribute {name!r} (it is not a tensor: its {len(self)} images "
                              "stay on disk); index it (images[a:b], images[index]) or iterate images.batches(n) for "
                              "tensors, or load the split with in_memory=True")
+
+
+def require_in_memory(images, needed_by: str):
+    """``images`` itself when it is in memory (N x 3 x H x W tensor); for :class:`ShardedImages` (left on disk) a
+    TypeError saying that ``needed_by`` holds every image in memory, and how to load the split so."""
+    if isinstance(images, ShardedImages):
+        raise TypeError(f"{needed_by} holds every image in memory, but these {len(images)} images are left on disk "
+                        "(ShardedImages, a split larger than memory): load the split with "
+                        "load_split(..., in_memory=True), or pass images[:] to read them into memory")
+    return images
 
 
 def update_digest(sha: "hashlib._Hash", images) -> None:

@@ -37,16 +37,17 @@ with the same result, and a run given a state file resumes from the tasks it fin
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import platform
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from semcomm.core.devices import module_device, resolve_device
@@ -75,6 +76,7 @@ from semcomm.rate.policies import FixedLevel, LevelPolicy
 from semcomm.rate.zoo import load_hint
 
 FULL_IMAGES_CODEC = "raw8"  # the codec of the "full images" reference: every patch as 8-bit pixels
+OUTCOME_FORMAT = "packed outcomes 2"  # how a task's result is written (_outcome_data): part of a task store's key
 
 
 class Setting(NamedTuple):
@@ -230,6 +232,7 @@ class Sweep:
         self.full_encoder = self._encoder(self.full)
         self.cache_dir = cache_dir if cache_dir is not None else default_cache_dir() / "edge"
         self.progress = progress
+        self._held_masks = None  # (edge pass, setting index, (mask, twin)): see _masks
 
     def _encoder(self, codec: CodecPair) -> EdgeEncoder:
         """An edge encoder of ``codec`` that sends every image (the sweep gates afterwards)."""
@@ -251,8 +254,8 @@ class Sweep:
             for name, tensor in (model.state_dict().items() if hasattr(model, "state_dict") else ()):
                 digest.update(name.encode())
                 digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-        return plain_key(asdict(self.config), [type(p).__name__ for p in self.config.policies], self.edge_name,
-                         self.server_name, self.codec.name, digest.hexdigest())
+        return plain_key(OUTCOME_FORMAT, asdict(self.config), [type(p).__name__ for p in self.config.policies],
+                         self.edge_name, self.server_name, self.codec.name, digest.hexdigest())
 
     def tasks(self, images: int, settings: list[Setting] | None = None) -> list[SweepTask]:
         """The sweep's tasks over ``images`` images, in the order of its points: the full images, each semantic
@@ -291,8 +294,12 @@ class Sweep:
         settings = cfg.settings(self.codec.levels)
         tasks = self.tasks(len(split), settings)
         store = None if state_path is None else TaskStore(state_path, self.key(split))
-        run = run_tasks(_sweep_task, (self, split, analysis), tasks, engine, store, self.progress, "sweep tasks",
-                        module_device(self.edge))
+        self._held_masks = None
+        try:
+            run = run_tasks(_sweep_task, (self, split, analysis), tasks, engine, store, self.progress, "sweep tasks",
+                            module_device(self.edge))
+        finally:
+            self._held_masks = None  # the last setting's masks
         outcomes = _joined(tasks, run.results)
 
         def add(tags: dict, outcome: dict, random_outcome: dict | None = None) -> None:
@@ -350,12 +357,14 @@ class Sweep:
         """What one task measures (:func:`_outcome_data`): its images' outcome at its setting, reference or
         image codec; a semantic setting's random twin under ``twin``. A setting's masks are drawn over every image
         of the split with a generator of its own (:func:`~semcomm.experiments.engines.task_seed`), then cut to
-        the task's images: the same whatever the shards, the engine or the order."""
+        the task's images: the same whatever the shards, the engine or the order. Only the task's own images are
+        read (for a split on disk, from its shards) and, for a pass without tokens, their tokens computed."""
         cfg = self.config
         part = slice(task.start, task.stop)
-        shard = _Shard(split.images[part], split.labels[part], analysis.logits[part],
-                       {k: v[part] for k, v in analysis.importance.items()},
-                       None if analysis.hidden is None else analysis.hidden[part],
+        images = split.images[part]
+        hidden = self.shard_hidden(analysis, images, task.start, task.stop) if task.kind == "semantic" else None
+        shard = _Shard(images, split.labels[part], analysis.logits[part],
+                       {k: v[part] for k, v in analysis.importance.items()}, hidden,
                        None if self.hint is None else self.hint.symbols(analysis.logits[part]))
         if task.kind == "full":
             full = torch.ones(len(shard.labels), self.edge.num_patches, dtype=torch.bool)
@@ -365,14 +374,39 @@ class Sweep:
             files, logits = image_codec_pass(codec, shard.images, self.server, cfg.server_bf16)
             return _outcome_data(self._measured(codec, files, logits, shard.labels,
                                                 torch.full((len(shard.labels),), math.nan), shard.symbols))
-        name, budget, rule, policy = setting = cfg.settings(self.codec.levels)[task.index]
-        generator = torch.Generator().manual_seed(task_seed(cfg.seed, _setting_name(setting)))
-        mask = rule(analysis.importance[cfg.importance], self.edge.grid_size, generator)
+        policy = cfg.settings(self.codec.levels)[task.index].policy
+        mask, twin = self._masks(analysis, task.index)
         data = _outcome_data(self._outcome(self.encoder, shard, mask[part], policy))
-        if cfg.twins and not mask.all():  # a twin of "every patch" would be the same strings
-            twin = random_like(mask, generator)
+        if twin is not None:
             data["twin"] = _outcome_data(self._outcome(self.encoder, shard, twin[part], policy))
         return data
+
+    def _masks(self, analysis: EdgeAnalysis, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Semantic setting ``index``'s masks over every image of the pass (B x N bool) and its random twin's (None
+        without twins or where the setting sends every patch, whose twin would send the same strings), drawn from
+        the setting's own seed; remembered for the last setting asked (its shards' tasks run one after the other,
+        here and often on the same Ray worker)."""
+        held = self._held_masks
+        if held is not None and held[0] is analysis and held[1] == index:
+            return held[2]
+        cfg = self.config
+        name, budget, rule, policy = setting = cfg.settings(self.codec.levels)[index]
+        generator = torch.Generator().manual_seed(task_seed(cfg.seed, _setting_name(setting)))
+        mask = rule(analysis.importance[cfg.importance], self.edge.grid_size, generator)
+        twin = random_like(mask, generator) if cfg.twins and not mask.all() else None
+        self._held_masks = (analysis, index, (mask, twin))
+        return mask, twin
+
+    def shard_hidden(self, analysis: EdgeAnalysis, images: torch.Tensor, start: int, stop: int) -> torch.Tensor | None:
+        """The edge tokens the codec pair reads (B x N x D) of images ``start``..``stop``-1, whose pixels are
+        ``images`` (B x 3 x H x W uint8): cut from the edge pass where it holds them, else (a split on disk) computed
+        by the edge from these images alone, in its batches from ``start`` (the batches of one pass over the split
+        where ``start`` is a multiple of the edge's batch); None for a pair that reads no tokens."""
+        if analysis.hidden is not None:
+            return analysis.hidden[start:stop]
+        if self.codec.tap is None:
+            return None
+        return self.encoder.analyze(images).hidden
 
     def _outcome(self, encoder: EdgeEncoder, shard: "_Shard", mask: torch.Tensor, policy: LevelPolicy | None) -> dict:
         """Correctness, bits and patch counts of every image of ``shard`` sent by ``encoder`` with ``mask``
@@ -441,8 +475,25 @@ _FIELDS = {"correct": torch.bool, "bits": torch.float32, "patches": torch.float3
 
 
 def _outcome_data(outcome: dict) -> dict:
-    """An outcome of B images (tensors, :meth:`Sweep._measured`) as plain JSON lists (None where not measured)."""
-    return {key: None if outcome.get(key) is None else outcome[key].tolist() for key in _FIELDS}
+    """An outcome of B images (tensors, :meth:`Sweep._measured`) as plain JSON data: each field packed
+    (:func:`_packed`; None where not measured), so that a sweep holds a few bytes per image and setting."""
+    return {key: None if outcome.get(key) is None else _packed(outcome[key].to(dtype))
+            for key, dtype in _FIELDS.items()}
+
+
+def _packed(values: torch.Tensor) -> str:
+    """B values (bool: a bit each; float32: 4 bytes each, little-endian) as base64 text."""
+    array = values.numpy()
+    raw = np.packbits(array) if array.dtype == bool else array.astype("<f4")
+    return base64.b64encode(raw.tobytes()).decode("ascii")
+
+
+def _unpacked(text: str, dtype: torch.dtype, count: int) -> torch.Tensor:
+    """The ``count`` values :func:`_packed` wrote as ``text``, as a tensor of ``dtype``."""
+    raw = np.frombuffer(base64.b64decode(text), dtype=np.uint8)
+    if dtype == torch.bool:
+        return torch.from_numpy(np.unpackbits(raw, count=count).astype(bool))
+    return torch.from_numpy(raw.view("<f4").astype(np.float32))
 
 
 def _joined(tasks: list[SweepTask], results: dict[str, dict]) -> dict[tuple[str, int], dict]:
@@ -452,18 +503,18 @@ def _joined(tasks: list[SweepTask], results: dict[str, dict]) -> dict[tuple[str,
     for task in tasks:
         groups.setdefault((task.kind, task.index), []).append(task)
 
-    def join(parts: list[dict]) -> dict:
-        return {key: None if parts[0][key] is None else torch.tensor(list(chain.from_iterable(p[key] for p in parts)),
-                                                                dtype=dtype)
+    def join(members: list[SweepTask], parts: list[dict]) -> dict:
+        return {key: None if parts[0][key] is None else
+                torch.cat([_unpacked(p[key], dtype, t.stop - t.start) for t, p in zip(members, parts)])
                 for key, dtype in _FIELDS.items()}
 
     joined = {}
     for group, members in groups.items():
         if all(t.id in results for t in members):
             parts = [results[t.id] for t in members]
-            joined[group] = join(parts)
+            joined[group] = join(members, parts)
             if parts[0].get("twin") is not None:
-                joined[group]["twin"] = join([p["twin"] for p in parts])
+                joined[group]["twin"] = join(members, [p["twin"] for p in parts])
     return joined
 
 

@@ -311,7 +311,11 @@ def model_name(model: object) -> str:
 def check_images(images: torch.Tensor, image_size: tuple[int, int] | None = None) -> None:
     """Raise a clear error unless ``images`` is B x 3 x H x W uint8 or finite float in [0, 1]."""
     if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+        from semcomm.data.sharded import ShardedImages
+
+        on_disk = ("; these are left on disk: pass a batch (images[a:b]), or load the split with "
+                   "load_split(..., in_memory=True)") if isinstance(images, ShardedImages) else ""
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}{on_disk}")
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be B x 3 x H x W, got shape {tuple(images.shape)}")
     if image_size is not None and tuple(images.shape[-2:]) != tuple(image_size):

@@ -114,12 +114,11 @@ class DCTPair(PixelPair, TableCodedPair):
         """Fit one table per (level, coefficient) to every patch of ``images`` (B x 3 x H x W, uint8 or
         [0, 1] float) at every level, and the mean squared error of a patch (in the orthonormal DCT
         domain) at each level as ``distortion`` (level 0, not sent: the spread of patches about the mean
-        patch)."""
+        patch). ``images`` may be left on disk (:class:`~semcomm.data.ShardedImages`): read ``batch`` at a time."""
         symbols, indexes, patches = [], [], []
         error = torch.zeros(self.levels + 1, dtype=torch.float64, device="cpu")
-        images = to_uint8(images)
         for start in range(0, len(images), batch):
-            coefficients = self.source(images[start : start + batch])
+            coefficients = self.source(to_uint8(images[start : start + batch]))
             patches.append(coefficients.reshape(-1, coefficients.shape[-1]))
             for m in range(1, self.levels + 1):
                 level = torch.full(coefficients.shape[:2], m, device=coefficients.device)

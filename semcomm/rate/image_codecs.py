@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from semcomm.core.devices import module_device, resolve_device
 from semcomm.inference import DEFAULT_BATCH, predict_logits
 from semcomm.models import ViTAdapter
 from semcomm.rate.codec import Codec
@@ -104,6 +105,19 @@ class ImageCodec(Codec):
         if not decoded:
             return torch.empty(0, 3, 0, 0, dtype=torch.uint8, device="cpu")
         return torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).contiguous()
+
+    def to(self, device: str | torch.device | None) -> "ImageCodec":
+        """This codec with its server (if it has one) moved to ``device`` (None: CUDA if available); the files are
+        written and read on the CPU whatever the device. Returns ``self``."""
+        device = resolve_device(device)
+        if self._server is not None:
+            self._server.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the codec's server (the CPU without one)."""
+        return torch.device("cpu") if self._server is None else module_device(self._server)
 
     def classify(self, decoded: torch.Tensor, batch_size: int = DEFAULT_BATCH, fuse: bool = True) -> torch.Tensor:
         """B x C logits of the server on decoded ``B x 3 x H x W`` images (the files carry no hint to fuse)."""

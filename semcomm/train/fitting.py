@@ -29,6 +29,8 @@ from semcomm.rate.zoo import CodecCard, save_codec, save_hint, write_card
 from semcomm.server.decoder import ServerDecoder
 from semcomm.train.latent import edge_view
 
+MEASURE_CHUNK = 1024  # test images encoded and decoded at a time by measure_pair
+
 
 def fit_hint(edge: str, train_split: ImageSplit, step: float = 2.0, levels: int = 3,
              directory: str | Path | None = None) -> HintCoder:
@@ -158,19 +160,30 @@ def fit_switched_tables(symbols: np.ndarray, sets: int, iterations: int = 6,
 
 
 @torch.no_grad()
-def measure_pair(pair, edge_name: str, test_split: ImageSplit) -> dict:
+def measure_pair(pair, edge_name: str, test_split: ImageSplit, chunk: int = MEASURE_CHUNK) -> dict:
     """Top-1 of the pair's server alone and real bits per image with every patch of every image of
-    ``test_split`` sent, at each level (no hint): what a card records."""
+    ``test_split`` sent, at each level (no hint): what a card records.
+
+    The images are encoded and decoded ``chunk`` at a time (a split left on disk is read so); each image's bits
+    and prediction do not depend on the chunking.
+    """
     edge = create_model(edge_name)
     encoder = EdgeEncoder(edge, TopK(edge.num_patches), gate=None, codec=pair)
-    analysis = encoder.analyze(test_split.images)
+    decoder = ServerDecoder(codec=pair)
+    correct = {level: [] for level in range(1, pair.levels + 1)}  # per level, N booleans
+    bits = {level: [] for level in correct}  # per level, N bits
+    for start in range(0, len(test_split), chunk):
+        images, labels = test_split.images[start : start + chunk], test_split.labels[start : start + chunk]
+        analysis = encoder.analyze(images)
+        for level in correct:
+            encoder.policy = FixedLevel(level)
+            sent = encoder.encode(images, analysis=analysis)
+            correct[level].append(decoder.classify(sent.strings).argmax(-1) == labels)
+            bits[level].append(sent.bits)
     measured = dict(test_images=len(test_split), note="every patch sent, server alone (no fusion), bits as sent")
-    for level in range(1, pair.levels + 1):
-        encoder.policy = FixedLevel(level)
-        sent = encoder.encode(test_split.images, analysis=analysis)
-        logits = ServerDecoder(codec=pair).classify(sent.strings)
-        measured[f"L{level}"] = dict(top1=float((logits.argmax(-1) == test_split.labels).float().mean()),
-                                     bits_per_image=float(sent.bits.float().mean()))
+    for level in correct:
+        measured[f"L{level}"] = dict(top1=float(torch.cat(correct[level]).float().mean()),
+                                     bits_per_image=float(torch.cat(bits[level]).float().mean()))
     return measured
 
 

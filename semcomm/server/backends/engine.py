@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from semcomm.core.devices import host
+from semcomm.core.devices import autocast_as, autocast_in_force, host
 from semcomm.server.backends.request import Request, tensor_bytes
 
 
@@ -118,19 +118,15 @@ class DeviceResult:
     fingerprint: str
 
 
-def autocast_dtype() -> torch.dtype | None:
-    """The CPU autocast dtype in force at the call (None when autocast is off); engines run stages under it."""
-    return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
-
-
 @torch.no_grad()
 def run_stages(modules: dict[str, nn.Module], names: Sequence[str], request: Request,
-               dtype: torch.dtype | None, fingerprint: str) -> DeviceResult:
-    """A device's work: unpack ``request`` and run the stages ``names`` one after the other, timed."""
+               autocasts: dict[str, torch.dtype], fingerprint: str) -> DeviceResult:
+    """A device's work: unpack ``request`` and run the stages ``names`` one after the other, timed, under the
+    caller's ``autocasts`` (device type -> dtype, :func:`~semcomm.core.devices.autocast_in_force`)."""
     start = time.perf_counter()
     inputs = request.unpack()  # (images, positions) for a pixel Request
     outputs = {}
-    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+    with autocast_as(autocasts):
         for name in names:
             outputs[name] = host(modules[name](*inputs).float())  # shipped back to the host
     return DeviceResult(outputs, time.perf_counter() - start, fingerprint)
@@ -187,13 +183,13 @@ class Engine(ABC):
     def _send(self, backend, request, start: float) -> "Pending":
         """Dispatch a prepared request to the devices; ``start``: when the request began (perf_counter seconds)."""
         jobs = backend.dispatch(request)
-        waiting = self._start(backend, jobs, autocast_dtype())
+        waiting = self._start(backend, jobs, autocast_in_force())
         return Pending(self, backend, jobs, request, waiting, start)
 
     @abstractmethod
-    def _start(self, backend, jobs: dict[str, tuple[tuple[str, ...], Request]], dtype: torch.dtype | None):
-        """Start the devices' work (device -> its stages and the request it gets); returns what :meth:`_wait`
-        needs."""
+    def _start(self, backend, jobs: dict[str, tuple[tuple[str, ...], Request]], autocasts: dict[str, torch.dtype]):
+        """Start the devices' work (device -> its stages and the request it gets) under the caller's
+        ``autocasts``; returns what :meth:`_wait` needs."""
 
     @abstractmethod
     def _wait(self, backend, waiting) -> dict[str, DeviceResult]:
@@ -257,10 +253,10 @@ class LocalEngine(Engine):
 
     name = "local"
 
-    def _start(self, backend, jobs, dtype):
-        return jobs, dtype
+    def _start(self, backend, jobs, autocasts):
+        return jobs, autocasts
 
     def _wait(self, backend, waiting):
-        jobs, dtype = waiting
+        jobs, autocasts = waiting
         modules = {s.name: s.module for s in backend.stages}
-        return {device: run_stages(modules, names, sent, dtype, "") for device, (names, sent) in jobs.items()}
+        return {device: run_stages(modules, names, sent, autocasts, "") for device, (names, sent) in jobs.items()}

@@ -43,8 +43,8 @@ class DeviceActor:
         self.modules = {name: module.eval() for name, module in modules.items()}
         self.fingerprint = fingerprint(self.modules)
 
-    def run(self, names, request, dtype) -> DeviceResult:
-        return run_stages(self.modules, names, request, dtype, self.fingerprint)
+    def run(self, names, request, autocasts) -> DeviceResult:
+        return run_stages(self.modules, names, request, autocasts, self.fingerprint)
 
     def pid(self) -> int:
         """The actor's process id."""
@@ -201,7 +201,7 @@ class RayEngine(Engine):
             self._started = False
 
     # ---- requests -------------------------------------------------------------------------------
-    def _start(self, backend, jobs, dtype):
+    def _start(self, backend, jobs, autocasts):
         ray = import_ray()
         deployment = self._deployments.get(id(backend))
         if deployment is None or deployment.versions != _versions(backend) or deployment.session != _session(ray):
@@ -211,7 +211,7 @@ class RayEngine(Engine):
         for _, sent in jobs.values():
             if id(sent) not in refs:
                 refs[id(sent)] = ray.put(sent)
-        return deployment, {device: deployment.actors[device].run.remote(names, refs[id(sent)], dtype)
+        return deployment, {device: deployment.actors[device].run.remote(names, refs[id(sent)], autocasts)
                             for device, (names, sent) in jobs.items()}
 
     def _wait(self, backend, waiting) -> dict[str, DeviceResult]:

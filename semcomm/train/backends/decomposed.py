@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from semcomm.core.seeding import as_generator
+from semcomm.data import require_in_memory
 from semcomm.inference import autocast, predict_logits
 from semcomm.models.timm_vit import TimmViT
 from semcomm.server.backends.base import check_labels, parameter_bytes
@@ -145,6 +146,7 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
         raise ValueError(f"the number of students N must be an integer >= 1, got {n!r}")
     if n > server.num_classes:
         raise ValueError(f"N = {n} students need at least N classes; the server has {server.num_classes}")
+    require_in_memory(images, "build_decomposed")  # its steps take the images as a tensor
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     if data not in ("all", "group"):

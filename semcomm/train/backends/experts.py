@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from semcomm.core.seeding import as_generator
+from semcomm.data import require_in_memory
 from semcomm.inference import predict_logits
 from semcomm.models.timm_vit import TimmViT
 from semcomm.server.backends.base import check_labels
@@ -103,6 +104,7 @@ def build_experts(edge: TimmViT, server: TimmViT, devices: DeviceConfig, images:
     if e > len(devices) or e > edge.num_classes:
         raise ValueError(f"{e} experts need {e} devices (one each) and at least {e} classes; there are "
                          f"{len(devices)} devices and {edge.num_classes} classes")
+    require_in_memory(images, "build_experts")  # its steps take the images as a tensor
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     labels = check_labels(labels, edge.num_classes, "training labels")

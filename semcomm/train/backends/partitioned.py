@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from semcomm.core.seeding import as_generator
+from semcomm.data import require_in_memory
 from semcomm.models.timm_vit import TimmViT
 from semcomm.server.backends.base import check_labels
 from semcomm.server.backends.devices import DeviceConfig
@@ -115,6 +116,7 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
         raise TypeError(f"a partitioned backend is built from a TimmViT server, got {type(server).__name__}")
     if not isinstance(devices, DeviceConfig):
         raise TypeError(f"devices must be a DeviceConfig, got {type(devices).__name__}")
+    require_in_memory(images, "build_partitioned")  # its steps take the images as a tensor
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     labels = check_labels(labels, server.num_classes, "training labels")

@@ -170,7 +170,7 @@ def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: b
 
     started = time.time()
     server, edge = create_model(recipe.server), create_model(recipe.edge)
-    train = load_split(recipe.dataset, "train", limit=recipe.train_limit)
+    train = load_split(recipe.dataset, "train", limit=recipe.train_limit, in_memory=True)  # builders take tensors
     run_dir = _run_dir(recipe, run_dir)
     backend = build_backend(recipe, server, edge, train.images, train.labels, run_dir, progress)
     return measure_recipe(recipe, backend, server, edge, run_dir, built_with=asdict(recipe),
@@ -202,7 +202,7 @@ def measure_recipe(recipe: BackendRecipe, backend, server, edge, run_dir: Path, 
     """The measurements of :func:`run_recipe` on ``backend`` (built with the recipe ``built_with``) against
     ``server`` and ``edge``, written to ``<run_dir>/results.json`` and, with ``save``, with the backend into
     the zoo."""
-    test = load_split(recipe.dataset, "test", limit=recipe.test_limit)
+    test = load_split(recipe.dataset, "test", limit=recipe.test_limit, in_memory=True)  # measured as a tensor
     backend.check_dataset(len(test.classes), test.name)
     edge_logits = predict_logits(edge, test.images, bf16=False)
     server_logits = predict_logits(server, test.images, bf16=False)
@@ -259,7 +259,7 @@ def retime_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save
     results = json.loads(path.read_text())
     backend = load_backend(recipe.name)
     server = create_model(recipe.server)
-    test = load_split(recipe.dataset, "test", limit=recipe.test_limit)
+    test = load_split(recipe.dataset, "test", limit=recipe.test_limit, in_memory=True)
     edge_logits = (predict_logits(create_model(recipe.edge), test.images, bf16=False)
                    if getattr(backend, "routed", False) else None)
     results.pop("latency_ray", None)
