@@ -77,7 +77,10 @@ def add_link(sub) -> None:
                    "at fixed channel uses here (graceful degradation; budgets: --degradation-uses)")
     p.add_argument("--degradation-uses", type=positive_floats, default=(256.0, 512.0, 1024.0),
                    help="mean channel uses per image of the degradation plot's panels (default 256,512,1024)")
-    add_engine_args(p, "the link sweep's tasks (scheme settings x channel conditions)")
+    add_engine_args(p, "the link sweep's tasks (scheme settings x channel conditions x shards of images)")
+    p.add_argument("--shard-images", type=positive_int, help="images per task: each setting and condition runs as "
+                   "tasks over shards of this many images, e.g. 1024 (needed for a split whose images stay on disk; "
+                   "default: one task over every image)")
     add_compute_args(p)
     add_data_args(p)
     p.set_defaults(run=link, check=check_link)
@@ -161,7 +164,7 @@ def link(args: argparse.Namespace) -> int:
                     adaptive=args.adaptive, target_bler=args.target_bler)
     config = LinkSweepConfig(link=spec, edge=args.edge, server=args.server, codec=args.codec, seed=args.seed,
                              min_arrived=args.min_arrived, header_copies=args.header_copies,
-                             packet_bytes=args.packet_bytes, gate_kind=args.gate,
+                             packet_bytes=args.packet_bytes, gate_kind=args.gate, shard_images=args.shard_images,
                              conditions=tuple(args.snrs) if args.snrs else _default_conditions(args.channel))
     if args.rule or args.budgets or args.levels:
         rule = args.rule or "spread-top-k"

@@ -31,10 +31,18 @@ The server classifies each setting's strings once as sent; at every condition on
 the images that arrived damaged or in part are classified again (exact: an intact
 arrival is the sent string).
 
-The work is cut into tasks, one per (scheme setting, condition), with one task function whatever the
-engine: in this process one after the other, or as Ray tasks (:mod:`semcomm.experiments.engines`), with the
-same result. A run can resume: every finished task is saved in ``state_path`` (JSON lines) under a key of
-the configuration and the images.
+The work is cut into tasks, one per (scheme setting, condition) and shard of images, with one task function
+whatever the engine: in this process one after the other, or as Ray tasks (:mod:`semcomm.experiments.engines`),
+with the same result. By default (``shard_images=None``) a task covers every image of the split, which must then
+be in memory; with ``shard_images`` a task covers images [start, stop) of consecutive shards of that many images:
+it reads only its shard's images (from disk for a :class:`~semcomm.data.ShardedImages` split) and, where the edge
+pass holds no tokens, computes its shard's (:meth:`Sweep.shard_hidden
+<semcomm.experiments.sweep.Sweep.shard_hidden>`), and the shards' outcomes are joined in image order before the
+points are computed. A task draws the channel from the run's ``seed`` alone when unsharded, else from the seed
+and its shard's images (:func:`~semcomm.experiments.engines.task_seed`): every setting meets the same draws at a
+condition (paired comparisons), whatever the engine or order; over the ``ideal`` link a sharded run equals the
+unsharded one (tested), elsewhere its draws differ from it. A run can resume: every finished task is saved in
+``state_path`` (JSON lines) under a key of the configuration and the images.
 """
 from __future__ import annotations
 
@@ -44,6 +52,7 @@ import platform
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +60,12 @@ import torch
 
 from channels import clopper_pearson
 from semcomm.core.devices import module_device
-from semcomm.data import ImageSplit, update_digest
+from semcomm.data import ImageSplit, ShardedImages, update_digest
 from semcomm.edge.gating import GATES, Gate
 from semcomm.edge.encoder import Transmission
 from semcomm.edge.selection import SELECTION_RULES, SelectionRule, SpreadTopK, takes_budget
 from semcomm.experiments.codecs import image_codec_pass, with_hint
-from semcomm.experiments.engines import LocalTasks, RayTasks, TaskStore, plain_key, run_tasks
+from semcomm.experiments.engines import LocalTasks, RayTasks, TaskStore, plain_key, run_tasks, task_seed
 from semcomm.experiments.gates import check_gate_grid, sweep_gates
 from semcomm.experiments.link_results import LinkPoint, LinkSweepResult, compare_at, mark_link_frontiers
 from semcomm.experiments.settings import gate_fields
@@ -101,6 +110,11 @@ class LinkSweepConfig:
         min_arrived: share of an image's sent patches that must arrive for the server to answer
             (else the edge does; see :func:`~semcomm.transport.over_link.over_link`). Half is the default:
             measured at the cliff, it gains 0.4 to 1.1 points over 0 and costs nothing above it.
+        seed: seeds the channel's random draws (module docstring).
+        shard_images: images per task: each (setting, condition) runs as tasks over consecutive shards of this
+            many images, each holding one shard's strings (module docstring); needed for a split whose images
+            stay on disk (:class:`~semcomm.data.ShardedImages`). None (the default): one task over every image
+            of a split in memory, with the draws of earlier versions. Part of the configuration, not of the engine.
     """
 
     link: LinkSpec = field(default_factory=LinkSpec)
@@ -123,6 +137,7 @@ class LinkSweepConfig:
     header_copies: int = 2
     min_arrived: float = 0.5
     seed: int = 0
+    shard_images: int | None = None
 
     def __post_init__(self):
         if not self.conditions:
@@ -144,7 +159,8 @@ class LinkSweepConfig:
         check_gate_grid(self.thresholds, self.offload_rates)
         if not self.framings or set(self.framings) - set(FRAMINGS):
             raise ValueError(f"framings must be some of {', '.join(FRAMINGS)}, got {self.framings!r}")
-        for name in ("header_copies",) + (("packet_bytes",) if self.packet_bytes is not None else ()):
+        for name in ("header_copies",) + tuple(n for n in ("packet_bytes", "shard_images")
+                                               if getattr(self, n) is not None):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -158,7 +174,10 @@ class LinkSweepConfig:
         digest = hashlib.sha256()
         update_digest(digest, split.images)
         digest.update(split.labels.numpy().tobytes())
-        return plain_key(asdict(self), [type(p).__name__ for p in self.policies], digest.hexdigest())
+        fields = asdict(self)
+        if self.shard_images is None:  # unsharded: the key of earlier versions, whose task files still resume
+            del fields["shard_images"]
+        return plain_key(fields, [type(p).__name__ for p in self.policies], digest.hexdigest())
 
 
 class LinkSweep:
@@ -172,8 +191,8 @@ class LinkSweep:
         self.sweep = sweep or Sweep(SweepConfig(edge=config.edge, server=config.server, codec=config.codec,
                                                 codecs=(), fusion=True), progress=progress, device=device)
         self.codec = self.sweep.codec
-        self._jscc_cache = (None, None, None, None)  # (pair, channel, CSI), its link, the split and its source values
-        self._encoded = None  # (split, edge pass, config, unit, the unit's strings): see _once
+        self._jscc_cache = (None, None, None, None)  # (pair, channel, CSI), its link, (split, shard), source values
+        self._encoded = None  # (split, edge pass, config, unit, shard, the unit's strings there): see _once
         if self.sweep.hint is None:
             raise ValueError("the link sweep needs the edge's hint coder (a sweep with fusion)")
         self.codec.hint_coder = self.sweep.hint
@@ -186,14 +205,25 @@ class LinkSweep:
         cfg = self.config
         return [*cfg.settings, *(("spread-top-k", k, policy) for k in cfg.policy_budgets for policy in cfg.policies)]
 
-    def tasks(self) -> list[LinkTask]:
-        """The sweep's tasks, in the order of its points: each unit (a framing with a semantic setting, an image
-        codec, a JSCC budget) at each condition."""
+    def units(self) -> list[tuple[str, Any]]:
+        """(kind, setting) of every unit, in the order of the points: each framing with each semantic setting,
+        each image codec (``codec``), each JSCC budget (``jscc``)."""
         cfg = self.config
-        units = ([(framing, s) for framing in cfg.framings for s in self.semantic_settings()]
-                 + [("codec", c) for c in cfg.codecs]
-                 + [("jscc", k) for k in (cfg.jscc_budgets if cfg.jscc is not None else ())])
-        return [LinkTask(kind, setting, condition) for kind, setting in units for condition in cfg.conditions]
+        return ([(framing, s) for framing in cfg.framings for s in self.semantic_settings()]
+                + [("codec", c) for c in cfg.codecs]
+                + [("jscc", k) for k in (cfg.jscc_budgets if cfg.jscc is not None else ())])
+
+    def tasks(self, images: int | None = None) -> list[LinkTask]:
+        """The sweep's tasks over ``images`` images: each unit (:meth:`units`) at each condition, for each shard
+        of ``shard_images`` images in turn (a shard's strings serve all its tasks before the next shard's are
+        made). Unsharded (``shard_images`` None, or ``images`` not given): one task per unit and condition."""
+        cfg = self.config
+        if cfg.shard_images is None or images is None:
+            shards = [None]
+        else:
+            shards = [(start, min(start + cfg.shard_images, images)) for start in range(0, images, cfg.shard_images)]
+        return [LinkTask(kind, setting, condition, shard) for shard in shards for kind, setting in self.units()
+                for condition in cfg.conditions]
 
     def run(self, split: ImageSplit, state_path: str | Path | None = None,
             engine: str | LocalTasks | RayTasks | None = None) -> LinkSweepResult:
@@ -201,16 +231,22 @@ class LinkSweep:
         process; ``ray`` or a :class:`~semcomm.experiments.engines.RayTasks`: as Ray tasks; the same result),
         resumed from and saved to the JSON-lines file ``state_path`` (None: not saved).
 
-        Every task draws the channel from the run's ``seed`` alone: each setting meets the same channel draws at
-        a condition (paired comparisons), whatever the engine or order. Tasks that failed on every try on Ray
-        are left out: ``notes`` and ``engine["missing"]`` name them, and a warning says so."""
+        Every task draws the channel from the run's ``seed`` (and its shard's images when sharded): each setting
+        meets the same channel draws at a condition (paired comparisons), whatever the engine or order. A setting
+        with a task that failed on every try on Ray is left out at that condition: ``notes`` and
+        ``engine["missing"]`` name it, and a warning says so. A split whose images stay on disk
+        (:class:`~semcomm.data.ShardedImages`) needs ``shard_images``."""
         started = time.time()
         cfg, labels = self.config, split.labels
+        if cfg.shard_images is None and isinstance(split.images, ShardedImages):
+            raise ValueError(f"the {len(split):,} images of {split.name} stay on disk, and an unsharded link sweep "
+                             "reads them all at once: run it in shards, e.g. LinkSweepConfig(shard_images=1024) "
+                             "(--shard-images 1024 on the command line)")
         analysis = self.sweep.edge_analysis(split)
         edge_correct = analysis.logits.argmax(-1) == labels
         if cfg.jscc is not None:
             self.jscc_link  # built here, so the tasks' context carries it
-        tasks = self.tasks()
+        tasks = self.tasks(len(split))
         store = None if state_path is None else TaskStore(state_path, cfg.key(split))
         self._encoded = None
         try:
@@ -218,6 +254,8 @@ class LinkSweep:
                             module_device(self.sweep.edge))
         finally:
             self._encoded = None  # the last unit's strings
+            self._jscc_cache = self._jscc_cache[:2] + (None, None)  # the last shard's source values
+        outcomes = _joined(tasks, run.results)
         result = LinkSweepResult(split.name, len(split), cfg.link.label, cfg.link.condition_name,
                                  float(edge_correct.float().mean()),
                                  machine=f"{platform.machine()} {torch.get_num_threads()} threads, torch {torch.__version__}",
@@ -225,7 +263,8 @@ class LinkSweep:
         every = torch.ones(len(labels), dtype=torch.bool)
         gates, result.notes = sweep_gates(cfg.gate_kind, analysis.logits, cfg.thresholds, cfg.offload_rates)
         gated = [(None, every)] + [(gate, gate.offload(analysis.logits)) for gate in gates]
-        tags = {}
+        units = self.units()
+        tags = [self._tags(kind, setting) for kind, setting in units]
         for condition in cfg.conditions:
             result.points.append(LinkPoint(scheme="edge", label="edge alone", condition=condition,
                                            accuracy=float(edge_correct.float().mean()), offload_rate=0.0,
@@ -233,35 +272,43 @@ class LinkSweep:
                                            channel_uses_per_image=0.0, bits_per_image=0.0, packet_loss=0.0,
                                            images_lost=0.0, family="reference",
                                            **gate_fields(Gate(cfg.gate_kind, math.inf))))
-            for task in tasks:
-                if task.condition != condition or task.id not in run.results:
+            for (kind, setting), unit_tags in zip(units, tags):
+                outcome = outcomes.get(_unit_key(kind, setting, condition))
+                if outcome is None:  # a task of it failed (Ray)
                     continue
-                unit = task.id.rsplit("|", 1)[0]
-                if unit not in tags:
-                    tags[unit] = self._tags(task.kind, task.setting)
                 for gate, offload in gated:
-                    result.points.append(_point(tags[unit], run.results[task.id], offload, edge_correct, condition,
-                                                gate))
+                    result.points.append(_point(unit_tags, outcome, offload, edge_correct, condition, gate))
         mark_link_frontiers(result.points)
         ours = (self.codec.name,) + ((self.jscc_link.name,) if cfg.jscc is not None else ())
         result.comparison = [compare_at(result, ours, c) for c in cfg.conditions]
         result.engine = run.metadata()
         if run.missing:
-            note = run.missing_note(", ".join(run.missing), store)
+            left_out = dict.fromkeys(t.unit_id for t in tasks if t.id in run.failures)
+            note = run.missing_note(", ".join(left_out), store)
             result.notes.append(note)
             warnings.warn(note, stacklevel=2)
         result.seconds = time.time() - started
         return result
 
-    def _once(self, split: ImageSplit, analysis, unit: str, compute):
-        """``compute()`` (a unit's strings, which serve every condition), remembered for the last unit: a unit's
-        conditions are separate tasks, run one after the other here and often on the same Ray worker."""
+    def _once(self, split: ImageSplit, analysis, unit: str, shard: tuple[int, int], compute):
+        """``compute()`` (a unit's strings of the images ``shard`` = (start, stop), which serve every condition),
+        remembered for the last unit and shard only: a unit's conditions are separate tasks, run one after the
+        other here and often on the same Ray worker."""
         held = self._encoded
-        if held is not None and held[0] is split and held[1] is analysis and held[2] is self.config and held[3] == unit:
-            return held[4]
+        if (held is not None and held[0] is split and held[1] is analysis and held[2] is self.config
+                and held[3:5] == (unit, shard)):
+            return held[5]
+        self._encoded = None  # the last unit's strings are let go before this one's are made
         value = compute()
-        self._encoded = (split, analysis, self.config, unit, value)
+        self._encoded = (split, analysis, self.config, unit, shard, value)
         return value
+
+    def _shard(self, split: ImageSplit, shard: tuple[int, int] | None) -> tuple[tuple[int, int], slice, int]:
+        """A task's images: (start, stop), the slice of them, and the seed of its channel draws (``shard`` None:
+        every image, drawn from the run's seed alone, as unsharded runs always were)."""
+        start, stop = shard if shard is not None else (0, len(split))
+        seed = self.config.seed if shard is None else task_seed(self.config.seed, f"shard {start}:{stop}")
+        return (start, stop), slice(start, stop), seed
 
     def _tags(self, kind: str, setting: tuple[str, int, int] | ImageCodec) -> dict:
         """The fields of a unit's points that describe its setting (scheme, label, rule, budget, level, ...);
@@ -281,23 +328,31 @@ class LinkSweep:
                     level=level if fixed else None, policy=None if fixed else policy.label, framing=kind,
                     codec=self.config.codec)
 
-    def _semantic(self, split, analysis, setting, conditions, whole: bool) -> list[dict]:
-        """Per condition, the outcome of carrying one setting's strings over the link (``whole``: as one packet)."""
+    def _semantic(self, split, analysis, setting, conditions, whole: bool,
+                  shard: tuple[int, int] | None = None) -> list[dict]:
+        """Per condition, the outcome of carrying one setting's strings of the images of ``shard`` (start, stop;
+        None: every image) over the link (``whole``: as one packet)."""
         cfg = self.config
         rule_name, k, level = setting
         encoder = self.sweep.encoder
         encoder.policy, encoder.hint = self.codec.edge_policy(_policy(level), self.sweep.hint), self.sweep.hint
         importance = analysis.importance[self.sweep.config.importance]
+        (start, stop), part, seed = self._shard(split, shard)
+        labels = split.labels[part]
 
         def encoded():
+            # the masks of every image, cut to the shard's: the same whatever the shards
             mask = _rule(rule_name, k)(importance, self.sweep.edge.grid_size, torch.Generator().manual_seed(cfg.seed))
-            sent = encoder.transmit(split.images, analysis.logits, mask, importance, analysis.hidden)
+            images = split.images[part]
+            sent = encoder.transmit(images, analysis.logits[part], mask[part], importance[part],
+                                    self.sweep.shard_hidden(analysis, images, start, stop))
             offloaded = sent.offloaded.nonzero().flatten().tolist()
             intact_logits = torch.full((len(sent.strings), self.codec.num_classes), float("nan"))
             intact_logits[offloaded] = self.codec.classify(self.codec.decompress([sent.strings[i] for i in offloaded]))
             return sent, intact_logits
 
-        sent, intact_logits = self._once(split, analysis, f"semantic|{' '.join(map(str, setting))}", encoded)
+        sent, intact_logits = self._once(split, analysis, f"semantic|{' '.join(map(str, setting))}", (start, stop),
+                                         encoded)
         outcomes = []
         for condition in conditions:
             transport, snr = cfg.link.transport(condition)
@@ -305,9 +360,9 @@ class LinkSweep:
             framing = (WholeString(self.codec) if whole
                        else Packetizer(self.codec, packet_bytes=packet_bytes, header_copies=cfg.header_copies))
             out = over_link(sent, self.codec, transport.with_framing(framing), snr_db=snr,
-                            generator=torch.Generator().manual_seed(cfg.seed), min_arrived=cfg.min_arrived,
+                            generator=torch.Generator().manual_seed(seed), min_arrived=cfg.min_arrived,
                             intact_logits=intact_logits)
-            outcomes.append(dict(correct=(out.predictions == split.labels).tolist(), uses=out.channel_uses.tolist(),
+            outcomes.append(dict(correct=(out.predictions == labels).tolist(), uses=out.channel_uses.tolist(),
                                  bits=out.link_bits.tolist(), packets_lost=out.packets_lost,
                                  packets_sent=out.packets_sent, lost=out.lost.tolist()))
         return outcomes
@@ -321,42 +376,49 @@ class LinkSweep:
             self._jscc_cache = (key, JSCCLink.from_zoo(*key).to(self.sweep.device), None, None)
         return self._jscc_cache[1]
 
-    def _jscc(self, split, analysis, k: int, conditions) -> list[dict]:
-        """Per condition, the outcome of the JSCC pair sending every image's ``k`` spread-top-k patches."""
+    def _jscc(self, split, analysis, k: int, conditions, shard: tuple[int, int] | None = None) -> list[dict]:
+        """Per condition, the outcome of the JSCC pair sending the ``k`` spread-top-k patches of every image of
+        ``shard`` (start, stop; None: every image)."""
         link = self.jscc_link
-        key, _, images, values = self._jscc_cache
-        if images is not split:  # the pair's source values of these images, computed once
-            values = link.source(self.sweep.edge, split.images)
-            self._jscc_cache = (key, link, split, values)
+        span, part, seed = self._shard(split, shard)
+        key, _, held, values = self._jscc_cache
+        if held is None or held[0] is not split or held[1] != span:  # the shard's source values, computed once
+            self._jscc_cache = (key, link, None, None)  # the last shard's are let go first
+            values = link.source(self.sweep.edge, split.images[part])
+            self._jscc_cache = (key, link, (split, span), values)
         importance = analysis.importance[self.sweep.config.importance]
-        mask = SpreadTopK(k)(importance, self.sweep.edge.grid_size)
-        every = torch.ones(len(split), dtype=torch.bool)
-        sent = Transmission(analysis.logits, every, mask, [None] * len(split), mask.long())
+        mask = SpreadTopK(k)(importance, self.sweep.edge.grid_size)[part]
+        labels = split.labels[part]
+        every = torch.ones(len(labels), dtype=torch.bool)
+        sent = Transmission(analysis.logits[part], every, mask, [None] * len(labels), mask.long())
         outcomes = []
         for condition in conditions:
             noise_free = self.config.link.channel == "ideal"
             with warnings.catch_warnings():
                 if noise_free:  # the noise-free reference lies outside any trained range by design
                     warnings.simplefilter("ignore")
-                out = link.run(sent, values, math.inf if noise_free else condition,
-                               generator=self.config.seed)
-            outcomes.append(dict(correct=(out.predictions == split.labels).tolist(), uses=out.channel_uses.tolist(),
+                out = link.run(sent, values, math.inf if noise_free else condition, generator=seed)
+            outcomes.append(dict(correct=(out.predictions == labels).tolist(), uses=out.channel_uses.tolist(),
                                  bits=out.link_bits.tolist(), packets_lost=0, packets_sent=0, lost=out.lost.tolist()))
         return outcomes
 
-    def _image_codec(self, split, analysis, codec: ImageCodec, conditions) -> list[dict]:
-        """Per condition, the outcome of sending each image's hint and file as one packet over the link."""
+    def _image_codec(self, split, analysis, codec: ImageCodec, conditions,
+                     shard: tuple[int, int] | None = None) -> list[dict]:
+        """Per condition, the outcome of sending the hint and file of each image of ``shard`` (start, stop; None:
+        every image) as one packet over the link."""
         cfg, hint = self.config, self.sweep.hint
-        symbols = hint.symbols(analysis.logits)
-        files, logits = self._once(split, analysis, f"codec|{codec.name}", lambda: image_codec_pass(
-            codec, split.images, self.sweep.server, self.sweep.config.server_bf16))
-        server_correct = fuse(logits, hint.log_probs(symbols)).argmax(-1) == split.labels
-        edge_correct = analysis.logits.argmax(-1) == split.labels
+        span, part, seed = self._shard(split, shard)
+        labels, edge_logits = split.labels[part], analysis.logits[part]
+        symbols = hint.symbols(edge_logits)
+        files, logits = self._once(split, analysis, f"codec|{codec.name}", span, lambda: image_codec_pass(
+            codec, split.images[part], self.sweep.server, self.sweep.config.server_bf16))
+        server_correct = fuse(logits, hint.log_probs(symbols)).argmax(-1) == labels
+        edge_correct = edge_logits.argmax(-1) == labels
         packets = [[with_hint(codec, f, hint, symbols[i])] for i, f in enumerate(files)]
         outcomes = []
         for condition in conditions:
             transport, snr = cfg.link.transport(condition)
-            delivery = transport.send(packets, snr_db=snr, generator=torch.Generator().manual_seed(cfg.seed))
+            delivery = transport.send(packets, snr_db=snr, generator=torch.Generator().manual_seed(seed))
             arrived = torch.tensor([got[0] == sent[0] for got, sent in zip(delivery.packets, packets)])
             # a packet that passed the link's CRCs with wrong bytes (an undetected error) is dropped here too
             correct = torch.where(arrived, server_correct, edge_correct)
@@ -379,25 +441,50 @@ def _rule(name: str, k: int) -> SelectionRule:
 @dataclass(frozen=True)
 class LinkTask:
     """One task of a link sweep: one unit (``kind``: a framing of the semantic codec with its ``setting``, ``codec``
-    with an image codec, ``jscc`` with a budget) at one channel condition."""
+    with an image codec, ``jscc`` with a budget) at one channel condition, over the images ``shard`` = (start,
+    stop) (None: every image, unsharded)."""
 
     kind: str
     setting: Any
     condition: float
+    shard: tuple[int, int] | None = None
+
+    @property
+    def unit_id(self) -> str:
+        """The unit at the condition (what the shards' outcomes are joined under)."""
+        return _unit_key(self.kind, self.setting, self.condition)
 
     @property
     def id(self) -> str:
-        return _unit_key(self.kind, self.setting, self.condition)
+        return self.unit_id + ("" if self.shard is None else f"|[{self.shard[0]}:{self.shard[1]}]")
 
 
 def _link_task(context: tuple, task: LinkTask) -> dict:
     """The task function of every engine: ``context`` is (link sweep, split, edge pass)."""
     sweep, split, analysis = context
     if task.kind == "codec":
-        return sweep._image_codec(split, analysis, task.setting, [task.condition])[0]
+        return sweep._image_codec(split, analysis, task.setting, [task.condition], task.shard)[0]
     if task.kind == "jscc":
-        return sweep._jscc(split, analysis, task.setting, [task.condition])[0]
-    return sweep._semantic(split, analysis, task.setting, [task.condition], whole=task.kind == "whole")[0]
+        return sweep._jscc(split, analysis, task.setting, [task.condition], task.shard)[0]
+    return sweep._semantic(split, analysis, task.setting, [task.condition], task.kind == "whole", task.shard)[0]
+
+
+_SUMMED = ("packets_lost", "packets_sent")  # an outcome's counts; its other fields are lists of one entry per image
+
+
+def _joined(tasks: list[LinkTask], results: dict[str, dict]) -> dict[str, dict]:
+    """Unit id (:attr:`LinkTask.unit_id`) -> the outcome over every image (its shards' lists joined in image order,
+    their packet counts summed), of each unit and condition whose tasks all finished."""
+    groups: dict[str, list[LinkTask]] = {}
+    for task in tasks:
+        groups.setdefault(task.unit_id, []).append(task)
+    joined = {}
+    for unit, members in groups.items():
+        if all(t.id in results for t in members):
+            parts = [results[t.id] for t in sorted(members, key=lambda t: t.shard or (0, 0))]
+            joined[unit] = {key: sum(p[key] for p in parts) if key in _SUMMED
+                            else list(chain.from_iterable(p[key] for p in parts)) for key in parts[0]}
+    return joined
 
 
 def _unit_key(kind: str, setting, condition: float) -> str:
