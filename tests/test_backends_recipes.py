@@ -11,7 +11,9 @@ from semcomm.server.backends import DecomposedBackend, Device, ExpertBackend, Mo
 from semcomm.train.backends.measurements import (
     backend_logits, compare_offloading, measure_latencies, measure_latency, partial_input_accuracy,
 )
-from semcomm.train.backends.recipes import build_backend, cifar10_recipe, evaluate_recipe, retime_recipe
+from semcomm.train.backends.recipes import (
+    baseline_recipe, build_backend, cifar10_recipe, evaluate_recipe, retime_recipe,
+)
 
 
 def test_the_recipes_size_their_devices_and_scale_their_steps():
@@ -29,6 +31,30 @@ def test_the_recipes_size_their_devices_and_scale_their_steps():
         cifar10_recipe("monolith", 2)
     with pytest.raises(ValueError, match="the number of devices must be an integer >= 1"):
         cifar10_recipe("devit", 0)
+
+
+def test_a_baseline_is_one_vit_in_the_largest_device_or_all_of_them_by_the_partitioned_recipe(tmp_path):
+    """The monolithic baseline of a backend (issue 28): one device with the memory of the backend's largest (or of
+    all its devices), one group of every class, a sub-model's steps; built, it is one pruned ViT within it."""
+    devit = cifar10_recipe("devit", 2)
+    largest, total = baseline_recipe("devit", 2), baseline_recipe("devit", 2, total=True)
+    assert largest.name == "baseline-of-devit-cifar10-n2" and total.name == "baseline-of-devit-cifar10-n2-total"
+    assert largest.kind == total.kind == "partitioned"
+    assert [d["memory_mb"] for d in largest.devices["devices"]] == [devit.devices["devices"][0]["memory_mb"]]
+    assert [d["memory_mb"] for d in total.devices["devices"]] == [sum(d["memory_mb"] for d in devit.devices["devices"])]
+    assert largest.build == {**cifar10_recipe("partitioned", 2).build}  # a sub-model's steps, options and data
+    server = tiny_vit()
+    images, labels = tiny_data(40)
+    memory = 0.5 * 4 * sum(p.numel() for p in server.parameters()) / 1e6  # half the tiny server's float32 bytes
+    recipe = baseline_recipe("partitioned", 2, scale=1e-4)
+    recipe = type(recipe)(**{**recipe.__dict__, "devices": {"devices": [{**recipe.devices["devices"][0],
+                                                                          "memory_mb": memory}]}})
+    backend = build_backend(recipe, server, tiny_vit(seed=1, embed_dim=16, num_heads=2), images, labels, tmp_path,
+                            progress=False)
+    assert isinstance(backend, PartitionedBackend) and len(backend.placement()) == 1
+    assert backend.groups.groups == (tuple(range(10)),)  # one group of every class
+    logits, _ = backend_logits(backend, images, None, batch_size=16)
+    assert logits.shape == (40, 10)
 
 
 @pytest.mark.parametrize("kind, expected", [("partitioned", PartitionedBackend), ("devit", DecomposedBackend),

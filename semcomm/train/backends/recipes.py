@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -142,6 +142,23 @@ def cifar10_recipe(kind: str, num_devices: int, scale: float = 1.0, **changes) -
     devices = DeviceConfig.uniform(num_devices, round(memory, 3), cpus=max(0.25, round(1 / num_devices, 2))).to_dict()
     recipe = BackendRecipe(f"{kind}-cifar10-n{num_devices}", kind, devices, build)
     return BackendRecipe(**{**asdict(recipe), **changes})
+
+
+def baseline_recipe(kind: str, num_devices: int, total: bool = False, scale: float = 1.0) -> BackendRecipe:
+    """The honest baseline of the ``kind`` backend on ``num_devices`` devices: one monolithic ViT in the memory of
+    that backend's largest device (``total``: of all its devices together), built by the partitioned recipe on a
+    single device with a single group of every class: the server pruned (heads and MLP units) to that memory and
+    distilled from the server on every training image, with the same augmentation, token dropping, learning rate
+    and steps as one partitioned sub-model (:func:`_partitioned` at N = 1, so six epochs), then its one-input fusion.
+
+    Named ``baseline-of-<kind>-cifar10-n<N>[-total]``; ``semcomm train`` builds it under that name.
+    """
+    backend = cifar10_recipe(kind, num_devices, scale)
+    memory = [device["memory_mb"] for device in backend.devices["devices"]]
+    budget = sum(memory) if total else max(memory)
+    single = cifar10_recipe("partitioned", 1, scale)
+    devices = DeviceConfig.uniform(1, round(budget, 3), cpus=1.0).to_dict()
+    return replace(single, name=f"baseline-of-{backend.name}" + ("-total" if total else ""), devices=devices)
 
 
 def build_backend(recipe: BackendRecipe, server, edge, images: torch.Tensor, labels: torch.Tensor,
