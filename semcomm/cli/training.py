@@ -28,8 +28,9 @@ def add_train(sub) -> None:
     p = sub.add_parser("train", help="train (or resume) a zoo model from a preset, or a ViT on any ImageFolder data")
     p.add_argument("preset", nargs="?", help=f"a preset ({', '.join(_preset_names())}) or "
                    "vit-<edge|server>-<dataset>[-<image>p<patch>], or a backend: "
-                   f"{'|'.join(CIFAR10_RECIPES)}-cifar10-n<devices>, or its monolithic baseline: "
-                   "baseline-of-<backend>[-total] (one ViT in the memory of its largest device, or of all); without "
+                   f"{'|'.join(CIFAR10_RECIPES)}-cifar10-n<devices>[-plateau] (-plateau: trained to the plateau on "
+                   "held-out training images), or its monolithic baseline: "
+                   "baseline-of-<backend>[-total][-plateau] (one ViT in the memory of its largest device, or of all); without "
                    "it, --data, --size and --geometry name the run")
     p.add_argument("--size", choices=SIZES, help="the project's edge or server ViT")
     p.add_argument("--geometry", type=image_geometry, help="IMAGE/PATCH sides in pixels, e.g. 64/8 (default: the preset's)")
@@ -83,9 +84,10 @@ def train(args: argparse.Namespace) -> int:
     from semcomm.train.vit import train as train_vit
 
     kinds = "|".join(re.escape(kind) for kind in CIFAR10_RECIPES)
-    backend = re.fullmatch(rf"(baseline-of-)?({kinds})-cifar10-n(\d+)(-total)?", args.preset or "")
+    backend = re.fullmatch(rf"(baseline-of-)?({kinds})-cifar10-n(\d+)(-total)?(-plateau)?", args.preset or "")
     if backend and (backend[1] or not backend[4]):
-        return _train_backend(args, backend[2], int(backend[3]), baseline=bool(backend[1]), total=bool(backend[4]))
+        return _train_backend(args, backend[2], int(backend[3]), baseline=bool(backend[1]), total=bool(backend[4]),
+                              plateau=bool(backend[5]))
     if args.snapshot and args.preset not in _END_TO_END:
         raise ValueError(f"--snapshot is for the end-to-end codec runs ({', '.join(_END_TO_END)})")
     if args.preset in _END_TO_END:
@@ -157,9 +159,10 @@ def _train_e2e(args: argparse.Namespace) -> int:
 
 
 def _train_backend(args: argparse.Namespace, kind: str, devices: int, baseline: bool = False,
-                   total: bool = False) -> int:
-    """Build (or resume), measure and save a backend recipe (:mod:`semcomm.train.backends.recipes`), or with
-    ``baseline`` its monolithic baseline (``total``: in all its devices' memory), into the user zoo or --to."""
+                   total: bool = False, plateau: bool = False) -> int:
+    """Build (or resume), measure and save a backend recipe (:mod:`semcomm.train.backends.recipes`; ``plateau``:
+    its variant trained to the plateau), or with ``baseline`` its monolithic baseline (``total``: in all its
+    devices' memory), into the user zoo or --to."""
     from semcomm.train.backends.recipes import baseline_recipe, cifar10_recipe, run_recipe
 
     ignored = [f"--{o.replace('_', '-')}" for o in ("data", "size", "geometry", "batch_size", "epochs", "init_from",
@@ -167,7 +170,8 @@ def _train_backend(args: argparse.Namespace, kind: str, devices: int, baseline: 
     if ignored:
         raise ValueError("a backend recipe is built as configured in semcomm.train.backends.recipes; "
                          f"{', '.join(ignored)} do not apply")
-    recipe = baseline_recipe(kind, devices, total) if baseline else cifar10_recipe(kind, devices)
+    recipe = (baseline_recipe(kind, devices, total, plateau=plateau) if baseline
+              else cifar10_recipe(kind, devices, plateau=plateau))
     results = run_recipe(recipe, run_dir=args.run_dir, zoo_dir=args.to)
     print(json.dumps({k: results[k] for k in ("name", "top1", "server_top1", "parameters_per_device", "saved")
                       if k in results}, indent=1))

@@ -25,6 +25,10 @@ Building one (:func:`build_decomposed`), in order:
    labels and the server's soft labels
    (:func:`~semcomm.train.backends.heads.train_token_fusion`); optionally
 6. students and fusion fine-tuned jointly, end to end (:func:`finetune_jointly`).
+
+With ``plateau=`` the students' distillation (step 4) trains in epochs until
+the plateau on held-out training images instead of for ``distill_steps``
+(:mod:`~semcomm.train.backends.plateau`); the other phases keep their steps.
 """
 from __future__ import annotations
 
@@ -52,6 +56,7 @@ from semcomm.train.backends.distillation import (
 from semcomm.train.backends.grouping import groups_by
 from semcomm.train.backends.heads import train_token_fusion
 from semcomm.train.backends.phases import Phases, optimizer_step, training_mode, training_steps
+from semcomm.train.backends.plateau import Plateau, as_plateau, curves_of, split_holdout
 from semcomm.train.backends.students import make_student
 from semcomm.train.backends.submodels import finetune_submodel
 
@@ -95,11 +100,14 @@ class DecomposedBuild:
         backend: the backend.
         parameters: per student, its parameters.
         losses: training losses by phase (``subteacher/<i>``, ``distill/<i>``, ``fusion``, ``joint``).
+        curves: with ``plateau``, per student (``distill/<i>``) its held-out curve, kept epoch and why it stopped
+            (:meth:`~semcomm.train.backends.plateau.History.report`); empty otherwise.
     """
 
     backend: DecomposedBackend
     parameters: list[int]
     losses: dict[str, list[float]] = field(default_factory=dict)
+    curves: dict[str, dict] = field(default_factory=dict)
 
 
 def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tensor, labels: torch.Tensor,
@@ -112,7 +120,8 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
                      subteacher_lr: float = 1e-4, token_keep: tuple[float, float] | None = None,
                      augmentation: str = "flip", bf16: bool = False,
                      bytes_per_param: int = 4, run_dir: str | Path | None = None, progress: bool = False,
-                     generator: torch.Generator | int | None = None) -> DecomposedBuild:
+                     generator: torch.Generator | int | None = None,
+                     plateau: Plateau | dict | None = None) -> DecomposedBuild:
     """Build a DeViT backend from a server ViT (steps in the module docstring).
 
     Args:
@@ -136,6 +145,12 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
         bf16: forwards under CPU bf16 autocast while training.
         run_dir: keep each finished phase there and resume from it (see :mod:`~semcomm.train.backends.phases`).
         generator: every random draw (batches, subsets, fresh weights; the random grouping uses ``group_seed``).
+        plateau: a :class:`~semcomm.train.backends.plateau.Plateau` (or its dict: ``max_epochs``, ``holdout``,
+            ``min_gain``, ``patience``): first hold out ``holdout`` training images (drawn with ``generator``; no
+            phase sees them), then distil the students (when ``distill_steps`` > 0; the count is otherwise ignored)
+            in epochs until a student's top-1 among its group's classes on the held-out images of those classes
+            gains less than ``min_gain`` per epoch (distilled together: the students' mean), keeping the best
+            epoch (curves in ``curves``). None: ``distill_steps`` steps.
     """
     if not isinstance(server, TimmViT):
         raise TypeError(f"a decomposed backend is distilled from a TimmViT server, got {type(server).__name__}")
@@ -153,6 +168,11 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
         raise ValueError(f"data must be 'all' or 'group', got {data!r}")
     labels = check_labels(labels, server.num_classes, "training labels")
     gen = as_generator(generator)
+    plateau = as_plateau(plateau)
+    held_images = held_labels = None
+    if plateau is not None:
+        rows, held = split_holdout(len(images), plateau.holdout, gen)
+        held_images, held_labels, images, labels = images[held], labels[held], images[rows], labels[rows]
     server = server.eval()
     if student is None:
         m = server.model
@@ -168,6 +188,8 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
     together = data == "all" and not subteacher_steps
     if together:  # one phase for all students: another run directory than per-student phases
         settings["distilled"] = "together"
+    if plateau is not None:  # only then, so run directories of fixed-step builds keep their settings
+        settings["plateau"] = plateau.to_dict()
     phases = Phases(run_dir, settings, gen, progress)
     if isinstance(groups, ClassGroups):
         if groups.num_classes != server.num_classes or len(groups) != n:
@@ -178,15 +200,17 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
 
     losses: dict[str, list[float]] = {}
     distill_options = dict(config=distill_config, batch_size=batch_size, lr=lr, augmentation=augmentation,
-                           token_keep=token_keep, bf16=bf16, generator=gen)
+                           token_keep=token_keep, bf16=bf16, generator=gen, plateau=plateau)
     if together:
         def all_students():
             stages = [make_student(student, server, group, images, labels, student_depth, student_keep, generator=gen)
                       for group in groups]
             targets = [ClassSubModel(stage.vit, group).targets(labels) for stage, group in zip(stages, groups)]
+            held_out = None if plateau is None else (
+                held_images, [ClassSubModel(stage.vit, group).targets(held_labels) for stage, group in zip(stages, groups)])
             history = [[] for _ in stages] if not distill_steps else distill_together(
                 [stage.vit for stage in stages], server, images, targets, distill_steps, columns=list(groups),
-                **distill_options)
+                held_out=held_out, partial=phases.partial("students"), **distill_options)
             return stages, {f"distill/{i}": h for i, h in enumerate(history)}
 
         students, history = phases.run("students", all_students)
@@ -204,8 +228,10 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
                                      generator=gen)
                 targets = teacher.targets(labels)
                 pool = slice(None) if data == "all" else targets >= 0
-                history[f"distill/{i}"] = distill(stage.vit, teacher.vit, images[pool], targets[pool],
-                                                  distill_steps, **distill_options) if distill_steps else []
+                held_out = None if plateau is None else (held_images, teacher.targets(held_labels))
+                history[f"distill/{i}"] = distill(stage.vit, teacher.vit, images[pool], targets[pool], distill_steps,
+                                                  held_out=held_out, partial=phases.partial(f"student{i}"),
+                                                  **distill_options) if distill_steps else []
                 return stage, history
 
             stage, history = phases.run(f"student{i}", one_student)
@@ -247,16 +273,18 @@ def build_decomposed(server: TimmViT, devices: DeviceConfig, images: torch.Tenso
         state, losses["joint"] = phases.run("joint", joint)
         backend.load_state_dict(state)
     backend.eval()
-    return DecomposedBuild(backend, sizes, losses)
+    return DecomposedBuild(backend, sizes, losses, curves_of(losses))
 
 
 @register_backend
 def devit(server: str | TimmViT = "vit-server-cifar10", devices: DeviceConfig | dict | None = None,
           images: torch.Tensor | None = None, labels: torch.Tensor | None = None, edge: str | TimmViT | None = None,
-          distill_config: DistillConfig | dict = DistillConfig(), **kwargs) -> DecomposedBackend:
+          distill_config: DistillConfig | dict = DistillConfig(), curves: dict | None = None,
+          **kwargs) -> DecomposedBackend:
     """A DeViT backend distilled from ``server`` onto ``devices`` (a config or its dict) with training ``images``
     and ``labels``. ``edge`` (a zoo name or a TimmViT): the students start from it unless ``student`` is given;
-    ``distill_config`` may be its dict (as a recipe stores it); ``kwargs`` go to :func:`build_decomposed`."""
+    ``distill_config`` may be its dict (as a recipe stores it); ``kwargs`` go to :func:`build_decomposed`.
+    ``curves``: a dict that receives the build's held-out curves (:attr:`DecomposedBuild.curves`)."""
     from semcomm.models import create_model
 
     if devices is None or images is None or labels is None:
@@ -268,4 +296,7 @@ def devit(server: str | TimmViT = "vit-server-cifar10", devices: DeviceConfig | 
         kwargs["student"] = create_model(edge) if isinstance(edge, str) else edge
     if isinstance(distill_config, dict):
         distill_config = DistillConfig(**distill_config)
-    return build_decomposed(server, devices, images, labels, distill_config=distill_config, **kwargs).backend
+    build = build_decomposed(server, devices, images, labels, distill_config=distill_config, **kwargs)
+    if curves is not None:
+        curves.update(build.curves)
+    return build.backend

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,7 @@ from semcomm.inference import autocast
 from semcomm.models.timm_vit import TimmViT
 from semcomm.train.augmentation import AUGMENTATIONS
 from semcomm.train.backends.phases import optimizer_step, training_mode, training_steps
+from semcomm.train.backends.plateau import History, Plateau, epoch_steps, held_out_top1, train_to_plateau
 from semcomm.train.backends.relations import layer_pairs, recording_qkv, relation_kl
 
 
@@ -167,7 +169,8 @@ def check_token_keep(token_keep) -> tuple[float, float] | None:
 def distill(student: TimmViT, teacher: TimmViT, images: torch.Tensor, targets: torch.Tensor, steps: int,
             config: DistillConfig = DistillConfig(), batch_size: int = 64, lr: float = 5e-4,
             weight_decay: float = 0.05, augmentation: str = "flip", token_keep: tuple[float, float] | None = None,
-            bf16: bool = False, generator: torch.Generator | int | None = None) -> list[float]:
+            bf16: bool = False, generator: torch.Generator | int | None = None, plateau: Plateau | None = None,
+            held_out: tuple[torch.Tensor, torch.Tensor] | None = None, partial: str | Path | None = None) -> list[float]:
     """Distil ``teacher`` into ``student`` (AdamW on the student only); the teacher is left unchanged.
 
     Args:
@@ -178,13 +181,16 @@ def distill(student: TimmViT, teacher: TimmViT, images: torch.Tensor, targets: t
         augmentation: ``"none"``, ``"flip"`` or ``"pad-crop-flip"`` (see :func:`augment`).
         token_keep: if set, the (lo, hi) range of kept-patch fractions (see :func:`augment`).
         bf16: run the forwards under CPU bf16 autocast (the losses are computed in float32).
+        plateau, held_out, partial: train to the plateau instead of ``steps`` steps (see :func:`distill_together`;
+            ``held_out``: held-out images and their targets as ``targets``).
 
     Returns:
-        the loss of every step.
+        the loss of every step (with ``plateau``, a :class:`~semcomm.train.backends.plateau.History`).
     """
+    held_out = None if held_out is None else (held_out[0], [held_out[1]])
     return distill_together([student], teacher, images, [targets], steps, config, batch_size=batch_size, lr=lr,
                             weight_decay=weight_decay, augmentation=augmentation, token_keep=token_keep, bf16=bf16,
-                            generator=generator)[0]
+                            generator=generator, plateau=plateau, held_out=held_out, partial=partial)[0]
 
 
 def distill_together(students: Sequence[TimmViT], teacher: TimmViT, images: torch.Tensor,
@@ -192,7 +198,9 @@ def distill_together(students: Sequence[TimmViT], teacher: TimmViT, images: torc
                      columns: Sequence[Sequence[int]] | None = None, batch_size: int = 64, lr: float = 5e-4,
                      weight_decay: float = 0.05, augmentation: str = "flip",
                      token_keep: tuple[float, float] | None = None, bf16: bool = False,
-                     generator: torch.Generator | int | None = None) -> list[list[float]]:
+                     generator: torch.Generator | int | None = None, plateau: Plateau | None = None,
+                     held_out: tuple[torch.Tensor, Sequence[torch.Tensor]] | None = None,
+                     partial: str | Path | None = None) -> list[list[float]]:
     """Distil one ``teacher`` into several students at once, each with its own AdamW, as :func:`distill` does
     for one: every step draws one batch (and one patch subset) for all of them and runs the teacher once,
     so N students cost one teacher forward per step instead of N.
@@ -202,10 +210,19 @@ def distill_together(students: Sequence[TimmViT], teacher: TimmViT, images: torc
         targets: per student, N int64 true classes among its outputs, -1 where the image has none of them.
         columns: per student, the teacher's outputs it matches, in the order of its own (None: all of them,
             every student having the teacher's outputs).
+        steps: optimiser steps (ignored with ``plateau``).
+        plateau: train in epochs of ``ceil(N / batch_size)`` steps until the plateau of the students' mean top-1
+            among their own classes on the held-out images of those classes (each student's own accuracy is in
+            its curve; :mod:`~semcomm.train.backends.plateau`); all students keep the weights of the best epoch by
+            that mean. None: ``steps`` steps.
+        held_out: with ``plateau``, the held-out images (M x 3 x H x W) and, per student, their M targets among
+            its outputs (-1: none of its classes).
+        partial: with ``plateau``, the phase's partial file (resume from its last finished epoch).
         (the rest as in :func:`distill`)
 
     Returns:
-        per student, the loss of every step.
+        per student, the loss of every step (with ``plateau``, a
+        :class:`~semcomm.train.backends.plateau.History` also holding that student's held-out curve).
     """
     if not students:
         raise ValueError("distill_together needs at least one student")
@@ -224,20 +241,40 @@ def distill_together(students: Sequence[TimmViT], teacher: TimmViT, images: torc
     gen = as_generator(generator)
     optimizers = [torch.optim.AdamW(s.parameters(), lr=lr, weight_decay=weight_decay) for s in students]
     teacher.eval()
-    losses = [[] for _ in students]
+    if plateau is not None and (held_out is None or len(held_out[1]) != len(students)):
+        raise ValueError("training to the plateau needs the held-out images and one target set per student "
+                         "(held_out=)")
+
+    def step(epoch: int = 0) -> list[float]:
+        index = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
+        batch, positions = augment(images[index], teacher.num_patches, augmentation, token_keep, gen)
+        with torch.no_grad(), autocast(bf16), recording_qkv(teacher, teacher_blocks) as t_qkv:
+            t_logits = _forward(teacher, batch, positions)
+        losses = []
+        for i, student in enumerate(students):
+            with autocast(bf16), recording_qkv(student, [s for s, _ in pairs[i]]) as s_qkv:
+                s_logits = _forward(student, batch, positions)
+            loss, _ = distillation_loss(s_logits, t_logits[:, columns[i]], targets[i][index], s_qkv, t_qkv,
+                                        pairs[i], config)
+            losses.append(optimizer_step(optimizers[i], loss))
+        return losses
+
     with training_mode(nn.ModuleList(students), gen):
-        for _ in training_steps(steps, "distil"):
-            index = torch.randint(len(images), (min(batch_size, len(images)),), generator=gen)
-            batch, positions = augment(images[index], teacher.num_patches, augmentation, token_keep, gen)
-            with torch.no_grad(), autocast(bf16), recording_qkv(teacher, teacher_blocks) as t_qkv:
-                t_logits = _forward(teacher, batch, positions)
-            for i, student in enumerate(students):
-                with autocast(bf16), recording_qkv(student, [s for s, _ in pairs[i]]) as s_qkv:
-                    s_logits = _forward(student, batch, positions)
-                loss, _ = distillation_loss(s_logits, t_logits[:, columns[i]], targets[i][index], s_qkv, t_qkv,
-                                            pairs[i], config)
-                losses[i].append(optimizer_step(optimizers[i], loss))
-    return losses
+        if plateau is None:
+            return [list(per_student) for per_student in zip(*(step() for _ in training_steps(steps, "distil")))] \
+                if steps else [[] for _ in students]
+        held_images, held_targets = held_out
+
+        def evaluate() -> dict:
+            accuracies = [held_out_top1(s, held_images, t, bf16) for s, t in zip(students, held_targets)]
+            return {"accuracy": sum(accuracies) / len(accuracies), "students": accuracies}
+
+        history = train_to_plateau(step, epoch_steps(len(images), batch_size), evaluate, students, optimizers, gen,
+                                   plateau, partial, desc="distil epoch")
+    return [History([losses[i] for losses in history],
+                    [{"epoch": e["epoch"], "accuracy": e["students"][i],
+                      "loss": None if e["loss"] is None else e["losses"][i]} for e in history.curve],
+                    history.kept_epoch, history.stopped_by) for i in range(len(students))]
 
 
 def _check_student(student: TimmViT, teacher: TimmViT, images: torch.Tensor, targets: torch.Tensor,

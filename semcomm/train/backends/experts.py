@@ -5,7 +5,9 @@ confusion (the classes the generalist mixes up share an expert) or at
 random, or given. Each expert starts as a copy of the server (or of a given
 ViT over all classes), is pruned class-wise to its device's memory when it
 does not fit, and is trained progressively toward its domain
-(:func:`~semcomm.train.backends.specialists.train_specialist`).
+(:func:`~semcomm.train.backends.specialists.train_specialist`), for a fixed
+number of steps or, with ``plateau=``, in epochs until the plateau on
+held-out training images (:mod:`~semcomm.train.backends.plateau`).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from semcomm.server.backends.registry import register_backend
 from semcomm.server.backends.vitspec import ViTSpec
 from semcomm.train.backends.grouping import groups_by
 from semcomm.train.backends.phases import Phases
+from semcomm.train.backends.plateau import Plateau, as_plateau, curves_of, split_holdout
 from semcomm.train.backends.pruning import plan_for_budget, unit_importance
 from semcomm.train.backends.specialists import ProgressiveSchedule, train_specialist
 
@@ -40,12 +43,15 @@ class ExpertBuild:
         parameters: per expert, its parameters.
         losses: training losses per expert (``expert/<i>``).
         routed_share: per expert, the share of the training images the router sends it.
+        curves: with ``plateau``, per expert (``expert/<i>``) its held-out curve, kept epoch and why it stopped
+            (:meth:`~semcomm.train.backends.plateau.History.report`); empty otherwise.
     """
 
     backend: ExpertBackend
     parameters: list[int]
     losses: dict[str, list[float]] = field(default_factory=dict)
     routed_share: list[float] = field(default_factory=list)
+    curves: dict[str, dict] = field(default_factory=dict)
 
 
 def make_subsets(edge: TimmViT, subsets: str | ExpertClasses, num_experts: int, images: torch.Tensor,
@@ -68,7 +74,7 @@ def build_experts(edge: TimmViT, server: TimmViT, devices: DeviceConfig, images:
                   lr: float = 1e-4, token_keep: tuple[float, float] | None = None, augmentation: str = "flip",
                   bf16: bool = False, bytes_per_param: int = 4, run_dir: str | Path | None = None,
                   importance_images: int = 256, progress: bool = False,
-                  generator: torch.Generator | int | None = None) -> ExpertBuild:
+                  generator: torch.Generator | int | None = None, plateau: Plateau | dict | None = None) -> ExpertBuild:
     """Build an expert-routed backend: the edge as generalist, one expert per device.
 
     Args:
@@ -88,6 +94,12 @@ def build_experts(edge: TimmViT, server: TimmViT, devices: DeviceConfig, images:
         kd_weight, temperature: weight and temperature of the server's soft labels (0: labels only).
         run_dir: keep each finished expert there and resume from it (see :mod:`~semcomm.train.backends.phases`).
         generator: every random draw.
+        plateau: a :class:`~semcomm.train.backends.plateau.Plateau` (or its dict: ``max_epochs``, ``holdout``,
+            ``min_gain``, ``patience``): first hold out ``holdout`` training images (drawn with ``generator``; no
+            step of the build sees them), then train each expert (when ``steps`` > 0; the count is otherwise
+            ignored) in epochs, one schedule phase per epoch, until its top-1 on the held-out images of its subset's
+            classes gains less than ``min_gain`` per epoch, keeping its best epoch (curves in ``curves``). None:
+            ``steps`` steps.
     """
     for name, model in (("edge", edge), ("server", server), ("init", init)):
         if model is not None and not isinstance(model, TimmViT):
@@ -109,12 +121,19 @@ def build_experts(edge: TimmViT, server: TimmViT, devices: DeviceConfig, images:
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     labels = check_labels(labels, edge.num_classes, "training labels")
     gen = as_generator(generator)
+    plateau = as_plateau(plateau)
+    held_out = None
+    if plateau is not None:
+        rows, held = split_holdout(len(images), plateau.holdout, gen)
+        held_out, images, labels = (images[held], labels[held]), images[rows], labels[rows]
     settings = dict(kind="experts", n=e, subsets=subsets if isinstance(subsets, str) else subsets.to_list(),
                     top_k=top_k, init=None if init is None else ViTSpec.of(init).to_dict(), steps=steps,
                     schedule=repr(schedule), use_routes=use_routes, kd_weight=kd_weight, temperature=temperature,
                     batch_size=batch_size, lr=lr, token_keep=token_keep, augmentation=augmentation, bf16=bf16,
                     images=len(images),
                     importance_images=importance_images, devices=devices.to_dict())
+    if plateau is not None:  # only then, so run directories of fixed-step builds keep their settings
+        settings["plateau"] = plateau.to_dict()
     phases = Phases(run_dir, settings, gen, progress)
     classes = make_subsets(edge.eval(), subsets, e, images, labels, bf16, gen)
     router = TopKMassRouter(classes, top_k)
@@ -140,24 +159,27 @@ def build_experts(edge: TimmViT, server: TimmViT, devices: DeviceConfig, images:
                                        routed=(route == i) if use_routes else None,
                                        teacher=server.eval() if kd_weight else None, kd_weight=kd_weight,
                                        temperature=temperature, batch_size=batch_size, lr=lr, augmentation=augmentation,
-                                       token_keep=token_keep, bf16=bf16, generator=gen) if steps else []
+                                       token_keep=token_keep, bf16=bf16, generator=gen, plateau=plateau,
+                                       held_out=held_out, partial=phases.partial(f"expert{i}")) if steps else []
             return expert, history
 
         expert, losses[f"expert/{i}"] = phases.run(f"expert{i}", one_expert)
         experts.append(expert)
     backend = ExpertBackend(edge, experts, devices, placement, top_k, classes.allow_overlap, bytes_per_param)
     shares = [float((route == i).float().mean()) for i in range(e)]
-    return ExpertBuild(backend, [sum(p.numel() for p in x.parameters()) for x in experts], losses, shares)
+    return ExpertBuild(backend, [sum(p.numel() for p in x.parameters()) for x in experts], losses, shares,
+                       curves_of(losses))
 
 
 @register_backend
 def experts(edge: str | TimmViT = "vit-edge-cifar10", server: str | TimmViT = "vit-server-cifar10",
             devices: DeviceConfig | dict | None = None, images: torch.Tensor | None = None,
             labels: torch.Tensor | None = None, schedule: ProgressiveSchedule | tuple | list = ProgressiveSchedule(),
-            **kwargs) -> ExpertBackend:
+            curves: dict | None = None, **kwargs) -> ExpertBackend:
     """An expert-routed backend (the edge as generalist, experts from the server) on ``devices`` (a config or
     its dict) trained on ``images`` and ``labels``; ``schedule`` may be its (phases, final_share) (as a recipe
-    stores it); ``kwargs`` go to :func:`build_experts`."""
+    stores it); ``kwargs`` go to :func:`build_experts`. ``curves``: a dict that receives the build's held-out
+    curves (:attr:`ExpertBuild.curves`)."""
     from semcomm.models import create_model
 
     if devices is None or images is None or labels is None:
@@ -168,4 +190,7 @@ def experts(edge: str | TimmViT = "vit-edge-cifar10", server: str | TimmViT = "v
     server = create_model(server) if isinstance(server, str) else server
     if not isinstance(schedule, ProgressiveSchedule):
         schedule = ProgressiveSchedule(*schedule)
-    return build_experts(edge, server, devices, images, labels, schedule=schedule, **kwargs).backend
+    build = build_experts(edge, server, devices, images, labels, schedule=schedule, **kwargs)
+    if curves is not None:
+        curves.update(build.curves)
+    return build.backend

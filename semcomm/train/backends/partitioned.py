@@ -18,6 +18,9 @@ Building one (:func:`build_partitioned`), in order:
 
 Every step's length is an argument (0 skips the training steps), so the same
 function builds a tiny backend in a test and the shipped ones in a recipe.
+With ``plateau=`` the fine-tuning and recovery that are on (steps > 0) train
+instead in epochs until the plateau on held-out training images
+(:mod:`~semcomm.train.backends.plateau`).
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ from semcomm.train.backends.distillation import check_token_keep
 from semcomm.train.backends.grouping import groups_by
 from semcomm.train.backends.heads import train_fusion
 from semcomm.train.backends.phases import Phases
+from semcomm.train.backends.plateau import Plateau, as_plateau, curves_of, split_holdout
 from semcomm.train.backends.pruning import full_plan, minimal_plan, plan_for_budget, pruned_parameters, unit_importance
 from semcomm.train.backends.submodels import finetune_submodel
 
@@ -57,6 +61,9 @@ class PartitionedBuild:
         keep_fractions: per sub-model, the fraction of heads and MLP units kept.
         parameters: per sub-model, its parameters after pruning.
         losses: training losses by phase (``finetune/<i>``, ``recover/<i>``, ``fusion``).
+        curves: with ``plateau``, per sub-model loop trained to the plateau (``finetune/<i>``, ``recover/<i>``),
+            its held-out curve, kept epoch and why it stopped
+            (:meth:`~semcomm.train.backends.plateau.History.report`); empty otherwise.
     """
 
     backend: PartitionedBackend
@@ -64,6 +71,7 @@ class PartitionedBuild:
     keep_fractions: list[float]
     parameters: list[int]
     losses: dict[str, list[float]] = field(default_factory=dict)
+    curves: dict[str, dict] = field(default_factory=dict)
 
 
 def make_groups(server: TimmViT, groups: str | ClassGroups, num_groups: int, images: torch.Tensor,
@@ -86,7 +94,8 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
                       augmentation: str = "none", token_keep: tuple[float, float] | None = None,
                       kd_weight: float = 0.0, kd_loss: str = "kl", data: str = "group", bf16: bool = False,
                       bytes_per_param: int = 4, run_dir: str | Path | None = None, progress: bool = False,
-                      generator: torch.Generator | int | None = None) -> PartitionedBuild:
+                      generator: torch.Generator | int | None = None,
+                      plateau: Plateau | dict | None = None) -> PartitionedBuild:
     """Build a class-partitioned backend from a server ViT (steps in the module docstring).
 
     Args:
@@ -111,6 +120,12 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
         run_dir: keep each finished sub-model and the fusion there and resume from them (see
             :mod:`~semcomm.train.backends.phases`).
         generator: every random draw (grouping, batches, subsets).
+        plateau: a :class:`~semcomm.train.backends.plateau.Plateau` (or its dict: ``max_epochs``, ``holdout``,
+            ``min_gain``, ``patience``): first hold out ``holdout`` training images (drawn with ``generator``; no
+            step of the build sees them), then train each sub-model's fine-tuning and recovery (those whose steps
+            are > 0; the counts are otherwise ignored) in epochs until its top-1 among its group's classes on the
+            held-out images of those classes gains less than ``min_gain`` per epoch, keeping its best epoch
+            (curves in ``curves``). None: the fixed step counts.
     """
     if not isinstance(server, TimmViT):
         raise TypeError(f"a partitioned backend is built from a TimmViT server, got {type(server).__name__}")
@@ -121,6 +136,11 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     labels = check_labels(labels, server.num_classes, "training labels")
     gen = as_generator(generator)
+    plateau = as_plateau(plateau)
+    held_out = None
+    if plateau is not None:
+        rows, held = split_holdout(len(images), plateau.holdout, gen)
+        held_out, images, labels = (images[held], labels[held]), images[rows], labels[rows]
     server = server.eval()
     groups = make_groups(server, groups, num_groups or len(devices), images, labels, gen)
     subs = [ClassSubModel.from_server(server, group) for group in groups]
@@ -136,32 +156,35 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
                     fusion_hidden=fusion_hidden, augmentation=augmentation, token_keep=check_token_keep(token_keep),
                     kd_weight=kd_weight, kd_loss=kd_loss, data=data, bf16=bf16, bytes_per_param=bytes_per_param,
                     images=len(images))
+    if plateau is not None:  # only then, so run directories of fixed-step builds keep their settings
+        settings["plateau"] = plateau.to_dict()
     phases = Phases(run_dir, settings, gen, progress)
     losses: dict[str, list[float]] = {}
     fractions, sizes = [], []
 
-    def finetune(model: ClassSubModel, teacher: ClassSubModel | None, steps: int) -> list[float]:
+    def finetune(model: ClassSubModel, teacher: ClassSubModel | None, steps: int, phase: str) -> list[float]:
         return finetune_submodel(model, images, labels, steps, batch_size, lr, augmentation=augmentation,
                                  token_keep=token_keep, teacher=teacher, kd_weight=kd_weight, kd_loss=kd_loss,
-                                 data=data, bf16=bf16, generator=gen) if steps else []
+                                 data=data, bf16=bf16, generator=gen, plateau=plateau, held_out=held_out,
+                                 partial=phases.partial(phase)) if steps else []
 
-    def finetuned(sub: ClassSubModel) -> tuple[ClassSubModel, list[float]]:
+    def finetuned(sub: ClassSubModel, phase: str) -> tuple[ClassSubModel, list[float]]:
         teacher = ClassSubModel.from_server(server, sub.classes) if kd_weight and finetune_steps else None
-        return sub, finetune(sub, teacher, finetune_steps)
+        return sub, finetune(sub, teacher, finetune_steps, phase)
 
-    def prune_and_recover(sub: ClassSubModel, budget: int) -> tuple[ClassSubModel, float, list[float]]:
+    def prune_and_recover(sub: ClassSubModel, budget: int, phase: str) -> tuple[ClassSubModel, float, list[float]]:
         targets = sub.targets(labels)
         chosen = (targets >= 0).nonzero().flatten()
         chosen = chosen[torch.randperm(len(chosen), generator=gen)[:importance_images]]
         importance = unit_importance(sub.vit, images[chosen], targets[chosen], batch_size)
         plan, fraction = plan_for_budget(sub.vit, importance, budget // bytes_per_param)
         pruned = ClassSubModel(prune_vit(sub.vit, plan), sub.classes)
-        return pruned, fraction, finetune(pruned, sub if kd_weight else None, recovery_steps)
+        return pruned, fraction, finetune(pruned, sub if kd_weight else None, recovery_steps, phase)
 
     for i in range(len(subs)):
-        tuned, losses[f"finetune/{i}"] = phases.run(f"finetune{i}", partial(finetuned, subs[i]))
+        tuned, losses[f"finetune/{i}"] = phases.run(f"finetune{i}", partial(finetuned, subs[i], f"finetune{i}"))
         subs[i], fraction, losses[f"recover/{i}"] = phases.run(
-            f"submodel{i}", partial(prune_and_recover, tuned, assignment.budgets[i]))
+            f"submodel{i}", partial(prune_and_recover, tuned, assignment.budgets[i], f"submodel{i}"))
         fractions.append(fraction)
         sizes.append(sum(p.numel() for p in subs[i].parameters()))
     fusion = FusionNetwork(groups, fusion_hidden, generator=gen)
@@ -176,16 +199,17 @@ def build_partitioned(server: TimmViT, devices: DeviceConfig, images: torch.Tens
         state, losses["fusion"] = phases.run("fusion", fit_fusion)
         fusion.load_state_dict(state)
     backend.eval()
-    return PartitionedBuild(backend, assignment, fractions, sizes, losses)
+    return PartitionedBuild(backend, assignment, fractions, sizes, losses, curves_of(losses))
 
 
 @register_backend
 def partitioned(server: str | TimmViT = "vit-server-cifar10", devices: DeviceConfig | dict | None = None,
                 images: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                edge: str | TimmViT | None = None, **kwargs) -> PartitionedBackend:
+                edge: str | TimmViT | None = None, curves: dict | None = None, **kwargs) -> PartitionedBackend:
     """A class-partitioned backend built from ``server`` on ``devices`` (a config or its dict) with training
     ``images`` and ``labels``; ``kwargs`` go to :func:`build_partitioned`. ``edge`` is not used (every sub-model
-    comes from the server); it is accepted so that every trained backend is created from the same models."""
+    comes from the server); it is accepted so that every trained backend is created from the same models.
+    ``curves``: a dict that receives the build's held-out curves (:attr:`PartitionedBuild.curves`)."""
     from semcomm.models import create_model
 
     if devices is None or images is None or labels is None:
@@ -193,4 +217,7 @@ def partitioned(server: str | TimmViT = "vit-server-cifar10", devices: DeviceCon
                          "pass devices=, images=, labels=")
     devices = devices if isinstance(devices, DeviceConfig) else DeviceConfig.from_dict(devices)
     server = create_model(server) if isinstance(server, str) else server
-    return build_partitioned(server, devices, images, labels, **kwargs).backend
+    build = build_partitioned(server, devices, images, labels, **kwargs)
+    if curves is not None:
+        curves.update(build.curves)
+    return build.backend

@@ -8,7 +8,10 @@ loads it and restores the generator instead of running the phase, so an
 interrupted build continues where it stopped and ends exactly as an
 uninterrupted one. The settings are kept in ``<run_dir>/settings.json``; a run
 directory made with other settings is refused. Without a run directory
-phases simply run.
+phases simply run. A phase that trains to the plateau
+(:mod:`~semcomm.train.backends.plateau`) also keeps its last finished epoch in
+``<run_dir>/<phase>.partial.pt`` (:meth:`Phases.partial`) while it runs, so it
+resumes within the phase; the partial file is removed once the phase is saved.
 """
 from __future__ import annotations
 
@@ -51,6 +54,10 @@ class Phases:
         """True when phase ``name`` finished in an earlier run."""
         return self.run_dir is not None and (self.run_dir / f"{name}.pt").exists()
 
+    def partial(self, name: str) -> Path | None:
+        """The partial file of phase ``name`` (its last finished epoch; None without a run directory)."""
+        return None if self.run_dir is None else self.run_dir / f"{name}.partial.pt"
+
     def run(self, name: str, fn: Callable[[], Any]) -> Any:
         """``fn()``, or what it returned in an earlier run (with the generator as it was after it)."""
         if self.done(name):
@@ -65,6 +72,7 @@ class Phases:
             tmp = path.with_suffix(".tmp")
             torch.save({"result": result, "generator": self.generator.get_state()}, tmp)
             tmp.replace(path)
+            self.partial(name).unlink(missing_ok=True)
         if self.progress:
             print(f"phase {name}: done", flush=True)
         return result

@@ -24,9 +24,14 @@ Each measurement is a function of :mod:`~semcomm.train.backends.measurements`.
 Building is resumable: each phase (a sub-model, a student, an expert, the
 fusion) is kept under ``<cache>/runs/backend-<name>/`` and skipped when the
 recipe runs again (see :mod:`~semcomm.train.backends.phases`); the measurements go
-to ``results.json`` there, and the backend into the user zoo as ``<name>``
+to ``results.json`` there (with, for a recipe trained to the plateau, each
+sub-model's, student's or expert's held-out curve under ``training_curves``), and the backend into the user zoo as ``<name>``
 (``<kind>-cifar10-n<N>``) with them on its card. ``scale`` multiplies every
 step count (``0.01`` for a quick check of the whole path).
+``cifar10_recipe(kind, n, plateau=True)`` is the variant trained to the plateau
+(:mod:`~semcomm.train.backends.plateau`): the kind's build options plus
+``plateau={"max_epochs": PLATEAU_MAX_EPOCHS, "holdout": PLATEAU_HOLDOUT}``,
+named ``<kind>-cifar10-n<N>-plateau``; the fixed-step recipes are unchanged.
 :func:`retime_recipe` times a recipe's saved backend again (on an idle
 machine, or on Ray) without building or evaluating anything;
 :func:`evaluate_recipe` measures a saved (e.g. shipped) backend as
@@ -55,6 +60,8 @@ from semcomm.train.backends.measurements import (
 )
 
 EPOCH = 781  # optimiser steps of 64 images in one pass over CIFAR-10's 50,000 training images
+PLATEAU_MAX_EPOCHS = 30  # at most, per sub-model, student or expert, in a recipe trained to the plateau
+PLATEAU_HOLDOUT = 5000  # training images held out to find the plateau (a tenth of CIFAR-10's train split)
 CIFAR10_RECIPES: Registry[Callable[[int, Callable[[float], int]], tuple[float, dict]]] = Registry(
     "CIFAR-10 backend recipe")
 """Backend kind -> ``settings(num_devices, steps) -> (memory_mb per device, build options)``: its CIFAR-10 recipe
@@ -120,13 +127,20 @@ class BackendRecipe:
     seed: int = 0
 
 
-def cifar10_recipe(kind: str, num_devices: int, scale: float = 1.0, **changes) -> BackendRecipe:
+def cifar10_recipe(kind: str, num_devices: int, scale: float = 1.0, plateau: bool = False,
+                   **changes) -> BackendRecipe:
     """The recipe of ``kind`` for ``num_devices`` identical devices (N = 2 or 5 are the shipped ones).
 
     Devices and build options: the kind's settings in :data:`CIFAR10_RECIPES`. Each partitioned sub-model and
     each expert covers 10 / N classes, so its steps shrink as 2 / N beyond N = 2 (the same total for every N).
     Training runs in bf16 autocast where the CPU has native bf16, else in float32 (``native_bf16`` in the
     results says which). ``scale`` multiplies every step count; ``changes`` replace recipe fields.
+
+    ``plateau``: the variant trained to the plateau, named ``<kind>-cifar10-n<N>-plateau``: the sub-models'
+    recovery (partitioned), the students' distillation (devit) or the experts (experts) train in epochs until
+    their held-out top-1 gains less than 0.1 point per epoch, at most ``PLATEAU_MAX_EPOCHS`` (times ``scale``,
+    at least 1), on the training split less ``PLATEAU_HOLDOUT`` held-out images (build option ``plateau``; see
+    :mod:`~semcomm.train.backends.plateau`). Their step counts then only say that those phases are on.
     """
     if kind not in CIFAR10_RECIPES:
         raise ValueError(f"unknown backend kind {kind!r}; choose from {CIFAR10_RECIPES.help()}")
@@ -140,33 +154,42 @@ def cifar10_recipe(kind: str, num_devices: int, scale: float = 1.0, **changes) -
 
     memory, build = CIFAR10_RECIPES.get(kind)(num_devices, steps)
     devices = DeviceConfig.uniform(num_devices, round(memory, 3), cpus=max(0.25, round(1 / num_devices, 2))).to_dict()
-    recipe = BackendRecipe(f"{kind}-cifar10-n{num_devices}", kind, devices, build)
+    name = f"{kind}-cifar10-n{num_devices}"
+    if plateau:
+        build = {**build, "plateau": {"max_epochs": steps(PLATEAU_MAX_EPOCHS), "holdout": PLATEAU_HOLDOUT}}
+        name += "-plateau"
+    recipe = BackendRecipe(name, kind, devices, build)
     return BackendRecipe(**{**asdict(recipe), **changes})
 
 
-def baseline_recipe(kind: str, num_devices: int, total: bool = False, scale: float = 1.0) -> BackendRecipe:
+def baseline_recipe(kind: str, num_devices: int, total: bool = False, scale: float = 1.0,
+                    plateau: bool = False) -> BackendRecipe:
     """The honest baseline of the ``kind`` backend on ``num_devices`` devices: one monolithic ViT in the memory of
     that backend's largest device (``total``: of all its devices together), built by the partitioned recipe on a
     single device with a single group of every class: the server pruned (heads and MLP units) to that memory and
     distilled from the server on every training image, with the same augmentation, token dropping, learning rate
     and steps as one partitioned sub-model (:func:`_partitioned` at N = 1, so six epochs), then its one-input fusion.
 
-    Named ``baseline-of-<kind>-cifar10-n<N>[-total]``; ``semcomm train`` builds it under that name.
+    ``plateau``: trained to the plateau on held-out training images, as the recipes' ``plateau`` variant (compare
+    it with the backend's ``-plateau`` recipe). Named ``baseline-of-<kind>-cifar10-n<N>[-total][-plateau]``;
+    ``semcomm train`` builds it under that name.
     """
     backend = cifar10_recipe(kind, num_devices, scale)
     memory = [device["memory_mb"] for device in backend.devices["devices"]]
     budget = sum(memory) if total else max(memory)
-    single = cifar10_recipe("partitioned", 1, scale)
+    single = cifar10_recipe("partitioned", 1, scale, plateau=plateau)
     devices = DeviceConfig.uniform(1, round(budget, 3), cpus=1.0).to_dict()
-    return replace(single, name=f"baseline-of-{backend.name}" + ("-total" if total else ""), devices=devices)
+    name = f"baseline-of-{backend.name}" + ("-total" if total else "") + ("-plateau" if plateau else "")
+    return replace(single, name=name, devices=devices)
 
 
 def build_backend(recipe: BackendRecipe, server, edge, images: torch.Tensor, labels: torch.Tensor,
-                  run_dir: Path | None, progress: bool):
+                  run_dir: Path | None, progress: bool, curves: dict | None = None):
     """The backend of ``recipe`` built from ``server`` and ``edge`` on ``images``, ``labels``: the registry's
-    factory of its kind, with the recipe's build options and a generator seeded with its seed."""
+    factory of its kind, with the recipe's build options and a generator seeded with its seed. ``curves``: a dict
+    that receives the build's held-out curves (trained to the plateau; name -> curve, kept epoch, stop)."""
     return create_backend(recipe.kind, server=server, edge=edge, devices=recipe.devices, images=images,
-                          labels=labels, run_dir=run_dir, progress=progress,
+                          labels=labels, run_dir=run_dir, progress=progress, curves=curves,
                           generator=torch.Generator().manual_seed(recipe.seed), **recipe.build)
 
 
@@ -189,10 +212,12 @@ def run_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, save: b
     server, edge = create_model(recipe.server), create_model(recipe.edge)
     train = load_split(recipe.dataset, "train", limit=recipe.train_limit, in_memory=True)  # builders take tensors
     run_dir = _run_dir(recipe, run_dir)
-    backend = build_backend(recipe, server, edge, train.images, train.labels, run_dir, progress)
+    curves: dict = {}
+    backend = build_backend(recipe, server, edge, train.images, train.labels, run_dir, progress, curves)
     return measure_recipe(recipe, backend, server, edge, run_dir, built_with=asdict(recipe),
                           build_minutes=(time.time() - started) / 60, save=save, zoo_dir=zoo_dir,
-                          latency_requests=latency_requests, threads=threads, partial_budgets=partial_budgets, ray=ray)
+                          latency_requests=latency_requests, threads=threads, partial_budgets=partial_budgets, ray=ray,
+                          training_curves=curves)
 
 
 def evaluate_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, latency_requests: int = 30,
@@ -215,10 +240,12 @@ def evaluate_recipe(recipe: BackendRecipe, run_dir: str | Path | None = None, la
 def measure_recipe(recipe: BackendRecipe, backend, server, edge, run_dir: Path, *, built_with: dict,
                    build_minutes: float | None, save: bool, zoo_dir: str | Path | None = None,
                    latency_requests: int = 30, threads: int | None = None,
-                   partial_budgets: tuple[int, ...] = (16, 32), ray: bool = False) -> dict:
+                   partial_budgets: tuple[int, ...] = (16, 32), ray: bool = False,
+                   training_curves: dict | None = None) -> dict:
     """The measurements of :func:`run_recipe` on ``backend`` (built with the recipe ``built_with``) against
     ``server`` and ``edge``, written to ``<run_dir>/results.json`` and, with ``save``, with the backend into
-    the zoo."""
+    the zoo. ``training_curves`` (the build's held-out curves, when it trained to the plateau) go into the
+    results as they are."""
     test = load_split(recipe.dataset, "test", limit=recipe.test_limit, in_memory=True)  # measured as a tensor
     backend.check_dataset(len(test.classes), test.name)
     edge_logits = predict_logits(edge, test.images, bf16=False)
@@ -240,6 +267,8 @@ def measure_recipe(recipe: BackendRecipe, backend, server, edge, run_dir: Path, 
     }
     results["host_parameters"] = sum(p.numel() for p in backend.parameters()) - sum(
         results["parameters_per_device"].values())
+    if training_curves:
+        results["training_curves"] = training_curves
     if getattr(backend, "routed", False):
         results["offload"] = compare_offloading(edge, backend, test.images, test.labels, edge_logits, server_logits,
                                                 recipe.offload_rates)

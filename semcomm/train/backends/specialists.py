@@ -19,10 +19,17 @@ step. Here "progressive" means:
   where it ends; one phase (P = 1) is a static specialist trained at
   ``s_final`` throughout. Keeping some out-of-domain images to the end lets an
   expert still answer an image the router sent it by mistake.
+
+Trained to the plateau (``plateau=``, :mod:`~semcomm.train.backends.plateau`)
+instead of for a fixed number of steps, epoch e (0-based) is phase min(e, P - 1)
+(the last phase lasts until the plateau, which is not judged before P epochs),
+and the plateau is that of the expert's top-1 over all C classes on the
+held-out images of its subset's classes (the images it is meant to answer).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -32,6 +39,7 @@ from semcomm.server.backends.base import ViTStage, check_labels
 from semcomm.server.backends.experts import ExpertStage
 from semcomm.train.backends.distillation import augment, check_token_keep, supervised_loss
 from semcomm.train.backends.phases import optimizer_step, training_mode, training_steps
+from semcomm.train.backends.plateau import Plateau, epoch_steps, held_out_top1, train_to_plateau
 
 
 @dataclass(frozen=True)
@@ -77,19 +85,26 @@ def train_specialist(expert: ExpertStage, images: torch.Tensor, labels: torch.Te
                      teacher: TimmViT | None = None, kd_weight: float = 0.0, temperature: float = 4.0,
                      batch_size: int = 64, lr: float = 1e-4, weight_decay: float = 0.05, augmentation: str = "flip",
                      token_keep: tuple[float, float] | None = None, bf16: bool = False,
-                     generator: torch.Generator | int | None = None) -> list[float]:
+                     generator: torch.Generator | int | None = None, plateau: Plateau | None = None,
+                     held_out: tuple[torch.Tensor, torch.Tensor] | None = None,
+                     partial: str | Path | None = None) -> list[float]:
     """Fine-tune ``expert`` progressively toward its domain (module docstring; AdamW).
 
     Args:
         images: N x 3 x H x W training images (uint8 or [0, 1] float).
         labels: N int64 classes in 0..C-1.
-        steps: optimiser steps of ``batch_size`` images each.
+        steps: optimiser steps of ``batch_size`` images each (ignored with ``plateau``).
         routed: N booleans, the images the router sends to this expert (they join its domain), or None.
         teacher: the server, whose soft labels (temperature T) are added with weight ``kd_weight``.
         token_keep: (lo, hi) range of kept-patch fractions (None: whole images).
+        plateau: train in epochs of ``ceil(N / batch_size)`` steps until the plateau (module docstring) and keep
+            the best epoch's weights; None: ``steps`` steps.
+        held_out: with ``plateau``, the held-out images (M x 3 x H x W) and their classes (M int64).
+        partial: with ``plateau``, the phase's partial file (resume from its last finished epoch).
 
     Returns:
-        the loss of every step.
+        the loss of every step (with ``plateau``, a :class:`~semcomm.train.backends.plateau.History` also holding
+        the held-out curve).
     """
     c = expert.vit.num_classes
     labels = check_labels(labels, c, "training labels")
@@ -108,17 +123,29 @@ def train_specialist(expert: ExpertStage, images: torch.Tensor, labels: torch.Te
     inside, outside = domain.nonzero().flatten(), (~domain).nonzero().flatten()
     if len(inside) == 0:
         raise ValueError(f"no training image is in the domain of the expert of classes {list(expert.classes)}")
+    if plateau is not None and held_out is None:
+        raise ValueError("training to the plateau needs the held-out images and labels (held_out=)")
     token_keep = check_token_keep(token_keep)
-    shares = schedule.shares(steps, len(inside) / len(labels)) if steps else []
+    natural = len(inside) / len(labels)
     gen = as_generator(generator)
     optimizer = torch.optim.AdamW(expert.parameters(), lr=lr, weight_decay=weight_decay)
     soft_teacher = ViTStage(teacher.eval()) if kd_weight else None
-    losses = []
+
+    def step(share: float) -> float:
+        index = domain_batch(inside, outside, share, min(batch_size, len(labels)), gen)
+        batch, positions = augment(images[index], expert.vit.num_patches, augmentation, token_keep, gen)
+        loss = supervised_loss(expert, batch, positions, labels[index], soft_teacher, kd_weight, temperature, bf16)
+        return optimizer_step(optimizer, loss)
+
     with training_mode(expert, gen):
-        for step in training_steps(len(shares), "specialist"):
-            share = shares[step]
-            index = domain_batch(inside, outside, share, min(batch_size, len(labels)), gen)
-            batch, positions = augment(images[index], expert.vit.num_patches, augmentation, token_keep, gen)
-            loss = supervised_loss(expert, batch, positions, labels[index], soft_teacher, kd_weight, temperature, bf16)
-            losses.append(optimizer_step(optimizer, loss))
-    return losses
+        if plateau is None:
+            shares = schedule.shares(steps, natural) if steps else []
+            return [step(shares[s]) for s in training_steps(len(shares), "specialist")]
+        held_images, held_labels = held_out
+        in_subset = torch.isin(held_labels, torch.tensor(expert.classes))
+        return train_to_plateau(lambda epoch: step(schedule.share(min(epoch, schedule.phases - 1), natural)),
+                                epoch_steps(len(labels), batch_size),
+                                lambda: held_out_top1(expert, held_images, torch.where(in_subset, held_labels, -1),
+                                                      bf16),
+                                [expert], [optimizer], gen, plateau, partial, min_epochs=schedule.phases,
+                                desc="specialist epoch")

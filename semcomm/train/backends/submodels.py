@@ -13,12 +13,15 @@ scale, so the fusion starts from (an approximation of) the server's logits.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from semcomm.core.seeding import as_generator
 from semcomm.server.backends.submodels import ClassSubModel
 from semcomm.train.backends.distillation import augment, check_kd_loss, check_token_keep, supervised_loss
 from semcomm.train.backends.phases import optimizer_step, training_mode, training_steps
+from semcomm.train.backends.plateau import Plateau, epoch_steps, held_out_top1, train_to_plateau
 
 SUBMODEL_DATA = ("group", "all")
 
@@ -28,7 +31,9 @@ def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Te
                       augmentation: str = "none", token_keep: tuple[float, float] | None = None,
                       teacher: ClassSubModel | None = None, kd_weight: float = 0.0, temperature: float = 4.0,
                       kd_loss: str = "kl", data: str = "group", bf16: bool = False,
-                      generator: torch.Generator | int | None = None) -> list[float]:
+                      generator: torch.Generator | int | None = None, plateau: Plateau | None = None,
+                      held_out: tuple[torch.Tensor, torch.Tensor] | None = None,
+                      partial: str | Path | None = None) -> list[float]:
     """Fine-tune ``sub`` on the images of its own classes, or on all images (AdamW; module docstring).
 
     The loss is the cross-entropy over the sub-model's outputs on the images of its classes, plus
@@ -39,15 +44,21 @@ def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Te
     Args:
         images: N x 3 x H x W training images of all classes (only the group's are used).
         labels: N int64 full-label-space classes.
-        steps: optimiser steps (each on ``batch_size`` images drawn with ``generator``).
+        steps: optimiser steps (each on ``batch_size`` images drawn with ``generator``); ignored with ``plateau``.
         augmentation, token_keep: per-batch augmentation and the range of kept-patch fractions
             (:func:`~semcomm.train.backends.distillation.augment`; None: whole images).
         teacher: a sub-model over the same classes, or None (then ``kd_weight`` must be 0).
         data: ``"group"`` (batches of the group's images) or ``"all"`` (batches of every image).
         bf16: run forward passes in bfloat16 autocast.
+        plateau: train in epochs (``ceil(pool / batch_size)`` steps, ``pool`` the images batches come from) until
+            the plateau of the sub-model's top-1 among its own classes on the held-out images of those classes
+            (:mod:`~semcomm.train.backends.plateau`), keeping the best epoch's weights; None: ``steps`` steps.
+        held_out: with ``plateau``, the held-out images (M x 3 x H x W) and their full-label-space classes (M).
+        partial: with ``plateau``, the phase's partial file (resume from its last finished epoch).
 
     Returns:
-        the training loss of every step.
+        the training loss of every step (with ``plateau``, a :class:`~semcomm.train.backends.plateau.History`
+        also holding the held-out curve).
     """
     if steps < 0 or batch_size < 1:
         raise ValueError(f"steps must be >= 0 and batch_size >= 1, got {steps} and {batch_size}")
@@ -66,12 +77,19 @@ def finetune_submodel(sub: ClassSubModel, images: torch.Tensor, labels: torch.Te
     optimizer = torch.optim.AdamW(sub.parameters(), lr=lr, weight_decay=weight_decay)
     if teacher is not None:
         teacher.eval()
-    losses = []
+    if plateau is not None and held_out is None:
+        raise ValueError("training to the plateau needs the held-out images and labels (held_out=)")
+
+    def step(epoch: int = 0) -> float:
+        index = torch.randint(len(pool), (min(batch_size, len(pool)),), generator=gen)
+        batch, positions = augment(pool[index], sub.vit.num_patches, augmentation, token_keep, gen)
+        loss = supervised_loss(sub, batch, positions, local[index], teacher, kd_weight, temperature, bf16, kd_loss)
+        return optimizer_step(optimizer, loss)
+
     with training_mode(sub, gen):
-        for _ in training_steps(steps, "sub-model"):
-            index = torch.randint(len(pool), (min(batch_size, len(pool)),), generator=gen)
-            batch, positions = augment(pool[index], sub.vit.num_patches, augmentation, token_keep, gen)
-            loss = supervised_loss(sub, batch, positions, local[index], teacher, kd_weight, temperature, bf16,
-                                   kd_loss)
-            losses.append(optimizer_step(optimizer, loss))
-    return losses
+        if plateau is None:
+            return [step() for _ in training_steps(steps, "sub-model")]
+        held_images, held_labels = held_out
+        return train_to_plateau(step, epoch_steps(len(pool), batch_size),
+                                lambda: held_out_top1(sub, held_images, sub.targets(held_labels), bf16), [sub],
+                                [optimizer], gen, plateau, partial, desc="sub-model epoch")
