@@ -13,24 +13,23 @@ from semcomm.data import ShardedImages, load_split
 from semcomm.experiments.sweep import Sweep, SweepConfig
 from semcomm.rate.hyperlatent import HyperLatentPair
 from semcomm.rate.hyperprior import HyperConfig, HyperLatentCodec
-from semcomm.rate.image_codecs import ImageCodec
 from semcomm.rate.zoo import load_hint
 
-CONFIG = SweepConfig(budgets=(16,), levels=(3,), policies=(), codecs=(ImageCodec("webp", 40),), thresholds=(0.8,),
-                     shard_images=16)
+CONFIG = SweepConfig(budgets=(16,), levels=(3,), policies=(), codecs=(), full_images=False, thresholds=(0.8,),
+                     shard_images=16)  # the semantic setting and its twin: what reads the pixels and the tokens
 
 
 @pytest.fixture(scope="module")
 def on_disk(cifar_test, tmp_path_factory):
-    """48 CIFAR-10 test images written as an ImageFolder and loaded with their pixels left in shards of 10 images."""
+    """32 CIFAR-10 test images written as an ImageFolder and loaded with their pixels left in shards of 10 images."""
     root = tmp_path_factory.mktemp("cifar-folder")
-    chosen = cifar_test.subset(48)
+    chosen = cifar_test.subset(32)
     for i, (image, label) in enumerate(zip(chosen.images, chosen.labels)):
         (root / "train" / f"class{int(label)}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(root / "train" / f"class{int(label)}" / f"{i:03d}.png")
     split = load_split(root, "train", cache_dir=tmp_path_factory.mktemp("cache"), in_memory=False,
                        shard_bytes=10 * 3 * 32 * 32)
-    assert isinstance(split.images, ShardedImages) and len(split) == 48
+    assert isinstance(split.images, ShardedImages) and len(split) == 32
     return split
 
 
@@ -60,5 +59,5 @@ def test_a_sweep_of_images_on_disk_equals_the_sweep_in_memory(on_disk, token_pai
     assert pass_on_disk.hidden is None and list(pass_on_disk.importance) == [CONFIG.importance]
     disk, memory = sweep.run(on_disk), sweep.run(in_memory)
     assert as_json(disk) == as_json(memory)
-    assert {p.family for p in disk.points} == {"reference", "semantic", "random", "codec"}
+    assert {p.family for p in disk.points} == {"reference", "semantic", "random"}
     assert sweep._held_masks is None  # a finished run lets go of the last setting's masks
