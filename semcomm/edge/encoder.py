@@ -119,15 +119,16 @@ class EdgeEncoder:
         self.policy, self.hint = self.codec.edge_policy(policy, hint), hint
 
     def analyze(self, images: torch.Tensor, methods: tuple[str, ...] | None = None,
-                desc: str | None = None) -> EdgeAnalysis:
+                desc: str | None = None, tokens: bool = True) -> EdgeAnalysis:
         """Run the edge ViT once on B x 3 x H x W images: logits, importance by each method, and the
         tokens the codec pair reads (if any).
 
         Args:
             methods: importance methods to compute; default the encoder's own.
+            tokens: also keep the tokens the codec pair reads (False: ``hidden`` is None, none are kept).
         """
         check_images(images, self.model.image_size)
-        return self._analyze(images, methods or (self.importance,), desc)
+        return self._analyze(images, methods or (self.importance,), desc, tokens)
 
     def encode(self, images: torch.Tensor, generator: torch.Generator | int | None = None,
                analysis: EdgeAnalysis | None = None) -> Transmission:
@@ -152,7 +153,8 @@ class EdgeEncoder:
         check_images(images, self.model.image_size)
         return images if images.dtype == torch.uint8 else (images * 255).round().to(torch.uint8)
 
-    def _analyze(self, images: torch.Tensor, methods: tuple[str, ...], desc: str | None = None) -> EdgeAnalysis:
+    def _analyze(self, images: torch.Tensor, methods: tuple[str, ...], desc: str | None = None,
+                 tokens: bool = True) -> EdgeAnalysis:
         """The edge pass of checked images (see :meth:`analyze`)."""
         if len(images) == 0:  # an empty batch: nothing to analyse
             n = self.model.num_patches
@@ -161,7 +163,7 @@ class EdgeEncoder:
         importance = {m: [] for m in methods}
         hidden = []
         layers = attention_layers(*methods)
-        tap = () if self.codec.tap is None else (self.codec.tap,)
+        tap = () if self.codec.tap is None or not tokens else (self.codec.tap,)
 
         def run(part):
             out = self.model.forward_with_attention(images[part], layers, hidden=tap)

@@ -67,12 +67,8 @@ def _analyze(encoder: EdgeEncoder, images, methods: tuple[str, ...], progress: b
         images = images if not isinstance(images, ShardedImages) else images[:0]
         return encoder.analyze(images, methods, desc="edge pass" if progress else None)
     chunk = 16 * encoder.batch_size
-    parts = [_without_tokens(encoder.analyze(batch, methods)) for batch in
+    parts = [encoder.analyze(batch, methods, tokens=False) for batch in
              tqdm(images.batches(chunk), desc="edge pass", total=-(-len(images) // chunk), disable=not progress)]
     return EdgeAnalysis(torch.cat([p.logits for p in parts]),
                         {m: torch.cat([p.importance[m] for p in parts]) for m in methods})
 
-
-def _without_tokens(analysis: EdgeAnalysis) -> EdgeAnalysis:
-    """``analysis`` with its tokens let go (a chunk's of a split on disk)."""
-    return EdgeAnalysis(analysis.logits, analysis.importance)

@@ -374,15 +374,17 @@ class Sweep:
             files, logits = image_codec_pass(codec, shard.images, self.server, cfg.server_bf16)
             return _outcome_data(self._measured(codec, files, logits, shard.labels,
                                                 torch.full((len(shard.labels),), math.nan), shard.symbols))
-        policy = cfg.settings(self.codec.levels)[task.index].policy
-        mask, twin = self._masks(analysis, task.index)
+        setting = cfg.settings(self.codec.levels)[task.index]
+        mask, twin = self._masks(analysis, task.index, setting)
+        policy = setting.policy
         data = _outcome_data(self._outcome(self.encoder, shard, mask[part], policy))
         if twin is not None:
             data["twin"] = _outcome_data(self._outcome(self.encoder, shard, twin[part], policy))
         return data
 
-    def _masks(self, analysis: EdgeAnalysis, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Semantic setting ``index``'s masks over every image of the pass (B x N bool) and its random twin's (None
+    def _masks(self, analysis: EdgeAnalysis, index: int,
+               setting: Setting) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Semantic setting ``index`` (``setting``)'s masks over every image of the pass (B x N bool) and its random twin's (None
         without twins or where the setting sends every patch, whose twin would send the same strings), drawn from
         the setting's own seed; remembered for the last setting asked (its shards' tasks run one after the other,
         here and often on the same Ray worker)."""
@@ -390,9 +392,8 @@ class Sweep:
         if held is not None and held[0] is analysis and held[1] == index:
             return held[2]
         cfg = self.config
-        name, budget, rule, policy = setting = cfg.settings(self.codec.levels)[index]
         generator = torch.Generator().manual_seed(task_seed(cfg.seed, _setting_name(setting)))
-        mask = rule(analysis.importance[cfg.importance], self.edge.grid_size, generator)
+        mask = setting.rule(analysis.importance[cfg.importance], self.edge.grid_size, generator)
         twin = random_like(mask, generator) if cfg.twins and not mask.all() else None
         self._held_masks = (analysis, index, (mask, twin))
         return mask, twin
