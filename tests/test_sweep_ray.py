@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -99,13 +99,27 @@ def test_a_rerun_resumes_from_its_task_file(sweep, images, local, tmp_path):
     lines = path.read_text().splitlines()
     assert len(lines) == 9
     path.write_text("\n".join(lines[:5]) + "\n" + lines[5][:40])  # as if killed while writing the sixth
-    assert len(TaskStore(path, sweep.key(images)).results()) == 5
+    assert len(TaskStore(path, sweep.task_keys(images, sweep.tasks(len(images)))).results()) == 5
     resumed = sweep.run(images, RayTasks(), state_path=path)
     assert same(resumed) == same(local)
     assert resumed.engine["resumed"] == 5 and sum(resumed.engine["tasks_per_node"].values()) == 4
     again = sweep.run(images, state_path=path)  # everything saved: nothing runs
     assert again.engine["resumed"] == 9 and again.engine["tasks_per_node"] == {} and same(again) == same(local)
     assert len(TaskStore(path, "another configuration").results()) == 0  # another key starts afresh
+
+
+def test_a_sweep_of_another_grid_reuses_the_references_and_image_codecs(sweep, images, local, tmp_path):
+    path = tmp_path / "sweep.tasks.jsonl"
+    sweep.run(images, state_path=path)
+    other = Sweep(replace(CONFIG, budgets=(8,)), progress=False).run(images, state_path=path)
+    assert other.engine["resumed"] == 6 and other.engine["tasks_per_node"] == {"local": 3}  # its setting runs
+
+    def points(result, families):  # as JSON (NaN equals NaN), less the frontier marks, which depend on all points
+        return [json.dumps({k: v for k, v in asdict(p).items() if k != "frontier"}, sort_keys=True)
+                for p in result.points if p.family in families]
+
+    assert points(other, {"reference", "codec"}) == points(local, {"reference", "codec"})
+    assert {p.label for p in other.points if p.family == "semantic"} == {"spread-top-k 8 L3"}
 
 
 def test_a_task_whose_worker_dies_is_retried(sweep, images, local, tmp_path):

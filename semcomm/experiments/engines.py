@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,11 +62,13 @@ def plain_key(*parts: Any) -> str:
 class TaskStore:
     """Finished tasks' results in a JSON-lines file, one ``{"key", "task", "result"}`` per line.
 
-    Only lines of this ``key`` (the sweep's configuration and data) count: opening a file written under another
-    key starts it afresh, and a line cut short (a run killed while writing) is dropped.
+    ``key`` identifies what a task's result depends on (the sweep's configuration and data): one key for every
+    task, or a key per task id (a task id not in it has no saved result). Only lines whose key is their task's
+    count: the others (another configuration's) are dropped from the file when it is opened, as is a line cut
+    short (a run killed while writing).
     """
 
-    def __init__(self, path: str | Path, key: str):
+    def __init__(self, path: str | Path, key: str | Mapping[str, str]):
         self.path, self.key = Path(path), key
         self._results: dict[str, dict] = {}
         rewrite = False
@@ -79,26 +81,32 @@ class TaskStore:
                 except json.JSONDecodeError:
                     rewrite = True
                     continue
-                if isinstance(entry, dict) and entry.get("key") == key:
+                if isinstance(entry, dict) and entry.get("key") is not None and entry.get("key") == self._key(
+                        entry.get("task")):
                     self._results[entry["task"]] = entry["result"]
                 else:
                     rewrite = True
-        if rewrite:  # keep this key's whole lines only (another configuration's results are dropped)
+        if rewrite:  # keep whole lines of these keys only
             self.path.write_text("".join(self._line(t, r) for t, r in self._results.items()))
 
+    def _key(self, task_id: str) -> str | None:
+        return self.key if isinstance(self.key, str) else self.key.get(task_id)
+
     def results(self) -> dict[str, dict]:
-        """Task id -> result of every task finished under this key."""
+        """Task id -> result of every task finished under its key."""
         return dict(self._results)
 
     def add(self, task_id: str, result: dict) -> None:
         """Save one finished task's result (appended and flushed at once)."""
+        if self._key(task_id) is None:
+            raise KeyError(f"task {task_id!r} has no key in this store")
         self._results[task_id] = result
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as file:
             file.write(self._line(task_id, result))
 
     def _line(self, task_id: str, result: dict) -> str:
-        return json.dumps(dict(key=self.key, task=task_id, result=result)) + "\n"
+        return json.dumps(dict(key=self._key(task_id), task=task_id, result=result)) + "\n"
 
 
 @dataclass

@@ -246,16 +246,34 @@ class Sweep:
                              self.cache_dir, self.progress)
 
     def key(self, split: ImageSplit) -> str:
-        """Identifies the sweep's configuration, models and images (what a task store is keyed by)."""
+        """Identifies the sweep's configuration, models (the codec pair's networks included) and images: the store
+        key of its semantic tasks (:meth:`task_keys`)."""
+        return plain_key(OUTCOME_FORMAT, asdict(self.config), [type(p).__name__ for p in self.config.policies],
+                         self.edge_name, self.server_name, self.codec.name, self._digest(split, self.codec))
+
+    def task_keys(self, split: ImageSplit, tasks: list[SweepTask]) -> dict[str, str]:
+        """Each task's key in a task store: a semantic task's is the whole sweep's (:meth:`key`); the full-images
+        reference's and an image codec's name only what they read (the images, edge and server, the hint, their
+        own codec), so that a sweep of another codec pair or grid over the same images reuses them."""
+        semantic = self.key(split)
+        cfg = self.config
+        reference = plain_key(OUTCOME_FORMAT, "reference", self.edge_name, self.server_name, cfg.edge_bf16,
+                              cfg.server_bf16, cfg.shard_images, _hint_identity(self.hint),
+                              self._digest(split, None))
+        return {t.id: semantic if t.kind == "semantic" else plain_key(reference, t.kind, t.name) for t in tasks}
+
+    def _digest(self, split: ImageSplit, codec: CodecPair | None) -> str:
+        """SHA-256 of the images, labels, the edge's and server's weights and (given) ``codec``'s networks."""
         digest = hashlib.sha256()
         update_digest(digest, split.images)
         digest.update(split.labels.numpy().tobytes())
-        for model in (self.edge, self.server):
+        modules = [self.edge, self.server] + ([v for v in vars(codec).values() if isinstance(v, torch.nn.Module)]
+                                              if codec is not None else [])
+        for model in modules:
             for name, tensor in (model.state_dict().items() if hasattr(model, "state_dict") else ()):
                 digest.update(name.encode())
                 digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-        return plain_key(OUTCOME_FORMAT, asdict(self.config), [type(p).__name__ for p in self.config.policies],
-                         self.edge_name, self.server_name, self.codec.name, digest.hexdigest())
+        return digest.hexdigest()
 
     def tasks(self, images: int, settings: list[Setting] | None = None) -> list[SweepTask]:
         """The sweep's tasks over ``images`` images, in the order of its points: the full images, each semantic
@@ -293,7 +311,7 @@ class Sweep:
 
         settings = cfg.settings(self.codec.levels)
         tasks = self.tasks(len(split), settings)
-        store = None if state_path is None else TaskStore(state_path, self.key(split))
+        store = None if state_path is None else TaskStore(state_path, self.task_keys(split, tasks))
         self._held_masks = None
         try:
             run = run_tasks(_sweep_task, (self, split, analysis), tasks, engine, store, self.progress, "sweep tasks",
@@ -429,6 +447,11 @@ class Sweep:
             outcome["fused_correct"] = fuse(logits, self.hint.log_probs(symbols)).argmax(-1) == labels
             outcome["fused_bits"] = _bits([with_hint(codec, s, self.hint, symbols[i]) for i, s in enumerate(strings)])
         return outcome
+
+
+def _hint_identity(hint: HintCoder | None) -> list | None:
+    """What a hint coder's symbols, bits and fusion depend on, as plain data (None without fusion)."""
+    return None if hint is None else [hint.counts.tolist(), hint.step, hint.weight]
 
 
 @dataclass(frozen=True)
