@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -21,7 +21,8 @@ from semcomm.rate.hyperprior import HyperConfig, HyperLatentCodec, source_values
 from semcomm.rate.packetize import Packetizer
 from semcomm.rate.policies import IAQ
 from semcomm.server.decoder import ServerDecoder
-from semcomm.train.e2e import E2EConfig, build_codec, load_snapshot, sample_levels, save_snapshot, train_e2e
+from semcomm.train.e2e import (ABLATION_EPOCHS, ABLATIONS, E2E_PRESETS, E2EConfig, build_codec, load_snapshot,
+                               sample_levels, save_snapshot, train_e2e)
 from semcomm.train.e2e_eval import export_e2e, parse_setting
 from semcomm.wire import v2 as fmt
 from semcomm.wire.errors import BitstreamError
@@ -271,3 +272,11 @@ def test_appended_payload_words_are_refused(pair, coded, appended):
     frame.payload = frame.payload + appended
     with pytest.raises(BitstreamError, match="not the one its symbols code to"):
         pair.decompress([fmt.pack(pair.layout, frame, pair.hint_coder)])
+
+
+def test_each_ablation_changes_one_part_of_the_recipe():
+    base = asdict(ABLATIONS["base"])
+    for name, config in ABLATIONS.items():
+        changed = {k for k, v in asdict(config).items() if v != base[k]}
+        assert changed == (set() if name == "base" else {"server_lr" if name == "frozen-server" else "codec"}), name
+        assert E2E_PRESETS[f"hyperlatent-cifar10-ablation-{name}"].epochs == ABLATION_EPOCHS

@@ -65,6 +65,23 @@ class E2EConfig(PairTrainConfig):
 
 E2E_PRESETS = {"hyperlatent-cifar10": E2EConfig()}
 
+ABLATION_EPOCHS = 4
+"""The short schedule of the ablation runs (``benchmarks/e2e_ablation.py``): every variant and its base alike."""
+
+ABLATIONS = {
+    "base": E2EConfig(),
+    "linear": E2EConfig(HyperConfig(hidden=0)),  # linear analysis and synthesis
+    "pixels": E2EConfig(HyperConfig(source="pixels", tap=None)),  # the analysis reads pixels only
+    "tokens": E2EConfig(HyperConfig(source="tokens")),  # the edge's tokens only
+    "no-context": E2EConfig(HyperConfig(context=False)),  # the hyperprior alone, no checkerboard context
+    "frozen-server": E2EConfig(server_lr=0.0),  # the server's ViT not fine-tuned
+}
+"""One change each to the end-to-end recipe, trained by ``semcomm train hyperlatent-cifar10-ablation-<name>`` for
+:data:`ABLATION_EPOCHS` epochs (1,000 held-out images per epoch)."""
+for _name, _config in ABLATIONS.items():
+    _config.epochs, _config.eval_images = ABLATION_EPOCHS, 1000
+    E2E_PRESETS[f"hyperlatent-cifar10-ablation-{_name}"] = _config
+
 
 def sample_levels(importance: torch.Tensor, config: E2EConfig, grid: tuple[int, int],
                   generator: torch.Generator) -> torch.Tensor:

@@ -12,6 +12,7 @@ the edge's mean attention, at level M).
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -42,13 +43,14 @@ def parse_setting(setting: str, levels: int) -> tuple[object, int]:
 
 @torch.no_grad()
 def evaluate_pair(codec: HyperLatentCodec, edge: ViTAdapter, split: ImageSplit, settings: tuple[str, ...],
-                  bf16: bool = True, batch_size: int = 250) -> dict:
-    """Per budget: top-1 of the pair's server alone and real bits per image over ``split``, every image sent."""
+                  bf16: bool = True, batch_size: int = 250, per_image: bool = False) -> dict:
+    """Per budget: top-1 of the pair's server alone and real bits per image over ``split``, every image sent;
+    ``per_image``: also ``correct`` (B bool) and ``bits`` (B int64, the strings' lengths) of each image."""
     codec.eval()
     pair = HyperLatentPair.from_codec(codec, bf16=bf16)
     parsed = {s: parse_setting(s, codec.config.levels) for s in settings}
-    correct = dict.fromkeys(settings, 0)
-    bits = dict.fromkeys(settings, 0)
+    correct = {s: [] for s in settings}
+    bits = {s: [] for s in settings}
     for start in range(0, len(split), batch_size):
         images, labels = split.images[start : start + batch_size], split.labels[start : start + batch_size]
         with autocast(bf16):
@@ -60,9 +62,29 @@ def evaluate_pair(codec: HyperLatentCodec, edge: ViTAdapter, split: ImageSplit, 
                                                                                               edge.grid_size)
             strings = pair.compress(source, torch.where(mask, level, 0))
             logits = pair.classify(pair.decompress(strings), fuse=False)
-            correct[setting] += int((logits.argmax(-1) == labels).sum())
-            bits[setting] += 8 * sum(map(len, strings))
-    return {s: dict(top1=correct[s] / len(split), bits_per_image=bits[s] / len(split)) for s in settings}
+            correct[setting].append(logits.argmax(-1) == labels)
+            bits[setting].append(torch.tensor([8 * len(s) for s in strings]))
+    results = {}
+    for s in settings:
+        right, length = torch.cat(correct[s]), torch.cat(bits[s])
+        results[s] = dict(top1=right.sum().item() / len(split), bits_per_image=length.sum().item() / len(split))
+        if per_image:
+            results[s].update(correct=right, bits=length)
+    return results
+
+
+def load_run(run_dir: str | Path) -> tuple[HyperLatentCodec, str, list[dict]]:
+    """The codec of an end-to-end run's saved state (fp32, eval mode, on the CPU), its edge's zoo name and its
+    history (one record per finished epoch)."""
+    path = Path(run_dir) / "state.pt"
+    if not path.is_file():
+        raise ValueError(f"no end-to-end run state in {run_dir}: train it first (semcomm train NAME)")
+    state = torch.load(path, weights_only=False, map_location="cpu")
+    codec = HyperLatentCodec(HyperConfig.from_dict(state["config"]["codec"]))
+    codec.load_state_dict(state["model"])
+    history_path = Path(run_dir) / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.is_file() else []
+    return codec.eval(), state["config"]["edge"], history
 
 
 @torch.no_grad()
@@ -71,11 +93,8 @@ def export_e2e(name: str, run_dir: str | Path, train_split: ImageSplit, test_spl
     """Ship a run as a hyperlatent pair into ``directory`` (default: the user zoo's ``codecs/``): its fp16
     weights, the payload tables refitted to its symbols and the distortion per level, both on ``train_split``;
     the card records :func:`~semcomm.train.fitting.measure_pair` on ``test_split`` when given."""
-    state = torch.load(Path(run_dir) / "state.pt", weights_only=False, map_location="cpu")
-    config, edge_name = HyperConfig.from_dict(state["config"]["codec"]), state["config"]["edge"]
-    codec = HyperLatentCodec(config)
-    codec.load_state_dict(state["model"])
-    codec.eval()
+    codec, edge_name, _ = load_run(run_dir)
+    config = codec.config
     shipped = {k: v.detach().half() for k, v in codec.state_dict().items()
                if v.is_floating_point() and not k.startswith(("hyper_entropy.", "gaussian."))}
     codec.load_state_dict({k: v.float() for k, v in shipped.items()}, strict=False)  # measure what ships
