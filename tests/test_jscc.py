@@ -19,7 +19,7 @@ from semcomm.edge.selection import SpreadTopK
 from semcomm.models import create_model
 from semcomm.rate.hint import fuse
 from semcomm.rate.hyperprior import HyperConfig, edge_pass, source_values
-from semcomm.train.jscc import JSCC_PRESETS, JSCCTrainConfig, export_jscc, parse_point, train_jscc
+from semcomm.train.jscc import JSCC_PRESETS, JSCCTrainConfig, build_jscc, export_jscc, parse_point, train_jscc
 from semcomm.transport.jscc import JSCCCodec, JSCCConfig, SNRAttention, make_channel
 from semcomm.transport.jscc_link import JSCCLink
 
@@ -187,6 +187,19 @@ def test_an_exported_pair_loads_back_with_its_range(shipped):
         export_jscc("nothing", shipped.folder / "codecs")
     with pytest.raises(ValueError, match="is not a JSCC run"):
         export_jscc("other", Path(__file__).resolve().parents[1] / "snapshots" / "hyperlatent-cifar10")
+
+
+def test_a_single_snr_specialist_starts_from_a_shipped_pair(shipped):
+    specialist = replace(TINY, init_jscc=str(shipped.path), snr_range=(3.0, 3.0), channels=("awgn",))
+    codec = build_jscc(specialist, None, None)
+    for (name, a), b in zip(shipped.codec.state_dict().items(), codec.state_dict().values()):
+        assert torch.equal(a.half().float() if a.is_floating_point() else a, b), name
+    other = replace(specialist, codec=replace(SMALL, snr_ceiling=10.0))  # valid, but not the shipped architecture
+    with pytest.raises(ValueError, match="not a JSCC pair of this run's architecture"):
+        build_jscc(other, None, None)
+    with pytest.raises(ValueError, match="snr_ceiling"):
+        replace(specialist, snr_range=(3.0, 25.0))  # above the shipped pair's ceiling
+    assert JSCC_PRESETS["jscc-cifar10-awgn0-tuned"].init_jscc == "jscc-cifar10"
 
 
 def test_over_a_clean_link_the_server_answers_every_offloaded_image(shipped):

@@ -89,8 +89,12 @@ def list_codec_cards() -> list[CodecCard]:
                       CodecCard.read)
 
 
-def codec_card(name: str) -> CodecCard:
-    """The card of the shipped codec pair ``name``; KeyError naming the shipped ones if there is none."""
+def codec_card(name: str | Path) -> CodecCard:
+    """The card of the shipped codec pair ``name``, or the card at ``name`` where that is the path of a ``.json``
+    file (e.g. one ``semcomm export`` wrote); KeyError naming the shipped ones if there is none."""
+    given = Path(name)
+    if given.suffix == ".json" and given.is_file():
+        return CodecCard.read(given)
     path = CODEC_DIR / f"{name}.json"
     if not path.is_file():
         raise KeyError(f"no shipped codec pair named {name!r}; shipped: {[c.name for c in list_codec_cards()]}")

@@ -36,7 +36,7 @@ from semcomm.data import ImageSplit
 from semcomm.inference import autocast
 from semcomm.models import ViTAdapter, create_model
 from semcomm.rate.hyperprior import edge_pass, source_values
-from semcomm.rate.zoo import ZOO_FOLDER, CodecCard, save_codec, write_card
+from semcomm.rate.zoo import ZOO_FOLDER, CodecCard, codec_card, save_codec, write_card
 from semcomm.train.e2e import E2EConfig, build_codec
 from semcomm.train.latent import training_patches
 from semcomm.train.pair_recipe import PairTrainConfig, schedule_lr, task_loss, training_batch
@@ -57,6 +57,7 @@ class JSCCTrainConfig(PairTrainConfig):
 
     codec: JSCCConfig = field(default_factory=JSCCConfig)
     init_pair: str | None = "latent-cifar10"
+    init_jscc: str | None = None
     snr_range: tuple[float, float] = (-5.0, 20.0)
     channels: tuple[str, ...] = CHANNEL_KINDS
     csi: tuple[str, ...] = CSI_KINDS
@@ -68,9 +69,10 @@ class JSCCTrainConfig(PairTrainConfig):
         low, high = self.snr_range
         if not (math.isfinite(low) and math.isfinite(high) and low <= high):
             raise ValueError(f"snr_range must be two finite dB values, low <= high, got {self.snr_range}")
-        if self.codec.snr_ceiling != high:
+        if self.codec.snr_ceiling < high or (self.init_jscc is None and self.codec.snr_ceiling != high):
             raise ValueError(f"the pair's snr_ceiling ({self.codec.snr_ceiling:g} dB) must be the top of snr_range "
-                             f"({high:g} dB): above it the SNR modules read the best SNR trained for")
+                             f"({high:g} dB): above it the SNR modules read the best SNR trained for (a pair "
+                             "fine-tuned from another, init_jscc, keeps that pair's ceiling, at or above the range)")
         for name, values, allowed in (("channels", self.channels, CHANNEL_KINDS), ("csi", self.csi, CSI_KINDS)):
             if not values or any(v not in allowed for v in values):
                 raise ValueError(f"{name} must be a non-empty tuple of {allowed}, got {values}")
@@ -87,12 +89,17 @@ def parse_point(point: str) -> tuple[str, float]:
     return match[1], float(match[2])
 
 
-# the SNR-adaptive pair, and single-SNR references over AWGN (target (c) of issue 27 compares them)
+# the SNR-adaptive pair, and single-SNR references over AWGN (target (c) of issue 27 compares them): trained
+# from the latent pair like the adaptive one (``-awgn<SNR>``), or the adaptive pair fine-tuned at one SNR for two
+# epochs (``-awgn<SNR>-tuned``: a specialist that starts where the adaptive pair ends)
 JSCC_PRESETS = {"jscc-cifar10": JSCCTrainConfig()}
 for _snr in (-5, 0, 5, 10, 20):
     JSCC_PRESETS[f"jscc-cifar10-awgn{_snr}"] = JSCCTrainConfig(JSCCConfig(snr_ceiling=float(_snr)),
                                                                snr_range=(float(_snr), float(_snr)),
                                                                channels=("awgn",), csi=("perfect",))
+    JSCC_PRESETS[f"jscc-cifar10-awgn{_snr}-tuned"] = JSCCTrainConfig(
+        init_jscc="jscc-cifar10", snr_range=(float(_snr), float(_snr)), channels=("awgn",), csi=("perfect",),
+        epochs=2, lr=1e-4, server_lr=2e-5, warmup_epochs=0.1)
 
 
 def build_jscc(config: JSCCTrainConfig, edge: ViTAdapter, train_split: ImageSplit | None,
@@ -100,6 +107,8 @@ def build_jscc(config: JSCCTrainConfig, edge: ViTAdapter, train_split: ImageSpli
     """A fresh pair: the analysis and server of :func:`semcomm.train.e2e.build_codec` (from ``init_pair``, else
     the zoo's ``server_init``), the receiver's gain the root-mean-square of the analysis's output on the first
     256 training images over that of a sent real (1 / sqrt 2)."""
+    if config.init_jscc is not None:
+        return _shipped_jscc(config)
     hyper = build_codec(E2EConfig(config.codec.latent, edge=config.edge, server_init=config.server_init,
                                   init_pair=config.init_pair), server)
     torch.manual_seed(config.seed)
@@ -112,6 +121,19 @@ def build_jscc(config: JSCCTrainConfig, edge: ViTAdapter, train_split: ImageSpli
             _, _, hidden = edge_pass(edge, images, config.codec.latent)
             y = codec.analysis(source_values(images, hidden, config.codec.latent))
         codec.receive_gain.data.fill_(float(y.pow(2).mean().sqrt() * math.sqrt(2)))
+    return codec
+
+
+def _shipped_jscc(config: JSCCTrainConfig) -> JSCCCodec:
+    """The shipped JSCC pair ``config.init_jscc`` (a zoo name or a card's path), as fp32 weights to train on; a
+    ValueError when its architecture is not ``config.codec``."""
+    card = codec_card(config.init_jscc)
+    if card.kind != KIND or JSCCConfig.from_dict(card.config["codec"]) != config.codec:
+        raise ValueError(f"init_jscc {config.init_jscc!r} is not a JSCC pair of this run's architecture "
+                         f"({config.codec})")
+    codec = JSCCCodec(config.codec)
+    tensors = load_tensors(card.tensors_path, card.sha256)
+    load_state(codec, {k: v.float() for k, v in tensors.items()}, f"JSCC pair {config.init_jscc}")
     return codec
 
 

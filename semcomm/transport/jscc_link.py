@@ -30,7 +30,7 @@ from semcomm.models import ViTAdapter
 from semcomm.rate.hint import HintCoder
 from semcomm.rate.hint import fuse as fuse_log_probs
 from semcomm.rate.hyperprior import edge_pass, source_values
-from semcomm.rate.zoo import CodecCard, codec_card, load_hint
+from semcomm.rate.zoo import codec_card, load_hint
 from semcomm.transport.analog_outcome import AnalogOutcome
 from semcomm.transport.control import ControlChannel
 from semcomm.transport.jscc import KIND, JSCCCodec, JSCCConfig, check_snr, make_channel
@@ -88,8 +88,7 @@ class JSCCLink:
         """The JSCC pair ``name`` (a shipped pair's name, or the path of a card ``semcomm export`` wrote) over
         ``channel``: its trained SNR range from its card, the edge's hint coder when ``hint``; ``options`` as the
         attributes (control, max_uses, bf16)."""
-        path = Path(name)
-        card = CodecCard.read(path) if path.suffix == ".json" and path.is_file() else codec_card(str(name))
+        card = codec_card(name)
         tensors = load_tensors(card.tensors_path, card.sha256)
         if card.kind != KIND:
             raise ValueError(f"{name} is a {card.kind} codec pair, not a JSCC pair")
