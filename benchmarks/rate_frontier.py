@@ -1,7 +1,7 @@
 """The full bitrate-accuracy frontier on CIFAR-10: the semantic codec against gated AV1, WebP and JPEG.
 
     .venv/bin/python benchmarks/rate_frontier.py [--limit N] [--codec latent-cifar10] [--json PATH] [--plot PATH]
-        [--engine local|ray] [--address HOST:PORT] [--anchors-only]
+        [--engine local|ray] [--address HOST:PORT] [--anchors-only | --lean]
 
 A denser grid than ``make demo``: spread-top-k and top-k at 4..64 patches at levels 2-5, IAQ over all
 64 patches (a patch not sent or at level 2, or 3, and up) at payload budgets of 600..2400 bits; the image codecs behind the same min-entropy gate (thresholds 0..3) with and
@@ -16,7 +16,8 @@ cluster's, default a local instance), with the local engine's numbers; finished 
 JSON (``frontier-cifar10.tasks.jsonl``), so a rerun of an interrupted run resumes; the image codecs' and the
 full-images reference's tasks are saved under keys of their own (the images, edge, server and hint they read), so
 a run of another codec pair with the same ``--json`` reuses them. ``--anchors-only`` runs those alone (no semantic
-setting): e.g. while the codec pair to compare is still training.
+setting): e.g. while the codec pair to compare is still training. ``--lean`` runs a smaller semantic grid (spread-top-k
+only at 8..64 patches, the IAQ budgets, no random twins: about a quarter of the passes) for a slower pair.
 """
 from __future__ import annotations
 
@@ -42,16 +43,21 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=Path("results/frontier-cifar10.png"))
     parser.add_argument("--anchors-only", action="store_true",
                         help="the image codecs and the full-images reference only (fills the task file)")
+    parser.add_argument("--lean", action="store_true",
+                        help="spread-top-k at 8..64 patches and the IAQ budgets only, no random twins")
     add_engine_args(parser, "the sweep's tasks (settings x shards of images)")
     args = parser.parse_args()
+    if args.lean and args.anchors_only:
+        parser.error("--lean and --anchors-only are exclusive: --anchors-only runs no semantic setting")
     try:
         check_engine(args)
     except ValueError as err:
         parser.error(str(err))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     config = SweepConfig(
-        codec=args.codec, rules=() if args.anchors_only else ("spread-top-k", "top-k"),
-        budgets=(4, 8, 16, 32, 48, 64), levels=(2, 3, 4, 5),
+        codec=args.codec,
+        rules=() if args.anchors_only else ("spread-top-k",) if args.lean else ("spread-top-k", "top-k"),
+        budgets=(8, 16, 32, 64) if args.lean else (4, 8, 16, 32, 48, 64), levels=(2, 3, 4, 5), twins=not args.lean,
         policies=() if args.anchors_only else tuple(IAQ(b, min_level=2) for b in (600, 900, 1300, 1800, 2400))
         + tuple(IAQ(b, min_level=3) for b in (1300, 1800, 2400)), policy_budgets=(64,),
         thresholds=THRESHOLDS,
