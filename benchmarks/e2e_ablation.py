@@ -44,10 +44,11 @@ def main() -> None:
     for name in ABLATIONS:
         run_dir = args.run_root / f"hyperlatent-cifar10-ablation-{name}"
         try:
-            codec, edge_name, history = load_run(run_dir)
+            codec, state = load_run(run_dir)
         except ValueError:
             print(f"* {name}: not trained (semcomm train hyperlatent-cifar10-ablation-{name})")
             continue
+        edge_name, history = state["config"]["edge"], state["history"]
         if len(history) < ABLATION_EPOCHS:
             print(f"* {name}: {len(history)} of {ABLATION_EPOCHS} epochs trained so far (rows below are partial)")
         extra = tuple(args.no_selection.split(",")) if name == "base" else ()

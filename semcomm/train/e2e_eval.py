@@ -12,7 +12,6 @@ the edge's mean attention, at level M).
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -73,18 +72,17 @@ def evaluate_pair(codec: HyperLatentCodec, edge: ViTAdapter, split: ImageSplit, 
     return results
 
 
-def load_run(run_dir: str | Path) -> tuple[HyperLatentCodec, str, list[dict]]:
-    """The codec of an end-to-end run's saved state (fp32, eval mode, on the CPU), its edge's zoo name and its
-    history (one record per finished epoch)."""
+def load_run(run_dir: str | Path) -> tuple[HyperLatentCodec, dict]:
+    """The codec of an end-to-end run's saved state (fp32, eval mode, on the CPU) and the rest of what the state
+    records: ``config`` (the run's config as saved, its edge's zoo name under ``edge``), ``history`` (one record per
+    finished epoch) and ``epoch``."""
     path = Path(run_dir) / "state.pt"
     if not path.is_file():
         raise ValueError(f"no end-to-end run state in {run_dir}: train it first (semcomm train NAME)")
     state = torch.load(path, weights_only=False, map_location="cpu")
     codec = HyperLatentCodec(HyperConfig.from_dict(state["config"]["codec"]))
     codec.load_state_dict(state["model"])
-    history_path = Path(run_dir) / "history.json"
-    history = json.loads(history_path.read_text()) if history_path.is_file() else []
-    return codec.eval(), state["config"]["edge"], history
+    return codec.eval(), {key: state[key] for key in ("config", "history", "epoch")}
 
 
 @torch.no_grad()
@@ -93,8 +91,8 @@ def export_e2e(name: str, run_dir: str | Path, train_split: ImageSplit, test_spl
     """Ship a run as a hyperlatent pair into ``directory`` (default: the user zoo's ``codecs/``): its fp16
     weights, the payload tables refitted to its symbols and the distortion per level, both on ``train_split``;
     the card records :func:`~semcomm.train.fitting.measure_pair` on ``test_split`` when given."""
-    codec, edge_name, _ = load_run(run_dir)
-    config = codec.config
+    codec, state = load_run(run_dir)
+    config, edge_name = codec.config, state["config"]["edge"]
     shipped = {k: v.detach().half() for k, v in codec.state_dict().items()
                if v.is_floating_point() and not k.startswith(("hyper_entropy.", "gaussian."))}
     codec.load_state_dict({k: v.float() for k, v in shipped.items()}, strict=False)  # measure what ships
