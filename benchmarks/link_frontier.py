@@ -13,10 +13,15 @@ rest at another, which reaches every point on the line between them (mean channe
 average). It is the semantic codec's upper concave envelope (its points and the edge alone) at the image
 codec point's channel uses, minus that point's top-1: an achievable operating point, not a measured one,
 and labelled so.
+
+The second table turns it around (issue 27's target (b)): for every point of the image codecs' frontier above
+the edge alone, the fewest channel uses per image of a measured semantic point (analog or digital, any setting
+and gate) that reaches its top-1, and their ratio (the target: at most 0.5 at every point).
 """
 from __future__ import annotations
 
 import argparse
+import math
 
 from semcomm.experiments.link_results import LinkSweepResult
 
@@ -51,6 +56,27 @@ def rows(result: LinkSweepResult, condition: float) -> list[str]:
     return out
 
 
+def ratio_rows(result: LinkSweepResult, condition: float) -> tuple[list[str], float]:
+    """Rows of the uses-ratio table at ``condition`` and its worst ratio (inf where the semantic frontier never
+    reaches an image codec's top-1; nan where no image-codec point beats the edge)."""
+    points = [p for p in result.points if p.condition == condition]
+    semantic = [p for p in points if p.family == "semantic"]
+    edge = next(p for p in points if p.family == "reference")
+    codec_front = sorted((p for p in points if p.frontier and p.family == "codec" and p.accuracy > edge.accuracy),
+                         key=lambda p: p.channel_uses_per_image)
+    out, worst = [], float("nan")
+    for p in codec_front:
+        reach = [q for q in semantic if q.accuracy >= p.accuracy]
+        best = min(reach, key=lambda q: (q.channel_uses_per_image, -q.accuracy), default=None)
+        ratio = math.inf if best is None else best.channel_uses_per_image / p.channel_uses_per_image
+        worst = ratio if math.isnan(worst) else max(worst, ratio)
+        ours = "unreached | | |" if best is None else (f"{best.label}, {best.gate} | {best.channel_uses_per_image:,.0f} "
+                                                      f"| {100 * best.accuracy:.2f} |")
+        out.append(f"| {condition:g} | {p.label}, {p.gate} | {p.channel_uses_per_image:,.0f} | {100 * p.accuracy:.2f} "
+                   f"| {ours} {ratio:.2f} |")
+    return out, worst
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("result", help="the JSON written by `semcomm link --json`")
@@ -65,6 +91,15 @@ def main() -> None:
         for row in rows(result, condition):
             print(row)
     print()
+    print(f"| {result.condition_name} | image codec (frontier point) | uses/image | top-1 | fewest-uses semantic point "
+          "reaching it | uses/image | top-1 | uses ratio (target <= 0.5) |")
+    print("|---:|---|---:|---:|---|---:|---:|---:|")
+    worst = {}
+    for condition in sorted({p.condition for p in result.points}):
+        lines, worst[condition] = ratio_rows(result, condition)
+        for line in lines:
+            print(line)
+    print("\nworst uses ratio per condition: " + ", ".join(f"{c:g}: {w:.2f}" for c, w in worst.items()) + "\n")
     print(result.table())
 
 
