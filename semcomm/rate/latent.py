@@ -317,7 +317,25 @@ class LatentPair(TableCodedPair):
         values = (q + self._medians_np[level - 1]) * self._inverse_gains_np[level][:, None]
         return torch.from_numpy(values.astype(np.float32))
 
+    backend = None  # a backend that reads latents, standing where the pair's server stands (with_backend)
+
+    def with_backend(self, backend) -> "LatentPair":
+        """This pair with ``backend`` classifying what arrives in place of its own server: a backend that reads
+        latents (``backend.reads == "latents"``, e.g. ``MonolithicBackend.of_latent_pair(pair)`` or sub-models
+        distilled from this pair's server) over the same classes; None restores the pair's server. Returns self."""
+        if backend is not None:
+            if getattr(backend, "reads", None) != "latents":
+                raise ValueError(f"{type(backend).__name__} reads {getattr(backend, 'reads', 'pixels')}, but the "
+                                 f"{self.name} pair's server reads latents: it cannot stand behind this codec")
+            if backend.num_classes != self.num_classes:
+                raise ValueError(f"{type(backend).__name__} gives logits over {backend.num_classes} classes but the "
+                                 f"{self.name} pair's over {self.num_classes}")
+        self.backend = backend
+        return self
+
     def server_logits(self, values, positions, level):
+        if self.backend is not None:
+            return self.backend.classify_latents(values, positions, level)
         device = self.device
         return self.codec.server(values.to(device), positions.to(device), level.to(device))
 

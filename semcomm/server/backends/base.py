@@ -27,6 +27,11 @@ A backend has the attributes and the two forwards of a pixel server ViT
 so it can stand wherever the codec takes one: ``ServerDecoder(backend)`` for
 format version 1, a pixel codec pair's ``server`` for version 2 (where
 :meth:`Backend.classify_patches` takes the decoded patches as they are).
+
+A backend whose ``reads`` is ``latents`` stands where a latent codec pair's server stands instead: it takes the
+received latent rows, their levels and positions (:meth:`Backend.run_latents`,
+:class:`~semcomm.server.backends.request.LatentRequest`) and no pixels; each kind of backend refuses the other's
+input by name.
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ from tqdm.auto import tqdm
 from semcomm.inference import autocast, batches
 from semcomm.models.adapter import PatchGrid, ViTAdapter
 from semcomm.server.backends.devices import DeviceConfig
-from semcomm.server.backends.request import Request
+from semcomm.server.backends.request import LatentRequest, Request
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,13 @@ class Backend(PatchGrid, nn.Module, ABC):
         num_classes: C, the classes the logits cover.
         devices: where the stages run.
         engine: the default engine of :meth:`classify` (None: a :class:`LocalEngine`).
+
+    Attributes:
+        reads: what its stages take: ``pixels`` (images or received patches) or ``latents`` (a latent codec
+            pair's received rows).
     """
+
+    reads: str = "pixels"
 
     def __init__(self, image_size: tuple[int, int], patch_size: int, num_classes: int, devices: DeviceConfig,
                  engine=None):
@@ -112,12 +123,26 @@ class Backend(PatchGrid, nn.Module, ABC):
     def request(self, images: torch.Tensor, positions: torch.Tensor | None = None, **inputs):
         """What the host ships to each device for B images (see :mod:`~semcomm.server.backends.request`); a stage is
         called as ``module(*request.unpack())``. ``inputs``: what else :meth:`prepare` takes."""
+        self._check_reads("pixels", "images")
         return self.prepare(Request.pack(images, positions, self.image_size, self.patch_size), **inputs)
 
     def patch_request(self, patches: torch.Tensor, positions: torch.Tensor, **inputs):
         """The same for B images of which only the B x K x P ``patches`` at B x K ``positions`` arrived (see
         :meth:`~semcomm.server.backends.request.Request.from_patches`), made without an image."""
+        self._check_reads("pixels", "pixel patches")
         return self.prepare(Request.from_patches(patches, positions, self.image_size, self.patch_size), **inputs)
+
+    def latent_request(self, values: torch.Tensor, positions: torch.Tensor, level: torch.Tensor, **inputs):
+        """The same for B images' received latent rows (B x K x C values, B x K positions and levels: see
+        :class:`~semcomm.server.backends.request.LatentRequest`), for a backend that reads latents."""
+        self._check_reads("latents", "latent rows")
+        return self.prepare(LatentRequest.make(values, positions, level, self.image_size, self.patch_size), **inputs)
+
+    def _check_reads(self, kind: str, given: str) -> None:
+        if self.reads != kind:
+            wanted = ("a latent codec pair's received rows (run_latents)" if self.reads == "latents"
+                      else "pixels: images or received patches (run, run_patches)")
+            raise ValueError(f"{type(self).__name__} reads {wanted}, not {given}: it cannot stand behind this codec")
 
     def prepare(self, request: Request):
         """The request as the engine dispatches it: ``request`` itself; a routed backend adds each image's route
@@ -179,6 +204,17 @@ class Backend(PatchGrid, nn.Module, ABC):
                          **inputs) -> torch.Tensor:
         """B x C logits over all classes from the received patches (see :meth:`run_patches`)."""
         return self.run_patches(patches, positions, engine, **inputs).logits
+
+    def run_latents(self, values: torch.Tensor, positions: torch.Tensor, level: torch.Tensor, engine=None,
+                    **inputs):
+        """:meth:`run` on a latent codec pair's received rows: B x K x C dequantized ``values`` at B x K
+        ``positions`` and ``level`` s, for a backend that reads latents."""
+        return (engine or self.engine).run_latents(self, values, positions, level, **inputs)
+
+    def classify_latents(self, values: torch.Tensor, positions: torch.Tensor, level: torch.Tensor, engine=None,
+                         **inputs) -> torch.Tensor:
+        """B x C logits over all classes from received latent rows (see :meth:`run_latents`)."""
+        return self.run_latents(values, positions, level, engine, **inputs).logits
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """B x C logits of whole B x 3 x H x W images (the ViT adapter's ``forward``)."""

@@ -124,7 +124,7 @@ def run_stages(modules: dict[str, nn.Module], names: Sequence[str], request: Req
     """A device's work: unpack ``request`` and run the stages ``names`` one after the other, timed, under the
     caller's ``autocasts`` (device type -> dtype, :func:`~semcomm.core.devices.autocast_in_force`)."""
     start = time.perf_counter()
-    inputs = request.unpack()  # (images, positions) for a pixel Request
+    inputs = request.unpack()  # (images, positions) for a pixel Request; (values, positions, level) for latents
     outputs = {}
     with autocast_as(autocasts):
         for name in names:
@@ -179,6 +179,13 @@ class Engine(ABC):
         """Start a request of received patches (see :meth:`run_patches`)."""
         start = time.perf_counter()
         return self._send(backend, backend.patch_request(patches, positions, **inputs), start)
+
+    def run_latents(self, backend, values: torch.Tensor, positions: torch.Tensor, level: torch.Tensor,
+                    **inputs) -> Execution:
+        """:meth:`run` on a latent codec pair's received rows (see
+        :meth:`~semcomm.server.backends.base.Backend.run_latents`)."""
+        start = time.perf_counter()
+        return self._send(backend, backend.latent_request(values, positions, level, **inputs), start).result()
 
     def _send(self, backend, request, start: float) -> "Pending":
         """Dispatch a prepared request to the devices; ``start``: when the request began (perf_counter seconds)."""

@@ -13,6 +13,10 @@ patches out of them) or straight from the received patches
 (:meth:`Request.from_patches`: a decoder that holds B x K x P patch values
 ships them as they are, with the same numbers and bytes, without placing
 them on a canvas first).
+
+A backend behind a latent codec pair reads no pixels: its host ships each device a :class:`LatentRequest`, the
+K received latent rows of each image (C float32 values), their levels (1 byte each) and positions, and every
+device embeds them itself.
 """
 from __future__ import annotations
 
@@ -109,6 +113,63 @@ class Request:
     def nbytes(self) -> int:
         """Bytes shipped to one device: the tensors' raw sizes."""
         return sum(tensor_bytes(t) for t in (self.images, self.patches, self.positions) if t is not None)
+
+
+@dataclass(frozen=True)
+class LatentRequest:
+    """One request of a backend that reads a latent codec pair's rows (a batch of B images).
+
+    Attributes:
+        image_size, patch_size: the patch grid the positions index.
+        values: B x K x C float32 dequantized latents of the patches that arrived.
+        positions: B x K int64 patch indices (row-major).
+        level: B x K uint8 quantizer levels (1..L) of those patches.
+    """
+
+    image_size: tuple[int, int]
+    patch_size: int
+    values: torch.Tensor
+    positions: torch.Tensor
+    level: torch.Tensor
+
+    @classmethod
+    def make(cls, values: torch.Tensor, positions: torch.Tensor, level: torch.Tensor, image_size: tuple[int, int],
+             patch_size: int) -> "LatentRequest":
+        """The request for B images' received latent rows; a ValueError naming what does not fit."""
+        if not isinstance(values, torch.Tensor) or values.ndim != 3 or not values.is_floating_point():
+            raise ValueError(f"latent values must be a B x K x C float tensor, got "
+                             f"{getattr(values, 'dtype', type(values).__name__)} {tuple(getattr(values, 'shape', ()))}")
+        if not torch.isfinite(values).all():
+            raise ValueError("latent values contain NaN or infinite values")
+        positions = checked_positions(positions, len(values), image_size, patch_size)
+        if not isinstance(level, torch.Tensor) or tuple(level.shape) != tuple(positions.shape) \
+                or level.is_floating_point():
+            raise ValueError(f"level must be a B x K integer tensor like positions {tuple(positions.shape)}, got "
+                             f"{getattr(level, 'dtype', type(level).__name__)} {tuple(getattr(level, 'shape', ()))}")
+        if level.numel() and (level.min() < 1 or level.max() > 255):
+            raise ValueError(f"levels of received patches lie in 1..255, got {int(level.min())}..{int(level.max())}")
+        if positions.shape[1] != values.shape[1]:
+            raise ValueError(f"positions name {positions.shape[1]} patches per image but {values.shape[1]} arrived")
+        return cls(tuple(image_size), patch_size, values.float().contiguous(), positions.contiguous(),
+                   level.to(torch.uint8).contiguous())
+
+    def unpack(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(values, positions, level as int64): what a latent stage takes."""
+        return self.values, self.positions, self.level.long()
+
+    def select(self, rows: torch.Tensor) -> "LatentRequest":
+        """The request for the images at ``rows`` (1-D int64 indices into the batch) only."""
+        return LatentRequest(self.image_size, self.patch_size, self.values[rows].contiguous(),
+                             self.positions[rows].contiguous(), self.level[rows].contiguous())
+
+    @property
+    def batch(self) -> int:
+        return len(self.positions)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes shipped to one device: the tensors' raw sizes."""
+        return sum(tensor_bytes(t) for t in (self.values, self.positions, self.level))
 
 
 def tensor_bytes(tensor: torch.Tensor) -> int:
