@@ -119,6 +119,29 @@ def test_a_sweep_through_the_servers_own_monolithic_backend_equals_the_server_sw
     assert "add --engine ray" in capsys.readouterr().err
 
 
+def test_a_latent_sweep_through_the_pairs_own_server_as_a_backend_equals_the_pair_sweep(tmp_path, monkeypatch,
+                                                                                          capsys):
+    from semcomm.rate import create_codec
+    from semcomm.server.backends import MonolithicBackend
+    from semcomm.server.backends.storage import save_backend
+
+    monkeypatch.setenv("SEMCOMM_ZOO", str(tmp_path / "zoo"))
+    save_backend(MonolithicBackend.of_latent_pair(create_codec("latent-cifar10")), name="latent-box",
+                 dataset="cifar10")
+    common = ["sweep", "--limit", "32", "--codec", "latent-cifar10", "--budgets", "16", "--levels", "3",
+              "--thresholds", "0.8", "--codecs", "webp-q20", "--no-twins"]
+    assert main([*common, "--json", str(tmp_path / "pair.json")]) == 0
+    assert main([*common, "--backend", "latent-box", "--json", str(tmp_path / "backend.json")]) == 0
+    assert "backend latent-box on the local engine" in capsys.readouterr().out
+    pair, backend = (SweepResult.from_json(tmp_path / f"{n}.json") for n in ("pair", "backend"))
+    for label in ("spread-top-k 16 L3", "webp-q20"):  # fp16 weights on the saved backend: the same answers here
+        assert backend.find(label).accuracy == pair.find(label).accuracy
+        assert backend.find(label).bits_per_image == pair.find(label).bits_per_image
+    with pytest.raises(SystemExit):
+        main([*common[:4], "raw8", *common[5:], "--backend", "latent-box"])
+    assert "reads a latent pair's latents, but codec raw8's server reads pixels" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -16,7 +16,7 @@ from semcomm.edge.codec import CODECS
 from semcomm.edge.gating import GATES
 from semcomm.edge.importance import IMPORTANCE
 from semcomm.edge.selection import SELECTION_RULES, takes_budget
-from semcomm.experiments.codecs import pixel_codecs
+from semcomm.experiments.codecs import codec_pair, latent_codecs, pixel_codecs
 
 
 def add_sweep(sub) -> None:
@@ -67,12 +67,8 @@ def check_sweep(args: argparse.Namespace) -> None:
     """What depends on several options: the engine's address, budgets within the edge's patches, levels within the
     codec pair's, a pair fitted to the data, the edge's hint coder for fusion."""
     check_engine(args)
-    if args.backend is not None and args.codec not in pixel_codecs():
-        from semcomm.experiments.sweep import FULL_IMAGES_CODEC
-
-        pixel = sorted(pixel_codecs(), key=lambda name: name != FULL_IMAGES_CODEC)  # the plain pixel codec first
-        raise ValueError(f"--backend replaces a pixel server, but codec {args.codec}'s server reads its own "
-                         f"representation; use --codec {', '.join(pixel[:-1])} or {pixel[-1]}")
+    if args.backend is not None:
+        check_backend_codec(args.backend, args.codec)
     for option, budgets in (("--budgets", args.budgets), ("--iaq-budgets", args.iaq_budgets)):
         check_budgets(option, budgets, args.edge)
     check_levels(args.codec, {"--levels": args.levels, **iaq_levels(args),
@@ -82,13 +78,33 @@ def check_sweep(args: argparse.Namespace) -> None:
         check_hint(args.edge)
 
 
+def check_backend_codec(backend: str, codec: str) -> None:
+    """A ValueError unless the saved ``backend`` reads what ``codec``'s server reads: pixels for a pixel codec,
+    the pair's latents for a latent pair (a backend built from that pair's server)."""
+    from semcomm.experiments.sweep import FULL_IMAGES_CODEC
+    from semcomm.server.backends import read_backend_card
+
+    reads = read_backend_card(backend).reads
+    if codec in pixel_codecs() and reads == "pixels" or codec in latent_codecs() and reads == "latents":
+        return
+    pixel = sorted(pixel_codecs(), key=lambda name: name != FULL_IMAGES_CODEC)  # the plain pixel codec first
+    if reads == "pixels":
+        raise ValueError(f"--backend {backend} reads pixels, but codec {codec}'s server reads its own representation; "
+                         f"use --codec {', '.join(pixel[:-1])} or {pixel[-1]}, or a backend that reads its latents")
+    raise ValueError(f"--backend {backend} reads a latent pair's latents, but codec {codec}'s server reads "
+                     f"{'pixels' if codec in pixel_codecs() else 'its own representation'}; use --codec "
+                     f"{' or '.join(latent_codecs())}")
+
+
 def sweep(args: argparse.Namespace) -> int:
     from semcomm.experiments.engines import engine_line, state_path, task_engine
     from semcomm.experiments.plots import plot_sweep
     from semcomm.experiments.sweep import Sweep, SweepConfig
     from semcomm.rate.policies import UniformBudget
 
-    config = SweepConfig(edge=args.edge, server=args.backend or args.server, importance=args.importance, codec=args.codec,
+    latent_backend = args.backend is not None and args.codec in latent_codecs()
+    config = SweepConfig(edge=args.edge, server=args.server if latent_backend else args.backend or args.server,
+                         importance=args.importance, codec=args.codec,
                          gate_kind=args.gate, fusion=not args.no_fusion, twins=not args.no_twins)
     policies = iaq_policies(args) + tuple(UniformBudget(b) for b in args.uniform_bits or ())
     for name, value in (("budgets", args.budgets), ("rules", args.rules), ("thresholds", args.thresholds), ("offload_rates", args.offload_rates),
@@ -97,14 +113,17 @@ def sweep(args: argparse.Namespace) -> int:
         if value is not None:
             config = replace(config, **{name: value})
     split = load(args, args.split, image_side(args.edge), limit=args.limit)
-    for model in (args.edge, args.server) if args.backend is None else (args.edge,):
+    for model in (args.edge, args.server) if args.backend is None or latent_backend else (args.edge,):
         check_classes(model, split)
     backend = None if args.backend is None else _backend_server(args, split)
     on_ray = args.engine == "ray" and backend is None
     device = run_device(args, "the Ray engine's tasks run on CPU workers" if on_ray else None)
     engine = task_engine(args.engine if backend is None else "local", args.address if backend is None else None)
+    # a latent backend stands where the latent pair's server stands; a pixel backend replaces the pixel server
+    pair = codec_pair(args.codec, None).with_backend(backend) if latent_backend else None
     try:
-        result = Sweep(config, server=backend, device=device).run(split, engine, state_path(args.json))
+        result = Sweep(config, server=None if latent_backend else backend, device=device,
+                       codec=pair).run(split, engine, state_path(args.json))
     finally:
         engine.shutdown()
         if backend is not None:
@@ -134,7 +153,8 @@ def sweep(args: argparse.Namespace) -> int:
 
 
 def _backend_server(args: argparse.Namespace, split):
-    """The saved backend ``--backend`` on ``--engine``, as the sweep's pixel server (of ``--codec`` too)."""
+    """The saved backend ``--backend`` on ``--engine``: the sweep's pixel server (of ``--codec`` too), or the latent
+    pair's server."""
     from semcomm.server.backends import LocalEngine, RayEngine, load_backend
 
     backend = load_backend(args.backend)

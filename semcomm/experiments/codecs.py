@@ -35,6 +35,12 @@ def pixel_codecs() -> list[str]:
     return [name for name in CODECS if takes_pixel_server(name)]
 
 
+def latent_codecs() -> list[str]:
+    """The registered codec pairs whose server reads latent rows that a backend reading latents can take
+    (:meth:`~semcomm.rate.latent.LatentPair.with_backend`; registered with ``server_reads="latents"``), sorted."""
+    return sorted(name for name in CODECS if CODECS.info(name).get("server_reads") == "latents")
+
+
 def codec_pair(name: str, server: ViTAdapter) -> CodecPair:
     """The codec pair registered as ``name``, with ``server`` if it classifies pixels (module docstring)."""
     factory = CODECS.get(name)

@@ -340,7 +340,7 @@ class LatentPair(TableCodedPair):
         return self.codec.server(values.to(device), positions.to(device), level.to(device))
 
 
-@CODECS.register("latent-cifar10")
+@CODECS.register("latent-cifar10", server_reads="latents")  # a latent backend can stand in for its server
 def latent_cifar10(hint: bool = True, bf16: bool = True, entropy_coding: bool = True) -> LatentPair:
     """The shipped latent pair for CIFAR-10 (edge ``vit-edge-cifar10`` tokens after block 2, its own server);
     ``entropy_coding=False`` writes the same symbols in fixed-length fields (codec id 11)."""

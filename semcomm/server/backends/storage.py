@@ -71,6 +71,7 @@ class BackendCard(Card):
         latency: measured latency (``{"engine", "batch", "critical_path_ms", ...}``) or None.
         dataset, classes: the data set and its class names, if known.
         recipe: how it was built; notes: free text.
+        reads: what its stages take: ``pixels`` or ``latents`` (a latent codec pair's received rows).
         sha256: SHA-256 of ``weights.safetensors``.
         format: the card format.
     """
@@ -94,6 +95,7 @@ class BackendCard(Card):
     classes: list = field(default_factory=list)
     recipe: dict = field(default_factory=dict)
     notes: str = ""
+    reads: str = "pixels"
     sha256: str = ""
     format: int = FORMAT
     directory: Path | None = field(default=None, repr=False, compare=False)
@@ -101,7 +103,9 @@ class BackendCard(Card):
     def problems(self, path: Path) -> list[str]:
         """Counts of devices, classes and parameters in range, an image size of two positive sides, ``sha256``
         hex (the structure itself is checked when the backend is rebuilt from it)."""
-        found = [*sha256_problems(self.sha256), *count_problems(self, ("num_devices", "num_classes", "patch_size"), 1),
+        found = [*sha256_problems(self.sha256),
+                 *([] if self.reads in ("pixels", "latents") else [f"field 'reads' must be pixels or latents, got "
+                                                                   f"{self.reads!r}"]), *count_problems(self, ("num_devices", "num_classes", "patch_size"), 1),
                  *count_problems(self, ("host_parameters", "parameters"))]
         if len(self.image_size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
                                                 for s in self.image_size):
@@ -132,7 +136,7 @@ def describe_backend(backend: Backend, name: str) -> BackendCard:
     host = sum(p.numel() for p in backend.parameters() if id(p) not in on_devices)
     return BackendCard(name, backend.kind, len(per_device), backend.num_classes, list(backend.image_size),
                        backend.patch_size, backend.devices.to_dict(), [s.device for s in backend.stages],
-                       backend_groups(backend), per_device, host, total, backend.describe())
+                       backend_groups(backend), per_device, host, total, backend.describe(), reads=backend.reads)
 
 
 def save_backend(backend: Backend, name: str | None = None, directory: str | Path | None = None,
