@@ -51,6 +51,7 @@ FAMILIES = (
     ("latent-cifar10 L2", "latent-cifar10", {}, 24, FixedLevel(2), False),
     ("latent-cifar10 IAQ 400 hint", "latent-cifar10", {}, 24, IAQ(400), True),
     ("latent-cifar10 fixed-length L3 hint", "latent-cifar10", {"entropy_coding": False}, 24, FixedLevel(3), True),
+    ("hyperlatent-cifar10 IAQ 600 hint", "hyperlatent-cifar10", {}, 24, IAQ(600), True),
 )
 # (family, data packet bytes, header copies): the entropy-coded pairs cut into packets
 PACKETS = (("latent-cifar10 IAQ 400 hint", 38, 2), ("latent-cifar10 L2", 48, 1), ("dct-cifar10 L3 hint", 64, 2))

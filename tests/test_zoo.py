@@ -158,7 +158,7 @@ def test_every_shipped_checkpoint_is_intact_where_the_package_keeps_it():
         weights = card.parent / "weights.safetensors" if backend else card.with_suffix(".safetensors")
         verify_sha256(weights, data["sha256"])
         checked += 1
-    assert checked == 5 + 2 + 6  # models, codec pairs, backends
+    assert checked == 5 + 4 + 6  # models, codec pairs (dct, latent, hyperlatent, jscc), backends
     assert is_shipped(SHIPPED_DIR) and is_shipped(SHIPPED_DIR / "codecs") and not is_shipped(SHIPPED_DIR.parent)
 
 
