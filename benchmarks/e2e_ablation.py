@@ -52,7 +52,6 @@ def main() -> None:
         if len(history) < ABLATION_EPOCHS:
             print(f"* {name}: {len(history)} of {ABLATION_EPOCHS} epochs trained so far (rows below are partial)")
         extra = tuple(args.no_selection.split(",")) if name == "base" else ()
-        torch.manual_seed(0)
         results = evaluate_pair(codec, create_model(edge_name), split, settings + extra, per_image=True)
         if name == "base":
             base = results

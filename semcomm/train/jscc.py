@@ -36,7 +36,7 @@ from semcomm.data import ImageSplit
 from semcomm.inference import autocast
 from semcomm.models import ViTAdapter, create_model
 from semcomm.rate.hyperprior import edge_pass, source_values
-from semcomm.rate.zoo import ZOO_FOLDER, CodecCard, codec_card, save_codec, write_card
+from semcomm.rate.zoo import ZOO_FOLDER, CodecCard, save_codec, write_card
 from semcomm.train.e2e import E2EConfig, build_codec
 from semcomm.train.latent import training_patches
 from semcomm.train.pair_recipe import PairTrainConfig, schedule_lr, task_loss, training_batch
@@ -125,15 +125,15 @@ def build_jscc(config: JSCCTrainConfig, edge: ViTAdapter, train_split: ImageSpli
 
 
 def _shipped_jscc(config: JSCCTrainConfig) -> JSCCCodec:
-    """The shipped JSCC pair ``config.init_jscc`` (a zoo name or a card's path), as fp32 weights to train on; a
-    ValueError when its architecture is not ``config.codec``."""
-    card = codec_card(config.init_jscc)
-    if card.kind != KIND or JSCCConfig.from_dict(card.config["codec"]) != config.codec:
+    """The shipped JSCC pair ``config.init_jscc`` (a zoo name or a card's path), as loaded for a link
+    (:meth:`JSCCLink.from_zoo <semcomm.transport.jscc_link.JSCCLink.from_zoo>`: SHA-256 verified, fp32) to train on;
+    a ValueError when its architecture is not ``config.codec``."""
+    from semcomm.transport.jscc_link import JSCCLink
+
+    codec = JSCCLink.from_zoo(config.init_jscc, hint=False).codec
+    if codec.config != config.codec:
         raise ValueError(f"init_jscc {config.init_jscc!r} is not a JSCC pair of this run's architecture "
                          f"({config.codec})")
-    codec = JSCCCodec(config.codec)
-    tensors = load_tensors(card.tensors_path, card.sha256)
-    load_state(codec, {k: v.float() for k, v in tensors.items()}, f"JSCC pair {config.init_jscc}")
     return codec
 
 
